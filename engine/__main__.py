@@ -1,0 +1,40 @@
+"""python -m engine train RUN_DIR | bench CONFIG --steps N [--json]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a run directory (created by cockpit)")
+    t.add_argument("run_dir")
+    b = sub.add_parser("bench", help="time training steps of a config")
+    b.add_argument("config")
+    b.add_argument("--steps", type=int, default=40)
+    b.add_argument("--warmup", type=int, default=None)
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        from engine.train import run
+
+        return run(args.run_dir)
+    if args.cmd == "bench":
+        from engine.bench import main as bench_main
+        from engine.config import ConfigError
+        from engine.corpus import CorpusError
+        from engine.tokenizers import TokenizerError
+
+        try:
+            return bench_main(args)
+        except (ConfigError, CorpusError, TokenizerError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

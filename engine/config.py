@@ -1,0 +1,350 @@
+"""Run configuration: one TOML file, checked strictly, resolved with every default filled in.
+
+Torch-free on purpose: the cockpit validates configs (queue add, headless run) without
+loading torch. Every section is a dataclass; the loader walks the dataclass fields, so adding
+a knob is adding a field (with its type, default and, where it has a fixed set of values,
+``choices`` metadata).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+BUILTIN_STORIES = "builtin:stories"
+
+
+class ConfigError(ValueError):
+    """A config problem, rendered as one line naming the file, the key and what to do."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source = source
+        self.key = key
+        super().__init__(f"{source}: {key}: {message}")
+
+
+def _choices(*values: str, doc: str = "") -> Any:
+    return {"choices": values, "doc": doc}
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    d_model: int = 128
+    n_head: int = 4
+    head_dim: int = 0  # 0: d_model // n_head; any other value decouples head size from width
+    block_size: int = 128  # context length in tokens
+    d_ff: int = 0  # 0: mlp_ratio * d_model
+    mlp_ratio: float = 4.0
+    activation: str = field(
+        default="gelu",
+        metadata=_choices("relu", "relu2", "gelu", "gelu_tanh", "gelu_sigmoid", "silu", "solu"),
+    )
+    gated: bool = False  # SwiGLU = gated + silu, GEGLU = gated + gelu
+    bias: bool = True
+    norm: str = field(default="layernorm", metadata=_choices("layernorm", "rmsnorm"))
+    qk_norm: bool = False
+    pos: str = field(default="learned", metadata=_choices("learned", "learned_per_layer", "rope", "none"))
+    rope_base: float = 10000.0
+    dropout: float = 0.0
+    logit_softcap: float = 0.0  # 0 disables; else logits = c * tanh(logits / c)
+    init: str = field(default="scaled", metadata=_choices("scaled", "zero_out", "normal"))
+    init_std: float = 0.02
+    residual_scale: float = 1.0  # x + residual_scale * branch(x)
+    tie_embeddings: bool = True
+    output_projection: bool = False  # d x d linear between the last hidden state and the LM head
+    output_projection_norm: bool = False  # a norm after the output projection
+
+
+@dataclass
+class DataConfig:
+    path: str = BUILTIN_STORIES  # .txt, .jsonl, .parquet, a directory of parquet files, or builtin:stories
+    tokenizer: str = "bytes"  # bytes, or any tiktoken encoding (gpt2, cl100k_base, ...)
+    text_column: str = "text"
+    val_fraction: float = 0.1  # the tail of the token stream is held out for validation
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    max_time: str = ""  # "h:mm" budget per invocation; "" means no time limit
+    batch_size: int = 16
+    grad_accum: int = 1
+    grad_clip: float = 1.0  # 0 disables clipping
+    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "fp16"))
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    compile: bool = False
+    seed: int = 1337
+    checkpoint_every: int = 250  # 0: only at the end and on a stop signal
+    peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
+
+
+@dataclass
+class OptimConfig:
+    name: str = field(default="adamw", metadata=_choices("adamw", "muon"))
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    schedule: str = field(default="cosine", metadata=_choices("cosine", "linear", "constant", "wsd"))
+    warmup_steps: int = 100
+    decay_steps: int = 0  # 0: decay over max_steps
+    wsd_decay_fraction: float = 0.2  # share of decay_steps spent in the final decay of WSD
+    wte_lr_scale: float = 1.0  # learning-rate multiplier for the token embedding
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+
+
+@dataclass
+class EvalConfig:
+    every: int = 250  # running validation every N steps; 0 disables
+    batches: int = 8  # batches per running validation
+    final: bool = True  # one full pass over the validation split at the end
+    final_max_batches: int = 0  # 0: the whole split
+    sample_tokens: int = 200  # generated at each evaluation; 0 disables samples
+    sample_prompt: str = ""
+    temperature: float = 0.8
+    top_k: int = 50
+
+
+@dataclass
+class LogConfig:
+    every: int = 10
+    wandb: bool = True
+    wandb_mode: str = field(default="offline", metadata=_choices("offline", "online", "disabled"))
+    wandb_project: str = "cockpit"
+    grad_norms: bool = True  # per-module gradient norms at each log step
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    # -- derived values, computed in one place so engine and cockpit agree -------------
+    @property
+    def head_dim(self) -> int:
+        return self.model.head_dim or self.model.d_model // self.model.n_head
+
+    @property
+    def d_ff(self) -> int:
+        return self.model.d_ff or int(round(self.model.mlp_ratio * self.model.d_model))
+
+    @property
+    def decay_steps(self) -> int:
+        return self.optim.decay_steps or self.train.max_steps
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.train.batch_size * self.train.grad_accum * self.model.block_size
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]
+_SECTION_TYPES = typing.get_type_hints(RunConfig)
+
+
+def parse_time_budget(text: str) -> float:
+    """'1:30' -> 5400 seconds; '' -> 0 (no budget)."""
+    if text == "":
+        return 0.0
+    m = re.fullmatch(r"(\d+):([0-5]\d)", text.strip())
+    if not m:
+        raise ValueError(f"'{text}' is not a time budget; write h:mm, e.g. '1:30' or '0:05'")
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, "a list of numbers"
+    )
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    found = f"{value!r} ({type(value).__name__})"
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(tp) is list:
+        if isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
+    raise ConfigError(source, where, f"found {found}, expected {_type_name(tp)}")
+
+
+def _unknown_key(source: str, where: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(known)}"
+    return ConfigError(source, where, f"unknown key; {hint}")
+
+
+def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(source, f"[{section}]", f"found {table!r}, expected a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"[{section}] {key}"
+        if key not in fields:
+            raise _unknown_key(source, where, key, list(fields))
+        value = _coerce(value, hints[key], where, source)
+        choices = fields[key].metadata.get("choices")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                source, where, f"found '{value}', allowed: {', '.join(choices)}{hint}"
+            )
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Build and check a RunConfig from parsed TOML. Raises ConfigError on the first problem."""
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in _SECTION_TYPES:
+            raise _unknown_key(source, f"[{name}]", name, list(_SECTION_TYPES))
+        sections[name] = _build_section(_SECTION_TYPES[name], table, name, source)
+    cfg = RunConfig(**sections)
+    check(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML run config; ``overrides`` are 'section.key=value' strings (TOML values)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "file", "does not exist; give the path of a .toml run config") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(source, "file", f"cannot be read ({e})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "TOML syntax", f"{e}; fix the file and try again") from None
+    apply_overrides(data, overrides or [])
+    return config_from_dict(data, source)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
+    """Apply '--set section.key=value' overrides in place; the value is parsed as TOML
+    (so numbers and booleans keep their type), falling back to a bare string."""
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError("--set", item, "expected section.key=value, e.g. train.max_steps=200")
+        dotted, raw = item.split("=", 1)
+        section, key = dotted.strip().split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError("--set", dotted, f"[{section}] is not a table")
+        data[section][key] = value
+
+
+def check(cfg: RunConfig, source: str = "<config>") -> None:
+    """Reject impossible combinations with the key and what is allowed."""
+    m, t, o, d, e = cfg.model, cfg.train, cfg.optim, cfg.data, cfg.eval
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(source, key, msg)
+
+    for key in ("n_layer", "d_model", "n_head", "block_size"):
+        need(getattr(m, key) > 0, f"[model] {key}", f"found {getattr(m, key)}, must be > 0")
+    need(m.head_dim >= 0, "[model] head_dim", f"found {m.head_dim}, must be >= 0 (0 = d_model / n_head)")
+    need(
+        m.head_dim > 0 or m.d_model % m.n_head == 0,
+        "[model] n_head",
+        f"d_model {m.d_model} is not divisible by n_head {m.n_head}; set head_dim explicitly or change n_head",
+    )
+    need(m.pos != "rope" or cfg.head_dim % 2 == 0, "[model] head_dim",
+         f"RoPE needs an even head size, found {cfg.head_dim}")
+    need(m.d_ff >= 0, "[model] d_ff", f"found {m.d_ff}, must be >= 0 (0 = mlp_ratio * d_model)")
+    need(m.mlp_ratio > 0, "[model] mlp_ratio", f"found {m.mlp_ratio}, must be > 0")
+    need(0.0 <= m.dropout < 1.0, "[model] dropout", f"found {m.dropout}, must be in [0, 1)")
+    need(m.logit_softcap >= 0, "[model] logit_softcap", f"found {m.logit_softcap}, must be >= 0 (0 disables)")
+    need(m.init_std > 0, "[model] init_std", f"found {m.init_std}, must be > 0")
+    need(m.rope_base > 0, "[model] rope_base", f"found {m.rope_base}, must be > 0")
+    need(
+        m.output_projection or not m.output_projection_norm,
+        "[model] output_projection_norm",
+        "needs output_projection = true",
+    )
+
+    need(d.path != "", "[data] path", "is empty; give a corpus path or 'builtin:stories'")
+    need(0.0 < d.val_fraction < 1.0, "[data] val_fraction", f"found {d.val_fraction}, must be in (0, 1)")
+    need(d.tokenizer != "", "[data] tokenizer", "is empty; use 'bytes' or a tiktoken encoding such as 'gpt2'")
+
+    need(t.max_steps > 0, "[train] max_steps", f"found {t.max_steps}, must be > 0")
+    try:
+        parse_time_budget(t.max_time)
+    except ValueError as exc:
+        raise ConfigError(source, "[train] max_time", str(exc)) from None
+    for key in ("batch_size", "grad_accum"):
+        need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
+    for key in ("grad_clip", "checkpoint_every", "peak_tflops"):
+        need(getattr(t, key) >= 0, f"[train] {key}", f"found {getattr(t, key)}, must be >= 0")
+    need(t.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,
+         "[train] device", f"found '{t.device}', allowed: auto, cpu, cuda, cuda:N, mps")
+
+    need(o.lr > 0, "[optim] lr", f"found {o.lr}, must be > 0")
+    need(0 <= o.min_lr <= o.lr, "[optim] min_lr", f"found {o.min_lr}, must be between 0 and lr ({o.lr})")
+    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "[optim] betas",
+         f"found {o.betas}, expected two numbers in [0, 1), e.g. [0.9, 0.99]")
+    need(o.warmup_steps >= 0, "[optim] warmup_steps", f"found {o.warmup_steps}, must be >= 0")
+    need(o.decay_steps >= 0, "[optim] decay_steps", f"found {o.decay_steps}, must be >= 0 (0 = max_steps)")
+    need(0 < o.wsd_decay_fraction <= 1, "[optim] wsd_decay_fraction",
+         f"found {o.wsd_decay_fraction}, must be in (0, 1]")
+    need(o.weight_decay >= 0, "[optim] weight_decay", f"found {o.weight_decay}, must be >= 0")
+    need(o.wte_lr_scale > 0, "[optim] wte_lr_scale", f"found {o.wte_lr_scale}, must be > 0")
+    need(o.muon_lr > 0, "[optim] muon_lr", f"found {o.muon_lr}, must be > 0")
+
+    for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k"):
+        need(getattr(e, key) >= 0, f"[eval] {key}", f"found {getattr(e, key)}, must be >= 0")
+    need(e.temperature > 0, "[eval] temperature", f"found {e.temperature}, must be > 0")
+    need(cfg.log.every > 0, "[log] every", f"found {cfg.log.every}, must be > 0")
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def resolved_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config with defaults and derived values filled in, as written to resolved.toml."""
+    data = to_dict(cfg)
+    data["model"]["head_dim"] = cfg.head_dim
+    data["model"]["d_ff"] = cfg.d_ff
+    data["optim"]["decay_steps"] = cfg.decay_steps
+    return data

@@ -1,0 +1,104 @@
+"""Reading corpora as documents: .txt (one document), .jsonl (a text field a line), a parquet
+file, or a directory of them. Bounded memory: parquet is read in record batches. Torch-free,
+so the cockpit's corpus tools use the same readers as training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+CORPUS_SUFFIXES = (".parquet", ".jsonl", ".txt")
+
+
+class CorpusError(ValueError):
+    """One line naming the file and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The files a corpus path stands for, in a stable order."""
+    p = Path(path)
+    if not p.exists():
+        raise CorpusError(f"{p}: does not exist; give a .txt, .jsonl or .parquet file or a directory of them")
+    if p.is_file():
+        if p.suffix not in CORPUS_SUFFIXES:
+            raise CorpusError(f"{p}: unsupported file type '{p.suffix}'; use .txt, .jsonl or .parquet")
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES)
+    if not files:
+        raise CorpusError(f"{p}: directory holds no .parquet, .jsonl or .txt files")
+    return files
+
+
+def stamp(path: Path) -> FileStamp:
+    st = path.stat()
+    return FileStamp(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def iter_text_batches(path: Path, column: str = "text", batch_rows: int = 1024) -> Iterator[list[str]]:
+    """Documents of one file in batches. Null rows come back as empty strings, so counts
+    stay aligned with the file; callers report them."""
+    suffix = path.suffix
+    if suffix == ".txt":
+        try:
+            yield [path.read_text(encoding="utf-8")]
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"{path}: not valid UTF-8 at byte {e.start}; re-encode the file as UTF-8") from None
+    elif suffix == ".jsonl":
+        yield from _jsonl_batches(path, column, batch_rows)
+    elif suffix == ".parquet":
+        yield from _parquet_batches(path, column, batch_rows)
+    else:
+        raise CorpusError(f"{path}: unsupported file type '{suffix}'")
+
+
+def _jsonl_batches(path: Path, column: str, batch_rows: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise CorpusError(f"{path}:{lineno}: not a JSON object (or not UTF-8)") from None
+            if not isinstance(obj, dict) or column not in obj:
+                raise CorpusError(f"{path}:{lineno}: no '{column}' field; set [data] text_column")
+            value = obj[column]
+            batch.append(value if isinstance(value, str) else "")
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def parquet_file(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError for truncated or foreign files
+        raise CorpusError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _parquet_batches(path: Path, column: str, batch_rows: int) -> Iterator[list[str]]:
+    pf = parquet_file(path)
+    names = pf.schema_arrow.names
+    if column not in names:
+        raise CorpusError(f"{path}: no '{column}' column (has: {', '.join(names)}); set the text column name")
+    try:
+        for rb in pf.iter_batches(batch_size=batch_rows, columns=[column]):
+            yield [t if t is not None else "" for t in rb.column(0).to_pylist()]
+    except CorpusError:
+        raise
+    except Exception as e:
+        raise CorpusError(f"{path}: parquet data cannot be read ({str(e).splitlines()[0]})") from None

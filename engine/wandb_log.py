@@ -1,0 +1,60 @@
+"""wandb, offline unless the config or the environment asks for online. Any wandb failure is
+reported once and training goes on: a machine without wandb must train exactly as well."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.config import RunConfig
+
+
+class WandbLogger:
+    def __init__(self, cfg: RunConfig, run_dir: Path, run_id: str, config: dict[str, Any],
+                 warn: Callable[[str], None] = print):
+        self.run = None
+        self.warn = warn
+        if not cfg.log.wandb or cfg.log.wandb_mode == "disabled":
+            return
+        env_mode = os.environ.get("WANDB_MODE", "")
+        mode = "online" if "online" in (cfg.log.wandb_mode, env_mode) else "offline"
+        os.environ.setdefault("WANDB_SILENT", "true")
+        try:
+            import wandb
+
+            self.run = wandb.init(project=cfg.log.wandb_project, name=run_id, id=_wandb_id(run_id),
+                                  dir=str(run_dir), mode=mode, config=config, resume="allow")
+            # every namespace plots against the training step
+            self.run.define_metric("train/step")
+            for ns in ("train", "train_benchmarks", "final_benchmarks", "debug"):
+                self.run.define_metric(f"{ns}/*", step_metric="train/step")
+        except Exception as e:  # no wandb, no network, bad credentials: carry on without it
+            self.run = None
+            warn(f"wandb disabled for this run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    @property
+    def directory(self) -> str | None:
+        return getattr(self.run, "dir", None) if self.run else None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.run is not None:
+            self.run.log({**metrics, "train/step": step})
+
+    def summary(self, metrics: dict[str, float]) -> None:
+        if self.run is not None:
+            for k, v in metrics.items():
+                self.run.summary[k] = v
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            try:
+                self.run.finish(exit_code=exit_code)
+            except Exception as e:
+                self.warn(f"wandb finish failed: {e}")
+            self.run = None
+
+
+def _wandb_id(run_id: str) -> str:
+    # wandb ids may not contain some characters; run ids are already [A-Za-z0-9_.-]
+    return run_id.replace(".", "_")[:64]
