@@ -8,15 +8,12 @@ checkpoint in force. Only the newest ``keep`` step files are kept.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.rundir import atomic_write
-
-STEP_FILE = re.compile(r"step_(\d+)\.pt$")
+from engine.rundir import atomic_write, checkpoint_name, checkpoint_steps, latest_checkpoint
 
 
 class CheckpointError(ValueError):
@@ -25,7 +22,7 @@ class CheckpointError(ValueError):
 
 def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step_{step:07d}.pt"
+    path = directory / checkpoint_name(step)
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     try:
         torch.save(payload, tmp)
@@ -36,37 +33,21 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> 
         if tmp.exists():
             tmp.unlink()
     atomic_write(directory / "latest", path.name + "\n")
-    for old in list_steps(directory)[:-keep] if keep > 0 else []:
-        (directory / f"step_{old:07d}.pt").unlink(missing_ok=True)
+    for old in checkpoint_steps(directory)[:-keep] if keep > 0 else []:
+        (directory / checkpoint_name(old)).unlink(missing_ok=True)
     return path
-
-
-def list_steps(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(int(m.group(1)) for f in directory.iterdir() if (m := STEP_FILE.match(f.name)))
-
-
-def latest_path(directory: Path) -> Path | None:
-    try:
-        name = (directory / "latest").read_text().strip()
-    except OSError:
-        steps = list_steps(directory)
-        return directory / f"step_{steps[-1]:07d}.pt" if steps else None
-    p = directory / name
-    return p if p.exists() else None
 
 
 def find(directory: Path, step: int | None = None) -> Path:
     """The checkpoint at ``step``, or the latest one; a clear error when there is none."""
     if step is None:
-        p = latest_path(directory)
+        p = latest_checkpoint(directory)
         if p is None:
             raise CheckpointError(f"{directory}: no checkpoint yet; train the run first")
         return p
-    p = directory / f"step_{step:07d}.pt"
+    p = directory / checkpoint_name(step)
     if not p.exists():
-        have = ", ".join(str(s) for s in list_steps(directory)) or "none"
+        have = ", ".join(str(s) for s in checkpoint_steps(directory)) or "none"
         raise CheckpointError(f"{directory}: no checkpoint at step {step} (available: {have})")
     return p
 

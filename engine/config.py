@@ -78,7 +78,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
-    max_time: str = ""  # "h:mm" budget per invocation; "" means no time limit
+    max_time: str = ""  # "h:mm" (or "h:mm:ss") budget per invocation; "" means no time limit
     batch_size: int = 16
     grad_accum: int = 1
     grad_clip: float = 1.0  # 0 disables clipping
@@ -160,13 +160,16 @@ _SECTION_TYPES = typing.get_type_hints(RunConfig)
 
 
 def parse_time_budget(text: str) -> float:
-    """'1:30' -> 5400 seconds; '' -> 0 (no budget)."""
+    """'1:30' -> 5400 seconds, '0:00:30' -> 30; '' -> 0, meaning no budget."""
     if text == "":
         return 0.0
-    m = re.fullmatch(r"(\d+):([0-5]\d)", text.strip())
+    m = re.fullmatch(r"(\d+):([0-5]\d)(?::([0-5]\d))?", text.strip())
     if not m:
-        raise ValueError(f"'{text}' is not a time budget; write h:mm, e.g. '1:30' or '0:05'")
-    return int(m.group(1)) * 3600 + int(m.group(2)) * 60
+        raise ValueError(f"'{text}' is not a time budget; write h:mm (or h:mm:ss), e.g. '1:30' or '0:05'")
+    seconds = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3) or 0)
+    if seconds == 0:
+        raise ValueError(f"'{text}' is a zero budget; leave max_time empty for no time limit")
+    return float(seconds)
 
 
 def _type_name(tp: Any) -> str:

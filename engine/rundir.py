@@ -74,9 +74,11 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     wandb = property(lambda self: self.path / "wandb")
 
+    def checkpoint_steps(self) -> list[int]:
+        return checkpoint_steps(self.checkpoints)
+
     def latest_checkpoint(self) -> Path | None:
-        p = self.checkpoints / "latest.pt"
-        return p if p.exists() else None
+        return latest_checkpoint(self.checkpoints)
 
     # -- state --------------------------------------------------------------------------
     def read_state(self) -> RunState:
@@ -110,6 +112,33 @@ class RunDir:
         state.history.append(entry)
         self.write_state(state)
         return state
+
+
+STEP_FILE = re.compile(r"step_(\d+)\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}.pt"
+
+
+def checkpoint_steps(directory: Path) -> list[int]:
+    """Steps that have a checkpoint file, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in directory.iterdir() if (m := STEP_FILE.match(f.name)))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The file ``checkpoints/latest`` names (replaced only after the file is complete), or
+    the newest step file when the pointer is missing."""
+    try:
+        p = directory / (directory / "latest").read_text().strip()
+        if p.is_file():
+            return p
+    except OSError:
+        pass
+    steps = checkpoint_steps(directory)
+    return directory / checkpoint_name(steps[-1]) if steps else None
 
 
 def new_run_id(runs_dir: Path, name: str) -> str:

@@ -60,7 +60,7 @@ def run(run_dir: str | Path) -> int:
 
         trainer = Trainer(cfg, log)
         resumed_from = None
-        ckpt = checkpoint.latest_path(rd.checkpoints)
+        ckpt = rd.latest_checkpoint()
         if ckpt is not None:
             trainer.load_state(checkpoint.load(ckpt, trainer.device))
             resumed_from = trainer.step

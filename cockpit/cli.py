@@ -1,0 +1,99 @@
+"""The ``cockpit`` command. Never imports torch: training and benchmarks run in engine
+subprocesses, so the CLI starts fast and works on a machine that is only watching."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.config import ConfigError
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cockpit", description="Train small language models and watch them.")
+    p.add_argument("--headless", action="store_true", help="no TUI: plain terminal output (for SSH, scripts)")
+    p.add_argument("--runs-dir", default=None, help="where run directories live (default: ./runs or $COCKPIT_RUNS_DIR)")
+    sub = p.add_subparsers(dest="cmd")
+
+    r = sub.add_parser("run", help="create a run from a TOML config and train it")
+    r.add_argument("config")
+    r.add_argument("--name", help="run name (default: the config file's stem)")
+    _add_set(r)
+
+    s = sub.add_parser("resume", help="continue a stopped, interrupted or partial run from its checkpoint")
+    s.add_argument("run", help="run id, unique id prefix, or run directory")
+    s.add_argument("--max-steps", type=int, default=None, help="new total step count")
+    s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench_cmd", required=True)
+    bt = bsub.add_parser("train", help="training throughput of a config (after warm-up, without start-up)")
+    bt.add_argument("config")
+    bt.add_argument("--steps", type=int, default=40)
+    bt.add_argument("--warmup", type=int, default=None)
+    bt.add_argument("--json", action="store_true")
+    _add_set(bt)
+    return p
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args) -> int:
+    from cockpit.headless import follow
+    from cockpit.runs import create_run, runs_root, start_engine
+
+    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir))
+    print(f"created {rd.path}")
+    return follow(rd, start_engine(rd))
+
+
+def cmd_resume(args) -> int:
+    from cockpit.headless import follow
+    from cockpit.runs import find_run, prepare_resume, runs_root, start_engine
+
+    rd = find_run(args.run, runs_root(args.runs_dir))
+    cfg = prepare_resume(rd, args.max_steps, args.max_time)
+    print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} to {cfg.train.max_steps}")
+    return follow(rd, start_engine(rd))
+
+
+def cmd_bench(args) -> int:
+    cmd = [sys.executable, "-m", "engine", "bench", args.config, "--steps", str(args.steps)]
+    if args.warmup is not None:
+        cmd += ["--warmup", str(args.warmup)]
+    if args.json:
+        cmd.append("--json")
+    for s in args.set:
+        cmd += ["--set", s]
+    return subprocess.call(cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cockpit.runs import RunError
+    from engine.corpus import CorpusError
+
+    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench}
+    if args.cmd is None:
+        build_parser().print_help()
+        return 0
+    try:
+        return handlers[args.cmd](args)
+    except (ConfigError, RunError, CorpusError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared fixtures: a private shard cache and runs dir per test session, and tiny configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    # tokenized shards are shared by the whole session (built once), never the user's cache
+    os.environ["COCKPIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["WANDB_SILENT"] = "true"
+    os.environ.pop("WANDB_MODE", None)
+    yield
+
+
+TINY = {
+    "model": {"n_layer": 2, "d_model": 32, "n_head": 2, "block_size": 32},
+    "train": {"max_steps": 20, "batch_size": 4, "checkpoint_every": 10},
+    "optim": {"warmup_steps": 2, "lr": 3e-3},
+    "eval": {"every": 10, "batches": 2, "sample_tokens": 16, "final_max_batches": 4},
+    "log": {"every": 5, "wandb": False},
+}
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for section, values in extra.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(name, {section: {key: value}}) -> path of a tiny TOML config."""
+
+    def _write(name: str = "tiny", extra: dict | None = None, base: dict = TINY) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(tomli_w.dumps(merge(base, extra or {})))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d
+
+
+def cockpit(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 240):
+    """Run the real `cockpit` CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "cockpit", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})

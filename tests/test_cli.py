@@ -1,0 +1,108 @@
+"""`cockpit` end to end, as a user runs it: real subprocesses, real files, real wandb offline."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import ROOT, cockpit
+from engine import events
+from engine.config import config_from_dict, tomllib
+from engine.model import build_model
+from engine.rundir import RunDir
+
+
+def only_run(runs_dir) -> RunDir:
+    (run,) = [d for d in runs_dir.iterdir() if d.is_dir()]
+    return RunDir(run)
+
+
+def test_headless_run_end_to_end(write_config, runs_dir):
+    cfg = write_config("e2e", {"log": {"wandb": True}})
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg), "--name", "first")
+    assert r.returncode == 0, r.stderr
+    rd = only_run(runs_dir)
+    assert rd.id.startswith("first-")
+    assert rd.config.read_text() == cfg.read_text() and rd.resolved.exists()
+    state = rd.read_state()
+    assert state.status == "completed" and state.step == 20
+    assert [h["status"] for h in state.history] == ["queued", "running", "completed"]
+    kinds = {e.kind for e in events.read_events(rd.events)}
+    assert {"start", "step", "eval", "final", "checkpoint", "sample", "status"} <= kinds
+    # the checkpoint loads into a model built from resolved.toml
+    resolved = config_from_dict(tomllib.loads(rd.resolved.read_text()))
+    payload = torch.load(rd.latest_checkpoint(), weights_only=True)
+    model = build_model(resolved, payload["vocab_size"])
+    model.load_state_dict(payload["model"])
+    assert payload["step"] == 20
+    # a wandb offline run directory, with the final benchmarks in its summary
+    (wandb_run,) = rd.wandb.glob("offline-run-*")
+    assert list(wandb_run.glob("*.wandb"))
+    assert str(rd.latest_checkpoint()) in r.stdout and str(wandb_run) in r.stdout
+    assert "final       val loss" in r.stdout
+
+
+def test_config_error_is_one_line_and_creates_nothing(write_config, runs_dir):
+    cfg = write_config("bad", {"model": {"n_layers": 3}})
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert str(cfg) in r.stderr and "[model] n_layers" in r.stderr and "did you mean 'n_layer'" in r.stderr
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_failed_run_exits_non_zero_with_the_reason(write_config, runs_dir, tmp_path):
+    cfg = write_config("nodata", {"data": {"path": str(tmp_path / "missing.txt")}})
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
+    assert r.returncode == 1
+    assert "failed:" in r.stderr and "missing.txt: does not exist" in r.stderr
+    assert only_run(runs_dir).read_state().status == "failed"
+
+
+def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
+    cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
+                                "eval": {"every": 0}})
+    proc = subprocess.Popen([sys.executable, "-m", "cockpit", "--headless", "--runs-dir", str(runs_dir), "run",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if runs and len([e for e in events.read_events(RunDir(runs[0]).events) if e.kind == "step"]) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rd = only_run(runs_dir)
+    state = rd.read_state()
+    assert state.status == "stopped" and "SIGINT" in state.reason and rd.checkpoint_steps() == [state.step]
+    assert f"cockpit --headless resume {rd.id}" in out
+
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", rd.id[:8], "--max-steps", str(state.step + 5))
+    assert r.returncode == 0, r.stderr
+    assert rd.read_state().status == "completed" and rd.read_state().step == state.step + 5
+
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", rd.id)
+    assert r.returncode == 2 and "already trained" in r.stderr and "--max-steps" in r.stderr
+
+
+def test_resume_of_an_unknown_run_says_so(runs_dir):
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", "nope")
+    assert r.returncode == 2 and "no run 'nope'" in r.stderr
+
+
+def test_bench_train_reports_throughput_as_json(write_config):
+    r = cockpit("bench", "train", str(write_config("bench")), "--steps", "4", "--warmup", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(r.stdout)
+    assert figures["tokens_per_s"] > 0 and figures["median_step_ms"] > 0
+    assert figures["params"] > 0 and figures["device"] == "cpu" and figures["steps"] == 4
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, cockpit, cockpit.cli, cockpit.runs, cockpit.headless; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.strip() == "False", r.stderr

@@ -1,0 +1,70 @@
+"""Optimizer grouping and learning-rate schedules."""
+
+import pytest
+import torch
+
+from engine.config import RunConfig
+from engine.model import build_model
+from engine.optim import build_optimizers, lr_factor
+
+
+def cfg_with(**optim) -> RunConfig:
+    cfg = RunConfig()
+    cfg.train.max_steps = 1000
+    for k, v in optim.items():
+        setattr(cfg.optim, k, v)
+    return cfg
+
+
+def test_warmup_then_cosine_to_min_lr():
+    cfg = cfg_with(warmup_steps=100, lr=1e-3, min_lr=1e-4, schedule="cosine")
+    assert lr_factor(cfg, 0) == pytest.approx(1 / 101)
+    assert lr_factor(cfg, 99) == pytest.approx(100 / 101)
+    assert lr_factor(cfg, 100) == pytest.approx(1.0)
+    assert lr_factor(cfg, 550) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(cfg, 1000) == pytest.approx(0.1) and lr_factor(cfg, 5000) == pytest.approx(0.1)
+
+
+def test_linear_constant_and_wsd_shapes():
+    assert lr_factor(cfg_with(warmup_steps=0, schedule="linear", min_lr=0.0), 500) == pytest.approx(0.5)
+    assert lr_factor(cfg_with(warmup_steps=10, schedule="constant"), 900) == 1.0
+    wsd = cfg_with(warmup_steps=10, schedule="wsd", wsd_decay_fraction=0.2, min_lr=0.0)
+    assert lr_factor(wsd, 500) == 1.0 and lr_factor(wsd, 799) == 1.0
+    assert lr_factor(wsd, 900) == pytest.approx(0.5) and lr_factor(wsd, 1000) == pytest.approx(0.0)
+
+
+def test_adamw_groups_decay_matrices_only_and_scale_the_embedding_lr():
+    cfg = cfg_with(wte_lr_scale=0.01, lr=1e-3, weight_decay=0.1)
+    model = build_model(cfg, 256)
+    opt = build_optimizers(model, cfg, "cpu")
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["embeddings"]["params"] == [model.wte.weight]
+    assert groups["embeddings"]["base_lr"] == pytest.approx(1e-5)
+    assert all(p.dim() >= 2 for p in groups["decay"]["params"]) and groups["decay"]["weight_decay"] == 0.1
+    assert all(p.dim() < 2 for p in groups["no_decay"]["params"]) and groups["no_decay"]["weight_decay"] == 0.0
+    n = sum(len(g["params"]) for g in opt.param_groups)
+    assert n == len(list(model.parameters()))  # every parameter exactly once
+    opt.set_lr(0.5)
+    assert groups["embeddings"]["lr"] == pytest.approx(5e-6) and groups["decay"]["lr"] == pytest.approx(5e-4)
+
+
+def test_muon_takes_hidden_matrices_and_adamw_the_rest():
+    cfg = cfg_with(name="muon", muon_lr=0.02)
+    cfg.model.tie_embeddings = False
+    cfg.model.output_projection = True
+    model = build_model(cfg, 256)
+    opt = build_optimizers(model, cfg, "cpu")
+    adam, muon = opt.optimizers
+    assert isinstance(muon, torch.optim.Muon)
+    muon_params = {id(p) for g in muon.param_groups for p in g["params"]}
+    assert id(model.blocks[0].attn.qkv.weight) in muon_params
+    assert id(model.output_projection.weight) in muon_params
+    assert id(model.wte.weight) not in muon_params and id(model.lm_head.weight) not in muon_params
+    assert all(p.dim() == 2 for g in muon.param_groups for p in g["params"])
+    # one step of each runs
+    x = torch.randint(0, 256, (2, 16))
+    model(x, x).loss.backward()
+    before = model.blocks[0].attn.qkv.weight.detach().clone()
+    for o in opt.optimizers:
+        o.step()
+    assert not torch.equal(before, model.blocks[0].attn.qkv.weight)
