@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from engine.config import RunConfig
+from engine.muon import Muon
 
 
 def lr_factor(cfg: RunConfig, step: int) -> float:
@@ -93,7 +94,7 @@ def build_optimizers(model: nn.Module, cfg: RunConfig, device_type: str) -> Opti
         torch.optim.AdamW(adam_groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused)
     ]
     if hidden_2d:
-        opts.append(torch.optim.Muon(
+        opts.append(Muon(
             [{"params": hidden_2d, "base_lr": o.muon_lr, "lr": o.muon_lr, "name": "muon"}],
             lr=o.muon_lr, momentum=o.muon_momentum, weight_decay=o.weight_decay,
         ))

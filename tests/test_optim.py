@@ -5,6 +5,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.model import build_model
+from engine.muon import Muon, orthogonalize
 from engine.optim import build_optimizers, lr_factor
 
 
@@ -55,7 +56,7 @@ def test_muon_takes_hidden_matrices_and_adamw_the_rest():
     model = build_model(cfg, 256)
     opt = build_optimizers(model, cfg, "cpu")
     adam, muon = opt.optimizers
-    assert isinstance(muon, torch.optim.Muon)
+    assert isinstance(muon, Muon)
     muon_params = {id(p) for g in muon.param_groups for p in g["params"]}
     assert id(model.blocks[0].attn.qkv.weight) in muon_params
     assert id(model.output_projection.weight) in muon_params
@@ -68,3 +69,21 @@ def test_muon_takes_hidden_matrices_and_adamw_the_rest():
     for o in opt.optimizers:
         o.step()
     assert not torch.equal(before, model.blocks[0].attn.qkv.weight)
+
+
+def test_newton_schulz_keeps_singular_vectors_and_flattens_singular_values():
+    torch.manual_seed(0)
+    g = torch.randn(32, 96)
+    o = orthogonalize(g)
+    u, _, vh = torch.linalg.svd(g, full_matrices=False)
+    m = u.T @ o @ vh.T  # o expressed in g's singular basis
+    assert (m - torch.diag(m.diagonal())).abs().max() < 0.05  # same singular vectors
+    assert m.diagonal().min() > 0.5 and m.diagonal().max() < 1.5  # singular values near 1
+    assert orthogonalize(g.T).shape == (96, 32)
+
+
+def test_muon_rejects_non_matrices():
+    import pytest as _pytest
+
+    with _pytest.raises(ValueError, match="2-D"):
+        Muon([torch.nn.Parameter(torch.zeros(4))])
