@@ -22,7 +22,7 @@ from engine.rundir import COMPLETED, FAILED, RUNNING, RunDir
 
 
 @dataclass
-class Progress_:
+class RunProgress:
     step: int = 0
     max_steps: int = 0
     loss: float | None = None
@@ -69,7 +69,7 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
     console = console or Console()
     reader = events.EventReader(rd.events)
     reader.offset = rd.events.stat().st_size if rd.events.exists() else 0  # a resume shows new events only
-    prog = Progress_()
+    prog = RunProgress()
     live = console.is_terminal
     interrupts = 0
 
@@ -105,7 +105,7 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
     return _report(rd, proc, prog, console)
 
 
-def _report(rd: RunDir, proc: subprocess.Popen, prog: Progress_, console: Console) -> int:
+def _report(rd: RunDir, proc: subprocess.Popen, prog: RunProgress, console: Console) -> int:
     state = rd.read_state()
     if state.status == RUNNING:  # the engine died without recording an end (killed, crashed hard)
         last = events.tail_bytes(rd.log).strip().splitlines()

@@ -1,0 +1,80 @@
+"""The training step in-process: precisions, gradient accumulation, compile, and sampling."""
+
+import pytest
+import torch
+
+from engine.config import load_config
+from engine.trainer import Trainer
+
+
+@pytest.fixture
+def tiny(write_config):
+    def _make(**sections):
+        return Trainer(load_config(write_config("t", sections)), log=lambda m: None)
+
+    return _make
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_every_precision_trains_on_cpu(tiny, precision):
+    tr = tiny(train={"precision": precision}, optim={"warmup_steps": 0, "lr": 1e-2})
+    first, _ = tr.train_step()
+    for _ in range(15):
+        last, metrics = tr.train_step(want_metrics=True)
+    assert torch.isfinite(last) and last.item() < first.item()
+    assert metrics["train/grad_norm"] > 0
+    assert (tr.scaler.is_enabled()) == (precision == "fp16")
+
+
+def test_grad_accumulation_matches_one_big_batch(tiny):
+    """2 micro-batches of 4 == 1 batch of 8: the data stream and the update are the same."""
+    a = tiny(train={"batch_size": 8, "grad_accum": 1, "grad_clip": 0.0})
+    b = tiny(train={"batch_size": 4, "grad_accum": 2, "grad_clip": 0.0})
+    la, _ = a.train_step()
+    lb, _ = b.train_step()
+    assert la.item() == pytest.approx(lb.item(), rel=1e-5)
+    for pa, pb in zip(a.raw_model.parameters(), b.raw_model.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+    assert a.tokens_seen == b.tokens_seen == 8 * 32
+
+
+def first_moment_norm(tr: Trainer) -> float:
+    """After one AdamW step, exp_avg = (1 - beta1) * g: the gradient the optimizer saw."""
+    opt = tr.opt.optimizers[0]
+    beta1 = opt.param_groups[0]["betas"][0]
+    moments = [opt.state[p]["exp_avg"] for g in opt.param_groups for p in g["params"]]
+    return torch.linalg.vector_norm(torch.stack([m.norm() for m in moments])).item() / (1 - beta1)
+
+
+def test_grad_clipping_caps_the_gradient_the_optimizer_sees(tiny):
+    clipped = tiny(train={"grad_clip": 1e-3})
+    _, metrics = clipped.train_step(want_metrics=True)
+    assert metrics["train/grad_norm"].item() > 1e-2  # logged: the norm before clipping
+    assert first_moment_norm(clipped) == pytest.approx(1e-3, rel=1e-3)
+    free = tiny(train={"grad_clip": 0.0})
+    free.train_step()
+    assert first_moment_norm(free) == pytest.approx(metrics["train/grad_norm"].item(), rel=1e-3)
+
+
+def test_compiled_model_trains_like_the_eager_one(tiny):
+    eager = tiny(optim={"warmup_steps": 0})
+    compiled = tiny(optim={"warmup_steps": 0}, train={"compile": True})
+    le = [eager.train_step()[0].item() for _ in range(3)]
+    lc = [compiled.train_step()[0].item() for _ in range(3)]
+    assert lc == pytest.approx(le, rel=1e-3)
+
+
+def test_evaluation_reports_loss_and_bits_per_byte(tiny):
+    tr = tiny()
+    res = tr.evaluate(tr.full_val_offsets())
+    # bytes tokenizer: one byte per token except the separator, so bpb ~ loss / ln 2
+    assert res.bpb == pytest.approx(res.loss / 0.6931, rel=0.05)
+    assert res.tokens == 4 * 4 * 32  # final_max_batches x batch_size x block_size
+
+
+def test_samples_are_deterministic_and_leave_the_training_rng_alone(tiny):
+    tr = tiny(eval={"sample_tokens": 40})
+    state = torch.get_rng_state()
+    a, b = tr.sample(seed=5), tr.sample(seed=5)
+    assert a == b and len(a.encode()) >= 30
+    assert torch.equal(state, torch.get_rng_state())
