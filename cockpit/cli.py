@@ -32,6 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, default=None, help="new total step count")
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
 
+    c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
+    c.add_argument("run", help="run id, unique id prefix, or run directory")
+    c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    c.add_argument("-t", "--temperature", type=float, default=0.8)
+    c.add_argument("-k", "--top-k", type=int, default=50)
+    c.add_argument("-m", "--max-tokens", type=int, default=256)
+    c.add_argument("--seed", type=int, default=None, help="same seed, same completion")
+    c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
+    c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
+    c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bt = bsub.add_parser("train", help="training throughput of a config (after warm-up, without start-up)")
@@ -83,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from cockpit.runs import RunError
     from engine.corpus import CorpusError
 
-    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench}
+    from cockpit.complete_cli import main as cmd_complete
+
+    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete}
     if args.cmd is None:
         build_parser().print_help()
         return 0

@@ -71,7 +71,8 @@ def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
         return RunDir(p)
     if (root / ref / "state.json").exists():
         return RunDir(root / ref)
-    matches = sorted(d for d in root.glob(f"{ref}*") if (d / "state.json").exists()) if root.is_dir() else []
+    is_prefix = root.is_dir() and "/" not in ref and ref not in ("", ".", "..")
+    matches = sorted(d for d in root.glob(f"{ref}*") if (d / "state.json").exists()) if is_prefix else []
     if len(matches) == 1:
         return RunDir(matches[0])
     if len(matches) > 1:

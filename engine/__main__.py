@@ -1,4 +1,4 @@
-"""python -m engine train RUN_DIR | bench CONFIG --steps N [--json]"""
+"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | bench CONFIG --steps N [--json]"""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a run directory (created by cockpit)")
     t.add_argument("run_dir")
+    c = sub.add_parser("complete", help="serve completions from a run's checkpoint (JSON lines on stdin/stdout)")
+    c.add_argument("run_dir")
+    c.add_argument("--step", type=int, default=None)
     b = sub.add_parser("bench", help="time training steps of a config")
     b.add_argument("config")
     b.add_argument("--steps", type=int, default=40)
@@ -22,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.train import run
 
         return run(args.run_dir)
+    if args.cmd == "complete":
+        from engine.complete import serve
+
+        return serve(args.run_dir, args.step)
     if args.cmd == "bench":
         from engine.bench import main as bench_main
         from engine.config import ConfigError

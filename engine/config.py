@@ -129,6 +129,21 @@ class LogConfig:
 
 
 @dataclass
+class ConvictionConfig:
+    """A scalar head predicting how well the final hidden state matches the true next token's
+    LM-head row. weight 0.01: cosine targets lie in [-1, 1], so the MSE term stays two to three
+    orders of magnitude below the cross-entropy (2-5 nats early on) and does not steer the
+    language model, while its gradient still trains the head within a few hundred steps.
+    For "dot" and "l2", whose targets are ~10x larger, consider 0.001."""
+
+    enabled: bool = False
+    target: str = field(default="cosine", metadata=_choices("cosine", "dot", "l2"))
+    weight: float = 0.01
+    train_lm_head: bool = False  # let the loss reach the LM head / embeddings through the target
+    detach_input: bool = False  # train only the head: the trunk gets no gradient from this loss
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -136,6 +151,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    conviction: ConvictionConfig = field(default_factory=ConvictionConfig)
 
     # -- derived values, computed in one place so engine and cockpit agree -------------
     @property
@@ -338,6 +354,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
         need(getattr(e, key) >= 0, f"[eval] {key}", f"found {getattr(e, key)}, must be >= 0")
     need(e.temperature > 0, "[eval] temperature", f"found {e.temperature}, must be > 0")
     need(cfg.log.every > 0, "[log] every", f"found {cfg.log.every}, must be > 0")
+    need(cfg.conviction.weight >= 0, "[conviction] weight", f"found {cfg.conviction.weight}, must be >= 0")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

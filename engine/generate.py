@@ -13,8 +13,8 @@ from engine.model import GPT
 @dataclass
 class Sampled:
     id: int
-    prob: float  # probability of the sampled token under the (temperature-scaled) distribution
-    hidden: torch.Tensor  # final normed hidden state at the position that produced the token (d,)
+    prob: float  # probability of the sampled token under the (temperature-scaled, top-k) distribution
+    conviction: float | None  # the head's output at the position that produced this token
 
 
 @torch.no_grad()
@@ -45,4 +45,5 @@ def sample_tokens(model: GPT, prompt: list[int], max_new: int, temperature: floa
         nxt = int(torch.multinomial(probs, 1, generator=generator).item())
         ids.append(nxt)
         pending = [nxt]
-        yield Sampled(nxt, float(probs[nxt]), out.hidden[0, -1])
+        conviction = float(out.conviction[0, -1]) if out.conviction is not None else None
+        yield Sampled(nxt, float(probs[nxt]), conviction)

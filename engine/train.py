@@ -92,15 +92,12 @@ def run(run_dir: str | Path) -> int:
 
 
 def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) -> tuple[str, str]:
-    import torch
-
     from engine.device import sync
 
     t, e = cfg.train, cfg.eval
     budget = parse_time_budget(t.max_time)
     started = time.monotonic()
     last_ckpt = trainer.step
-    loss_acc = torch.zeros((), device=trainer.device)
     steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
 
     def save() -> None:
@@ -112,7 +109,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
 
     def run_eval() -> None:
         res = trainer.evaluate(trainer.eval_offsets)
-        metrics = {"train_benchmarks/loss": res.loss, "train_benchmarks/bpb": res.bpb}
+        metrics = res.metrics("train_benchmarks")
         writer.emit(events.EVAL, step=trainer.step, metrics=metrics)
         wandb.log(metrics, trainer.step)
         if e.sample_tokens:
@@ -129,15 +126,14 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             reason = f"time budget {t.max_time} reached at step {trainer.step}/{t.max_steps}"
             break
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps
-        loss, m = trainer.train_step(want_metrics=want and cfg.log.grad_norms)
-        loss_acc += loss
+        _, m = trainer.train_step(want_metrics=want and cfg.log.grad_norms)
         steps_in_interval += 1
         if want:
             sync(trainer.device)
             dt = max(1e-9, time.perf_counter() - interval_t0 - excluded)
             tok_s = steps_in_interval * cfg.tokens_per_step / dt
             metrics = {
-                "train/loss": loss_acc.item() / steps_in_interval,
+                **trainer.interval_means(),
                 "train/lr": trainer.lr,
                 "train/tokens_per_s": tok_s,
                 "train/step_ms": 1000 * dt / steps_in_interval,
@@ -145,10 +141,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
                 "train/tokens": trainer.tokens_seen,
                 **{k: v.item() for k, v in m.items()},
             }
-            metrics["debug/ce_loss"] = metrics["train/loss"]
             writer.emit(events.STEP, step=trainer.step, max_steps=t.max_steps, metrics=metrics)
             wandb.log(metrics, trainer.step)
-            loss_acc.zero_()
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()
         if e.every and trainer.step % e.every == 0 and trainer.step < t.max_steps:
@@ -163,9 +157,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         log(reason)
         return STOPPED, reason
     if e.final:
-        res = trainer.evaluate(trainer.full_val_offsets())
-        final = {"final_benchmarks/loss": res.loss, "final_benchmarks/bpb": res.bpb,
-                 "final_benchmarks/tokens": res.tokens}
+        res = trainer.evaluate(trainer.full_val_offsets(), conviction_stats=True)
+        final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}
         writer.emit(events.FINAL, step=trainer.step, metrics=final)
         wandb.log(final, trainer.step)
         wandb.summary(final)

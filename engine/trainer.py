@@ -19,6 +19,10 @@ from engine.generate import sample_tokens
 from engine.model import build_model
 from engine.optim import build_optimizers, lr_factor
 from engine.shards import load_tokens
+from engine.stats import auroc, spearman
+
+# Conviction statistics keep per-token values on the host; this caps their memory.
+MAX_STAT_TOKENS = 2_000_000
 
 
 @dataclass
@@ -26,6 +30,13 @@ class EvalResult:
     loss: float
     bpb: float
     tokens: int
+    conviction: dict[str, float] | None = None  # informativeness of the conviction head
+
+    def metrics(self, namespace: str) -> dict[str, float]:
+        out = {f"{namespace}/loss": self.loss, f"{namespace}/bpb": self.bpb}
+        for key, value in (self.conviction or {}).items():
+            out[f"{namespace}/conviction_{key}"] = value
+        return out
 
 
 def group_norm(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
@@ -53,6 +64,9 @@ class Trainer:
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
         self.step = 0
         self.tokens_seen = 0
+        self.has_conviction = self.raw_model.conviction_head is not None
+        self._interval = {k: torch.zeros((), device=self.device) for k in self.interval_keys()}
+        self._interval_steps = 0
         self.groups = self.raw_model.module_groups()
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         lengths = np.zeros(self.raw_model.vocab_size, dtype=np.int64)
@@ -93,6 +107,9 @@ class Trainer:
             loss = out.loss / t.grad_accum
             self.scaler.scale(loss).backward()
             loss_sum += loss.detach()
+            self._interval["debug/ce_loss"] += out.ce_loss.detach() / t.grad_accum
+            if out.conviction_loss is not None:
+                self._interval["debug/conviction_loss"] += out.conviction_loss.detach() / t.grad_accum
             if want_metrics and micro == t.grad_accum - 1:
                 metrics["debug/hidden_norm"] = out.hidden.detach().float().norm(dim=-1).mean()
         if t.grad_clip > 0 or want_metrics:
@@ -114,7 +131,22 @@ class Trainer:
         self.opt.zero_grad()
         self.step += 1
         self.tokens_seen += self.cfg.tokens_per_step
+        self._interval["train/loss"] += loss_sum
+        self._interval_steps += 1
         return loss_sum, metrics
+
+    def interval_keys(self) -> list[str]:
+        keys = ["train/loss", "debug/ce_loss"]
+        return keys + ["debug/conviction_loss"] if self.has_conviction else keys
+
+    def interval_means(self) -> dict[str, float]:
+        """Mean losses since the last call (one host sync), then start a new interval."""
+        n = max(1, self._interval_steps)
+        out = {k: v.item() / n for k, v in self._interval.items()}
+        for v in self._interval.values():
+            v.zero_()
+        self._interval_steps = 0
+        return out
 
     @property
     def lr(self) -> float:
@@ -122,25 +154,41 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, offsets: torch.Tensor) -> EvalResult:
+    def evaluate(self, offsets: torch.Tensor, conviction_stats: bool = False) -> EvalResult:
+        """Loss and bits per byte over the windows at ``offsets`` of the validation split; with
+        ``conviction_stats``, also how informative the conviction head is there."""
         model = self.raw_model  # eager: eval batch shapes differ and must not trigger recompiles
         model.eval()
         nats = torch.zeros((), dtype=torch.float64, device=self.device)
         nbytes = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
+        collect = conviction_stats and self.has_conviction
+        conv, correct, token_loss = [], [], []
         B = self.cfg.train.batch_size
         for i in range(0, len(offsets), B):
             x, y = self.batch(self.data.val, offsets[i: i + B])
             with self.autocast():
-                logits = model(x).logits
-            nats += torch.nn.functional.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").double()
+                out = model(x)
+            logits = out.logits.float()
+            per_token = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1),
+                                                          reduction="none")
+            nats += per_token.sum().double()
             nbytes += self.byte_lengths[y].sum()
             count += y.numel()
+            if collect and count <= MAX_STAT_TOKENS:
+                conv.append(out.conviction.reshape(-1).cpu())
+                correct.append((logits.argmax(-1) == y).reshape(-1).cpu())
+                token_loss.append(per_token.cpu())
         model.train()
         loss = nats.item() / max(1, count)
         bpb = nats.item() / math.log(2) / max(1, int(nbytes.item()))
-        return EvalResult(loss, bpb, count)
+        stats = None
+        if collect and conv:
+            c = torch.cat(conv).numpy()
+            stats = {"auroc_top1": auroc(c, torch.cat(correct).numpy()),
+                     "spearman_loss": spearman(c, torch.cat(token_loss).numpy()),
+                     "mean": float(c.mean())}
+        return EvalResult(loss, bpb, count, stats)
 
     def full_val_offsets(self) -> torch.Tensor:
         """Non-overlapping windows over the whole validation split (capped by final_max_batches)."""

@@ -57,7 +57,7 @@ def runs_dir(tmp_path) -> Path:
     return d
 
 
-def cockpit(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 240):
-    """Run the real `cockpit` CLI in a subprocess."""
+def cockpit(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 240, input: str = ""):
+    """Run the real `cockpit` CLI in a subprocess (stdin: ``input``)."""
     return subprocess.run([sys.executable, "-m", "cockpit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env={**os.environ, **(env or {})}, input=input)

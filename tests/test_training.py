@@ -1,11 +1,11 @@
 """Training runs end to end in real engine subprocesses: exact resume, clean stops, bad data."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from cockpit.runs import create_run, prepare_resume
 from engine import events
@@ -91,20 +91,26 @@ def test_bad_data_fails_before_training_and_touches_nothing_else(write_config, r
 
 
 def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir):
-    rd = create_run(write_config("ns", {"model": {"output_projection": True, "tie_embeddings": False}}),
-                    runs_dir=runs_dir)
+    rd = create_run(write_config("ns", {"model": {"output_projection": True, "tie_embeddings": False},
+                                        "conviction": {"enabled": True}}), runs_dir=runs_dir)
     assert engine_train(rd).returncode == 0
     evs = events.read_events(rd.events)
     step = next(e for e in evs if e.kind == events.STEP)
     for key in ("train/loss", "train/lr", "train/tokens_per_s", "train/mfu", "train/grad_norm",
-                "debug/hidden_norm", "debug/ce_loss", "debug/grad_norm/embeddings", "debug/grad_norm/blocks",
-                "debug/grad_norm/output_projection", "debug/grad_norm/lm_head"):
+                "debug/hidden_norm", "debug/ce_loss", "debug/conviction_loss", "debug/grad_norm/embeddings",
+                "debug/grad_norm/blocks", "debug/grad_norm/output_projection", "debug/grad_norm/lm_head",
+                "debug/grad_norm/conviction_head"):
         assert key in step.metrics, key
+    # train/loss is what is optimized: cross-entropy plus the weighted conviction term
+    assert step.metrics["train/loss"] == pytest.approx(
+        step.metrics["debug/ce_loss"] + 0.01 * step.metrics["debug/conviction_loss"], rel=1e-4)
     assert all(k.split("/")[0] in ("train", "debug") for k in step.metrics)
     ev = next(e for e in evs if e.kind == events.EVAL)
     assert set(ev.metrics) == {"train_benchmarks/loss", "train_benchmarks/bpb"}
     final = next(e for e in evs if e.kind == events.FINAL)
     assert final.metrics["final_benchmarks/bpb"] > 0 and final.metrics["final_benchmarks/tokens"] == 4 * 4 * 32
+    assert 0.0 <= final.metrics["final_benchmarks/conviction_auroc_top1"] <= 1.0
+    assert -1.0 <= final.metrics["final_benchmarks/conviction_spearman_loss"] <= 1.0
     assert any(e.kind == events.SAMPLE and e.get("text") for e in evs)
     start = next(e for e in evs if e.kind == events.START)
     assert start.get("params") > 0 and start.get("device") == "cpu"

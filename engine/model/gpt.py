@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
+from engine.config import ConvictionConfig, ModelConfig
 from engine.model.attention import CausalSelfAttention, LayerCache
+from engine.model.heads import ConvictionHead, conviction_target
 from engine.model.mlp import MLP
 from engine.model.norms import make_norm
 from engine.model.positions import LearnedPositions, Rotary
@@ -18,9 +19,12 @@ from engine.model.positions import LearnedPositions, Rotary
 
 class Output(NamedTuple):
     logits: torch.Tensor  # (B, T, V)
-    loss: torch.Tensor | None  # mean cross-entropy when targets are given
+    loss: torch.Tensor | None  # the training loss: ce_loss + weight * conviction_loss
     hidden: torch.Tensor  # final normed hidden state (B, T, d): what heads other than the LM head read
     lm_input: torch.Tensor  # the state fed to the LM head (after the output projection, if any)
+    conviction: torch.Tensor | None = None  # (B, T) when the model has a conviction head
+    ce_loss: torch.Tensor | None = None
+    conviction_loss: torch.Tensor | None = None
 
 
 class Block(nn.Module):
@@ -39,9 +43,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, head_dim: int, d_ff: int):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, head_dim: int, d_ff: int,
+                 conviction: ConvictionConfig | None = None):
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
+        self.conviction_cfg = conviction if conviction is not None and conviction.enabled else None
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
         n_tables = {"learned": 1, "learned_per_layer": cfg.n_layer}.get(cfg.pos, 0)
         self.wpe = LearnedPositions(n_tables, cfg.block_size, cfg.d_model) if n_tables else None
@@ -55,6 +61,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
+        self.conviction_head = ConvictionHead(cfg.d_model, self.conviction_cfg) if self.conviction_cfg else None
         self._init_weights()
 
     # -- init -------------------------------------------------------------------------------
@@ -115,10 +122,16 @@ class GPT(nn.Module):
         if self.cfg.logit_softcap > 0:
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return Output(logits, loss, hidden, lm_input)
+        conviction = self.conviction_head(hidden) if self.conviction_head is not None else None
+        if targets is None:
+            return Output(logits, None, hidden, lm_input, conviction)
+        ce = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        if conviction is None:
+            return Output(logits, ce, hidden, lm_input, None, ce)
+        target = conviction_target(self.conviction_cfg, self.lm_head.weight, lm_input, targets)
+        valid = targets >= 0
+        conv_loss = F.mse_loss(conviction[valid], target[valid])
+        return Output(logits, ce + self.conviction_cfg.weight * conv_loss, hidden, lm_input, conviction, ce, conv_loss)
 
     def new_cache(self) -> list[LayerCache]:
         return [LayerCache() for _ in self.blocks]
@@ -136,6 +149,8 @@ class GPT(nn.Module):
                 groups["output_projection"] += list(self.output_norm.parameters())
         if not self.cfg.tie_embeddings:
             groups["lm_head"] = [self.lm_head.weight]
+        if self.conviction_head is not None:
+            groups["conviction_head"] = list(self.conviction_head.parameters())
         return groups
 
 
@@ -147,4 +162,4 @@ def padded_vocab(vocab_size: int) -> int:
 
 def build_model(cfg, vocab_size: int) -> GPT:
     """``cfg`` is a RunConfig; derived sizes (head_dim, d_ff) come from it."""
-    return GPT(cfg.model, padded_vocab(vocab_size), cfg.head_dim, cfg.d_ff)
+    return GPT(cfg.model, padded_vocab(vocab_size), cfg.head_dim, cfg.d_ff, cfg.conviction)

@@ -1,0 +1,118 @@
+"""``cockpit complete RUN``: type a prompt, end it with ``###`` (text) or ``@@@`` (conviction).
+
+Conviction rows are ``tok     | 0.1234``: the token left-justified in 8 columns (longer ones are
+not cut), every whitespace character in it shown as a dark-grey dot. Colours are off when
+stdout is not a terminal or NO_COLOR is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TextIO
+
+from cockpit.completion import CompletionClient, CompletionError
+
+GREY, RESET = "\x1b[90m", "\x1b[0m"
+TEXT_END, CONVICTION_END = "###", "@@@"
+
+
+def use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def token_label(msg: dict) -> str:
+    # a token that ends mid-character (byte-level or BPE) has no text of its own yet
+    return msg["token"] if msg["token"] else f"<{msg['bytes']}>"
+
+
+def conviction_row(token: str, conviction: float, color: bool) -> str:
+    dot = f"{GREY}.{RESET}" if color else "."
+    shown = "".join(dot if ch.isspace() else ch for ch in token)
+    return f"{shown}{' ' * max(0, 8 - len(token))}| {conviction:.4f}"
+
+
+class Session:
+    def __init__(self, client: CompletionClient, args, out: TextIO = sys.stdout):
+        self.client, self.args, self.out = client, args, out
+        self.color = use_color(out)
+
+    def run(self, prompt: str, mode: str) -> None:
+        a = self.args
+        if mode == "conviction" and not self.client.info.get("conviction"):
+            print("conviction is not available for this run: it was trained without [conviction] enabled",
+                  file=self.out, flush=True)
+            return
+        if mode == "text" and not a.json:
+            self.out.write(f"{GREY}{prompt}{RESET}" if self.color else prompt)
+            self.out.flush()
+        stream = self.client.generate(prompt, mode, a.max_tokens, a.temperature, a.top_k, a.seed)
+        try:
+            for msg in stream:
+                if msg["type"] == "done":
+                    break
+                self._show(msg, mode)
+        except KeyboardInterrupt:  # stop this generation, keep the session
+            self.client.cancel()
+            for msg in stream:
+                if msg["type"] == "done":
+                    break
+        if mode == "text" and not a.json:
+            self.out.write("\n")
+        self.out.flush()
+
+    def _show(self, msg: dict, mode: str) -> None:
+        if self.args.json:
+            self.out.write(json.dumps({"token": msg["token"], "id": msg["token_id"],
+                                       "conviction": msg["conviction"], "prob": msg["prob"]}) + "\n")
+        elif mode == "conviction":
+            self.out.write(conviction_row(token_label(msg), msg["conviction"], self.color) + "\n")
+        else:
+            self.out.write(msg["token"])
+        self.out.flush()
+
+
+def read_prompt(stream: TextIO) -> tuple[str, str] | None:
+    """Lines until one that is exactly ### or @@@; None at end of input (Ctrl-D)."""
+    lines: list[str] = []
+    while True:
+        line = stream.readline()
+        if not line:
+            return None
+        stripped = line.rstrip("\r\n")
+        if stripped in (TEXT_END, CONVICTION_END):
+            return "\n".join(lines), "text" if stripped == TEXT_END else "conviction"
+        lines.append(stripped)
+
+
+def main(args) -> int:
+    from cockpit.runs import find_run, runs_root
+
+    rd = find_run(args.run, runs_root(args.runs_dir))
+    try:
+        client = CompletionClient(rd.path, args.step)
+    except CompletionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    session = Session(client, args)
+    try:
+        if args.prompt is not None:
+            session.run(args.prompt, args.mode)
+            return 0
+        if sys.stdin.isatty():
+            print(f"{rd.id} at step {client.info['step']}: type a prompt, end it with a line {TEXT_END} "
+                  f"(text) or {CONVICTION_END} (conviction); Ctrl-D quits", file=sys.stderr)
+        while True:
+            try:
+                got = read_prompt(sys.stdin)
+            except KeyboardInterrupt:  # Ctrl-C at the prompt leaves
+                return 0
+            if got is None:
+                return 0
+            session.run(*got)
+    except CompletionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
