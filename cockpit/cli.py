@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
     c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")
 
+    from cockpit.corpora_cli import add_parser as add_corpora
+
+    add_corpora(sub)
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bt = bsub.add_parser("train", help="training throughput of a config (after warm-up, without start-up)")
@@ -95,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.corpus import CorpusError
 
     from cockpit.complete_cli import main as cmd_complete
+    from cockpit.corpora_cli import main as cmd_corpora
 
-    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete}
+    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete,
+                "corpora": cmd_corpora}
     if args.cmd is None:
         build_parser().print_help()
         return 0

@@ -26,6 +26,9 @@ class BytesTokenizer:
     def encode_array(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
 
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.encode("utf-8")) for t in texts]
+
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(ids).replace(b"\x00", b"\n\n").decode("utf-8", errors="replace")
 
@@ -52,6 +55,10 @@ class TiktokenTokenizer:
         batches = self._enc.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)
         return [np.asarray(b, dtype=np.uint32) for b in batches]
 
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts without keeping the ids (for corpus sizing)."""
+        return [len(ids) for ids in self._enc.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self._enc.decode([i for i in ids if i < self.vocab_size], errors="replace")
 
@@ -74,6 +81,19 @@ class TiktokenTokenizer:
 Tokenizer = BytesTokenizer | TiktokenTokenizer
 
 
+def check_name(name: str) -> None:
+    """Reject an unknown tokenizer name without loading any encoding (cheap)."""
+    if name == "bytes":
+        return
+    import tiktoken
+
+    known = tiktoken.list_encoding_names()
+    if name not in known:
+        raise TokenizerError(
+            f"tokenizer '{name}' is unknown; use 'bytes' or a tiktoken encoding: {', '.join(sorted(known))}"
+        )
+
+
 @lru_cache(maxsize=8)
 def get_tokenizer(name: str) -> Tokenizer:
     if name == "bytes":
@@ -82,11 +102,8 @@ def get_tokenizer(name: str) -> Tokenizer:
         import tiktoken
     except ImportError:  # pragma: no cover - tiktoken is a dependency
         raise TokenizerError(f"tokenizer '{name}': tiktoken is not installed; pip install tiktoken") from None
+    check_name(name)
     known = tiktoken.list_encoding_names()
-    if name not in known:
-        raise TokenizerError(
-            f"tokenizer '{name}' is unknown; use 'bytes' or a tiktoken encoding: {', '.join(sorted(known))}"
-        )
     try:
         return TiktokenTokenizer(name, tiktoken.get_encoding(name))
     except Exception as exc:  # network errors come in many classes (requests, urllib, OSError)
