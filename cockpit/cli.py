@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cockpit.corpora_cli import add_parser as add_corpora
 
     add_corpora(sub)
+    from cockpit.queue_cli import add_parsers as add_queue
+
+    add_queue(sub)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
@@ -101,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     from cockpit.complete_cli import main as cmd_complete
     from cockpit.corpora_cli import main as cmd_corpora
 
+    from cockpit import queue_cli
+
     handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete,
-                "corpora": cmd_corpora}
+                "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
+                "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:
         build_parser().print_help()
         return 0

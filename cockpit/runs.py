@@ -36,31 +36,36 @@ def write_resolved(rd: RunDir, cfg: RunConfig) -> None:
 def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
                runs_dir: Path | None = None) -> RunDir:
     """Check the config, then create ``runs/<id>/`` (config.toml, resolved.toml, state queued).
-
-    The directory is assembled under a hidden name and renamed into place, so a reader (the
-    worker, the TUI) never sees a run without its files. A bad config creates nothing."""
+    A bad config creates nothing."""
     cfg = load_config(config_path, overrides)
     _absolute_data_path(cfg)
     root = runs_dir or runs_root()
     root.mkdir(parents=True, exist_ok=True)
-    run_id = new_run_id(root, name or Path(config_path).stem)
-    staging = root / f".{run_id}.creating"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    rd = claim_run_dir(root, name or Path(config_path).stem)
     try:
-        rd = RunDir(staging)
         shutil.copyfile(config_path, rd.config)
         if overrides:
             with open(rd.config, "a", encoding="utf-8") as f:
                 f.write("\n# overrides given on the command line (--set):\n")
                 f.writelines(f"#   {o}\n" for o in overrides)
         write_resolved(rd, cfg)
-        rd.transition(QUEUED)
-        os.rename(staging, root / run_id)
+        rd.transition(QUEUED)  # state.json last: readers only count a directory with one
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(rd.path, ignore_errors=True)
         raise
-    return RunDir(root / run_id)
+    return rd
+
+
+def claim_run_dir(root: Path, name: str) -> RunDir:
+    """A new, empty run directory. mkdir is atomic, so two processes creating runs of the
+    same name in the same second get different ids instead of one overwriting the other."""
+    while True:
+        run_id = new_run_id(root, name)
+        try:
+            (root / run_id).mkdir()
+            return RunDir(root / run_id)
+        except FileExistsError:
+            continue
 
 
 def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:

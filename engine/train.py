@@ -54,7 +54,11 @@ def run(run_dir: str | Path) -> int:
     wandb = trainer = None
     try:
         cfg = load_run_config(rd)
-        rd.transition(RUNNING, pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
+        state = rd.read_state()
+        if state.status == RUNNING and state.pid in (None, os.getpid()):  # the worker recorded the start
+            rd.update(pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
+        else:
+            rd.transition(RUNNING, pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
         writer.emit(events.STATUS, status=RUNNING, pid=os.getpid())
         from engine.trainer import Trainer  # torch import after the state is visible
 

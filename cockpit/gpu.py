@@ -1,0 +1,58 @@
+"""GPU figures through NVML (the nvidia-ml-py package). No NVIDIA GPU or no NVML is a
+reported state, never an error."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class GpuSample:
+    index: int
+    name: str
+    util: float  # percent
+    mem_used_mb: float
+    mem_total_mb: float
+    temp_c: float
+    power_w: float | None
+
+
+class GpuMonitor:
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self._nvml = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+        except Exception as e:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded...
+            self.error = f"NVML unavailable: {e}" if str(e) else f"NVML unavailable: {type(e).__name__}"
+
+    def sample(self) -> list[GpuSample]:
+        if self._nvml is None:
+            return []
+        n = self._nvml
+        out = []
+        try:
+            for i in range(n.nvmlDeviceGetCount()):
+                h = n.nvmlDeviceGetHandleByIndex(i)
+                mem = n.nvmlDeviceGetMemoryInfo(h)
+                try:
+                    power = n.nvmlDeviceGetPowerUsage(h) / 1000.0
+                except n.NVMLError:
+                    power = None
+                name = n.nvmlDeviceGetName(h)
+                out.append(GpuSample(i, name.decode() if isinstance(name, bytes) else name,
+                                     float(n.nvmlDeviceGetUtilizationRates(h).gpu), mem.used / 2**20,
+                                     mem.total / 2**20, float(n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)),
+                                     power))
+        except n.NVMLError as e:
+            self.error = f"NVML query failed: {e}"
+            return []
+        return out
+
+    def snapshot(self) -> dict:
+        gpus = self.sample()
+        return {"available": self._nvml is not None and self.error is None, "error": self.error,
+                "gpus": [asdict(g) for g in gpus]}

@@ -1,0 +1,98 @@
+"""``cockpit status``: the worker, the queue, the running runs' progress, GPUs and keep-awake,
+in one screen that works over SSH. Read from files only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from cockpit.queue import Queue
+from cockpit.runs import pid_alive
+from engine import events
+from engine.rundir import RUNNING, RunDir
+
+HEARTBEAT_STALE_S = 10
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def run_progress(rd: RunDir) -> dict:
+    """Step/total, last loss and ETA from the run's newest step event."""
+    state = rd.read_state()
+    last = None
+    for ev in events.read_events(rd.events):
+        if ev.kind == events.STEP:
+            last = ev
+    out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps}
+    if last is not None:
+        m = last.metrics
+        out.update(step=last.step, max_steps=last.get("max_steps", state.max_steps), loss=m.get("train/loss"))
+        if m.get("train/step_ms"):
+            out["eta_s"] = max(0, out["max_steps"] - out["step"]) * m["train/step_ms"] / 1000
+    return out
+
+
+def collect(runs_dir: Path) -> dict:
+    q = Queue(runs_dir)
+    data = q.read()
+    worker = _read_json(q.dir / "worker.json")
+    worker_alive = bool(worker.get("alive")) and pid_alive(worker.get("pid")) and \
+        time.time() - worker.get("heartbeat", 0) < HEARTBEAT_STALE_S
+    runs = [RunDir(d) for d in sorted(runs_dir.iterdir()) if (d / "state.json").exists()] if runs_dir.is_dir() else []
+    running = [run_progress(rd) for rd in runs if rd.read_state().status == RUNNING]
+    queued = []
+    for i, run_id in enumerate(data["order"], 1):
+        rd = RunDir(runs_dir / run_id)
+        queued.append({"position": i, "id": run_id, "status": rd.read_state().status if rd.state_file.exists() else "?"})
+    recent = sorted((rd for rd in runs if rd.read_state().status not in ("queued", RUNNING)),
+                    key=lambda rd: rd.state_file.stat().st_mtime)[-5:]
+    return {
+        "worker": {"alive": worker_alive, "pid": worker.get("pid") if worker_alive else None},
+        "paused": data["paused"], "queue": queued, "running": running,
+        "recent": [{"id": rd.id, "status": (s := rd.read_state()).status, "reason": s.reason} for rd in recent],
+        "gpus": _read_json(q.dir / "gpus.json"), "keepawake": _read_json(q.dir / "keepawake.json"),
+    }
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def render(st: dict) -> str:
+    w = st["worker"]
+    lines = [f"worker     {'alive (pid ' + str(w['pid']) + ')' if w['alive'] else 'not running (start: cockpit worker)'}"
+             f"{'   PAUSED' if st['paused'] else ''}"]
+    for r in st["running"]:
+        loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
+        lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {_eta(r.get('eta_s'))}")
+    if not st["running"]:
+        lines.append("running    -")
+    lines.append(f"queue      {len(st['queue'])} run(s)")
+    lines += [f"  {q['position']:>3}. {q['id']}" for q in st["queue"]]
+    for r in st["recent"]:
+        lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
+    g = st["gpus"]
+    if g.get("gpus"):
+        for x in g["gpus"]:
+            power = f"  {x['power_w']:.0f} W" if x.get("power_w") is not None else ""
+            lines.append(f"gpu {x['index']}      {x['name']}: {x['util']:.0f}%  {x['mem_used_mb']:.0f}/"
+                         f"{x['mem_total_mb']:.0f} MB  {x['temp_c']:.0f} C{power}")
+    else:
+        lines.append(f"gpu        {g.get('error') or 'no figures yet (the worker samples them)'}")
+    ka = st["keepawake"]
+    if ka:
+        detail = ka.get("method") or ka.get("reason") or ""
+        lines.append(f"keep-awake {ka['state']}" + (f" ({detail})" if detail else ""))
+    else:
+        lines.append("keep-awake unknown (runs inside the worker, or: cockpit keepawake)")
+    return "\n".join(lines)
