@@ -1,0 +1,197 @@
+"""The queue, the worker, GPU figures and keep-awake: real processes, real files."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cockpit.gpu import GpuMonitor
+from cockpit.keepawake import KeepAwake, Policy
+from cockpit.queue import Queue
+from cockpit.runs import RunError
+from conftest import ROOT, cockpit
+from engine import events
+from engine.config import ConfigError
+from engine.rundir import RunDir
+
+
+def ids(q: Queue) -> list[str]:
+    return q.order
+
+
+def test_queue_semantics(write_config, runs_dir):
+    q = Queue(runs_dir)
+    cfg = write_config("q")
+    a, b = q.add([str(cfg), str(cfg)])
+    (c,) = q.add([str(cfg)], name="urgent", front=True)
+    (d,) = q.add([str(cfg)], name="after-a", after=a.id)
+    assert ids(q) == [c.id, a.id, d.id, b.id]
+    assert all(rd.read_state().status == "queued" for rd in (a, b, c, d))
+    assert q.move(b.id, to=1) == 1 and ids(q) == [b.id, c.id, a.id, d.id]
+    q.move(b.id, down=True)
+    assert ids(q) == [c.id, b.id, a.id, d.id]
+    q.move(d.id, up=True)
+    assert ids(q) == [c.id, b.id, d.id, a.id]
+    q.remove(c.id)
+    assert not c.path.exists() and ids(q) == [b.id, d.id, a.id]
+    q.stop(d.id)  # a queued run taken out
+    assert d.read_state().status == "stopped" and ids(q) == [b.id, a.id]
+    with pytest.raises(RunError, match="--force"):
+        q.remove(d.id)  # not queued: its directory holds results
+    q.retry(d.id)
+    assert ids(q) == [b.id, a.id, d.id] and d.read_state().status == "queued"
+    with pytest.raises(RunError, match="only failed, stopped, interrupted"):
+        q.retry(a.id)
+    q.set_paused(True)
+    assert q.pop_next() is None and ids(q) == [b.id, a.id, d.id]
+    q.set_paused(False)
+    assert q.pop_next().id == b.id and ids(q) == [a.id, d.id]
+    statuses = [h["status"] for h in d.read_state().history]
+    assert statuses == ["queued", "stopped", "queued"] and all("time" in h for h in d.read_state().history)
+
+
+def test_a_bad_config_is_rejected_and_the_queue_is_unchanged(write_config, runs_dir):
+    q = Queue(runs_dir)
+    good = write_config("good")
+    q.add([str(good)])
+    before = (ids(q), sorted(p.name for p in runs_dir.iterdir()))
+    bad = write_config("bad", {"model": {"n_embd": 64}})
+    with pytest.raises(ConfigError, match=r"\[model\] n_embd: unknown key"):
+        q.add([str(good), str(bad)])  # one bad file: nothing is queued
+    assert (ids(q), sorted(p.name for p in runs_dir.iterdir())) == before
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(bad))
+    assert r.returncode == 2 and "n_embd" in r.stderr and (ids(q), sorted(p.name for p in runs_dir.iterdir())) == before
+
+
+def test_two_processes_adding_100_runs_each_lose_nothing(write_config, runs_dir):
+    cfg = write_config("many")
+    code = ("import sys; from pathlib import Path; from cockpit.queue import Queue\n"
+            "q = Queue(Path(sys.argv[1]))\n"
+            "for _ in range(100): q.add([sys.argv[2]])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(runs_dir), str(cfg)], cwd=ROOT) for _ in range(2)]
+    assert [p.wait(timeout=240) for p in procs] == [0, 0]
+    order = Queue(runs_dir).order
+    assert len(order) == 200 and len(set(order)) == 200
+    assert sorted(order) == sorted(d.name for d in runs_dir.iterdir() if (d / "state.json").exists())
+
+
+def long_run(write_config, name="long"):
+    return write_config(name, {"train": {"max_steps": 300, "checkpoint_every": 20}, "log": {"every": 10},
+                               "eval": {"every": 0}})
+
+
+def start_worker(runs_dir, *extra):
+    return subprocess.Popen([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "worker", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def checkpoints_written(rd: RunDir) -> list[int]:
+    return [e.step for e in events.read_events(rd.events) if e.kind == events.CHECKPOINT]
+
+
+@pytest.mark.parametrize("engine_dies_too", [True, False], ids=["machine-crash", "worker-only"])
+def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs_dir, engine_dies_too):
+    q = Queue(runs_dir)
+    (a,) = q.add([str(long_run(write_config))])
+    (b,) = q.add([str(write_config("next"))])
+    worker = start_worker(runs_dir)
+    wait_for(lambda: len(checkpoints_written(a)) >= 2)
+    status = cockpit("--runs-dir", str(runs_dir), "status").stdout
+    assert "worker     alive" in status and f"running    {a.id}  step" in status
+    engine_pid = a.read_state().pid
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    if engine_dies_too:  # a machine crash takes the engine as well
+        os.kill(engine_pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{engine_pid}") or
+                 open(f"/proc/{engine_pid}/stat").read().split()[2] == "Z")
+        killed_at = checkpoints_written(a)[-1]
+    assert q.order == [b.id]  # no queue entry lost
+    second = start_worker(runs_dir, "--once")
+    out, _ = second.communicate(timeout=240)
+    assert second.returncode == 0, out
+    state = a.read_state()
+    assert state.status == "completed" and state.step == 300
+    assert b.read_state().status == "completed" and q.order == []
+    if engine_dies_too:
+        assert "interrupted" in [h["status"] for h in state.history] and "resumes from step" in out
+        starts = [e for e in events.read_events(a.events) if e.kind == events.START]
+        assert starts[-1].get("resumed_from") == killed_at  # at most one checkpoint interval lost
+        assert out.index(f"started {a.id}") < out.index(f"started {b.id}")  # ahead of the queue
+    else:
+        assert f"adopted {a.id}" in out and "interrupted" not in [h["status"] for h in state.history]
+
+
+def test_a_second_worker_for_the_same_device_says_so(runs_dir):
+    first = start_worker(runs_dir)
+    wait_for(lambda: (runs_dir / ".cockpit" / "worker.json").exists())
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=30)
+    assert r.returncode == 1 and "another worker" in r.stderr and "owns the CPU" in r.stderr
+
+
+def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):
+    q = Queue(runs_dir)
+    (a,) = q.add([str(long_run(write_config))])
+    worker = start_worker(runs_dir)
+    try:
+        wait_for(lambda: len(checkpoints_written(a)) >= 1)
+        r = cockpit("--runs-dir", str(runs_dir), "queue", "stop", a.id)
+        assert r.returncode == 0 and "asked" in r.stdout
+        wait_for(lambda: a.read_state().status == "stopped")
+        stopped_at = a.read_state().step
+        assert a.checkpoint_steps()[-1] == stopped_at
+        assert cockpit("--runs-dir", str(runs_dir), "queue", "retry", a.id).returncode == 0
+        wait_for(lambda: a.read_state().status == "completed", timeout=180)
+        starts = [e for e in events.read_events(a.events) if e.kind == events.START]
+        assert starts[-1].get("resumed_from") == stopped_at
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def test_keepawake_policy_threshold_grace_and_fallback():
+    p = Policy(threshold=10, grace=60)
+    assert p.wants_awake([5.0, 3.0], run_running=True, now=0) is False  # GPUs idle: a run alone is not enough
+    assert p.wants_awake([5.0, 55.0], run_running=False, now=10) is True  # any GPU above the threshold
+    assert p.wants_awake([0.0], run_running=False, now=50) is True  # within the grace period
+    assert p.wants_awake([0.0], run_running=False, now=71) is False  # grace over: sleep allowed
+    assert p.wants_awake([10.0], run_running=False, now=72) is False  # at the threshold is not above
+    nvml_less = Policy(threshold=10, grace=30)
+    assert nvml_less.wants_awake(None, run_running=True, now=0) is True  # no NVML: a running run counts
+    assert nvml_less.wants_awake(None, run_running=False, now=20) is True
+    assert nvml_less.wants_awake(None, run_running=False, now=31) is False
+
+
+def test_real_keepawake_call_reports_its_state_without_crashing():
+    ka = KeepAwake(threshold=10, grace=0)
+    try:
+        state = ka.update([80.0], run_running=True)
+        assert state["state"] in ("active", "unavailable")
+        if state["state"] == "unavailable":  # e.g. no session D-Bus in a container
+            assert state["reason"] and "wakepy" in state["reason"]
+        else:
+            assert state["method"]
+        assert ka.update([0.0], run_running=False, now=state["since"] + 1)["state"] == "idle"
+    finally:
+        ka.close()
+
+
+def test_gpu_monitor_without_nvidia_reports_instead_of_failing():
+    snap = GpuMonitor().snapshot()
+    assert isinstance(snap["gpus"], list)
+    if not snap["available"]:
+        assert snap["error"].startswith("NVML")
