@@ -325,6 +325,13 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     need(d.path != "", "[data] path", "is empty; give a corpus path or 'builtin:stories'")
     need(0.0 < d.val_fraction < 1.0, "[data] val_fraction", f"found {d.val_fraction}, must be in (0, 1)")
     need(d.tokenizer != "", "[data] tokenizer", "is empty; use 'bytes' or a tiktoken encoding such as 'gpt2'")
+    if d.tokenizer != "bytes":  # only the name; loading the encoding (maybe a download) waits for training
+        from engine.tokenizers import TokenizerError, check_name
+
+        try:
+            check_name(d.tokenizer)
+        except TokenizerError as exc:
+            raise ConfigError(source, "[data] tokenizer", str(exc)) from None
 
     need(t.max_steps > 0, "[train] max_steps", f"found {t.max_steps}, must be > 0")
     try:

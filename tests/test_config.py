@@ -58,6 +58,7 @@ def test_choice_outside_allowed_values_lists_them(tmp_path):
     ("[model]\npos = 'rope'\nd_model = 30\nn_head = 2\n", "[model] head_dim"),
     ("[data]\nval_fraction = 1.5\n", "[data] val_fraction"),
     ("[model]\noutput_projection_norm = true\n", "[model] output_projection_norm"),
+    ("[data]\ntokenizer = 'gpt-2'\n", "[data] tokenizer"),
 ])
 def test_impossible_values_are_rejected_with_their_key(tmp_path, text, key):
     assert key in error_of(write(tmp_path, text))
