@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 CORPUS_SUFFIXES = (".parquet", ".jsonl", ".txt")
 
@@ -43,27 +43,36 @@ def stamp(path: Path) -> FileStamp:
     return FileStamp(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def iter_text_batches(path: Path, column: str = "text", batch_rows: int = 1024) -> Iterator[list[str]]:
+def iter_text_batches(path: Path, column: str = "text", batch_rows: int = 1024,
+                      progress: Callable[[int], None] | None = None,
+                      row_groups: list[int] | None = None) -> Iterator[list[str]]:
     """Documents of one file in batches. Null rows come back as empty strings, so counts
-    stay aligned with the file; callers report them."""
+    stay aligned with the file; callers report them. ``progress`` is called with the bytes of
+    the file done since its last call; ``row_groups`` restricts a parquet file to those."""
+    report = progress or (lambda n: None)
     suffix = path.suffix
     if suffix == ".txt":
         try:
-            yield [path.read_text(encoding="utf-8")]
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise CorpusError(f"{path}: not valid UTF-8 at byte {e.start}; re-encode the file as UTF-8") from None
+        report(path.stat().st_size)
+        yield [text]
     elif suffix == ".jsonl":
-        yield from _jsonl_batches(path, column, batch_rows)
+        yield from _jsonl_batches(path, column, batch_rows, report)
     elif suffix == ".parquet":
-        yield from _parquet_batches(path, column, batch_rows)
+        for batch in iter_parquet_batches(path, [column], batch_rows, report, row_groups):
+            yield [t if t is not None else "" for t in batch[column]]
     else:
         raise CorpusError(f"{path}: unsupported file type '{suffix}'")
 
 
-def _jsonl_batches(path: Path, column: str, batch_rows: int) -> Iterator[list[str]]:
+def _jsonl_batches(path: Path, column: str, batch_rows: int, report: Callable[[int], None]) -> Iterator[list[str]]:
     batch: list[str] = []
+    done = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            done += len(raw)
             if not raw.strip():
                 continue
             try:
@@ -71,14 +80,16 @@ def _jsonl_batches(path: Path, column: str, batch_rows: int) -> Iterator[list[st
             except (ValueError, UnicodeDecodeError):
                 raise CorpusError(f"{path}:{lineno}: not a JSON object (or not UTF-8)") from None
             if not isinstance(obj, dict) or column not in obj:
-                raise CorpusError(f"{path}:{lineno}: no '{column}' field; set [data] text_column")
+                raise CorpusError(f"{path}:{lineno}: no '{column}' field; set the text column name")
             value = obj[column]
             batch.append(value if isinstance(value, str) else "")
             if len(batch) >= batch_rows:
                 yield batch
-                batch = []
+                report(done)
+                batch, done = [], 0
     if batch:
         yield batch
+    report(done)
 
 
 def parquet_file(path: Path):
@@ -90,15 +101,25 @@ def parquet_file(path: Path):
         raise CorpusError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
 
 
-def _parquet_batches(path: Path, column: str, batch_rows: int) -> Iterator[list[str]]:
+def iter_parquet_batches(path: Path, columns: list[str], batch_rows: int = 1024,
+                         progress: Callable[[int], None] | None = None,
+                         row_groups: list[int] | None = None) -> Iterator[dict[str, list]]:
+    """Record batches of ``columns``, one row group at a time, so memory follows the batch
+    size and not the file. ``progress`` gets each row group's compressed bytes pro rata."""
+    report = progress or (lambda n: None)
     pf = parquet_file(path)
     names = pf.schema_arrow.names
-    if column not in names:
-        raise CorpusError(f"{path}: no '{column}' column (has: {', '.join(names)}); set the text column name")
+    for col in columns:
+        if col not in names:
+            raise CorpusError(f"{path}: no '{col}' column (has: {', '.join(names)}); set the text column name")
+    meta = pf.metadata
     try:
-        for rb in pf.iter_batches(batch_size=batch_rows, columns=[column]):
-            yield [t if t is not None else "" for t in rb.column(0).to_pylist()]
-    except CorpusError:
-        raise
+        for rg in row_groups if row_groups is not None else range(meta.num_row_groups):
+            rg_meta = meta.row_group(rg)
+            rows = max(1, rg_meta.num_rows)
+            compressed = sum(rg_meta.column(i).total_compressed_size for i in range(rg_meta.num_columns))
+            for rb in pf.iter_batches(batch_size=batch_rows, row_groups=[rg], columns=columns):
+                yield {c: rb.column(i).to_pylist() for i, c in enumerate(columns)}
+                report(int(compressed * rb.num_rows / rows))
     except Exception as e:
         raise CorpusError(f"{path}: parquet data cannot be read ({str(e).splitlines()[0]})") from None

@@ -1,19 +1,18 @@
 """Counting one corpus file: documents, bytes, empty documents and tokens, in bounded memory.
 
-Parquet is read one record batch at a time from one row group at a time, so memory follows
-the batch size, not the file. Tokenization is the cost (tiktoken's encode_ordinary_batch
+The engine's readers bound memory (one record batch of one parquet row group at a time).
+Tokenization is the cost (tiktoken's encode_ordinary_batch
 over all cores; parquet decoding is 30-50x faster), so batches are large enough to keep
 every core busy.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from engine.corpus import CorpusError, parquet_file, stamp
+from engine.corpus import CorpusError, iter_parquet_batches, iter_text_batches, stamp
 from engine.tokenizers import get_tokenizer
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, Meta, read_meta, token_entry, write_meta
 
@@ -33,62 +32,6 @@ class FileCount:
     error: str = ""
 
 
-def _parquet_batches(path: Path, columns: list[str], progress: Progress) -> Iterator[dict[str, list]]:
-    pf = parquet_file(path)
-    names = pf.schema_arrow.names
-    for col in columns:
-        if col not in names:
-            raise CorpusError(f"{path}: no '{col}' column (has: {', '.join(names)})")
-    meta = pf.metadata
-    try:
-        for rg in range(meta.num_row_groups):
-            rg_meta = meta.row_group(rg)
-            rows = max(1, rg_meta.num_rows)
-            compressed = sum(rg_meta.column(i).total_compressed_size for i in range(rg_meta.num_columns))
-            for rb in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[rg], columns=columns):
-                yield {c: rb.column(i).to_pylist() for i, c in enumerate(columns)}
-                progress(int(compressed * rb.num_rows / rows))
-    except CorpusError:
-        raise
-    except Exception as e:
-        raise CorpusError(f"{path}: parquet data cannot be read ({str(e).splitlines()[0]})") from None
-
-
-def _text_batches(path: Path, column: str, progress: Progress) -> Iterator[list[str | None]]:
-    if path.suffix == ".parquet":
-        for batch in _parquet_batches(path, [column], progress):
-            yield batch[column]
-    elif path.suffix == ".txt":
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise CorpusError(f"{path}: not valid UTF-8 at byte {e.start}") from None
-        progress(path.stat().st_size)
-        yield [text]
-    else:  # .jsonl
-        batch: list[str | None] = []
-        done = 0
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                done += len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    raise CorpusError(f"{path}:{lineno}: not a JSON object") from None
-                if not isinstance(obj, dict) or column not in obj:
-                    raise CorpusError(f"{path}:{lineno}: no '{column}' field")
-                batch.append(obj[column] if isinstance(obj[column], str) else None)
-                if len(batch) >= BATCH_ROWS:
-                    yield batch
-                    progress(done)
-                    batch, done = [], 0
-        if batch:
-            yield batch
-        progress(done)
-
-
 def count_file(path: Path, tokenizer: str | None, column: str = "text", use_token_count_column: bool = False,
                progress: Progress = lambda n: None, refresh: bool = False) -> FileCount:
     """Counts for one file, from its meta cache when current; writes the cache when it counts.
@@ -105,13 +48,13 @@ def count_file(path: Path, tokenizer: str | None, column: str = "text", use_toke
     if use_token_count_column:
         if path.suffix != ".parquet":
             raise CorpusError(f"{path}: --use-token-count-column needs parquet files with a token_count column")
-        for batch in _parquet_batches(path, [column, "token_count"], progress):
+        for batch in iter_parquet_batches(path, [column, "token_count"], BATCH_ROWS, progress):
             for text, n in zip(batch[column], batch["token_count"]):
                 _tally(result, text)
                 tokens += (n or 0) + (1 if text else 0)
     else:
         tok = get_tokenizer(tokenizer) if tokenizer else None
-        for texts in _text_batches(path, column, progress):
+        for texts in iter_text_batches(path, column, BATCH_ROWS, progress):
             present = [t for t in texts if t]
             result.documents += len(texts)
             result.empty_documents += len(texts) - len(present)

@@ -24,7 +24,7 @@ import tomli_w
 from cockpit.corpora.count import count_file
 from cockpit.corpora.meta import Meta, token_entry, write_meta
 from engine.config import tomllib
-from engine.corpus import CorpusError, corpus_files, iter_text_batches, parquet_file, stamp
+from engine.corpus import corpus_files, iter_text_batches, parquet_file, stamp
 from engine.tokenizers import Tokenizer
 
 ROWS_PER_FILE = 100_000
@@ -149,15 +149,6 @@ def _units(path: str) -> list[tuple[Path, int | None]]:
     return units
 
 
-def _read_unit(f: Path, rg: int | None, column: str) -> list[str]:
-    if rg is None:
-        return [t for batch in iter_text_batches(f, column) for t in batch if t]
-    pf = parquet_file(f)
-    if column not in pf.schema_arrow.names:
-        raise CorpusError(f"{f}: no '{column}' column (has: {', '.join(pf.schema_arrow.names)})")
-    return [t for t in pf.read_row_group(rg, columns=[column]).column(0).to_pylist() if t]
-
-
 def _documents(source: Source, index: int, seed: int, column: str, tok: Tokenizer) -> Iterator[tuple[str, int]]:
     """(text, tokens incl. separator) in a deterministic shuffled order; passes repeat forever,
     each reshuffled, for sources that must repeat."""
@@ -167,7 +158,8 @@ def _documents(source: Source, index: int, seed: int, column: str, tok: Tokenize
         order = units[:]
         rng.shuffle(order)
         for f, rg in order:
-            texts = _read_unit(f, rg, column)
+            texts = [t for batch in iter_text_batches(f, column, row_groups=None if rg is None else [rg])
+                     for t in batch if t]
             rng.shuffle(texts)
             for text, n in zip(texts, tok.lengths(texts)):
                 yield text, n + 1
