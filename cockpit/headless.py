@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cockpit.runs import record_engine_exit
 from engine import events
-from engine.rundir import COMPLETED, FAILED, RUNNING, RunDir
+from engine.rundir import COMPLETED, FAILED, RunDir
 
 
 @dataclass
@@ -106,11 +107,8 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
 
 
 def _report(rd: RunDir, proc: subprocess.Popen, prog: RunProgress, console: Console) -> int:
-    state = rd.read_state()
-    if state.status == RUNNING:  # the engine died without recording an end (killed, crashed hard)
-        last = events.tail_bytes(rd.log).strip().splitlines()
-        reason = f"engine exited with code {proc.returncode}" + (f": {last[-1]}" if last else "")
-        state = rd.transition(FAILED, reason=reason, exit_code=proc.returncode, pid=None)
+    state = record_engine_exit(rd, proc.returncode)
+
     def out(text: str) -> None:  # paths and states are data, not markup; never wrap them
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 

@@ -143,8 +143,7 @@ def cmd_keepawake(args) -> int:
 
 
 def _any_running(runs_dir) -> bool:
-    from engine.rundir import RUNNING, RunDir
+    from cockpit.runs import list_runs
+    from engine.rundir import RUNNING
 
-    if not runs_dir.is_dir():
-        return False
-    return any(RunDir(d).read_state().status == RUNNING for d in runs_dir.iterdir() if (d / "state.json").exists())
+    return any(rd.read_state().status == RUNNING for rd in list_runs(runs_dir))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import tomli_w
 
-from engine.config import BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config, resolved_dict, tomllib
-from engine.rundir import QUEUED, RUNNING, RunDir, new_run_id
+from engine import events
+from engine.config import BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config, resolved_dict
+from engine.rundir import FAILED, QUEUED, RUNNING, RunDir, RunState, new_run_id
 
 
 class RunError(ValueError):
@@ -85,14 +86,24 @@ def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
     raise RunError(f"no run '{ref}' under {root}/; list them with: ls {root}")
 
 
-def read_resolved(rd: RunDir) -> RunConfig:
-    try:
-        data = tomllib.loads(rd.resolved.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{rd.resolved}: missing; this run directory is incomplete") from None
-    except tomllib.TOMLDecodeError as e:
-        raise RunError(f"{rd.resolved}: not valid TOML ({e})") from None
-    return config_from_dict(data, str(rd.resolved))
+def list_runs(runs_dir: Path) -> list[RunDir]:
+    """Every run directory (one with a state.json), in id order."""
+    if not runs_dir.is_dir():
+        return []
+    return [RunDir(d) for d in sorted(runs_dir.iterdir()) if not d.name.startswith(".") and (d / "state.json").exists()]
+
+
+def record_engine_exit(rd: RunDir, code: int | None) -> RunState:
+    """After an engine is gone: if it died without recording its end (killed, crashed hard),
+    mark the run failed with the exit code and the last line of engine.log."""
+    state = rd.read_state()
+    if state.status == RUNNING:
+        last = events.tail_bytes(rd.log).strip().splitlines()
+        reason = f"engine exited with code {code}" + (f": {last[-1]}" if last else "")
+        return rd.transition(FAILED, reason=reason, exit_code=code, pid=None)
+    if code is not None and state.exit_code is None:
+        return rd.update(exit_code=code)
+    return state
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -116,7 +127,7 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None) -> R
     state = rd.read_state()
     if state.status == RUNNING and pid_alive(state.pid):
         raise RunError(f"{rd.id} is running (pid {state.pid}); stop it first")
-    cfg = read_resolved(rd)
+    cfg = rd.read_config()
     data = resolved_dict(cfg)
     if max_steps is not None:
         data["train"]["max_steps"] = max_steps

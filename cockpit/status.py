@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from cockpit.queue import Queue
-from cockpit.runs import pid_alive
+from cockpit.runs import list_runs, pid_alive
 from engine import events
 from engine.rundir import RUNNING, RunDir
 
@@ -44,18 +44,17 @@ def collect(runs_dir: Path) -> dict:
     worker = _read_json(q.dir / "worker.json")
     worker_alive = bool(worker.get("alive")) and pid_alive(worker.get("pid")) and \
         time.time() - worker.get("heartbeat", 0) < HEARTBEAT_STALE_S
-    runs = [RunDir(d) for d in sorted(runs_dir.iterdir()) if (d / "state.json").exists()] if runs_dir.is_dir() else []
-    running = [run_progress(rd) for rd in runs if rd.read_state().status == RUNNING]
+    states = {rd.id: (rd, rd.read_state()) for rd in list_runs(runs_dir)}  # each state.json read once
+    running = [run_progress(rd) for rd, s in states.values() if s.status == RUNNING]
     queued = []
     for i, run_id in enumerate(data["order"], 1):
-        rd = RunDir(runs_dir / run_id)
-        queued.append({"position": i, "id": run_id, "status": rd.read_state().status if rd.state_file.exists() else "?"})
-    recent = sorted((rd for rd in runs if rd.read_state().status not in ("queued", RUNNING)),
-                    key=lambda rd: rd.state_file.stat().st_mtime)[-5:]
+        queued.append({"position": i, "id": run_id, "status": states[run_id][1].status if run_id in states else "?"})
+    finished = [(rd, s) for rd, s in states.values() if s.status not in ("queued", RUNNING)]
+    recent = sorted(finished, key=lambda x: x[1].history[-1]["time"] if x[1].history else 0)[-5:]
     return {
         "worker": {"alive": worker_alive, "pid": worker.get("pid") if worker_alive else None},
         "paused": data["paused"], "queue": queued, "running": running,
-        "recent": [{"id": rd.id, "status": (s := rd.read_state()).status, "reason": s.reason} for rd in recent],
+        "recent": [{"id": rd.id, "status": s.status, "reason": s.reason} for rd, s in recent],
         "gpus": _read_json(q.dir / "gpus.json"), "keepawake": _read_json(q.dir / "keepawake.json"),
     }
 

@@ -22,9 +22,8 @@ from pathlib import Path
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
-from cockpit.runs import pid_alive, start_engine
-from engine import events
-from engine.rundir import FAILED, INTERRUPTED, RUNNING, RunDir, atomic_write
+from cockpit.runs import list_runs, pid_alive, record_engine_exit, start_engine
+from engine.rundir import INTERRUPTED, RUNNING, RunDir, atomic_write
 
 
 class WorkerBusy(RuntimeError):
@@ -82,10 +81,7 @@ class Worker:
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> None:
         interrupted = []
-        for d in sorted(p for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            rd = RunDir(d)
-            if not rd.state_file.exists():
-                continue
+        for rd in list_runs(self.runs_dir):
             state = rd.read_state()
             if state.status != RUNNING:
                 continue
@@ -168,14 +164,7 @@ class Worker:
             if engine_alive(rd, slot.pid):
                 return
             code = None
-        state = rd.read_state()
-        if state.status == RUNNING:  # the engine died without recording its end
-            last = events.tail_bytes(rd.log).strip().splitlines()
-            reason = f"engine exited with code {code}" + (f": {last[-1]}" if last else "")
-            rd.transition(FAILED, reason=reason, exit_code=code, pid=None)
-            state = rd.read_state()
-        elif code is not None and state.exit_code is None:
-            rd.update(exit_code=code)
+        state = record_engine_exit(rd, code)
         self.log(f"{rd.id}: {state.status}" + (f" ({state.reason})" if state.reason else ""))
         slot.rd = slot.proc = slot.pid = None
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.config import ConfigError, RunConfig, config_from_dict, tomllib
+
 QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
     "queued", "running", "completed", "failed", "stopped", "interrupted",
 )
@@ -73,6 +75,16 @@ class RunDir:
     log = property(lambda self: self.path / "engine.log")
     checkpoints = property(lambda self: self.path / "checkpoints")
     wandb = property(lambda self: self.path / "wandb")
+
+    def read_config(self) -> RunConfig:
+        """The run's resolved.toml, checked like any config."""
+        try:
+            data = tomllib.loads(self.resolved.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(str(self.resolved), "file", "missing; the run directory is incomplete") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(str(self.resolved), "TOML syntax", str(e)) from None
+        return config_from_dict(data, str(self.resolved))
 
     def checkpoint_steps(self) -> list[int]:
         return checkpoint_steps(self.checkpoints)

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from engine import checkpoint, events
-from engine.config import ConfigError, RunConfig, config_from_dict, parse_time_budget, tomllib
+from engine.config import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from engine.corpus import CorpusError
 from engine.rundir import COMPLETED, FAILED, RUNNING, STOPPED, RunDir
 from engine.tokenizers import TokenizerError
@@ -39,21 +39,13 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def load_run_config(rd: RunDir) -> RunConfig:
-    try:
-        data = tomllib.loads(rd.resolved.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(rd.resolved), "file", "missing; the run directory is incomplete") from None
-    return config_from_dict(data, str(rd.resolved))
-
-
 def run(run_dir: str | Path) -> int:
     rd = RunDir(run_dir)
     stop = StopFlag()
     writer = events.EventWriter(rd.events)
     wandb = trainer = None
     try:
-        cfg = load_run_config(rd)
+        cfg = rd.read_config()
         state = rd.read_state()
         if state.status == RUNNING and state.pid in (None, os.getpid()):  # the worker recorded the start
             rd.update(pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
@@ -71,7 +63,7 @@ def run(run_dir: str | Path) -> int:
             log(f"resumed from {ckpt} at step {trainer.step}")
         from engine.wandb_log import WandbLogger
 
-        wandb = WandbLogger(cfg, rd.path, rd.id, trainer.state()["config"], warn=log)
+        wandb = WandbLogger(cfg, rd.path, rd.id, resolved_dict(cfg), warn=log)
         writer.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                     wandb_dir=wandb.directory, **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
