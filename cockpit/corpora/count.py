@@ -39,7 +39,7 @@ def count_file(path: Path, tokenizer: str | None, column: str = "text", use_toke
     key = TOKEN_COUNT_COLUMN if use_token_count_column else tokenizer
     meta = None if refresh else read_meta(path, column)
     if meta is not None and (key is None or meta.token_count(key) is not None):
-        progress(path.stat().st_size)
+        progress(meta.size)  # read_meta has just checked it against the file
         return FileCount(path, meta.documents, meta.empty_documents, meta.bytes,
                          meta.token_count(key) if key else None, "cache", cached=True)
     st = stamp(path)
