@@ -38,12 +38,22 @@ def run_progress(rd: RunDir) -> dict:
     return out
 
 
+def worker_status(q: Queue) -> dict:
+    """Whether a worker is alive: it says so, its pid exists and its heartbeat is fresh."""
+    worker = _read_json(q.dir / "worker.json")
+    alive = bool(worker.get("alive")) and pid_alive(worker.get("pid")) and \
+        time.time() - worker.get("heartbeat", 0) < HEARTBEAT_STALE_S
+    return {"alive": alive, "pid": worker.get("pid") if alive else None}
+
+
+def control_files(q: Queue) -> dict:
+    """The worker's GPU and keep-awake figures."""
+    return {"gpus": _read_json(q.dir / "gpus.json"), "keepawake": _read_json(q.dir / "keepawake.json")}
+
+
 def collect(runs_dir: Path) -> dict:
     q = Queue(runs_dir)
     data = q.read()
-    worker = _read_json(q.dir / "worker.json")
-    worker_alive = bool(worker.get("alive")) and pid_alive(worker.get("pid")) and \
-        time.time() - worker.get("heartbeat", 0) < HEARTBEAT_STALE_S
     states = {rd.id: (rd, rd.read_state()) for rd in list_runs(runs_dir)}  # each state.json read once
     running = [run_progress(rd) for rd, s in states.values() if s.status == RUNNING]
     queued = []
@@ -52,14 +62,13 @@ def collect(runs_dir: Path) -> dict:
     finished = [(rd, s) for rd, s in states.values() if s.status not in ("queued", RUNNING)]
     recent = sorted(finished, key=lambda x: x[1].history[-1]["time"] if x[1].history else 0)[-5:]
     return {
-        "worker": {"alive": worker_alive, "pid": worker.get("pid") if worker_alive else None},
-        "paused": data["paused"], "queue": queued, "running": running,
+        "worker": worker_status(q), "paused": data["paused"], "queue": queued, "running": running,
         "recent": [{"id": rd.id, "status": s.status, "reason": s.reason} for rd, s in recent],
-        "gpus": _read_json(q.dir / "gpus.json"), "keepawake": _read_json(q.dir / "keepawake.json"),
+        **control_files(q),
     }
 
 
-def _eta(seconds: float | None) -> str:
+def eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     m, s = divmod(int(seconds), 60)
@@ -73,25 +82,32 @@ def render(st: dict) -> str:
              f"{'   PAUSED' if st['paused'] else ''}"]
     for r in st["running"]:
         loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
-        lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {_eta(r.get('eta_s'))}")
+        lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {eta(r.get('eta_s'))}")
     if not st["running"]:
         lines.append("running    -")
     lines.append(f"queue      {len(st['queue'])} run(s)")
     lines += [f"  {q['position']:>3}. {q['id']}" for q in st["queue"]]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
-    g = st["gpus"]
-    if g.get("gpus"):
-        for x in g["gpus"]:
-            power = f"  {x['power_w']:.0f} W" if x.get("power_w") is not None else ""
-            lines.append(f"gpu {x['index']}      {x['name']}: {x['util']:.0f}%  {x['mem_used_mb']:.0f}/"
-                         f"{x['mem_total_mb']:.0f} MB  {x['temp_c']:.0f} C{power}")
-    else:
-        lines.append(f"gpu        {g.get('error') or 'no figures yet (the worker samples them)'}")
-    ka = st["keepawake"]
-    if ka:
-        detail = ka.get("method") or ka.get("reason") or ""
-        lines.append(f"keep-awake {ka['state']}" + (f" ({detail})" if detail else ""))
-    else:
-        lines.append("keep-awake unknown (runs inside the worker, or: cockpit keepawake)")
+    lines += [f"gpu {x}" for x in gpu_lines(st["gpus"])]
+    lines.append(f"keep-awake {keepawake_line(st['keepawake'])}")
     return "\n".join(lines)
+
+
+def gpu_lines(g: dict) -> list[str]:
+    """One line per GPU from gpus.json, or one line saying why there are none."""
+    if not g.get("gpus"):
+        return [f"       {g.get('error') or 'no figures yet (the worker samples them)'}"]
+    out = []
+    for x in g["gpus"]:
+        power = f"  {x['power_w']:.0f} W" if x.get("power_w") is not None else ""
+        out.append(f"{x['index']:<6} {x['name']}: {x['util']:.0f}%  {x['mem_used_mb']:.0f}/"
+                   f"{x['mem_total_mb']:.0f} MB  {x['temp_c']:.0f} C{power}")
+    return out
+
+
+def keepawake_line(ka: dict) -> str:
+    if not ka:
+        return "unknown (runs inside the worker, or: cockpit keepawake)"
+    detail = ka.get("method") or ka.get("reason") or ""
+    return ka["state"] + (f" ({detail})" if detail else "")

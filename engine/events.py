@@ -103,14 +103,19 @@ class EventReader:
         self.path = Path(path)
         self.offset = 0
         self._partial = b""
+        self.caught_up = False
 
-    def read_new(self) -> list[Event]:
+    def read_new(self, max_bytes: int = -1) -> list[Event]:
+        """``max_bytes`` bounds one call's reading (a long history is then read in pieces,
+        in bounded memory); ``caught_up`` says whether the end of the file was reached."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read(max_bytes)
         except FileNotFoundError:
+            self.caught_up = True
             return []
+        self.caught_up = max_bytes < 0 or len(chunk) < max_bytes
         self.offset += len(chunk)
         data = self._partial + chunk
         lines = data.split(b"\n")

@@ -33,8 +33,12 @@ def test_grad_accumulation_matches_one_big_batch(tiny):
     la, _ = a.train_step()
     lb, _ = b.train_step()
     assert la.item() == pytest.approx(lb.item(), rel=1e-5)
-    for pa, pb in zip(a.raw_model.parameters(), b.raw_model.parameters()):
-        assert torch.allclose(pa, pb, atol=1e-6)
+    # compare the gradient the optimizer saw (exp_avg = (1 - beta1) g), not the new weights: Adam's
+    # first step is about lr * sign(g), so a gradient near zero turns float noise into a step of lr
+    for ga, gb in zip(a.opt.optimizers[0].param_groups, b.opt.optimizers[0].param_groups):
+        for pa, pb in zip(ga["params"], gb["params"]):
+            ma, mb = a.opt.optimizers[0].state[pa]["exp_avg"], b.opt.optimizers[0].state[pb]["exp_avg"]
+            assert torch.allclose(ma, mb, rtol=1e-4, atol=1e-8)
     assert a.tokens_seen == b.tokens_seen == 8 * 32
 
 

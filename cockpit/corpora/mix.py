@@ -224,10 +224,13 @@ class _Writer:
         return self.files
 
 
-def mix(spec: MixSpec, tok: Tokenizer, progress: Callable[[int], None] = lambda n: None,
-        on_phase: Callable[[str, int], None] = lambda phase, total: None) -> MixResult:
-    """Size the sources (from the cache when counted), plan the shares, write the mix."""
+def plan_mix(spec: MixSpec, tok: Tokenizer, progress: Callable[[int], None] = lambda n: None,
+             on_phase: Callable[[str, int], None] = lambda phase, total: None) -> None:
+    """Size the sources (from the cache when counted) and set each one's target tokens;
+    nothing is written but meta caches. The TUI shows this before the user writes."""
     check(spec)
+    for s in spec.sources:
+        s.available_tokens = s.available_documents = 0
     on_phase("count", sum(f.stat().st_size for s in spec.sources for f in corpus_files(s.path)))
     for s in spec.sources:
         for f in corpus_files(s.path):
@@ -245,6 +248,14 @@ def mix(spec: MixSpec, tok: Tokenizer, progress: Callable[[int], None] = lambda 
         raise MixError(f"source {s.path}: too small for its share: needs {s.target:,} tokens, has "
                        f"{s.available_tokens:,} ({s.target - s.available_tokens:,} missing); lower --tokens "
                        f"or pass --allow-repeat to reuse its documents")
+
+
+def mix(spec: MixSpec, tok: Tokenizer, progress: Callable[[int], None] = lambda n: None,
+        on_phase: Callable[[str, int], None] = lambda phase, total: None) -> MixResult:
+    """Plan the shares, then write the mix."""
+    plan_mix(spec, tok, progress, on_phase)
+    for s in spec.sources:
+        s.tokens = s.documents = 0
     out = Path(spec.out)
     staging = out.with_name(f".{out.name}.mixing")
     shutil.rmtree(staging, ignore_errors=True)

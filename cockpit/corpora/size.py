@@ -81,32 +81,33 @@ class Listed:
 def list_corpora(root: Path, column: str = "text") -> list[Listed]:
     """Every corpus under ``root`` (each subdirectory or top-level file), from the cache only:
     nothing is opened but the meta files, so this is instant."""
-    out = []
     if not root.is_dir():
         raise CorpusError(f"{root}: no such directory; create it or pass a directory of corpora")
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") or entry.name.endswith(".meta.json"):
+    entries = [e for e in sorted(root.iterdir()) if not e.name.startswith(".") and not e.name.endswith(".meta.json")]
+    return [item for e in entries if (item := listed(e, column)) is not None]
+
+
+def listed(entry: Path, column: str = "text", name: str | None = None) -> Listed | None:
+    """One corpus (a file or a directory of them) from its meta caches; None if it holds none."""
+    try:
+        files = corpus_files(entry)
+    except CorpusError:
+        return None
+    item = Listed(name or entry.name, entry, len(files))
+    per_key: dict[str, int] = {}
+    in_every_file: set[str] | None = None
+    for f in files:
+        meta = read_meta(f, column)
+        if meta is None:
+            item.stale += meta_path(f).exists()
+            in_every_file = set()
             continue
-        try:
-            files = corpus_files(entry)
-        except CorpusError:
-            continue
-        item = Listed(entry.name, entry, len(files))
-        per_key: dict[str, int] = {}
-        in_every_file: set[str] | None = None
-        for f in files:
-            meta = read_meta(f, column)
-            if meta is None:
-                item.stale += meta_path(f).exists()
-                in_every_file = set()
-                continue
-            item.counted += 1
-            item.documents += meta.documents
-            item.bytes += meta.bytes
-            for key, counts in meta.tokens.items():
-                per_key[key] = per_key.get(key, 0) + int(counts["tokens"])
-            keys = set(meta.tokens)
-            in_every_file = keys if in_every_file is None else in_every_file & keys
-        item.tokens = {k: v for k, v in per_key.items() if k in (in_every_file or set())}
-        out.append(item)
-    return out
+        item.counted += 1
+        item.documents += meta.documents
+        item.bytes += meta.bytes
+        for key, counts in meta.tokens.items():
+            per_key[key] = per_key.get(key, 0) + int(counts["tokens"])
+        keys = set(meta.tokens)
+        in_every_file = keys if in_every_file is None else in_every_file & keys
+    item.tokens = {k: v for k, v in per_key.items() if k in (in_every_file or set())}
+    return item
