@@ -1,0 +1,158 @@
+"""The cockpit TUI: four tabs over the same files the CLI and the worker use.
+
+Nothing here imports torch (a test pins it): training runs in engine subprocesses started
+by the worker, completion in one ``python -m engine complete`` process. Every tab reloads
+in a thread worker on the app's timer, and only while it is on screen.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from cockpit.tui.completion_pane import CompletionPane
+from cockpit.tui.corpora_pane import CorporaPane
+from cockpit.tui.dialogs import Help
+from cockpit.tui.history import Histories
+from cockpit.tui.pane import Pane
+from cockpit.tui.queue_pane import QueuePane
+from cockpit.tui.training_pane import TrainingPane
+
+TABS = ("corpora", "queue", "training", "completion")
+POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0}
+
+
+class CockpitApp(App):
+    CSS_PATH = "cockpit.tcss"
+    TITLE = "cockpit"
+    AUTO_FOCUS = None  # on_mount focuses the first widget of the opening tab
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("1", "tab('corpora')", "Corpora", show=False),
+        Binding("2", "tab('queue')", "Queue", show=False),
+        Binding("3", "tab('training')", "Training", show=False),
+        Binding("4", "tab('completion')", "Completion", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, runs_dir: Path | str = "runs", corpora_dir: Path | str = "corpora", tab: str = "queue",
+                 run: str | None = None, tokenizer: str = "gpt2", tick_s: float = 0.25):
+        super().__init__()
+        self.runs_dir, self.corpora_dir = Path(runs_dir), Path(corpora_dir)
+        self.initial_tab = tab if tab in TABS else "queue"
+        self.initial_run = run
+        self.tokenizer = tokenizer
+        self.tick_s = tick_s
+        self.histories = Histories()
+        self._polled: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self._completion: CompletionPane | None = None
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial=self.initial_tab, id="tabs"):
+            with TabPane("1 Corpora", id="corpora"):
+                yield CorporaPane(self.runs_dir, self.corpora_dir, self.tokenizer, id="corpora-pane")
+            with TabPane("2 Queue", id="queue"):
+                yield QueuePane(self.runs_dir, id="queue-pane")
+            with TabPane("3 Training", id="training"):
+                yield TrainingPane(self.runs_dir, id="training-pane")
+            with TabPane("4 Completion", id="completion"):
+                yield CompletionPane(self.runs_dir, id="completion-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._completion = self.pane("completion")
+        if self.initial_run:
+            self.pane("training").run_id = self.initial_run
+        self.set_interval(self.tick_s, self._tick)
+        self._focus_pane(self.initial_tab, now=True)
+        self._tick()
+
+    # -- panes --------------------------------------------------------------------------
+    def pane(self, tab: str) -> Pane:
+        return self.query_one(f"#{tab}-pane", Pane)
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active or self.initial_tab
+
+    def _tick(self) -> None:
+        tab = self.active_tab
+        now = time.monotonic()
+        if now - self._polled.get(tab, 0.0) >= POLL_S[tab]:  # only the visible tab reads files
+            self._polled[tab] = now
+            self.pane(tab).poll()
+        self.pane("completion").idle_check()
+
+    def _focus_pane(self, tab: str, now: bool = False) -> None:
+        # focus inside the pane, so the footer shows the tab's keys and they work at once
+        first = {"completion": "#comp-prompt", "training": "#train-run"}.get(tab, "DataTable")
+        widget = self.pane(tab).query_one(first)
+        widget.focus() if now else self.call_after_refresh(widget.focus)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id
+        completion = self.pane("completion")
+        completion.on_show_tab() if tab == "completion" else completion.on_hide_tab()
+        self._polled[tab] = time.monotonic()
+        self.pane(tab).poll()
+        self._focus_pane(tab)
+
+    # -- actions ------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def watch_run(self, run_id: str | None) -> None:
+        """Open a run's live view on the Training tab."""
+        self.action_tab("training")
+        self.pane("training").show_run(run_id)
+
+    def action_help(self) -> None:
+        sections = [("Everywhere", self._keys(self.BINDINGS) + [("ctrl+p", "command palette"), ("ctrl+q", "quit")])]
+        for tab in TABS:
+            pane = self.pane(tab)
+            sections.append((f"{pane.TITLE} tab", self._keys(pane.BINDINGS)))
+        sections.append(("Tables and lists", [("up/down", "move"), ("tab", "next field"),
+                                              ("escape", "close a dialog")]))
+        self.push_screen(Help(sections))
+
+    @staticmethod
+    def _keys(bindings) -> list[tuple[str, str]]:
+        out = []
+        for b in bindings:
+            if isinstance(b, Binding):
+                keys = ", ".join(k.replace("question_mark", "?").replace("full_stop", ".").replace("comma", ",")
+                                 for k in b.key.split(","))
+                out.append((keys, b.description or b.action))
+        return out
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for tab in TABS:
+            yield SystemCommand(f"Go to {tab}", f"show the {tab.capitalize()} tab", lambda t=tab: self.action_tab(t))
+            pane = self.pane(tab)
+            for b in pane.BINDINGS:
+                if isinstance(b, Binding) and b.description:
+                    yield SystemCommand(f"{pane.TITLE}: {b.description}", f"key {b.key.split(',')[0]}",
+                                        lambda t=tab, a=b.action: self._run_pane_action(t, a))
+
+    def _run_pane_action(self, tab: str, action: str) -> None:
+        self.action_tab(tab)
+        self.call_after_refresh(lambda: self.run_action(action, self.pane(tab)))
+
+    def on_unmount(self) -> None:
+        # the model process goes with the app (training does not: the worker owns it)
+        client = self._completion.client if self._completion is not None else None
+        if client is not None:
+            client.close()
+
+
+def run_tui(runs_dir: Path, corpora_dir: Path, tab: str = "queue", run: str | None = None) -> int:
+    CockpitApp(runs_dir, corpora_dir, tab=tab, run=run).run()
+    return 0

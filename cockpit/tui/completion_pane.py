@@ -1,0 +1,238 @@
+"""The Completion tab: choose a run and checkpoint, type a prompt, generate in text mode
+(prompt dim, completion streaming after it) or conviction mode (``tok | conviction`` rows,
+whitespace as grey dots, conviction on a heat scale). It talks to one long-running
+``python -m engine complete`` process through CompletionClient, started on demand in a
+worker thread and kept while the tab is in use."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Select, Static, TextArea
+
+from cockpit.completion import CompletionClient, CompletionError
+from cockpit.complete_cli import token_label
+from cockpit.runs import list_runs
+from cockpit.tui.pane import Pane
+from engine.rundir import RunDir
+
+IDLE_CLOSE_S = 120  # the model process is let go this long after the tab was left
+FLUSH_S = 0.05  # tokens reach the screen in batches, not one UI update per token
+
+
+def heat(conviction: float) -> str:
+    """Red (low) through yellow to green (high) for a conviction in [0, 1]."""
+    c = min(1.0, max(0.0, conviction))
+    r, g = (255, int(510 * c)) if c < 0.5 else (int(510 * (1 - c)), 255)
+    return f"rgb({r},{g},60)"
+
+
+def conviction_text(token: str, conviction: float) -> Text:
+    """One row: the token in 8 columns with whitespace as grey dots, then the conviction."""
+    row = Text()
+    for ch in token:
+        row.append("·" if ch.isspace() else ch, style="grey50" if ch.isspace() else "")
+    row.append(" " * max(0, 8 - len(token)))
+    row.append("| ")
+    row.append(f"{conviction:.4f}", style=f"bold {heat(conviction)}")
+    return row
+
+
+class CompletionPane(Pane):
+    TITLE = "Completion"
+    BINDINGS = [
+        Binding("ctrl+g", "generate('text')", "Generate text", priority=True),
+        Binding("ctrl+o", "generate('conviction')", "Conviction", priority=True),
+        Binding("escape", "stop", "Stop", priority=True),
+    ]
+
+    def __init__(self, runs_dir: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.client: CompletionClient | None = None
+        self.client_key: tuple[str, int | None] | None = None
+        self.client_lock = threading.Lock()  # one generation at a time talks to the process
+        self.generating = False
+        self.rows: list[tuple[str, float]] = []  # conviction rows of the last generation
+        self.completion = ""  # text of the last generation
+        self.status = ""
+        self.left_at: float | None = None
+        self._runs: list[tuple[str, list[int]]] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="comp-top"):
+            yield Select[str]([], prompt="run", id="comp-run")
+            yield Select[int]([], prompt="checkpoint (latest)", id="comp-step")
+        with Horizontal(id="comp-params"):
+            yield Label("temperature")
+            yield Input("0.8", id="comp-temperature", type="number")
+            yield Label("top-k")
+            yield Input("50", id="comp-topk", type="integer")
+            yield Label("max tokens")
+            yield Input("256", id="comp-max", type="integer")
+        yield TextArea("", id="comp-prompt", soft_wrap=True, show_line_numbers=False)
+        yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop", id="comp-status")
+        with VerticalScroll(id="comp-output"):
+            yield Static("", id="comp-text")
+
+    # -- runs and checkpoints (worker thread) -------------------------------------------
+    def load(self) -> list[tuple[str, list[int]]]:
+        return [(rd.id, steps) for rd in reversed(list_runs(self.runs_dir)) if (steps := rd.checkpoint_steps())]
+
+    def show(self, runs: list[tuple[str, list[int]]]) -> None:
+        if runs == self._runs:
+            return
+        self._runs = runs
+        select = self.query_one("#comp-run", Select)
+        current = select.value
+        with select.prevent(Select.Changed):
+            select.set_options([(r, r) for r, _ in runs])
+            if current in {r for r, _ in runs}:
+                select.value = current
+            elif runs:
+                select.value = runs[0][0]
+        self._steps()
+        if not runs:
+            self._set_status(f"no run under {self.runs_dir}/ has a checkpoint yet: train one first", "yellow")
+
+    def _steps(self) -> None:
+        run = self.query_one("#comp-run", Select).value
+        steps = dict(self._runs).get(run, []) if isinstance(run, str) else []
+        step_select = self.query_one("#comp-step", Select)
+        current = step_select.value
+        with step_select.prevent(Select.Changed):
+            step_select.set_options([(f"step {s}", s) for s in reversed(steps)])
+            if current in steps:
+                step_select.value = current
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "comp-run":
+            self._steps()
+
+    # -- generation ---------------------------------------------------------------------
+    def _params(self) -> dict | None:
+        try:
+            t = float(self.query_one("#comp-temperature", Input).value)
+            k = int(self.query_one("#comp-topk", Input).value)
+            m = int(self.query_one("#comp-max", Input).value)
+        except ValueError:
+            self._set_status("temperature must be a number, top-k and max tokens whole numbers", "red")
+            return None
+        if t < 0 or k < 0 or m < 1:
+            self._set_status("temperature >= 0, top-k >= 0 (0: no limit), max tokens >= 1", "red")
+            return None
+        return {"temperature": t, "top_k": k, "max_tokens": m}
+
+    def action_generate(self, mode: str) -> None:
+        if self.generating:
+            self.notify("still generating: escape stops it", severity="warning")
+            return
+        run = self.query_one("#comp-run", Select).value
+        if not isinstance(run, str):
+            self._set_status("choose a run with a checkpoint first", "yellow")
+            return
+        step = self.query_one("#comp-step", Select).value
+        params = self._params()
+        if params is None:
+            return
+        prompt = self.query_one("#comp-prompt", TextArea).text
+        self.generating = True
+        self.rows, self.completion = [], ""
+        self._draw_output(mode, prompt)
+        self.run_worker(lambda: self._generate(run, step if isinstance(step, int) else None, prompt, mode, params),
+                        thread=True, group="generate", exit_on_error=False)
+
+    def _client(self, run: str, step: int | None) -> CompletionClient:
+        if self.client is not None and (self.client_key != (run, step) or self.client.proc.poll() is not None):
+            self.client.close()
+            self.client = None
+        if self.client is None:
+            self._to_ui(self._set_status, f"loading {run} {'step ' + str(step) if step else '(latest)'} ...", "dim")
+            self.client = CompletionClient(RunDir(self.runs_dir / run).path, step)
+            self.client_key = (run, step)
+        return self.client
+
+    def _generate(self, run: str, step: int | None, prompt: str, mode: str, params: dict) -> None:
+        try:
+            with self.client_lock:
+                client = self._client(run, step)
+                if mode == "conviction" and not client.info.get("conviction"):
+                    raise CompletionError(f"{run} was trained without [conviction]; use text mode (ctrl+g)")
+                self._to_ui(self._set_status, f"generating ({mode}) with {run} step {client.info.get('step')} "
+                                              f"- escape stops", "green")
+                pending: list[dict] = []
+                flushed = time.monotonic()
+                done = {}
+                for msg in client.generate(prompt, mode, **params):
+                    if msg["type"] == "done":
+                        done = msg
+                        break
+                    pending.append(msg)
+                    if time.monotonic() - flushed >= FLUSH_S:
+                        self._to_ui(self._append, pending, mode, prompt)
+                        pending, flushed = [], time.monotonic()
+                self._to_ui(self._append, pending, mode, prompt)
+                why = {"cancelled": "stopped", "eot": "end of text", "length": "max tokens"}.get(done.get("reason"), "done")
+                speed = f", {done['tokens_per_s']:.0f} tok/s" if done.get("tokens_per_s") else ""
+                self._to_ui(self._set_status, f"{why}: {done.get('tokens', 0)} tokens{speed}   "
+                                              f"ctrl+g text, ctrl+o conviction", "")
+        except (CompletionError, OSError, ValueError) as e:
+            self._to_ui(self._set_status, f"error: {e}", "red")
+        finally:
+            self._to_ui(self._finished)
+
+    def _finished(self) -> None:
+        self.generating = False
+
+    def _append(self, msgs: list[dict], mode: str, prompt: str) -> None:
+        for msg in msgs:
+            if mode == "conviction":
+                self.rows.append((token_label(msg), float(msg.get("conviction", 0.0))))
+            else:
+                self.completion += msg["token"]
+        self._draw_output(mode, prompt)
+
+    def _draw_output(self, mode: str, prompt: str) -> None:
+        if mode == "conviction":
+            out = Text()
+            for tok, conv in self.rows:
+                out.append_text(conviction_text(tok, conv))
+                out.append("\n")
+        else:
+            out = Text.assemble((prompt, "dim"), (self.completion, "bold"))
+        self.query_one("#comp-text", Static).update(out)
+        self.query_one("#comp-output", VerticalScroll).scroll_end(animate=False)
+
+    def _set_status(self, text: str, style: str) -> None:
+        self.status = text
+        self.query_one("#comp-status", Static).update(Text(text, style=style))
+
+    def action_stop(self) -> None:
+        if not self.generating or self.client is None:
+            return
+        client = self.client
+        self.run_worker(client.cancel, thread=True, group="cancel", exit_on_error=False)
+
+    # -- process lifetime ---------------------------------------------------------------
+    def on_hide_tab(self) -> None:
+        self.left_at = time.monotonic()
+
+    def on_show_tab(self) -> None:
+        self.left_at = None
+
+    def idle_check(self) -> None:
+        """Let the model process go once the tab has been left for a while."""
+        if self.client is not None and self.left_at is not None and not self.generating and \
+                time.monotonic() - self.left_at > IDLE_CLOSE_S:
+            self.close_client()
+
+    def close_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            self.run_worker(client.close, thread=True, group="close", exit_on_error=False)

@@ -1,0 +1,364 @@
+"""The Corpora tab: every corpus under corpora/ and every data path the runs' configs name,
+with documents, bytes and tokens from the .meta.json caches; what is uncounted or stale is
+counted in a worker thread with a progress bar. A mix form previews the token counts of a
+mix and writes it with the same code as ``cockpit corpora mix``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static, TextArea
+
+from cockpit.corpora.count import count_file
+from cockpit.corpora.size import Listed, list_corpora, listed
+from cockpit.corpora_cli import _human
+from cockpit.runs import list_runs
+from cockpit.tui.pane import Pane
+from engine.config import BUILTIN_STORIES, ConfigError
+from engine.corpus import CorpusError, corpus_files
+from engine.tokenizers import TokenizerError, check_name, get_tokenizer
+
+TOKENIZERS = ("bytes", "gpt2", "cl100k_base")
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Throttled:
+    """Adds up progress from a worker thread and hands it to the UI at most every ``every``
+    seconds: mixing reports every document, far too often for one UI update each."""
+
+    def __init__(self, send, every: float = 0.1):
+        self.send, self.every = send, every
+        self.pending, self.last = 0, 0.0
+
+    def __call__(self, n: int) -> None:
+        self.pending += n
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send(self.pending)
+        self.pending, self.last = 0, time.monotonic()
+
+
+def config_paths(runs_dir: Path, root: Path) -> list[Path]:
+    """Data paths named by the runs' configs that live outside the corpora directory."""
+    out: set[Path] = set()
+    for rd in list_runs(runs_dir):
+        try:
+            path = rd.read_config().data.path
+        except (ConfigError, OSError, ValueError):
+            continue
+        if path == BUILTIN_STORIES:
+            continue
+        p = Path(path)
+        if p.exists() and root.resolve() not in p.resolve().parents:
+            out.add(p)
+    return sorted(out)
+
+
+class CorporaPane(Pane):
+    TITLE = "Corpora"
+    BINDINGS = [
+        Binding("space", "mark", "Mark for mix"),
+        Binding("m", "mix", "Mix form"),
+        Binding("c", "count", "Count"),
+        Binding("x", "cancel_count", "Cancel count"),
+    ]
+
+    def __init__(self, runs_dir: Path, corpora_dir: Path, tokenizer: str = "gpt2", **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir, self.root, self.tokenizer = runs_dir, corpora_dir, tokenizer
+        self.items: list[Listed] = []
+        self.marked: list[Path] = []
+        self.counting = False
+        self.cancel = threading.Event()
+        self.auto_counted: set[str] = set()  # tokenizers already counted automatically
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="corpora-top"):
+            yield Label(f"{self.root}/", id="corpora-root")
+            yield Label("tokenizer")
+            yield Select[str]([(t, t) for t in TOKENIZERS], value=self.tokenizer, allow_blank=False,
+                              id="corpora-tokenizer")
+        yield DataTable(id="corpora-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="corpora-message")
+        with Horizontal(id="corpora-progress-row"):
+            yield Label("", id="corpora-progress-label")
+            yield ProgressBar(id="corpora-progress", show_eta=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#corpora-progress-row").display = False
+
+    # -- data ---------------------------------------------------------------------------
+    def load(self) -> tuple[list[Listed], str]:
+        if not self.root.is_dir():
+            items, message = [], f"{self.root}/ does not exist: put corpora there (a .parquet/.jsonl/.txt file " \
+                                 f"or a directory of them), or start cockpit with --corpora-dir"
+        else:
+            items, message = list_corpora(self.root), ""
+        for p in config_paths(self.runs_dir, self.root):
+            if (item := listed(p, name=str(p))) is not None:
+                items.append(item)
+        return items, message
+
+    def show(self, data: tuple[list[Listed], str]) -> None:
+        items, message = data
+        self.query_one("#corpora-message", Static).update(Text(message, style="yellow"))
+        key = [(i.path, i.counted, i.stale, i.tokens.get(self.tokenizer)) for i in items]
+        if key != [(i.path, i.counted, i.stale, i.tokens.get(self.tokenizer)) for i in self.items] or not self.polls:
+            self.items = items
+            self._fill()
+        if self.tokenizer not in self.auto_counted and not self.counting:
+            self.auto_counted.add(self.tokenizer)  # count what is missing once per tokenizer, by itself
+            if self.needs_count():
+                self.action_count()
+
+    def needs_count(self) -> list[Listed]:
+        return [i for i in self.items if i.status != "counted" or self.tokenizer not in i.tokens]
+
+    def _fill(self) -> None:
+        table = self.query_one("#corpora-table", DataTable)
+        cursor = table.cursor_row
+        table.clear(columns=True)  # columns sized to what is shown now, not to what was shown once
+        table.add_columns("mix", "corpus", "files", "documents", "bytes", f"tokens ({self.tokenizer})", "status")
+        for it in self.items:
+            counted = it.status == "counted"
+            tokens = it.tokens.get(self.tokenizer)
+            status = "counted" if counted and tokens is not None else it.status if not counted else "no tokens yet"
+            table.add_row("✓" if it.path in self.marked else "", it.name, str(it.files),
+                          f"{it.documents:,}" if counted else "-", _human(it.bytes) if counted else "-",
+                          f"{tokens:,}" if tokens is not None else "-",
+                          Text(status, style="green" if status == "counted" else "yellow"), key=str(it.path))
+        if self.items:
+            table.move_cursor(row=min(cursor, len(self.items) - 1), animate=False)
+
+    # -- counting -----------------------------------------------------------------------
+    def action_count(self) -> None:
+        if self.counting:
+            self.notify("already counting (x cancels)")
+            return
+        todo = self.needs_count()
+        if not todo:
+            self.notify(f"every corpus is counted with {self.tokenizer}")
+            return
+        self.counting = True
+        self.cancel.clear()
+        self.run_worker(lambda: self._count([i.path for i in todo], self.tokenizer), thread=True, group="count",
+                        exit_on_error=False)
+
+    def _count(self, paths: list[Path], tokenizer: str) -> None:
+        try:
+            files = [f for p in paths for f in corpus_files(p)]
+            total = sum(f.stat().st_size for f in files)
+            self._to_ui(self._progress_start, total)
+            bar = Throttled(lambda n: self._to_ui(self._progress, n))
+
+            def progress(n: int) -> None:
+                if self.cancel.is_set():
+                    raise Cancelled()  # the meta file is written only after a whole file is counted
+                bar(n)
+
+            for i, f in enumerate(files, 1):
+                self._to_ui(self._progress_label, f"counting {f.name} ({i}/{len(files)} files) with {tokenizer}")
+                count_file(f, tokenizer, progress=progress)
+            self._to_ui(self.notify, f"counted {len(files)} file(s) with {tokenizer}")
+        except Cancelled:
+            self._to_ui(self.notify, "counting cancelled; what was counted is kept", severity="warning")
+        except (CorpusError, TokenizerError, OSError) as e:
+            self._to_ui(self.notify, str(e), severity="error", timeout=10)
+        finally:
+            self._to_ui(self._count_done)
+
+    def _progress_start(self, total: int) -> None:
+        self.query_one("#corpora-progress-row").display = True
+        self.query_one("#corpora-progress", ProgressBar).update(total=max(1, total), progress=0)
+
+    def _progress_label(self, text: str) -> None:
+        self.query_one("#corpora-progress-label", Label).update(text)
+
+    def _progress(self, n: int) -> None:
+        self.query_one("#corpora-progress", ProgressBar).advance(n)
+
+    def _count_done(self) -> None:
+        self.counting = False
+        self.query_one("#corpora-progress-row").display = False
+        self.poll()
+
+    def action_cancel_count(self) -> None:
+        if self.counting:
+            self.cancel.set()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "corpora-tokenizer" and isinstance(event.value, str) and event.value != self.tokenizer:
+            self.tokenizer = event.value
+            self._fill()
+            self.poll()  # counts what this tokenizer is missing
+
+    # -- mixing -------------------------------------------------------------------------
+    def _cursor_path(self) -> Path | None:
+        table = self.query_one("#corpora-table", DataTable)
+        if not self.items or table.row_count == 0:
+            return None
+        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_mark(self) -> None:
+        if (p := self._cursor_path()) is None:
+            return
+        if p in self.marked:
+            self.marked.remove(p)
+        else:
+            self.marked.append(p)
+        self._fill()
+
+    def action_mix(self) -> None:
+        sources = self.marked or ([p] if (p := self._cursor_path()) else [])
+        self.app.push_screen(MixForm(sources, self.root, self.tokenizer), lambda _: self.poll())
+
+
+class MixForm(ModalScreen[None]):
+    """Sources as PATH=RATIO lines (the --source syntax), output, tokens, seed, tokenizer;
+    Preview sizes the sources and shows each one's share; Write makes the mix."""
+
+    AUTO_FOCUS = "*"  # the app sets none; a dialog focuses its first field
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("f5", "preview", "Preview", priority=True),
+                Binding("f6", "write", "Write", priority=True)]
+
+    def __init__(self, sources: list[Path], root: Path, tokenizer: str):
+        super().__init__()
+        ratio = 1 / len(sources) if sources else 1
+        self.sources_text = "\n".join(f"{p}={ratio:.4g}" for p in sources)
+        self.root, self.tokenizer = root, tokenizer
+        self.busy = False
+        self.result = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog mix"):
+            yield Label("Mix corpora by token ratio: one PATH=RATIO a line, ratios adding up to 1")
+            yield TextArea(self.sources_text, id="mix-sources", show_line_numbers=False)
+            with Horizontal(classes="form-row"):
+                yield Label("out")
+                yield Input(str(self.root / f"mix-{time.strftime('%Y%m%d-%H%M%S')}"), id="mix-out")
+            with Horizontal(classes="form-row"):
+                yield Label("tokens")
+                yield Input("", placeholder="all the ratios allow, or e.g. 200M", id="mix-tokens")
+                yield Label("seed")
+                yield Input("0", id="mix-seed", type="integer")
+                yield Select[str]([(t, t) for t in TOKENIZERS], value=self.tokenizer, allow_blank=False,
+                                  id="mix-tokenizer")
+            with Horizontal(classes="buttons"):
+                yield Button("Preview (F5)", id="mix-preview", variant="primary")
+                yield Button("Write (F6)", id="mix-write", variant="success")
+                yield Button("Close (esc)", id="mix-close")
+            yield ProgressBar(id="mix-progress", show_eta=True)
+            yield Static("", id="mix-result")
+
+    def on_mount(self) -> None:
+        self.query_one("#mix-progress").display = False
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"mix-preview": self.action_preview, "mix-write": self.action_write, "mix-close": self.action_close}[
+            event.button.id]()
+
+    def spec(self):
+        from cockpit.corpora.mix import MixSpec, parse_source, parse_tokens
+
+        lines = [ln.strip() for ln in self.query_one("#mix-sources", TextArea).text.splitlines() if ln.strip()]
+        tokens = self.query_one("#mix-tokens", Input).value.strip()
+        seed = self.query_one("#mix-seed", Input).value.strip() or "0"
+        tokenizer = self.query_one("#mix-tokenizer", Select).value
+        check_name(tokenizer)
+        return MixSpec(out=self.query_one("#mix-out", Input).value.strip(), sources=[parse_source(x) for x in lines],
+                       tokens=parse_tokens(tokens) if tokens else None, seed=int(seed), tokenizer=tokenizer,
+                       origin="cockpit TUI")
+
+    def action_preview(self) -> None:
+        self._start(write=False)
+
+    def action_write(self) -> None:
+        self._start(write=True)
+
+    def _start(self, write: bool) -> None:
+        from cockpit.corpora.mix import MixError
+
+        if self.busy:
+            return
+        try:
+            spec = self.spec()
+        except (MixError, TokenizerError, ValueError) as e:
+            self._show(Text(f"error: {e}", style="red"))
+            return
+        self.busy = True
+        self._show(Text("sizing the sources ..." if not write else "writing the mix ...", style="dim"))
+        self.run_worker(lambda: self._work(spec, write), thread=True, group="mix", exit_on_error=False)
+
+    def _work(self, spec, write: bool) -> None:
+        from cockpit.corpora.mix import MixError, mix, plan_mix
+
+        def call(fn, *args):
+            try:
+                self.app.call_from_thread(fn, *args)
+            except RuntimeError:
+                pass
+
+        bar = Throttled(lambda n: call(self._advance, n))
+
+        def on_phase(phase: str, total: int) -> None:
+            bar.flush()
+            call(self._phase, phase, total)
+
+        try:
+            tok = get_tokenizer(spec.tokenizer)
+            if write:
+                result = mix(spec, tok, progress=bar, on_phase=on_phase)
+                call(self._show, self._table(spec, result.tokens, written=True))
+            else:
+                plan_mix(spec, tok, progress=bar, on_phase=on_phase)
+                call(self._show, self._table(spec, sum(s.target for s in spec.sources), written=False))
+        except (MixError, CorpusError, TokenizerError, OSError) as e:
+            call(self._show, Text(f"error: {e}", style="red"))
+        finally:
+            call(self._done)
+
+    def _table(self, spec, total: int, written: bool) -> Text:
+        t = Text()
+        head = f"wrote {spec.out}: {total:,} {spec.tokenizer} tokens\n" if written else \
+            f"{spec.out} would hold {total:,} {spec.tokenizer} tokens:\n"
+        t.append(head, style="bold green" if written else "bold")
+        t.append(f"{'source':<34}{'ratio':>7}{'tokens':>15}{'available':>15}{'uses':>7}\n", style="bold")
+        for s in spec.sources:
+            n = s.tokens if written else s.target
+            t.append(f"{s.path[-33:]:<34}{s.ratio:>7.3g}{n:>15,}{s.available_tokens:>15,}"
+                     f"{n / max(1, s.available_tokens):>6.2f}x\n")
+        if written:
+            t.append(f"manifest: {spec.out}/mix.toml; train on it with [data] path = \"{spec.out}\"", style="dim")
+        return t
+
+    def _phase(self, phase: str, total: int) -> None:
+        bar = self.query_one("#mix-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=max(1, total), progress=0)
+
+    def _advance(self, n: int) -> None:
+        self.query_one("#mix-progress", ProgressBar).advance(n)
+
+    def _show(self, text: Text) -> None:
+        self.query_one("#mix-result", Static).update(text)
+
+    def _done(self) -> None:
+        self.busy = False
+        self.query_one("#mix-progress").display = False
+
+    def action_close(self) -> None:
+        if not self.busy:
+            self.dismiss(None)

@@ -1,0 +1,172 @@
+"""A run's history as the TUI needs it: metric series against step, the current numbers,
+the latest sample. Read incrementally from events.jsonl, so a refresh costs only the lines
+appended since the last one, and held in bounded memory: each series keeps at most
+``Series.cap`` points, averaging neighbours as it grows (a million steps cost what a
+thousand do). Pure Python and torch-free; the TUI polls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import events
+from engine.rundir import RunDir, RunState
+
+READ_CHUNK = 4 << 20  # bytes of events.jsonl parsed per step of a catch-up read
+
+
+class Series:
+    """(step, value) points, at most ``cap`` of them. Past the cap, adjacent pairs are
+    averaged into one and later points are averaged over twice as many steps, so the
+    curve keeps its shape at any length; ``last`` is always the newest raw point."""
+
+    def __init__(self, cap: int = 512):
+        self.cap = cap
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+        self.stride = 1
+        self._acc_x = self._acc_y = 0.0
+        self._acc_n = 0
+        self.last: tuple[float, float] | None = None
+        self.count = 0
+
+    def add(self, x: float, y: float) -> None:
+        self.last = (x, y)
+        self.count += 1
+        self._acc_x += x
+        self._acc_y += y
+        self._acc_n += 1
+        if self._acc_n < self.stride:
+            return
+        self.xs.append(self._acc_x / self._acc_n)
+        self.ys.append(self._acc_y / self._acc_n)
+        self._acc_x = self._acc_y = 0.0
+        self._acc_n = 0
+        if len(self.xs) >= self.cap:
+            self.xs = [(self.xs[i] + self.xs[i + 1]) / 2 for i in range(0, len(self.xs) - 1, 2)]
+            self.ys = [(self.ys[i] + self.ys[i + 1]) / 2 for i in range(0, len(self.ys) - 1, 2)]
+            self.stride *= 2
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """A copy for plotting, ending at the newest raw point."""
+        xs, ys = list(self.xs), list(self.ys)
+        if self.last is not None and (not xs or xs[-1] != self.last[0]):
+            xs.append(self.last[0])
+            ys.append(self.last[1])
+        return xs, ys
+
+
+def _number(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None  # "nan"/"inf" arrive as strings (JSON has neither); a chart skips them
+    return float(v)
+
+
+@dataclass
+class RunView:
+    """An immutable-by-convention copy of what the Training tab draws, made off the UI thread."""
+
+    id: str
+    state: RunState
+    series: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    latest: dict[str, float] = field(default_factory=dict)
+    step: int = 0
+    max_steps: int = 0
+    start: dict = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+    sample: tuple[int, str] | None = None
+    error: str = ""
+    events: int = 0
+
+
+class RunHistory:
+    def __init__(self, rd: RunDir, cap: int = 512):
+        self.rd = rd
+        self.cap = cap
+        self.reader = events.EventReader(rd.events)
+        self.series: dict[str, Series] = {}
+        self.latest: dict[str, float] = {}
+        self.step = 0
+        self.max_steps = 0
+        self.start: dict = {}
+        self.final: dict[str, float] = {}
+        self.sample: tuple[int, str] | None = None
+        self.error = ""
+        self.events = 0
+        self.lock = threading.Lock()  # the queue and training tabs may poll the same run
+
+    def _metrics(self, step: int, metrics: dict) -> None:
+        for name, value in metrics.items():
+            v = _number(value)
+            if v is None:
+                continue
+            s = self.series.get(name)
+            if s is None:
+                s = self.series[name] = Series(self.cap)
+            s.add(step, v)
+            self.latest[name] = v
+
+    def _apply(self, ev: events.Event) -> None:
+        self.events += 1
+        if ev.step is not None:
+            self.step = ev.step
+        if ev.kind == events.START:
+            self.start = {k: v for k, v in ev.data.items() if not isinstance(v, (dict, list))}
+            self.max_steps = ev.get("max_steps", self.max_steps)
+        elif ev.kind in (events.STEP, events.EVAL):
+            self.max_steps = ev.get("max_steps", self.max_steps)
+            self._metrics(ev.step or 0, ev.metrics)
+        elif ev.kind == events.FINAL:
+            self.final = {k: v for k, v in ev.metrics.items() if _number(v) is not None}
+        elif ev.kind == events.SAMPLE and isinstance(ev.get("text"), str):
+            self.sample = (ev.step or 0, ev.get("text"))
+        elif ev.kind == events.ERROR:
+            self.error = str(ev.get("reason", ""))
+
+    def poll(self, max_chunks: int | None = None) -> int:
+        """Read what was appended since the last poll (in bounded chunks). Returns the number
+        of new events."""
+        n = 0
+        with self.lock:
+            chunks = 0
+            while True:
+                new = self.reader.read_new(READ_CHUNK)
+                for ev in new:
+                    self._apply(ev)
+                n += len(new)
+                chunks += 1
+                if self.reader.caught_up or (max_chunks is not None and chunks >= max_chunks):
+                    return n
+
+    def view(self, state: RunState | None = None, names: list[str] | None = None) -> RunView:
+        with self.lock:
+            wanted = self.series if names is None else {k: self.series[k] for k in names if k in self.series}
+            return RunView(self.rd.id, state if state is not None else self.rd.read_state(),
+                           {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
+                           self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events)
+
+
+class Histories:
+    """One RunHistory per run directory, shared by the tabs (each is read once)."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[Path, RunHistory] = {}
+        self._lock = threading.Lock()
+
+    def get(self, rd: RunDir) -> RunHistory:
+        key = rd.path.resolve()
+        with self._lock:
+            h = self._by_path.get(key)
+            # a run directory that was deleted and created again starts a new history
+            if h is None or h.reader.offset > _size(rd.events):
+                h = self._by_path[key] = RunHistory(rd)
+            return h
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,78 @@
+"""The shape every tab shares: it reloads its data from files in a thread worker when the
+app's timer asks and it is on screen, and applies the result on the UI thread. The UI
+thread never reads a file, starts a process or tokenizes."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.containers import Vertical
+from textual.worker import get_current_worker
+
+
+class Pane(Vertical):
+    TITLE = ""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._loading = False
+        self.polls = 0  # loads applied; tests and the benchmark wait on it
+
+    # -- polling ------------------------------------------------------------------------
+    def load(self) -> Any:
+        """Runs in a worker thread: read files, build what ``show`` needs."""
+        return None
+
+    def show(self, data: Any) -> None:
+        """Runs on the UI thread with what ``load`` returned."""
+
+    def poll(self) -> None:
+        if self._loading:  # the last load is still running: skip this tick rather than pile up
+            return
+        self._loading = True
+        self.run_worker(self._load, thread=True, group="poll", exit_on_error=False)
+
+    def _load(self) -> None:
+        try:
+            data = self.load()
+            error = None
+        except Exception as e:  # a broken file must become a message, never a dead tab
+            data, error = None, e
+        self._to_ui(self._loaded, data, error)
+
+    def _loaded(self, data: Any, error: Exception | None) -> None:
+        self._loading = False
+        if error is not None:
+            self.load_failed(error)
+        else:
+            self.show(data)
+        self.polls += 1
+
+    def load_failed(self, error: Exception) -> None:
+        self.notify(f"{type(error).__name__}: {error}", severity="error")
+
+    # -- background actions -------------------------------------------------------------
+    def in_background(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None,
+                      name: str = "action") -> None:
+        """Run ``fn`` in a thread; its one-line error is a notification, its result goes to
+        ``done`` on the UI thread, and the tab reloads."""
+
+        def work() -> None:
+            try:
+                result = fn()
+            except Exception as e:
+                self._to_ui(self.notify, str(e), severity="error", timeout=8)
+                return
+            if done is not None:
+                self._to_ui(done, result)
+            self._to_ui(self.poll)
+
+        self.run_worker(work, thread=True, group=name, exit_on_error=False)
+
+    def _to_ui(self, fn: Callable, *args, **kwargs) -> None:
+        if get_current_worker().is_cancelled:
+            return
+        try:
+            self.app.call_from_thread(fn, *args, **kwargs)
+        except RuntimeError:  # the app is shutting down
+            pass

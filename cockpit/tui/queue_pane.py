@@ -1,0 +1,194 @@
+"""The Queue tab: every run with position, state, size, progress and ETA; keys to add,
+move, stop, retry, remove; pause/resume and start the worker; worker and keep-awake state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from cockpit.queue import Queue
+from cockpit.status import control_files, eta, keepawake_line, worker_status
+from cockpit.tui.dialogs import Confirm, Prompt
+from cockpit.tui.pane import Pane
+from cockpit.tui.runs_table import RunRow, run_rows, start_worker
+from engine.config import ConfigError, load_config
+from engine.rundir import FAILED, INTERRUPTED, QUEUED, RUNNING
+
+STATE_STYLE = {RUNNING: "bold green", QUEUED: "cyan", FAILED: "bold red", INTERRUPTED: "yellow",
+               "completed": "green", "stopped": "yellow", "broken": "bold red"}
+
+
+class QueuePane(Pane):
+    TITLE = "Queue"
+    BINDINGS = [
+        Binding("a", "add", "Add config"),
+        Binding("K,shift+up", "move('up')", "Move up"),
+        Binding("J,shift+down", "move('down')", "Move down"),
+        Binding("f", "move('front')", "To front"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "retry", "Retry"),
+        Binding("x", "remove", "Remove"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("w", "start_worker", "Start worker"),
+        Binding("enter", "open_run", "Watch run"),
+    ]
+
+    def __init__(self, runs_dir: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.rows: list[RunRow] = []
+        self.paused = False
+        self.worker_alive = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="queue-status", classes="status-line")
+        yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="queue-detail")  # the selected run's whole reason, however narrow the table
+
+    # -- data ---------------------------------------------------------------------------
+    def load(self):
+        q = Queue(self.runs_dir)
+        return run_rows(self.runs_dir, self.app.histories), q.paused, worker_status(q), control_files(q)
+
+    def show(self, data) -> None:
+        rows, self.paused, worker, files = data
+        self.worker_alive = worker["alive"]
+        line = Text()
+        line.append("worker ", style="bold")
+        if worker["alive"]:
+            line.append(f"alive (pid {worker['pid']})", style="green")
+        else:
+            line.append("not running (w starts one)", style="yellow")
+        if self.paused:
+            line.append("   QUEUE PAUSED (p resumes)", style="bold yellow")
+        line.append("   keep-awake ", style="bold")
+        line.append(keepawake_line(files["keepawake"]))
+        self.query_one("#queue-status", Static).update(line)
+        if rows != self.rows or not rows:
+            self.rows = rows
+            self._fill(rows)
+
+    def _fill(self, rows: list[RunRow]) -> None:
+        table = self.query_one("#queue-table", DataTable)
+        selected = self.selected_id()
+        table.clear(columns=True)  # columns sized to what is shown now, not to what was shown once
+        table.add_columns("#", "run", "state", "size", "progress", "loss", "ETA", "note")
+        for r in rows:
+            progress = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or "")
+            if r.max_steps and r.status == RUNNING:
+                progress += f" {100 * r.step / r.max_steps:3.0f}%"
+            table.add_row(str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")), r.size,
+                          progress, f"{r.loss:.4f}" if r.loss is not None else "",
+                          eta(r.eta_s) if r.eta_s is not None else "",
+                          Text(r.reason, style="red" if r.status in (FAILED, "broken") else "dim"), key=r.id)
+        if not rows:
+            table.add_row("", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", "")
+        elif selected is not None and selected in {r.id for r in rows}:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+        self._detail()
+
+    def _detail(self) -> None:
+        row = next((r for r in self.rows if r.id == self.selected_id()), None)
+        text = Text()
+        if row is not None:
+            text.append(f"{row.id}: ", style="bold")
+            text.append(row.status, style=STATE_STYLE.get(row.status, ""))
+            if row.reason:
+                text.append(f": {row.reason}", style="red" if row.status in (FAILED, "broken") else "")
+        self.query_one("#queue-detail", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def selected_id(self) -> str | None:
+        table = self.query_one("#queue-table", DataTable)
+        if not self.rows or table.row_count == 0:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # no row under the cursor
+            return None
+
+    def _selected(self) -> str | None:
+        run_id = self.selected_id()
+        if run_id is None:
+            self.notify("no run selected", severity="warning")
+        return run_id
+
+    # -- actions ------------------------------------------------------------------------
+    def action_add(self) -> None:
+        def check(path: str) -> str:
+            if not path:
+                return "give the path of a TOML config, e.g. examples/quickstart.toml"
+            try:
+                load_config(path)  # a small local file: checking it here keeps the dialog honest
+            except ConfigError as e:
+                return str(e)
+            return ""
+
+        def added(path: str | None) -> None:
+            if path:
+                self.in_background(lambda: Queue(self.runs_dir).add([path]),
+                                   lambda rds: self.notify(f"queued {rds[0].id}"), "queue-edit")
+
+        self.app.push_screen(Prompt("Queue a run: path of a TOML config", "examples/quickstart.toml",
+                                    check=check), added)
+
+    def action_move(self, where: str) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        q = Queue(self.runs_dir)
+        move = {"up": lambda: q.move(run_id, up=True), "down": lambda: q.move(run_id, down=True),
+                "front": lambda: q.move(run_id, to=1)}[where]
+        self.in_background(move, lambda pos: self.notify(f"{run_id} is now at position {pos}"), "queue-edit")
+
+    def action_stop(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.in_background(lambda: Queue(self.runs_dir).stop(run_id), self.notify, "queue-edit")
+
+    def action_retry(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.in_background(lambda: Queue(self.runs_dir).retry(run_id),
+                               lambda rd: self.notify(f"{rd.id} queued again; it resumes from its checkpoint"),
+                               "queue-edit")
+
+    def action_remove(self) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        row = next((r for r in self.rows if r.id == run_id), None)
+        finished = row is not None and row.status != QUEUED
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.in_background(lambda: Queue(self.runs_dir).remove(run_id, force=finished),
+                                   lambda _: self.notify(f"removed {run_id}"), "queue-edit")
+
+        question = (f"Delete {run_id}? It is {row.status}: its directory (checkpoints, events) goes too."
+                    if finished else f"Take {run_id} out of the queue and delete it?")
+        self.app.push_screen(Confirm(question), answered)
+
+    def action_pause(self) -> None:
+        paused = not self.paused
+        self.in_background(lambda: Queue(self.runs_dir).set_paused(paused),
+                           lambda _: self.notify("queue paused: no new runs start" if paused else "queue resumed"),
+                           "queue-edit")
+
+    def action_start_worker(self) -> None:
+        if self.worker_alive:
+            self.notify("a worker is already running")
+            return
+        self.in_background(lambda: start_worker(self.runs_dir),
+                           lambda p: self.notify(f"worker started (pid {p.pid}); log: runs/.cockpit/worker.log"),
+                           "queue-edit")
+
+    def action_open_run(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.app.watch_run(run_id)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.app.watch_run(event.row_key.value)

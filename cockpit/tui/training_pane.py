@@ -1,0 +1,288 @@
+"""The Training tab: one run's charts against step (loss with validation, learning rate,
+grad norms per module, tokens/s), its current numbers, GPU and keep-awake, the latest
+sample; other runs' validation loss overlaid to compare. Live while the run trains, from
+history once it has finished."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Select, SelectionList, Static
+from textual_plotext import PlotextPlot
+
+from cockpit.queue import Queue
+from cockpit.runs import list_runs
+from cockpit.status import control_files, eta, gpu_lines, keepawake_line
+from cockpit.tui.history import RunView
+from cockpit.tui.pane import Pane
+from engine.rundir import RUNNING, RunDir
+
+VAL_LOSS = "train_benchmarks/loss"
+CHART_INTERVAL_S = 1.0  # charts redraw at most this often, however fast events arrive
+GRAD_PREFIX = "debug/grad_norm/"
+# RGB, not colour names: plotext maps names through its theme, which Textual registers late
+PALETTE = [(0, 200, 255), (255, 90, 200), (255, 200, 0), (80, 220, 100), (255, 80, 80), (120, 120, 255),
+           (220, 220, 220)]
+
+
+@dataclass
+class TrainingData:
+    runs: list[tuple[str, str]]  # (id, status) of every run, newest first
+    view: RunView | None = None
+    message: str = ""
+    overlays: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+
+class Chart(PlotextPlot):
+    """A plotext chart that keeps what it draws, so the tests and the benchmark can see it."""
+
+    def __init__(self, title: str, **kwargs):
+        super().__init__(**kwargs)
+        self.title = title
+        self.lines: dict[str, tuple[list[float], list[float]]] = {}
+        self.draws = 0
+
+    def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False) -> None:
+        self.lines = {k: v for k, v in lines.items() if v[0]}
+        plt = self.plt
+        plt.clear_data()
+        plt.title(self.title)
+        plt.yscale("log" if log_y and self.lines else "linear")
+        for i, (label, (xs, ys)) in enumerate(self.lines.items()):
+            if log_y:
+                xs, ys = zip(*[(x, y) for x, y in zip(xs, ys) if y > 0]) if any(y > 0 for y in ys) else ([], [])
+            if xs:
+                plt.plot(list(xs), list(ys), label=label if len(self.lines) > 1 else None,
+                         color=PALETTE[i % len(PALETTE)], marker="braille")
+        self.draws += 1
+        self.refresh()
+
+
+class CompareRuns(ModalScreen[list[str] | None]):
+    AUTO_FOCUS = "*"  # the app sets none; a dialog focuses its first field
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True)]
+
+    def __init__(self, runs: list[str], chosen: list[str]):
+        super().__init__()
+        self.runs, self.chosen = runs, chosen
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Overlay the validation loss of (space: toggle, enter: overlay, escape: cancel)")
+            yield SelectionList[str](*[(r, r, r in self.chosen) for r in self.runs], id="compare-list")
+
+    def action_done(self) -> None:
+        self.dismiss(list(self.query_one(SelectionList).selected))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TrainingPane(Pane):
+    TITLE = "Training"
+    BINDINGS = [
+        Binding("c", "compare", "Compare runs"),
+        Binding("g", "running", "Go to running"),
+        Binding("comma", "cycle(-1)", "Prev run"),
+        Binding("full_stop", "cycle(1)", "Next run"),
+    ]
+
+    def __init__(self, runs_dir: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.run_id: str | None = None  # None: follow the running run
+        self.overlay: list[str] = []
+        self.runs: list[tuple[str, str]] = []
+        self.data: TrainingData | None = None
+        self._drawn_at = 0.0
+        self._drawn_events = -1
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="train-top"):
+            yield Select[str]([], prompt="run", id="train-run", allow_blank=True)
+            yield Static("", id="train-overlay")
+        yield Static("", id="train-message", classes="message")
+        with Horizontal(id="train-body"):
+            with Grid(id="charts"):
+                yield Chart("loss (train, val)", id="chart-loss")
+                yield Chart("learning rate", id="chart-lr")
+                yield Chart("grad norm", id="chart-grad")
+                yield Chart("tokens/s", id="chart-tps")
+            with VerticalScroll(id="train-side"):
+                yield Static("", id="train-numbers")
+                yield Static("", id="train-system")
+        yield Static("", id="train-sample")
+
+    # -- data (worker thread) -----------------------------------------------------------
+    def load(self) -> TrainingData:
+        rds = list_runs(self.runs_dir)
+        states = {}
+        for rd in rds:
+            try:
+                states[rd.id] = rd.read_state()
+            except ValueError:
+                states[rd.id] = None
+        order = sorted(rds, key=lambda rd: -(states[rd.id].history[-1]["time"]
+                                             if states[rd.id] and states[rd.id].history else 0))
+        runs = [(rd.id, states[rd.id].status if states[rd.id] else "broken") for rd in order]
+        data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
+        run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
+        if run_id is None:
+            data.message = f"no runs under {self.runs_dir}/ yet: queue one on the Queue tab (a) or cockpit run x.toml"
+            return data
+        rd = RunDir(self.runs_dir / run_id)
+        if not rd.path.is_dir():
+            data.message = f"{rd.path}: the run directory is gone (deleted or moved); pick another run"
+            return data
+        try:
+            state = rd.read_state()
+        except ValueError:
+            data.message = f"{rd.state_file}: not valid JSON; the run directory is damaged"
+            return data
+        if not rd.state_file.exists():
+            data.message = f"{rd.path}: no state.json, so this is not a run directory"
+            return data
+        h = self.app.histories.get(rd)
+        h.poll()
+        data.view = h.view(state)
+        if not rd.events.exists():
+            data.message = f"{run_id} is {state.status}: no events yet" + (
+                " (waiting for the worker: see the Queue tab)" if state.status == "queued" else "")
+        for other in self.overlay:
+            if other == run_id or not (self.runs_dir / other / "state.json").exists():
+                continue
+            oh = self.app.histories.get(RunDir(self.runs_dir / other))
+            oh.poll()
+            pts = oh.view(state=state, names=[VAL_LOSS]).series.get(VAL_LOSS)
+            if pts:
+                data.overlays[other] = pts
+        return data
+
+    # -- drawing (UI thread) ------------------------------------------------------------
+    def show(self, data: TrainingData) -> None:
+        self.data = data
+        self._update_runs(data.runs, data.view.id if data.view else None)
+        message = self.query_one("#train-message", Static)
+        message.update(Text(data.message, style="bold yellow"))
+        message.display = bool(data.message)
+        self.query_one("#train-overlay", Static).update(
+            Text("overlay: " + ", ".join(self.overlay), style="dim") if self.overlay else Text("c: compare runs", style="dim"))
+        self._numbers(data)
+        v = data.view
+        sample = self.query_one("#train-sample", Static)
+        if v is not None and v.sample:
+            sample.update(Text.assemble((f"sample @ step {v.sample[0]}: ", "bold"), v.sample[1].replace("\n", " ⏎ ")))
+        else:
+            sample.update(Text("no sample yet", style="dim"))
+        # charts only when something changed, and at a steady rate however fast events come
+        changed = v is not None and (v.events, tuple(data.overlays)) != self._drawn_events
+        if changed and time.monotonic() - self._drawn_at >= CHART_INTERVAL_S or (v is None and self._drawn_events):
+            self._draw(data)
+
+    def _update_runs(self, runs: list[tuple[str, str]], current: str | None) -> None:
+        select = self.query_one("#train-run", Select)
+        ids = [r for r, _ in runs]
+        if ids != [r for r, _ in self.runs]:
+            self.runs = runs
+            with select.prevent(Select.Changed):
+                select.set_options([(r, r) for r, _ in runs])
+        if current is not None and select.value != current:
+            with select.prevent(Select.Changed):
+                select.value = current
+
+    def _draw(self, data: TrainingData) -> None:
+        v = data.view
+        series = v.series if v is not None else {}
+        loss = {"train": series.get("train/loss", ([], [])), "val": series.get(VAL_LOSS, ([], []))}
+        loss.update({f"{k} val": pts for k, pts in data.overlays.items()})
+        self.query_one("#chart-loss", Chart).draw(loss)
+        self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))})
+        grads = {"global": series.get("train/grad_norm", ([], []))}
+        grads.update({k[len(GRAD_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_PREFIX)})
+        self.query_one("#chart-grad", Chart).draw(grads, log_y=True)
+        self.query_one("#chart-tps", Chart).draw({"tokens/s": series.get("train/tokens_per_s", ([], []))})
+        self._drawn_at = time.monotonic()
+        self._drawn_events = (v.events, tuple(data.overlays)) if v is not None else 0
+
+    def _numbers(self, data: TrainingData) -> None:
+        t = Text()
+        v = data.view
+        if v is not None:
+            st = v.state
+            t.append(f"{v.id}\n", style="bold")
+            t.append(st.status, style={"running": "bold green", "failed": "bold red"}.get(st.status, "cyan"))
+            if st.reason:
+                t.append(f": {st.reason}", style="red" if st.status == "failed" else "dim")
+            t.append("\n")
+            if v.start:
+                t.append(f"{v.start.get('model', '')} {v.start.get('params', 0):,} params on {v.start.get('device', '?')}\n",
+                         style="dim")
+            m = v.latest
+            rows = [("step", f"{v.step:,}/{v.max_steps:,}" if v.max_steps else f"{v.step:,}"),
+                    ("loss", _fmt(m.get("train/loss"))), ("val loss", _fmt(m.get(VAL_LOSS))),
+                    ("val bpb", _fmt(m.get("train_benchmarks/bpb"))), ("lr", _fmt(m.get("train/lr"), ".2e")),
+                    ("grad norm", _fmt(m.get("train/grad_norm"), ".3f")),
+                    ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
+            if st.status == RUNNING and m.get("train/step_ms") and v.max_steps:
+                rows.append(("ETA", eta(max(0, v.max_steps - v.step) * m["train/step_ms"] / 1000)))
+            if v.final:
+                rows += [("final loss", _fmt(v.final.get("final_benchmarks/loss"))),
+                         ("final bpb", _fmt(v.final.get("final_benchmarks/bpb")))]
+                if "final_benchmarks/conviction_auroc_top1" in v.final:
+                    rows += [("conv. AUROC", _fmt(v.final["final_benchmarks/conviction_auroc_top1"], ".3f")),
+                             ("conv. ρ loss", _fmt(v.final.get("final_benchmarks/conviction_spearman_loss"), ".3f"))]
+            for name, value in rows:
+                t.append(f"{name:<11}", style="bold")
+                t.append(f"{value}\n")
+            if v.error:
+                t.append(f"error: {v.error}\n", style="red")
+        self.query_one("#train-numbers", Static).update(t)
+        s = Text()
+        s.append("GPU\n", style="bold")
+        for line in gpu_lines(data.files.get("gpus", {})):
+            s.append(line.strip() + "\n")
+        s.append("keep-awake ", style="bold")
+        s.append(keepawake_line(data.files.get("keepawake", {})))
+        self.query_one("#train-system", Static).update(s)
+
+    # -- actions ------------------------------------------------------------------------
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "train-run" and isinstance(event.value, str):
+            self.show_run(event.value)
+
+    def show_run(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self._drawn_events = -1
+        self.poll()
+
+    def action_running(self) -> None:
+        self.show_run(None)
+
+    def action_cycle(self, delta: int) -> None:
+        ids = [r for r, _ in self.runs]
+        if not ids:
+            return
+        current = self.data.view.id if self.data and self.data.view else ids[0]
+        i = ids.index(current) if current in ids else 0
+        self.show_run(ids[(i + delta) % len(ids)])
+
+    def action_compare(self) -> None:
+        def chosen(runs: list[str] | None) -> None:
+            if runs is not None:
+                self.overlay = runs
+                self._drawn_events = -1
+                self.poll()
+
+        self.app.push_screen(CompareRuns([r for r, _ in self.runs], self.overlay), chosen)
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,371 @@
+"""The TUI, driven with Textual's Pilot on real run directories trained by the engine, real
+corpora, a real worker subprocess and a real completion process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cockpit.queue import Queue
+from cockpit.tui.app import CockpitApp
+from cockpit.tui.history import RunHistory, Series
+from engine import events
+from engine.rundir import RunDir
+from tests.conftest import ROOT, TINY, cockpit, merge
+
+pytestmark = pytest.mark.slow
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+async def shown(pilot) -> str:
+    """The screen as text, once pending layout and repaints are done."""
+    await pilot.pause(0.2)
+    update = pilot.app.screen._compositor.render_full_update()
+    return "\n".join("".join(s.text for s in line) for line in update.strips)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two finished runs made by the engine: one with the conviction head, one without."""
+    import tomli_w
+
+    root = tmp_path_factory.mktemp("trained")
+    runs = root / "runs"
+    cfg = merge(TINY, {"train": {"max_steps": 30}, "eval": {"every": 10}, "conviction": {"enabled": True}})
+    (root / "conv.toml").write_text(tomli_w.dumps(cfg))
+    (root / "plain.toml").write_text(tomli_w.dumps(merge(TINY, {"train": {"max_steps": 30}})))
+    for name in ("conv", "plain"):
+        r = cockpit("--headless", "--runs-dir", str(runs), "run", str(root / f"{name}.toml"), "--name", name)
+        assert r.returncode == 0, r.stderr
+    ids = {d.name.split("-")[0]: d.name for d in runs.iterdir() if not d.name.startswith(".")}
+    return runs, ids
+
+
+def copy_runs(trained, tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    shutil.copytree(trained[0], runs)
+    return runs
+
+
+# -- pure parts ---------------------------------------------------------------------------
+
+def test_series_stays_bounded_and_keeps_its_shape():
+    s = Series(cap=64)
+    for i in range(100_000):
+        s.add(i, 1000.0 - i / 100)
+    xs, ys = s.points()
+    assert len(xs) <= 65
+    assert xs[-1] == 99_999 and ys[-1] == pytest.approx(1000 - 999.99)  # ends at the newest raw point
+    assert all(a < b for a, b in zip(xs, xs[1:]))  # still ordered by step
+    assert all(a > b for a, b in zip(ys, ys[1:]))  # a falling curve still falls
+
+
+def test_history_reads_incrementally_and_skips_a_partial_line(tmp_path):
+    rd = RunDir(tmp_path / "r")
+    rd.path.mkdir()
+    w = events.EventWriter(rd.events)
+    w.emit(events.START, step=0, max_steps=100, params=1234, model="m")
+    for step in (5, 10):
+        w.emit(events.STEP, step=step, max_steps=100, metrics={"train/loss": 5.0 - step / 10, "train/lr": 1e-3})
+    h = RunHistory(rd)
+    assert h.poll() == 3 and h.start["params"] == 1234
+    with open(rd.events, "a") as f:
+        f.write('{"kind":"eval","time":1,"step":10,"metrics":{"train_benchmarks/loss":4.')  # writer mid-line
+    assert h.poll() == 0
+    with open(rd.events, "a") as f:
+        f.write('5}}\n')
+    assert h.poll() == 1
+    v = h.view()
+    assert v.series["train/loss"] == ([5, 10], [4.5, 4.0])
+    assert v.latest["train_benchmarks/loss"] == 4.5 and v.step == 10 and v.max_steps == 100
+
+
+# -- start-up -----------------------------------------------------------------------------
+
+def test_the_tui_never_imports_torch(trained, tmp_path):
+    """Every tab loaded on real runs, in a fresh interpreter: torch stays out."""
+    script = f"""
+import asyncio, sys
+from cockpit.tui.app import CockpitApp
+async def main():
+    app = CockpitApp({str(trained[0])!r}, {str(tmp_path)!r}, tokenizer="bytes")
+    async with app.run_test(size=(100, 30)) as pilot:
+        for key in "1234":
+            await pilot.press(key)
+            await pilot.pause(0.5)
+        assert app.pane("training").data.view is not None
+    print("torch" in sys.modules)
+asyncio.run(main())
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+# -- queue --------------------------------------------------------------------------------
+
+async def test_queue_tab_queues_a_config_and_watches_the_worker_finish_it(write_config, tmp_path):
+    runs = tmp_path / "runs"
+    config = write_config("q", {"train": {"max_steps": 10}, "eval": {"every": 0}})
+    app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.pane("queue")
+        # a bad path is answered inside the dialog, and nothing is created
+        await pilot.press("a")
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = str(tmp_path / "nope.toml")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "does not exist" in str(app.screen.query_one("#prompt-error").render())
+        app.screen.query_one("#prompt-input").value = str(config)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: [r.status for r in pane.rows] == ["queued"], 20, "the queued row")
+        assert pane.rows[0].position == 1 and pane.rows[0].size == "2L 32d"
+        await pilot.press("w")  # a real `cockpit worker --once` in its own session
+        await wait_for(pilot, lambda: pane.rows and pane.rows[0].status == "completed", 180, "the run to finish")
+        assert pane.rows[0].step == 10
+        assert "completed" in (await shown(pilot))
+        await pilot.press("enter")  # watch it: the Training tab opens on this run
+        await wait_for(pilot, lambda: app.active_tab == "training" and app.pane("training").data is not None
+                       and app.pane("training").data.view is not None, 20, "the training view")
+        assert app.pane("training").data.view.id == pane.rows[0].id
+
+
+async def test_queue_keys_move_pause_stop_retry_and_remove(write_config, tmp_path):
+    runs = tmp_path / "runs"
+    q = Queue(runs)
+    ids = [rd.id for rd in q.add([str(write_config(n)) for n in ("a", "b", "c")])]
+    app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.pane("queue")
+        await wait_for(pilot, lambda: len(pane.rows) == 3, 20, "three rows")
+        assert pane.selected_id() == ids[0]
+        await pilot.press("J")  # move the first one down
+        await wait_for(pilot, lambda: q.order == [ids[1], ids[0], ids[2]], 10, "the move")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: q.paused, 10, "pause")
+        await wait_for(pilot, lambda: "QUEUE PAUSED" in str(pane.query_one("#queue-status").render()), 10, "the paused banner")
+        await wait_for(pilot, lambda: pane.selected_id() == ids[0], 10, "the cursor to follow the run")
+        await pilot.press("s")  # stop a queued run: out of the queue, state stopped
+        await wait_for(pilot, lambda: RunDir(runs / ids[0]).read_state().status == "stopped", 10, "stop")
+        assert ids[0] not in q.order
+        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "stopped" for r in pane.rows), 10, "row")
+        await pilot.pause(0.3)
+        table = pane.query_one("#queue-table")
+        table.move_cursor(row=table.get_row_index(ids[0]))
+        await pilot.press("r")  # retry: queued again
+        await wait_for(pilot, lambda: ids[0] in q.order, 10, "retry")
+        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "queued" for r in pane.rows), 10, "row")
+        table.move_cursor(row=table.get_row_index(ids[2]))
+        await pilot.press("x")  # remove asks first
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert (runs / ids[2]).exists()
+        await pilot.press("x")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not (runs / ids[2]).exists(), 10, "removal")
+        assert ids[2] not in q.order
+
+
+# -- training -----------------------------------------------------------------------------
+
+async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, tmp_path):
+    runs = copy_runs(trained, tmp_path)
+    conv, plain = trained[1]["conv"], trained[1]["plain"]
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", run=conv, tick_s=0.1)
+    async with app.run_test(size=(140, 40)) as pilot:
+        pane = app.pane("training")
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.final, 20, "the history")
+        loss = pane.query_one("#chart-loss")
+        await wait_for(pilot, lambda: "train" in loss.lines, 10, "the loss chart")
+        assert set(loss.lines) == {"train", "val"}
+        assert loss.lines["train"][0][-1] == 30  # drawn to the last step
+        grads = pane.query_one("#chart-grad").lines
+        assert {"global", "conviction_head", "embeddings", "blocks"} <= set(grads)
+        text = await shown(pilot)
+        assert "final loss" in text and "30/30" in text and "conv. AUROC" in text
+        assert "sample @ step 30" in text
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        app.screen.query_one("#compare-list").select(plain)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: f"{plain} val" in loss.lines, 10, "the overlay")
+        ours, theirs = loss.lines["val"], loss.lines[f"{plain} val"]
+        assert theirs[0] == ours[0] and theirs[1] != ours[1]  # same eval steps, another run's losses
+        await pilot.press("full_stop")  # next run
+        await wait_for(pilot, lambda: pane.data.view.id != conv, 10, "the next run")
+
+
+async def test_training_tab_follows_a_live_run(tmp_path):
+    """Events appended while the tab is open reach the numbers and the charts."""
+    runs = tmp_path / "runs"
+    rd = RunDir(runs / "live-1")
+    rd.path.mkdir(parents=True)
+    rd.transition("running", pid=None, max_steps=1000)
+    w = events.EventWriter(rd.events)
+    w.emit(events.START, step=0, max_steps=1000, params=1000, model="tiny", device="cpu")
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", tick_s=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.pane("training")
+        for step in range(1, 301):
+            w.emit(events.STEP, step=step, max_steps=1000, metrics={"train/loss": 6 - step / 100, "train/step_ms": 10})
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, 10, "step 300")
+        text = await shown(pilot)
+        assert "300/1,000" in text and "0:00:07" in text  # ETA: 700 steps x 10 ms
+        loss = pane.query_one("#chart-loss")
+        await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, 5, "the chart")
+
+
+async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):
+    runs = copy_runs(trained, tmp_path)
+    conv, plain = trained[1]["conv"], trained[1]["plain"]
+    (runs / plain / "state.json").write_text("{not json")
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", run=plain, tick_s=0.1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.pane("training")
+        await wait_for(pilot, lambda: pane.data is not None, 10, "a load")
+        assert "not valid JSON" in pane.data.message and "damaged" in (await shown(pilot))
+        shutil.rmtree(runs / conv)
+        pane.show_run(conv)
+        await wait_for(pilot, lambda: "gone" in pane.data.message, 10, "the gone message")
+        assert "the run directory is gone" in (await shown(pilot))
+        await pilot.press("2")  # the queue lists the broken run with its reason
+        await wait_for(pilot, lambda: any(r.status == "broken" for r in app.pane("queue").rows), 10, "queue")
+
+
+# -- completion ---------------------------------------------------------------------------
+
+async def test_completion_tab_generates_text_and_conviction_rows_and_stops(trained, tmp_path):
+    runs = copy_runs(trained, tmp_path)
+    conv = trained[1]["conv"]
+    app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("completion")
+        await wait_for(pilot, lambda: pane._runs, 10, "the run list")
+        pane.query_one("#comp-run").value = conv
+        await pilot.pause()
+        pane.query_one("#comp-max").value = "24"
+        await pilot.click("#comp-prompt")
+        await pilot.press(*"Once upon")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 60,
+                       "a text completion")
+        assert pane.completion and "Once upon" in (await shown(pilot))
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 30,
+                       "conviction rows")
+        assert 1 <= len(pane.rows) <= 24
+        assert all(0.0 <= c <= 1.0 for _, c in pane.rows)
+        tok, c = pane.rows[-1]  # the view follows the newest row
+        assert f"| {c:.4f}" in (await shown(pilot))
+        # stop: a long generation ends early on escape, and the process is kept for the next one
+        # greedy (top-k 1): a barely trained model repeats itself instead of ending its text, so
+        # the generation is still going when the key lands
+        pane.query_one("#comp-max").value = "100000"
+        pane.query_one("#comp-topk").value = "1"
+        for _ in range(3):
+            await pilot.press("ctrl+g")
+            await wait_for(pilot, lambda: len(pane.completion) > 5, 30, "tokens to stream")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not pane.generating, 30, "the stop")
+            if not pane.status.startswith("end of text"):
+                break
+        assert pane.status.startswith("stopped")
+        proc = pane.client.proc
+        assert proc.poll() is None
+    assert proc.wait(timeout=10) is not None  # leaving the app ends the completion process
+
+
+async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
+    runs = copy_runs(trained, tmp_path)
+    plain = trained[1]["plain"]
+    app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("completion")
+        await wait_for(pilot, lambda: pane._runs, 10, "the run list")
+        pane.query_one("#comp-run").value = plain
+        pane.query_one("#comp-topk").value = "-3"
+        await pilot.press("ctrl+g")
+        assert "top-k >= 0" in pane.status and not pane.generating
+        pane.query_one("#comp-topk").value = "5"
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: pane.status.startswith("error"), 60, "the error")
+        assert "without [conviction]" in pane.status
+
+
+# -- corpora ------------------------------------------------------------------------------
+
+def write_jsonl(path: Path, texts: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
+    from cockpit.corpora.count import count_file
+
+    corpora = tmp_path / "corpora"
+    write_jsonl(corpora / "alpha" / "a.jsonl", [f"alpha story number {i} " * 3 for i in range(200)])
+    write_jsonl(corpora / "beta.jsonl", [f"beta {i}" for i in range(300)])
+    app = CockpitApp(tmp_path / "runs", corpora, tab="corpora", tokenizer="bytes", tick_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("corpora")
+        await wait_for(pilot, lambda: len(pane.items) == 2 and not pane.needs_count() and not pane.counting, 30,
+                       "the automatic count")
+        alpha = next(i for i in pane.items if i.name == "alpha")
+        assert alpha.tokens["bytes"] == count_file(corpora / "alpha" / "a.jsonl", "bytes").tokens
+        assert "counted" in (await shown(pilot))
+        await pilot.press("space", "down", "space", "m")
+        await pilot.pause(0.3)
+        form = app.screen
+        assert form.query_one("#mix-sources").text.count("=0.5") == 2
+        form.query_one("#mix-out").value = str(corpora / "mixed")
+        form.query_one("#mix-tokens").value = "2K"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "would hold" in str(form.query_one("#mix-result").render()), 30, "preview")
+        assert "2,000 bytes tokens" in str(form.query_one("#mix-result").render())
+        assert not (corpora / "mixed").exists()  # a preview writes nothing
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: "wrote" in str(form.query_one("#mix-result").render()), 60, "the mix")
+        assert (corpora / "mixed" / "mix.toml").exists()
+        await pilot.press("f6")  # a second write refuses to replace the first
+        await wait_for(pilot, lambda: "already exists" in str(form.query_one("#mix-result").render()), 10, "refusal")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: any(i.name == "mixed" for i in pane.items), 10, "the new corpus listed")
+
+
+# -- help and palette ---------------------------------------------------------------------
+
+async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
+    app = CockpitApp(tmp_path / "runs", tmp_path / "corpora", tick_s=0.1)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = str(app.screen.query_one("Static").render())  # the whole help text, scrolled or not
+        for expected in ("Queue tab", "Add config", "Training tab", "Compare runs", "Completion tab",
+                         "Conviction", "Corpora tab", "Mix form"):
+            assert expected in text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for pane in ("corpora", "queue", "training", "completion"):
+            for b in app.pane(pane).BINDINGS:
+                assert f"{app.pane(pane).TITLE}: {b.description}" in titles
+
+
+def test_cockpit_run_without_a_terminal_falls_back_to_headless(write_config, runs_dir):
+    r = cockpit("--runs-dir", str(runs_dir), "run", str(write_config("h", {"train": {"max_steps": 5}})))
+    assert r.returncode == 0, r.stderr
+    assert "no terminal" in r.stderr
+
