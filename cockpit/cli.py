@@ -19,9 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cockpit", description="Train small language models and watch them.")
     p.add_argument("--headless", action="store_true", help="no TUI: plain terminal output (for SSH, scripts)")
     p.add_argument("--runs-dir", default=None, help="where run directories live (default: ./runs or $COCKPIT_RUNS_DIR)")
+    p.add_argument("--corpora-dir", default=None, help="the TUI's Corpora tab (default: ./corpora or $COCKPIT_CORPORA_DIR)")
     sub = p.add_subparsers(dest="cmd")
 
-    r = sub.add_parser("run", help="create a run from a TOML config and train it")
+    r = sub.add_parser("run", help="queue a run and watch it in the TUI (--headless: train it here, plain output)")
     r.add_argument("config")
     r.add_argument("--name", help="run name (default: the config file's stem)")
     _add_set(r)
@@ -65,13 +66,44 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def cmd_tui(args, tab: str = "queue", run: str | None = None) -> int:
+    from cockpit.corpora_cli import corpora_root
+    from cockpit.runs import runs_root
+    from cockpit.tui.app import run_tui
+
+    return run_tui(runs_root(args.runs_dir), corpora_root(args.corpora_dir), tab, run)
+
+
 def cmd_run(args) -> int:
     from cockpit.headless import follow
     from cockpit.runs import create_run, runs_root, start_engine
 
+    if not args.headless:
+        if _interactive():
+            return _run_in_tui(args)
+        print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
     rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir))
     print(f"created {rd.path}")
     return follow(rd, start_engine(rd))
+
+
+def _run_in_tui(args) -> int:
+    """Queue the run, make sure a worker will train it, open its live view. The worker is
+    its own process, so closing the TUI leaves training running."""
+    from cockpit.queue import Queue
+    from cockpit.runs import runs_root
+    from cockpit.status import worker_status
+    from cockpit.tui.runs_table import start_worker
+
+    q = Queue(runs_root(args.runs_dir))
+    rd = q.add([args.config], args.name, overrides=args.set)[0]
+    if not worker_status(q)["alive"]:
+        start_worker(q.runs_dir)
+    return cmd_tui(args, "training", rd.id)
 
 
 def cmd_resume(args) -> int:
@@ -109,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
                 "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:
+        if _interactive() and not args.headless:
+            return cmd_tui(args)
         build_parser().print_help()
         return 0
     try:
