@@ -29,7 +29,7 @@ POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0}
 
 
 class CockpitApp(App):
-    CSS_PATH = "cockpit.tcss"
+    CSS_PATH = Path(__file__).with_name("cockpit.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "cockpit"
     AUTO_FOCUS = None  # on_mount focuses the first widget of the opening tab
     BINDINGS = [

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from rich.text import Text
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.worker import get_current_worker
 
 
@@ -76,3 +78,30 @@ class Pane(Vertical):
             self.app.call_from_thread(fn, *args, **kwargs)
         except RuntimeError:  # the app is shutting down
             pass
+
+
+class Readout(Widget):
+    """Text that changes often (live numbers): repainted only when it changes, and laid out
+    again only when its line count does. A Static re-lays out the whole screen on every
+    update, which at a few updates a second was most of the UI thread's time."""
+
+    DEFAULT_CSS = "Readout { height: auto; }"
+
+    def __init__(self, text: Text | str = "", **kwargs):
+        super().__init__(**kwargs)
+        self._text = Text(text) if isinstance(text, str) else text
+
+    def set(self, text: Text | str) -> None:
+        text = Text(text) if isinstance(text, str) else text
+        if text == self._text:
+            return
+        relayout = text.plain.count("\n") != self._text.plain.count("\n") or not self._text.plain
+        self._text = text
+        self.refresh(layout=relayout)
+
+    @property
+    def text(self) -> Text:
+        return self._text
+
+    def render(self) -> Text:
+        return self._text

@@ -14,14 +14,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Select, SelectionList, Static
-from textual_plotext import PlotextPlot
+from textual.widgets import Label, Select, SelectionList
+from rich.segment import Segment
+from textual.strip import Strip
+from textual.widget import Widget
+from textual_plotext.plot import Plot
 
 from cockpit.queue import Queue
 from cockpit.runs import list_runs
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
 from cockpit.tui.history import RunView
-from cockpit.tui.pane import Pane
+from cockpit.tui.pane import Pane, Readout
 from engine.rundir import RUNNING, RunDir
 
 VAL_LOSS = "train_benchmarks/loss"
@@ -41,29 +44,87 @@ class TrainingData:
     files: dict = field(default_factory=dict)
 
 
-class Chart(PlotextPlot):
-    """A plotext chart that keeps what it draws, so the tests and the benchmark can see it."""
+class Chart(Widget):
+    """A plotext chart whose picture is built in a worker thread: plotext is pure Python and
+    takes 20-60 ms a chart, which on the UI thread would stall keys four charts at a time.
+    The widget only shows the last finished picture; ``lines`` keeps what it was asked to draw."""
+
+    DEFAULT_CSS = "Chart { width: 1fr; height: 1fr; }"
 
     def __init__(self, title: str, **kwargs):
         super().__init__(**kwargs)
         self.title = title
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
-        self.draws = 0
+        self.log_y = False
+        self.draws = 0  # pictures finished and shown
+        self._picture: list[Strip] = []
+        self._generation = 0
 
     def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False) -> None:
         self.lines = {k: v for k, v in lines.items() if v[0]}
-        plt = self.plt
-        plt.clear_data()
+        self.log_y = log_y
+        self._build()
+
+    def on_resize(self) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        width, height = self.size
+        if width < 10 or height < 3:
+            return
+        self._generation += 1
+        job = (self._generation, dict(self.lines), self.log_y, width, height)
+        self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
+
+    def _make(self, generation: int, lines, log_y: bool, width: int, height: int) -> None:
+        plt = Plot()
+        plt.plotsize(width, height)
+        plt.theme("clear")  # the terminal's own colours; the lines get RGB
         plt.title(self.title)
-        plt.yscale("log" if log_y and self.lines else "linear")
-        for i, (label, (xs, ys)) in enumerate(self.lines.items()):
+        if log_y and lines:
+            plt.yscale("log")
+        for i, (label, (xs, ys)) in enumerate(lines.items()):
             if log_y:
-                xs, ys = zip(*[(x, y) for x, y in zip(xs, ys) if y > 0]) if any(y > 0 for y in ys) else ([], [])
+                kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
+                xs, ys = [x for x, _ in kept], [y for _, y in kept]
+            xs, ys = thin(list(xs), list(ys), 2 * width)  # braille: two dots a column, no more
             if xs:
-                plt.plot(list(xs), list(ys), label=label if len(self.lines) > 1 else None,
-                         color=PALETTE[i % len(PALETTE)], marker="braille")
+                plt.plot(xs, ys, label=label if len(lines) > 1 else None, color=PALETTE[i % len(PALETTE)],
+                         marker="braille")
+        # the cells too are made here: turning a dense coloured Text into lines costs the UI
+        # thread 10-30 ms a chart, which is what the flood benchmark measured as key lag
+        console = self.app.console
+        text = Text.from_ansi(plt.build())
+        segments = console.render(text, console.options.update_width(width))
+        picture = [Strip(line, width) for line in Segment.split_and_crop_lines(segments, width, pad=True, include_new_lines=False)][:height]
+        try:
+            self.app.call_from_thread(self._show_picture, generation, picture)
+        except RuntimeError:  # the app is closing
+            pass
+
+    def _show_picture(self, generation: int, picture: list[Strip]) -> None:
+        if generation != self._generation:
+            return  # a newer picture is on its way; this one is stale
+        self._picture = picture
         self.draws += 1
         self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        line = self._picture[y] if y < len(self._picture) else Strip.blank(self.size.width)
+        return line.apply_style(self.rich_style)
+
+
+def thin(xs: list[float], ys: list[float], n: int) -> tuple[list[float], list[float]]:
+    """At most n points, each the mean of a run of neighbours; the last point is kept as is."""
+    if len(xs) <= n or n < 2:
+        return xs, ys
+    step = len(xs) / (n - 1)
+    out_x, out_y = [], []
+    for i in range(n - 1):
+        a, b = int(i * step), max(int(i * step) + 1, int((i + 1) * step))
+        out_x.append(sum(xs[a:b]) / (b - a))
+        out_y.append(sum(ys[a:b]) / (b - a))
+    return out_x + [xs[-1]], out_y + [ys[-1]]
 
 
 class CompareRuns(ModalScreen[list[str] | None]):
@@ -108,8 +169,8 @@ class TrainingPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="train-top"):
             yield Select[str]([], prompt="run", id="train-run", allow_blank=True)
-            yield Static("", id="train-overlay")
-        yield Static("", id="train-message", classes="message")
+            yield Readout("", id="train-overlay")
+        yield Readout("", id="train-message", classes="message")
         with Horizontal(id="train-body"):
             with Grid(id="charts"):
                 yield Chart("loss (train, val)", id="chart-loss")
@@ -117,9 +178,9 @@ class TrainingPane(Pane):
                 yield Chart("grad norm", id="chart-grad")
                 yield Chart("tokens/s", id="chart-tps")
             with VerticalScroll(id="train-side"):
-                yield Static("", id="train-numbers")
-                yield Static("", id="train-system")
-        yield Static("", id="train-sample")
+                yield Readout("", id="train-numbers")
+                yield Readout("", id="train-system")
+        yield Readout("", id="train-sample")
 
     # -- data (worker thread) -----------------------------------------------------------
     def load(self) -> TrainingData:
@@ -170,18 +231,18 @@ class TrainingPane(Pane):
     def show(self, data: TrainingData) -> None:
         self.data = data
         self._update_runs(data.runs, data.view.id if data.view else None)
-        message = self.query_one("#train-message", Static)
-        message.update(Text(data.message, style="bold yellow"))
+        message = self.query_one("#train-message", Readout)
+        message.set(Text(data.message, style="bold yellow"))
         message.display = bool(data.message)
-        self.query_one("#train-overlay", Static).update(
+        self.query_one("#train-overlay", Readout).set(
             Text("overlay: " + ", ".join(self.overlay), style="dim") if self.overlay else Text("c: compare runs", style="dim"))
         self._numbers(data)
         v = data.view
-        sample = self.query_one("#train-sample", Static)
+        sample = self.query_one("#train-sample", Readout)
         if v is not None and v.sample:
-            sample.update(Text.assemble((f"sample @ step {v.sample[0]}: ", "bold"), v.sample[1].replace("\n", " ⏎ ")))
+            sample.set(Text.assemble((f"sample @ step {v.sample[0]}: ", "bold"), v.sample[1].replace("\n", " ⏎ ")))
         else:
-            sample.update(Text("no sample yet", style="dim"))
+            sample.set(Text("no sample yet", style="dim"))
         # charts only when something changed, and at a steady rate however fast events come
         changed = v is not None and (v.events, tuple(data.overlays)) != self._drawn_events
         if changed and time.monotonic() - self._drawn_at >= CHART_INTERVAL_S or (v is None and self._drawn_events):
@@ -244,14 +305,14 @@ class TrainingPane(Pane):
                 t.append(f"{value}\n")
             if v.error:
                 t.append(f"error: {v.error}\n", style="red")
-        self.query_one("#train-numbers", Static).update(t)
+        self.query_one("#train-numbers", Readout).set(t)
         s = Text()
         s.append("GPU\n", style="bold")
         for line in gpu_lines(data.files.get("gpus", {})):
             s.append(line.strip() + "\n")
         s.append("keep-awake ", style="bold")
         s.append(keepawake_line(data.files.get("keepawake", {})))
-        self.query_one("#train-system", Static).update(s)
+        self.query_one("#train-system", Readout).set(s)
 
     # -- actions ------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:
