@@ -304,6 +304,11 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: pane.status.startswith("error"), 60, "the error")
         assert "without [conviction]" in pane.status
+        await pilot.click("#comp-prompt")
+        await pilot.press("2")  # typing in the prompt ...
+        assert app.active_tab == "completion" and pane.query_one("#comp-prompt").text.endswith("2")
+        await pilot.press("escape", "2")  # ... until escape leaves it: then 2 is the Queue tab
+        await wait_for(pilot, lambda: app.active_tab == "queue", 5, "the Queue tab")
 
 
 # -- corpora ------------------------------------------------------------------------------

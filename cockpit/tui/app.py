@@ -114,7 +114,9 @@ class CockpitApp(App):
         self.pane("training").show_run(run_id)
 
     def action_help(self) -> None:
-        sections = [("Everywhere", self._keys(self.BINDINGS) + [("ctrl+p", "command palette"), ("ctrl+q", "quit")])]
+        sections = [("Everywhere", self._keys(self.BINDINGS) + [
+            ("escape", "leave a text field (then 1-4 and q work again)"), ("ctrl+p", "command palette"),
+            ("ctrl+q", "quit, also from inside a text field")])]
         for tab in TABS:
             pane = self.pane(tab)
             sections.append((f"{pane.TITLE} tab", self._keys(pane.BINDINGS)))

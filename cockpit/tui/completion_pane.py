@@ -49,7 +49,7 @@ class CompletionPane(Pane):
     BINDINGS = [
         Binding("ctrl+g", "generate('text')", "Generate text", priority=True),
         Binding("ctrl+o", "generate('conviction')", "Conviction", priority=True),
-        Binding("escape", "stop", "Stop", priority=True),
+        Binding("escape", "stop", "Stop / leave prompt", priority=True),
     ]
 
     def __init__(self, runs_dir: Path, **kwargs):
@@ -77,7 +77,8 @@ class CompletionPane(Pane):
             yield Label("max tokens")
             yield Input("256", id="comp-max", type="integer")
         yield TextArea("", id="comp-prompt", soft_wrap=True, show_line_numbers=False)
-        yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop", id="comp-status")
+        yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop, or leave the prompt",
+                     id="comp-status")
         with VerticalScroll(id="comp-output"):
             yield Static("", id="comp-text")
 
@@ -215,6 +216,8 @@ class CompletionPane(Pane):
 
     def action_stop(self) -> None:
         if not self.generating or self.client is None:
+            # nothing to stop: leave the prompt, so the tab keys (1-4, q) work again
+            self.query_one("#comp-output").focus()
             return
         client = self.client
         self.run_worker(client.cancel, thread=True, group="cancel", exit_on_error=False)
