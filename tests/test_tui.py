@@ -302,13 +302,15 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         assert "top-k >= 0" in pane.status and not pane.generating
         pane.query_one("#comp-topk").value = "5"
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: pane.status.startswith("error"), 60, "the error")
+        await wait_for(pilot, lambda: pane.status.startswith("error") and not pane.generating, 60, "the error")
         assert "without [conviction]" in pane.status
         await pilot.click("#comp-prompt")
         await pilot.press("2")  # typing in the prompt ...
         assert app.active_tab == "completion" and pane.query_one("#comp-prompt").text.endswith("2")
         await pilot.press("escape", "2")  # ... until escape leaves it: then 2 is the Queue tab
         await wait_for(pilot, lambda: app.active_tab == "queue", 5, "the Queue tab")
+        await pilot.pause(0.5)
+        assert app.active_tab == "queue" and app.focused is app.pane("queue").query_one("#queue-table")  # and stays
 
 
 # -- corpora ------------------------------------------------------------------------------

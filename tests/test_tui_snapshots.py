@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -70,6 +71,11 @@ def workspace(tmp_path, monkeypatch):
              reason="loss became nan at step 200 (try a lower lr)")
     fake_run(runs, "rope-20261101-140000", "queued", 0, 400, lr=1e-3)
     Queue(runs).push_front(["rope-20261101-140000"])
+    # the worker's GPU figures, fresh, so the picture does not depend on this machine's GPUs
+    (runs / ".cockpit" / "gpus.json").write_text(json.dumps({
+        "available": True, "error": None, "time": time.time() + 3600,
+        "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "util": 97.0, "mem_used_mb": 41230.0,
+                  "mem_total_mb": 81559.0, "temp_c": 71.0, "power_w": 612.0}]}))
     corpora = tmp_path / "corpora"
     (corpora / "stories").mkdir(parents=True)
     (corpora / "stories" / "part-0.jsonl").write_text(

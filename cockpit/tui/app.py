@@ -53,6 +53,7 @@ class CockpitApp(App):
         self._polled: dict[str, float] = {}
         self.started = time.perf_counter()
         self._completion: CompletionPane | None = None
+        self._panes: dict[str, Pane] = {}
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=self.initial_tab, id="tabs"):
@@ -67,6 +68,7 @@ class CockpitApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._panes = {tab: self.query_one(f"#{tab}-pane", Pane) for tab in TABS}
         self._completion = self.pane("completion")
         if self.initial_run:
             self.pane("training").run_id = self.initial_run
@@ -76,7 +78,9 @@ class CockpitApp(App):
 
     # -- panes --------------------------------------------------------------------------
     def pane(self, tab: str) -> Pane:
-        return self.query_one(f"#{tab}-pane", Pane)
+        # kept from mount: a tab event that arrives while the app closes must not query a DOM
+        # that is being taken down
+        return self._panes[tab]
 
     @property
     def active_tab(self) -> str:
@@ -94,7 +98,14 @@ class CockpitApp(App):
         # focus inside the pane, so the footer shows the tab's keys and they work at once
         first = {"completion": "#comp-prompt", "training": "#train-run"}.get(tab, "DataTable")
         widget = self.pane(tab).query_one(first)
-        widget.focus() if now else self.call_after_refresh(widget.focus)
+
+        def focus() -> None:
+            # only if the tab is still the one shown: TabbedContent shows the tab of whatever
+            # gets focus, so a late focus into a tab just left would switch back to it
+            if self.active_tab == tab:
+                widget.focus()
+
+        focus() if now else self.call_after_refresh(focus)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id
@@ -106,6 +117,7 @@ class CockpitApp(App):
 
     # -- actions ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
+        self.set_focus(None)  # the focused widget is in the tab being left
         self.query_one(TabbedContent).active = tab
 
     def watch_run(self, run_id: str | None) -> None:

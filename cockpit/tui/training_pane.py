@@ -20,6 +20,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual_plotext.plot import Plot
 
+from cockpit.gpu import GpuMonitor
 from cockpit.queue import Queue
 from cockpit.runs import list_runs
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
@@ -28,7 +29,8 @@ from cockpit.tui.pane import Pane, Readout
 from engine.rundir import RUNNING, RunDir
 
 VAL_LOSS = "train_benchmarks/loss"
-CHART_INTERVAL_S = 1.0  # charts redraw at most this often, however fast events arrive
+CHART_INTERVAL_S = 1.0
+GPU_STALE_S = 5.0  # gpus.json older than this: the worker is not sampling  # charts redraw at most this often, however fast events arrive
 GRAD_PREFIX = "debug/grad_norm/"
 # RGB, not colour names: plotext maps names through its theme, which Textual registers late
 PALETTE = [(0, 200, 255), (255, 90, 200), (255, 200, 0), (80, 220, 100), (255, 80, 80), (120, 120, 255),
@@ -164,6 +166,7 @@ class TrainingPane(Pane):
         self.runs: list[tuple[str, str]] = []
         self.data: TrainingData | None = None
         self._drawn_at = 0.0
+        self._monitor: GpuMonitor | None = None
         self._drawn_events = -1
 
     def compose(self) -> ComposeResult:
@@ -195,6 +198,7 @@ class TrainingPane(Pane):
                                              if states[rd.id] and states[rd.id].history else 0))
         runs = [(rd.id, states[rd.id].status if states[rd.id] else "broken") for rd in order]
         data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
+        data.files["gpus"] = self._gpus(data.files.get("gpus") or {})
         run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
         if run_id is None:
             data.message = f"no runs under {self.runs_dir}/ yet: queue one on the Queue tab (a) or cockpit run x.toml"
@@ -226,6 +230,15 @@ class TrainingPane(Pane):
             if pts:
                 data.overlays[other] = pts
         return data
+
+    def _gpus(self, from_worker: dict) -> dict:
+        """The worker's GPU figures while it writes them; otherwise (no worker, a headless run
+        in another terminal) this tab asks NVML itself, from its worker thread."""
+        if time.time() - from_worker.get("time", 0) < GPU_STALE_S:
+            return from_worker
+        if self._monitor is None:
+            self._monitor = GpuMonitor()
+        return self._monitor.snapshot()
 
     # -- drawing (UI thread) ------------------------------------------------------------
     def show(self, data: TrainingData) -> None:
