@@ -30,6 +30,18 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
         await pilot.pause(0.1)
 
 
+async def on_screen(pilot, *texts: str, timeout: float = 10.0) -> str:
+    """Wait until every text is on the screen (a repaint may trail the data); return the screen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = await shown(pilot)
+        if all(t in screen for t in texts):
+            return screen
+        if time.monotonic() > deadline:
+            missing = [t for t in texts if t not in screen]
+            raise AssertionError(f"not on screen after {timeout:.0f}s: {missing}\n{screen}")
+
+
 async def shown(pilot) -> str:
     """The screen as text, once pending layout and repaints are done."""
     await pilot.pause(0.2)
@@ -137,7 +149,7 @@ async def test_queue_tab_queues_a_config_and_watches_the_worker_finish_it(write_
         await pilot.press("w")  # a real `cockpit worker --once` in its own session
         await wait_for(pilot, lambda: pane.rows and pane.rows[0].status == "completed", 180, "the run to finish")
         assert pane.rows[0].step == 10
-        assert "completed" in (await shown(pilot))
+        await on_screen(pilot, "completed")
         await pilot.press("enter")  # watch it: the Training tab opens on this run
         await wait_for(pilot, lambda: app.active_tab == "training" and app.pane("training").data is not None
                        and app.pane("training").data.view is not None, 20, "the training view")
@@ -195,9 +207,7 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
         assert loss.lines["train"][0][-1] == 30  # drawn to the last step
         grads = pane.query_one("#chart-grad").lines
         assert {"global", "conviction_head", "embeddings", "blocks"} <= set(grads)
-        text = await shown(pilot)
-        assert "final loss" in text and "30/30" in text and "conv. AUROC" in text
-        assert "sample @ step 30" in text
+        await on_screen(pilot, "final loss", "30/30", "conv. AUROC", "sample @ step 30")
         await pilot.press("c")
         await pilot.pause(0.2)
         app.screen.query_one("#compare-list").select(plain)
@@ -223,8 +233,7 @@ async def test_training_tab_follows_a_live_run(tmp_path):
         for step in range(1, 301):
             w.emit(events.STEP, step=step, max_steps=1000, metrics={"train/loss": 6 - step / 100, "train/step_ms": 10})
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, 10, "step 300")
-        text = await shown(pilot)
-        assert "300/1,000" in text and "0:00:07" in text  # ETA: 700 steps x 10 ms
+        await on_screen(pilot, "300/1,000", "0:00:07")  # ETA: 700 steps x 10 ms
         loss = pane.query_one("#chart-loss")
         await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, 5, "the chart")
 
@@ -237,11 +246,12 @@ async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         await wait_for(pilot, lambda: pane.data is not None, 10, "a load")
-        assert "not valid JSON" in pane.data.message and "damaged" in (await shown(pilot))
+        assert "not valid JSON" in pane.data.message
+        await on_screen(pilot, "damaged")
         shutil.rmtree(runs / conv)
         pane.show_run(conv)
         await wait_for(pilot, lambda: "gone" in pane.data.message, 10, "the gone message")
-        assert "the run directory is gone" in (await shown(pilot))
+        await on_screen(pilot, "the run directory is gone")
         await pilot.press("2")  # the queue lists the broken run with its reason
         await wait_for(pilot, lambda: any(r.status == "broken" for r in app.pane("queue").rows), 10, "queue")
 
@@ -263,14 +273,15 @@ async def test_completion_tab_generates_text_and_conviction_rows_and_stops(train
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 60,
                        "a text completion")
-        assert pane.completion and "Once upon" in (await shown(pilot))
+        assert pane.completion
+        await on_screen(pilot, "Once upon")
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 30,
                        "conviction rows")
         assert 1 <= len(pane.rows) <= 24
         assert all(0.0 <= c <= 1.0 for _, c in pane.rows)
         tok, c = pane.rows[-1]  # the view follows the newest row
-        assert f"| {c:.4f}" in (await shown(pilot))
+        await on_screen(pilot, f"| {c:.4f}")
         # stop: a long generation ends early on escape, and the process is kept for the next one
         # greedy (top-k 1): a barely trained model repeats itself instead of ending its text, so
         # the generation is still going when the key lands
@@ -333,7 +344,7 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
                        "the automatic count")
         alpha = next(i for i in pane.items if i.name == "alpha")
         assert alpha.tokens["bytes"] == count_file(corpora / "alpha" / "a.jsonl", "bytes").tokens
-        assert "counted" in (await shown(pilot))
+        await on_screen(pilot, "counted")
         await pilot.press("space", "down", "space", "m")
         await pilot.pause(0.3)
         form = app.screen

@@ -20,7 +20,7 @@ from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
-from cockpit.tui.pane import Pane
+from cockpit.tui.pane import Pane, fill_table
 from engine.config import BUILTIN_STORIES, ConfigError
 from engine.corpus import CorpusError, corpus_files
 from engine.tokenizers import TokenizerError, check_name, get_tokenizer
@@ -130,16 +130,16 @@ class CorporaPane(Pane):
     def _fill(self) -> None:
         table = self.query_one("#corpora-table", DataTable)
         cursor = table.cursor_row
-        table.clear(columns=True)  # columns sized to what is shown now, not to what was shown once
-        table.add_columns("mix", "corpus", "files", "documents", "bytes", f"tokens ({self.tokenizer})", "status")
+        rows = []
         for it in self.items:
             counted = it.status == "counted"
             tokens = it.tokens.get(self.tokenizer)
             status = "counted" if counted and tokens is not None else it.status if not counted else "no tokens yet"
-            table.add_row("✓" if it.path in self.marked else "", it.name, str(it.files),
-                          f"{it.documents:,}" if counted else "-", _human(it.bytes) if counted else "-",
-                          f"{tokens:,}" if tokens is not None else "-",
-                          Text(status, style="green" if status == "counted" else "yellow"), key=str(it.path))
+            rows.append((str(it.path), ["✓" if it.path in self.marked else "", it.name, str(it.files),
+                                        f"{it.documents:,}" if counted else "-", _human(it.bytes) if counted else "-",
+                                        f"{tokens:,}" if tokens is not None else "-",
+                                        Text(status, style="green" if status == "counted" else "yellow")]))
+        fill_table(table, ["mix", "corpus", "files", "documents", "bytes", f"tokens ({self.tokenizer})", "status"], rows)
         if self.items:
             table.move_cursor(row=min(cursor, len(self.items) - 1), animate=False)
 

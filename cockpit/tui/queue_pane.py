@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 from cockpit.queue import Queue
 from cockpit.status import control_files, eta, keepawake_line, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
-from cockpit.tui.pane import Pane
+from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import RunRow, run_rows, start_worker
 from engine.config import ConfigError, load_config
 from engine.rundir import FAILED, INTERRUPTED, QUEUED, RUNNING
@@ -75,19 +75,19 @@ class QueuePane(Pane):
     def _fill(self, rows: list[RunRow]) -> None:
         table = self.query_one("#queue-table", DataTable)
         selected = self.selected_id()
-        table.clear(columns=True)  # columns sized to what is shown now, not to what was shown once
-        table.add_columns("#", "run", "state", "size", "progress", "loss", "ETA", "note")
+        cells = []
         for r in rows:
             progress = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or "")
             if r.max_steps and r.status == RUNNING:
                 progress += f" {100 * r.step / r.max_steps:3.0f}%"
-            table.add_row(str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")), r.size,
-                          progress, f"{r.loss:.4f}" if r.loss is not None else "",
-                          eta(r.eta_s) if r.eta_s is not None else "",
-                          Text(r.reason, style="red" if r.status in (FAILED, "broken") else "dim"), key=r.id)
+            cells.append((r.id, [str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")),
+                                 r.size, progress, f"{r.loss:.4f}" if r.loss is not None else "",
+                                 eta(r.eta_s) if r.eta_s is not None else "",
+                                 Text(r.reason, style="red" if r.status in (FAILED, "broken") else "dim")]))
         if not rows:
-            table.add_row("", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", "")
-        elif selected is not None and selected in {r.id for r in rows}:
+            cells.append(("", ["", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", ""]))
+        fill_table(table, ["#", "run", "state", "size", "progress", "loss", "ETA", "note"], cells)
+        if rows and selected is not None and selected in {r.id for r in rows}:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         self._detail()
 
