@@ -291,7 +291,7 @@ class TrainingPane(Pane):
         v = data.view
         if v is not None:
             st = v.state
-            t.append(f"{v.id}\n", style="bold")
+            # the run's id is in the picker above; at 80 columns it would wrap here
             t.append(st.status, style={"running": "bold green", "failed": "bold red"}.get(st.status, "cyan"))
             if st.reason:
                 t.append(f": {st.reason}", style="red" if st.status == "failed" else "dim")
