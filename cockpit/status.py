@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cockpit.queue import Queue
 from cockpit.runs import list_runs, pid_alive
-from engine import events
+from cockpit.tui.history import RunHistory, eta_s
 from engine.rundir import RUNNING, RunDir
 
 HEARTBEAT_STALE_S = 10
@@ -25,16 +25,12 @@ def _read_json(path: Path) -> dict:
 def run_progress(rd: RunDir) -> dict:
     """Step/total, last loss and ETA from the run's newest step event."""
     state = rd.read_state()
-    last = None
-    for ev in events.read_events(rd.events):
-        if ev.kind == events.STEP:
-            last = ev
+    h = RunHistory(rd)
+    h.poll()
     out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps}
-    if last is not None:
-        m = last.metrics
-        out.update(step=last.step, max_steps=last.get("max_steps", state.max_steps), loss=m.get("train/loss"))
-        if m.get("train/step_ms"):
-            out["eta_s"] = max(0, out["max_steps"] - out["step"]) * m["train/step_ms"] / 1000
+    if "train/step_ms" in h.latest:  # only step events carry it
+        out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get("train/loss"))
+        out["eta_s"] = eta_s(out["step"], out["max_steps"], h.latest)
     return out
 
 

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 START = "start"  # config summary, parameter counts, device
 STEP = "step"  # train/* and debug/* metrics at a log interval
@@ -131,10 +131,6 @@ class EventReader:
 def read_events(path: str | Path) -> list[Event]:
     """All complete events in a file; a truncated last line is skipped."""
     return EventReader(path).read_new()
-
-
-def iter_kind(events: list[Event], kind: str) -> Iterator[Event]:
-    return (e for e in events if e.kind == kind)
 
 
 def tail_bytes(path: str | Path, n: int = 4096) -> str:

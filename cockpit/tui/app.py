@@ -51,7 +51,6 @@ class CockpitApp(App):
         self.tick_s = tick_s
         self.histories = Histories()
         self._polled: dict[str, float] = {}
-        self.started = time.perf_counter()
         self._completion: CompletionPane | None = None
         self._panes: dict[str, Pane] = {}
 

@@ -20,7 +20,6 @@ from cockpit.completion import CompletionClient, CompletionError
 from cockpit.complete_cli import token_label
 from cockpit.runs import list_runs
 from cockpit.tui.pane import Pane
-from engine.rundir import RunDir
 
 IDLE_CLOSE_S = 120  # the model process is let go this long after the tab was left
 FLUSH_S = 0.05  # tokens reach the screen in batches, not one UI update per token
@@ -155,7 +154,7 @@ class CompletionPane(Pane):
             self.client = None
         if self.client is None:
             self._to_ui(self._set_status, f"loading {run} {'step ' + str(step) if step else '(latest)'} ...", "dim")
-            self.client = CompletionClient(RunDir(self.runs_dir / run).path, step)
+            self.client = CompletionClient(self.runs_dir / run, step)
             self.client_key = (run, step)
         return self.client
 

@@ -21,7 +21,8 @@ from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
 from cockpit.tui.pane import Pane, fill_table
-from engine.config import BUILTIN_STORIES, ConfigError
+from cockpit.tui.runs_table import run_config
+from engine.config import BUILTIN_STORIES
 from engine.corpus import CorpusError, corpus_files
 from engine.tokenizers import TokenizerError, check_name, get_tokenizer
 
@@ -55,10 +56,10 @@ def config_paths(runs_dir: Path, root: Path) -> list[Path]:
     """Data paths named by the runs' configs that live outside the corpora directory."""
     out: set[Path] = set()
     for rd in list_runs(runs_dir):
-        try:
-            path = rd.read_config().data.path
-        except (ConfigError, OSError, ValueError):
+        cfg = run_config(rd)  # cached on the file's mtime: this runs on every poll
+        if cfg is None:
             continue
+        path = cfg.data.path
         if path == BUILTIN_STORIES:
             continue
         p = Path(path)

@@ -30,11 +30,9 @@ class Series:
         self._acc_x = self._acc_y = 0.0
         self._acc_n = 0
         self.last: tuple[float, float] | None = None
-        self.count = 0
 
     def add(self, x: float, y: float) -> None:
         self.last = (x, y)
-        self.count += 1
         self._acc_x += x
         self._acc_y += y
         self._acc_n += 1
@@ -62,6 +60,12 @@ def _number(v) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None  # "nan"/"inf" arrive as strings (JSON has neither); a chart skips them
     return float(v)
+
+
+def eta_s(step: int, max_steps: int, latest: dict[str, float]) -> float | None:
+    """Seconds left at the newest step time, or None before there is one."""
+    step_ms = latest.get("train/step_ms")
+    return max(0, max_steps - step) * step_ms / 1000 if step_ms and max_steps else None
 
 
 @dataclass

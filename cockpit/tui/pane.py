@@ -99,10 +99,6 @@ class Readout(Widget):
         self._text = text
         self.refresh(layout=relayout)
 
-    @property
-    def text(self) -> Text:
-        return self._text
-
     def render(self) -> Text:
         return self._text
 

@@ -14,12 +14,10 @@ from cockpit.queue import Queue
 from cockpit.status import control_files, eta, keepawake_line, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
-from cockpit.tui.runs_table import RunRow, run_rows, start_worker
+from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows, start_worker
 from engine.config import ConfigError, load_config
-from engine.rundir import FAILED, INTERRUPTED, QUEUED, RUNNING
+from engine.rundir import FAILED, QUEUED, RUNNING
 
-STATE_STYLE = {RUNNING: "bold green", QUEUED: "cyan", FAILED: "bold red", INTERRUPTED: "yellow",
-               "completed": "green", "stopped": "yellow", "broken": "bold red"}
 
 
 class QueuePane(Pane):
@@ -83,7 +81,7 @@ class QueuePane(Pane):
             cells.append((r.id, [str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")),
                                  r.size, progress, f"{r.loss:.4f}" if r.loss is not None else "",
                                  eta(r.eta_s) if r.eta_s is not None else "",
-                                 Text(r.reason, style="red" if r.status in (FAILED, "broken") else "dim")]))
+                                 Text(r.reason, style="red" if r.status in (FAILED, BROKEN) else "dim")]))
         if not rows:
             cells.append(("", ["", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", ""]))
         fill_table(table, ["#", "run", "state", "size", "progress", "loss", "ETA", "note"], cells)
@@ -98,7 +96,7 @@ class QueuePane(Pane):
             text.append(f"{row.id}: ", style="bold")
             text.append(row.status, style=STATE_STYLE.get(row.status, ""))
             if row.reason:
-                text.append(f": {row.reason}", style="red" if row.status in (FAILED, "broken") else "")
+                text.append(f": {row.reason}", style="red" if row.status in (FAILED, BROKEN) else "")
         self.query_one("#queue-detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -11,9 +11,16 @@ from pathlib import Path
 
 from cockpit.queue import Queue
 from cockpit.runs import list_runs
-from cockpit.tui.history import Histories
-from engine.config import ConfigError
-from engine.rundir import QUEUED, RUNNING, RunDir
+from cockpit.tui.history import Histories, eta_s
+from engine.config import ConfigError, RunConfig
+from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunState
+
+BROKEN = "broken"  # not a state a run can be in: its state.json could not be read
+
+
+# how each state reads in the tables and panels
+STATE_STYLE = {RUNNING: "bold green", QUEUED: "cyan", FAILED: "bold red", INTERRUPTED: "yellow",
+               COMPLETED: "green", STOPPED: "yellow", BROKEN: "bold red"}
 
 
 @dataclass
@@ -27,7 +34,6 @@ class RunRow:
     loss: float | None = None
     eta_s: float | None = None
     reason: str = ""
-    checkpoints: int = 0
     updated: float = 0.0  # time of the newest state transition
 
 
@@ -40,56 +46,57 @@ def human_params(n: int | None) -> str:
     return str(n)
 
 
-_shapes: dict[tuple[Path, int], str] = {}
+_configs: dict[tuple[Path, int], RunConfig | None] = {}
 
 
-def model_shape(rd: RunDir) -> str:
-    """'6L 384d' from resolved.toml (cached on its mtime): the size of a run before it has
-    started and reported its parameter count."""
+def run_config(rd: RunDir) -> RunConfig | None:
+    """A run's resolved.toml, read again only when it changes (the tabs ask every second);
+    None when it is missing or broken."""
     try:
         key = (rd.resolved, rd.resolved.stat().st_mtime_ns)
     except OSError:
-        return "?"
-    if key not in _shapes:
+        return None
+    if key not in _configs:
         try:
-            m = rd.read_config().model
-            _shapes[key] = f"{m.n_layer}L {m.d_model}d"
+            _configs[key] = rd.read_config()
         except ConfigError:
-            _shapes[key] = "?"
-    return _shapes[key]
+            _configs[key] = None
+    return _configs[key]
 
 
-def run_rows(runs_dir: Path, histories: Histories) -> list[RunRow]:
+def read_states(runs_dir: Path) -> dict[str, tuple[RunDir, RunState | None]]:
+    """Every run with its state; None where state.json is not JSON (shown as damaged)."""
+    out = {}
+    for rd in list_runs(runs_dir):
+        try:
+            out[rd.id] = (rd, rd.read_state())
+        except ValueError:
+            out[rd.id] = (rd, None)
+    return out
+
+
+def run_rows(runs_dir: Path, histories: Histories, states: dict | None = None) -> list[RunRow]:
     """Running runs, then the queue in order, then the rest, newest first."""
     order = Queue(runs_dir).order
     rows = []
-    for rd in list_runs(runs_dir):
-        try:
-            state = rd.read_state()
-        except ValueError:  # a state.json that is not JSON: show the run, say what is wrong
-            rows.append(RunRow(rd.id, "broken", reason=f"{rd.state_file}: not valid JSON"))
+    for rd, state in (states or read_states(runs_dir)).values():
+        if state is None:
+            rows.append(RunRow(rd.id, BROKEN, reason=f"{rd.state_file}: not valid JSON"))
             continue
-        row = RunRow(rd.id, state.status, step=state.step, max_steps=state.max_steps, reason=state.reason,
-                     updated=state.history[-1]["time"] if state.history else 0.0,
-                     checkpoints=len(rd.checkpoint_steps()))
+        cfg = run_config(rd)
+        row = RunRow(rd.id, state.status, step=state.step, max_steps=state.max_steps or (cfg.train.max_steps if cfg
+                     else 0), reason=state.reason, updated=state.history[-1]["time"] if state.history else 0.0,
+                     size=f"{cfg.model.n_layer}L {cfg.model.d_model}d" if cfg else "?")
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         if rd.events.exists():
             h = histories.get(rd)
             h.poll()
-            row.size = human_params(h.start.get("params")) or model_shape(rd)
+            row.size = human_params(h.start.get("params")) or row.size
             row.step = max(row.step, h.step)
             row.max_steps = h.max_steps or row.max_steps
             row.loss = h.latest.get("train/loss")
-            step_ms = h.latest.get("train/step_ms")
-            if state.status == RUNNING and step_ms:
-                row.eta_s = max(0, row.max_steps - row.step) * step_ms / 1000
-        else:
-            row.size = model_shape(rd)
-            if not row.max_steps:
-                try:
-                    row.max_steps = rd.read_config().train.max_steps
-                except ConfigError:
-                    pass
+            if state.status == RUNNING:
+                row.eta_s = eta_s(row.step, row.max_steps, h.latest)
         rows.append(row)
     rank = {RUNNING: 0, QUEUED: 1}
     rows.sort(key=lambda r: (rank.get(r.status, 2), r.position or 0, -r.updated))

@@ -22,11 +22,11 @@ from textual_plotext.plot import Plot
 
 from cockpit.gpu import GpuMonitor
 from cockpit.queue import Queue
-from cockpit.runs import list_runs
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
-from cockpit.tui.history import RunView
+from cockpit.tui.history import RunView, eta_s
 from cockpit.tui.pane import Pane, Readout
-from engine.rundir import RUNNING, RunDir
+from cockpit.tui.runs_table import BROKEN, read_states
+from engine.rundir import RUNNING
 
 VAL_LOSS = "train_benchmarks/loss"
 CHART_INTERVAL_S = 1.0
@@ -187,33 +187,23 @@ class TrainingPane(Pane):
 
     # -- data (worker thread) -----------------------------------------------------------
     def load(self) -> TrainingData:
-        rds = list_runs(self.runs_dir)
-        states = {}
-        for rd in rds:
-            try:
-                states[rd.id] = rd.read_state()
-            except ValueError:
-                states[rd.id] = None
-        order = sorted(rds, key=lambda rd: -(states[rd.id].history[-1]["time"]
-                                             if states[rd.id] and states[rd.id].history else 0))
-        runs = [(rd.id, states[rd.id].status if states[rd.id] else "broken") for rd in order]
+        states = read_states(self.runs_dir)
+        newest_first = sorted(states.values(), key=lambda e: -(e[1].history[-1]["time"] if e[1] and e[1].history else 0))
+        runs = [(rd.id, state.status if state else BROKEN) for rd, state in newest_first]
         data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
         data.files["gpus"] = self._gpus(data.files.get("gpus") or {})
         run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
         if run_id is None:
             data.message = f"no runs under {self.runs_dir}/ yet: queue one on the Queue tab (a) or cockpit run x.toml"
             return data
-        rd = RunDir(self.runs_dir / run_id)
-        if not rd.path.is_dir():
-            data.message = f"{rd.path}: the run directory is gone (deleted or moved); pick another run"
+        if run_id not in states:
+            path = self.runs_dir / run_id
+            data.message = (f"{path}: no state.json, so this is not a run directory" if path.is_dir() else
+                            f"{path}: the run directory is gone (deleted or moved); pick another run")
             return data
-        try:
-            state = rd.read_state()
-        except ValueError:
+        rd, state = states[run_id]
+        if state is None:
             data.message = f"{rd.state_file}: not valid JSON; the run directory is damaged"
-            return data
-        if not rd.state_file.exists():
-            data.message = f"{rd.path}: no state.json, so this is not a run directory"
             return data
         h = self.app.histories.get(rd)
         h.poll()
@@ -222,9 +212,9 @@ class TrainingPane(Pane):
             data.message = f"{run_id} is {state.status}: no events yet" + (
                 " (waiting for the worker: see the Queue tab)" if state.status == "queued" else "")
         for other in self.overlay:
-            if other == run_id or not (self.runs_dir / other / "state.json").exists():
+            if other == run_id or other not in states:
                 continue
-            oh = self.app.histories.get(RunDir(self.runs_dir / other))
+            oh = self.app.histories.get(states[other][0])
             oh.poll()
             pts = oh.view(state=state, names=[VAL_LOSS]).series.get(VAL_LOSS)
             if pts:
@@ -305,8 +295,9 @@ class TrainingPane(Pane):
                     ("val bpb", _fmt(m.get("train_benchmarks/bpb"))), ("lr", _fmt(m.get("train/lr"), ".2e")),
                     ("grad norm", _fmt(m.get("train/grad_norm"), ".3f")),
                     ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
-            if st.status == RUNNING and m.get("train/step_ms") and v.max_steps:
-                rows.append(("ETA", eta(max(0, v.max_steps - v.step) * m["train/step_ms"] / 1000)))
+            left = eta_s(v.step, v.max_steps, m) if st.status == RUNNING else None
+            if left is not None:
+                rows.append(("ETA", eta(left)))
             if v.final:
                 rows += [("final loss", _fmt(v.final.get("final_benchmarks/loss"))),
                          ("final bpb", _fmt(v.final.get("final_benchmarks/bpb")))]
