@@ -14,13 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static, TextArea
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TextArea
 
 from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
-from cockpit.tui.pane import Pane, fill_table
+from cockpit.tui.pane import Pane, ProgressLine, fill_table
 from cockpit.tui.runs_table import run_config
 from engine.config import BUILTIN_STORIES
 from engine.corpus import CorpusError, corpus_files
@@ -94,12 +94,7 @@ class CorporaPane(Pane):
                               id="corpora-tokenizer")
         yield DataTable(id="corpora-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="corpora-message")
-        with Horizontal(id="corpora-progress-row"):
-            yield Label("", id="corpora-progress-label")
-            yield ProgressBar(id="corpora-progress", show_eta=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#corpora-progress-row").display = False
+        yield ProgressLine(id="corpora-progress")
 
     # -- data ---------------------------------------------------------------------------
     def load(self) -> tuple[list[Listed], str]:
@@ -155,15 +150,16 @@ class CorporaPane(Pane):
             return
         self.counting = True
         self.cancel.clear()
-        self.run_worker(lambda: self._count([i.path for i in todo], self.tokenizer), thread=True, group="count",
+        line = self.query_one("#corpora-progress", ProgressLine)
+        self.run_worker(lambda: self._count([i.path for i in todo], self.tokenizer, line), thread=True, group="count",
                         exit_on_error=False)
 
-    def _count(self, paths: list[Path], tokenizer: str) -> None:
+    def _count(self, paths: list[Path], tokenizer: str, line: ProgressLine) -> None:
         try:
             files = [f for p in paths for f in corpus_files(p)]
             total = sum(f.stat().st_size for f in files)
-            self._to_ui(self._progress_start, total)
-            bar = Throttled(lambda n: self._to_ui(self._progress, n))
+            self._to_ui(line.start, total)
+            bar = Throttled(lambda n: self._to_ui(line.advance, n))
 
             def progress(n: int) -> None:
                 if self.cancel.is_set():
@@ -171,7 +167,7 @@ class CorporaPane(Pane):
                 bar(n)
 
             for i, f in enumerate(files, 1):
-                self._to_ui(self._progress_label, f"counting {f.name} ({i}/{len(files)} files) with {tokenizer}")
+                self._to_ui(line.label, f"counting {f.name} ({i}/{len(files)} files) with {tokenizer}")
                 count_file(f, tokenizer, progress=progress)
             self._to_ui(self.notify, f"counted {len(files)} file(s) with {tokenizer}")
         except Cancelled:
@@ -181,19 +177,9 @@ class CorporaPane(Pane):
         finally:
             self._to_ui(self._count_done)
 
-    def _progress_start(self, total: int) -> None:
-        self.query_one("#corpora-progress-row").display = True
-        self.query_one("#corpora-progress", ProgressBar).update(total=max(1, total), progress=0)
-
-    def _progress_label(self, text: str) -> None:
-        self.query_one("#corpora-progress-label", Label).update(text)
-
-    def _progress(self, n: int) -> None:
-        self.query_one("#corpora-progress", ProgressBar).advance(n)
-
     def _count_done(self) -> None:
         self.counting = False
-        self.query_one("#corpora-progress-row").display = False
+        self.query_one("#corpora-progress", ProgressLine).finish()
         self.poll()
 
     def action_cancel_count(self) -> None:
@@ -261,11 +247,8 @@ class MixForm(ModalScreen[None]):
                 yield Button("Preview (F5)", id="mix-preview", variant="primary")
                 yield Button("Write (F6)", id="mix-write", variant="success")
                 yield Button("Close (esc)", id="mix-close")
-            yield ProgressBar(id="mix-progress", show_eta=True)
+            yield ProgressLine(id="mix-progress")
             yield Static("", id="mix-result")
-
-    def on_mount(self) -> None:
-        self.query_one("#mix-progress").display = False
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         {"mix-preview": self.action_preview, "mix-write": self.action_write, "mix-close": self.action_close}[
@@ -301,9 +284,10 @@ class MixForm(ModalScreen[None]):
             return
         self.busy = True
         self._show(Text("sizing the sources ..." if not write else "writing the mix ...", style="dim"))
-        self.run_worker(lambda: self._work(spec, write), thread=True, group="mix", exit_on_error=False)
+        line = self.query_one("#mix-progress", ProgressLine)
+        self.run_worker(lambda: self._work(spec, write, line), thread=True, group="mix", exit_on_error=False)
 
-    def _work(self, spec, write: bool) -> None:
+    def _work(self, spec, write: bool, line: ProgressLine) -> None:
         from cockpit.corpora.mix import MixError, mix, plan_mix
 
         def call(fn, *args):
@@ -312,11 +296,11 @@ class MixForm(ModalScreen[None]):
             except RuntimeError:
                 pass
 
-        bar = Throttled(lambda n: call(self._advance, n))
+        bar = Throttled(lambda n: call(line.advance, n))
 
         def on_phase(phase: str, total: int) -> None:
             bar.flush()
-            call(self._phase, phase, total)
+            call(line.start, total, "sizing the sources" if phase == "count" else "writing")
 
         try:
             tok = get_tokenizer(spec.tokenizer)
@@ -345,20 +329,12 @@ class MixForm(ModalScreen[None]):
             t.append(f"manifest: {spec.out}/mix.toml; train on it with [data] path = \"{spec.out}\"", style="dim")
         return t
 
-    def _phase(self, phase: str, total: int) -> None:
-        bar = self.query_one("#mix-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=max(1, total), progress=0)
-
-    def _advance(self, n: int) -> None:
-        self.query_one("#mix-progress", ProgressBar).advance(n)
-
     def _show(self, text: Text) -> None:
         self.query_one("#mix-result", Static).update(text)
 
     def _done(self) -> None:
         self.busy = False
-        self.query_one("#mix-progress").display = False
+        self.query_one("#mix-progress", ProgressLine).finish()
 
     def action_close(self) -> None:
         if not self.busy:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
+from textual.widgets import Label, ProgressBar
 from textual.worker import get_current_worker
 
 
@@ -116,3 +117,31 @@ def fill_table(table, headers: list[str], rows: list[tuple[str, list]]) -> None:
         table.add_column(header, width=width)
     for key, cells in rows:
         table.add_row(*cells, key=key)
+
+
+class ProgressLine(Horizontal):
+    """A label and a progress bar on one line, hidden until started: the Corpora tab's count
+    and the mix form both use it."""
+
+    DEFAULT_CSS = """
+    ProgressLine { height: 1; display: none; }
+    ProgressLine Label { width: 1fr; padding: 0 1; }
+    """
+
+    def compose(self):
+        yield Label("")
+        yield ProgressBar(show_eta=True)
+
+    def start(self, total: int, label: str = "") -> None:
+        self.display = True
+        self.query_one(Label).update(label)
+        self.query_one(ProgressBar).update(total=max(1, total), progress=0)
+
+    def label(self, text: str) -> None:
+        self.query_one(Label).update(text)
+
+    def advance(self, n: int) -> None:
+        self.query_one(ProgressBar).advance(n)
+
+    def finish(self) -> None:
+        self.display = False
