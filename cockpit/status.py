@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cockpit.queue import Queue
 from cockpit.runs import list_runs, pid_alive
-from cockpit.tui.history import RunHistory, eta_s
+from cockpit.history import RunHistory, eta_s
 from engine.rundir import RUNNING, RunDir
 
 HEARTBEAT_STALE_S = 10

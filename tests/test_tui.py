@@ -14,7 +14,7 @@ import pytest
 
 from cockpit.queue import Queue
 from cockpit.tui.app import CockpitApp
-from cockpit.tui.history import RunHistory, Series
+from cockpit.history import RunHistory, Series
 from engine import events
 from engine.rundir import RunDir
 from tests.conftest import ROOT, TINY, cockpit, merge
@@ -258,14 +258,20 @@ async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path)
 
 # -- completion ---------------------------------------------------------------------------
 
+async def completion_for(pilot, run: str):
+    """The Completion tab once its run list has loaded, with ``run`` chosen."""
+    pane = pilot.app.pane("completion")
+    await wait_for(pilot, lambda: pane._runs, 10, "the run list")
+    pane.query_one("#comp-run").value = run
+    return pane
+
+
 async def test_completion_tab_generates_text_and_conviction_rows_and_stops(trained, tmp_path):
     runs = copy_runs(trained, tmp_path)
     conv = trained[1]["conv"]
     app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
-        pane = app.pane("completion")
-        await wait_for(pilot, lambda: pane._runs, 10, "the run list")
-        pane.query_one("#comp-run").value = conv
+        pane = await completion_for(pilot, conv)
         await pilot.pause()
         pane.query_one("#comp-max").value = "24"
         await pilot.click("#comp-prompt")
@@ -305,9 +311,7 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
     plain = trained[1]["plain"]
     app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
-        pane = app.pane("completion")
-        await wait_for(pilot, lambda: pane._runs, 10, "the run list")
-        pane.query_one("#comp-run").value = plain
+        pane = await completion_for(pilot, plain)
         pane.query_one("#comp-topk").value = "-3"
         await pilot.press("ctrl+g")
         assert "top-k >= 0" in pane.status and not pane.generating

@@ -19,7 +19,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from cockpit.tui.completion_pane import CompletionPane
 from cockpit.tui.corpora_pane import CorporaPane
 from cockpit.tui.dialogs import Help
-from cockpit.tui.history import Histories
+from cockpit.history import Histories
 from cockpit.tui.pane import Pane
 from cockpit.tui.queue_pane import QueuePane
 from cockpit.tui.training_pane import TrainingPane

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cockpit.queue import Queue
 from cockpit.runs import list_runs
-from cockpit.tui.history import Histories, eta_s
+from cockpit.history import Histories, eta_s
 from engine.config import ConfigError, RunConfig
 from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunState
 

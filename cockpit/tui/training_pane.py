@@ -23,7 +23,7 @@ from textual_plotext.plot import Plot
 from cockpit.gpu import GpuMonitor
 from cockpit.queue import Queue
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
-from cockpit.tui.history import RunView, eta_s
+from cockpit.history import RunView, eta_s
 from cockpit.tui.pane import Pane, Readout
 from cockpit.tui.runs_table import BROKEN, read_states
 from engine.rundir import RUNNING
