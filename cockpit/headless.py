@@ -12,65 +12,35 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
 from engine import events
 from engine.rundir import COMPLETED, FAILED, RunDir
 
+VAL_LOSS = "train_benchmarks/loss"
 
-@dataclass
-class RunProgress:
-    step: int = 0
-    max_steps: int = 0
-    loss: float | None = None
-    val_loss: float | None = None
-    tok_s: float | None = None
-    final: dict[str, float] = field(default_factory=dict)
-    wandb_dir: str | None = None
-    checkpoint: str | None = None
-    sample: str | None = None
 
-    def apply(self, ev: events.Event) -> None:
-        m = ev.metrics
-        if ev.kind == events.START:
-            self.step = ev.step or 0
-            self.max_steps = ev.get("max_steps", self.max_steps)
-            self.wandb_dir = ev.get("wandb_dir")
-        elif ev.kind == events.STEP:
-            self.step = ev.step or self.step
-            self.max_steps = ev.get("max_steps", self.max_steps)
-            self.loss = m.get("train/loss", self.loss)
-            self.tok_s = m.get("train/tokens_per_s", self.tok_s)
-        elif ev.kind == events.EVAL:
-            self.val_loss = m.get("train_benchmarks/loss", self.val_loss)
-        elif ev.kind == events.FINAL:
-            self.final = m
-        elif ev.kind == events.CHECKPOINT:
-            self.checkpoint = ev.get("path")
-        elif ev.kind == events.SAMPLE:
-            self.sample = ev.get("text")
-
-    def fields(self) -> str:
-        parts = []
-        if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
-        if self.val_loss is not None:
-            parts.append(f"val {self.val_loss:.4f}")
-        if self.tok_s is not None:
-            parts.append(f"{self.tok_s:,.0f} tok/s")
-        return "  ".join(parts)
+def fields(h: RunHistory) -> str:
+    """loss, last validation loss and tokens/s, as far as the run has reported them."""
+    m, parts = h.latest, []
+    if "train/loss" in m:
+        parts.append(f"loss {m['train/loss']:.4f}")
+    if VAL_LOSS in m:
+        parts.append(f"val {m[VAL_LOSS]:.4f}")
+    if "train/tokens_per_s" in m:
+        parts.append(f"{m['train/tokens_per_s']:,.0f} tok/s")
+    return "  ".join(parts)
 
 
 def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -> int:
     """Show progress until the engine exits; return the CLI exit status (0 ok, 1 failed)."""
     console = console or Console()
-    reader = events.EventReader(rd.events)
-    reader.offset = rd.events.stat().st_size if rd.events.exists() else 0  # a resume shows new events only
-    prog = RunProgress()
+    prog = RunHistory(rd)
+    prog.reader.offset = rd.events.stat().st_size if rd.events.exists() else 0  # a resume shows new events only
     live = console.is_terminal
     interrupts = 0
 
@@ -83,6 +53,11 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
         else:
             proc.kill()
 
+    def on_event(ev: events.Event) -> None:  # without a terminal: a line at each evaluation
+        if ev.kind == events.EVAL:
+            console.print(f"step {prog.step}/{prog.max_steps}  {fields(prog)}", markup=False, highlight=False,
+                          soft_wrap=True)
+
     previous = signal.signal(signal.SIGINT, on_sigint)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
@@ -92,12 +67,8 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
             task = bar.add_task(rd.id, total=None, info="starting")
             while True:
                 done = proc.poll() is not None
-                for ev in reader.read_new():
-                    prog.apply(ev)
-                    if not live and ev.kind == events.EVAL:
-                        console.print(f"step {prog.step}/{prog.max_steps}  {prog.fields()}",
-                                      markup=False, highlight=False, soft_wrap=True)
-                bar.update(task, completed=prog.step, total=prog.max_steps or None, info=prog.fields())
+                prog.poll(on_event=None if live else on_event)
+                bar.update(task, completed=prog.step, total=prog.max_steps or None, info=fields(prog))
                 if done:
                     break
                 time.sleep(0.2)
@@ -106,7 +77,7 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
     return _report(rd, proc, prog, console)
 
 
-def _report(rd: RunDir, proc: subprocess.Popen, prog: RunProgress, console: Console) -> int:
+def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Console) -> int:
     state = record_engine_exit(rd, proc.returncode)
 
     def out(text: str) -> None:  # paths and states are data, not markup; never wrap them

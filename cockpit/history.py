@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from engine import events
 from engine.rundir import RunDir, RunState
@@ -129,9 +130,9 @@ class RunHistory:
         elif ev.kind == events.ERROR:
             self.error = str(ev.get("reason", ""))
 
-    def poll(self, max_chunks: int | None = None) -> int:
+    def poll(self, max_chunks: int | None = None, on_event: Callable[[events.Event], None] | None = None) -> int:
         """Read what was appended since the last poll (in bounded chunks). Returns the number
-        of new events."""
+        of new events; ``on_event`` sees each one just after it is applied."""
         n = 0
         with self.lock:
             chunks = 0
@@ -139,6 +140,8 @@ class RunHistory:
                 new = self.reader.read_new(READ_CHUNK)
                 for ev in new:
                     self._apply(ev)
+                    if on_event is not None:
+                        on_event(ev)
                 n += len(new)
                 chunks += 1
                 if self.reader.caught_up or (max_chunks is not None and chunks >= max_chunks):
