@@ -51,7 +51,6 @@ class CockpitApp(App):
         self.tick_s = tick_s
         self.histories = Histories()
         self._polled: dict[str, float] = {}
-        self._completion: CompletionPane | None = None
         self._panes: dict[str, Pane] = {}
 
     def compose(self) -> ComposeResult:
@@ -68,7 +67,6 @@ class CockpitApp(App):
 
     def on_mount(self) -> None:
         self._panes = {tab: self.query_one(f"#{tab}-pane", Pane) for tab in TABS}
-        self._completion = self.pane("completion")
         if self.initial_run:
             self.pane("training").run_id = self.initial_run
         self.set_interval(self.tick_s, self._tick)
@@ -161,7 +159,8 @@ class CockpitApp(App):
 
     def on_unmount(self) -> None:
         # the model process goes with the app (training does not: the worker owns it)
-        client = self._completion.client if self._completion is not None else None
+        completion = self._panes.get("completion")
+        client = completion.client if completion is not None else None
         if client is not None:
             client.close()
 
