@@ -91,7 +91,7 @@ def make_run(runs: Path) -> Path:
 
     rd = RunDir(runs / "flood-1")
     rd.path.mkdir(parents=True)
-    rd.transition("running", max_steps=10**7)
+    rd.create_state("running", max_steps=10**7)
     return rd.events
 
 

@@ -15,6 +15,36 @@ def _add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cockpit", description="Train small language models and watch them.")
     p.add_argument("--headless", action="store_true", help="no TUI: plain terminal output (for SSH, scripts)")
@@ -25,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="queue a run and watch it in the TUI (--headless: train it here, plain output)")
     r.add_argument("config")
     r.add_argument("--name", help="run name (default: the config file's stem)")
+    r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     _add_set(r)
 
     s = sub.add_parser("resume", help="continue a stopped, interrupted or partial run from its checkpoint")
@@ -35,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
     c.add_argument("run", help="run id, unique id prefix, or run directory")
     c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    c.add_argument("-t", "--temperature", type=float, default=0.8)
-    c.add_argument("-k", "--top-k", type=int, default=50)
-    c.add_argument("-m", "--max-tokens", type=int, default=256)
+    c.add_argument("-t", "--temperature", type=non_negative_float, default=0.8, help="0: greedy")
+    c.add_argument("-k", "--top-k", type=non_negative_int, default=50, help="0: no limit")
+    c.add_argument("-m", "--max-tokens", type=positive_int, default=256)
     c.add_argument("--seed", type=int, default=None, help="same seed, same completion")
     c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
@@ -54,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bt = bsub.add_parser("train", help="training throughput of a config (after warm-up, without start-up)")
     bt.add_argument("config")
-    bt.add_argument("--steps", type=int, default=40)
-    bt.add_argument("--warmup", type=int, default=None)
+    bt.add_argument("--steps", type=positive_int, default=40)
+    bt.add_argument("--warmup", type=non_negative_int, default=None)
     bt.add_argument("--json", action="store_true")
     _add_set(bt)
     return p
@@ -80,15 +111,18 @@ def cmd_tui(args, tab: str = "queue", run: str | None = None) -> int:
 
 def cmd_run(args) -> int:
     from cockpit.headless import follow
-    from cockpit.runs import create_run, runs_root, start_engine
+    from cockpit.runs import claim, create_run, runs_root, start_engine
+    from engine.process import Proc
+    from engine.rundir import QUEUED, RunMeta
 
     if not args.headless:
         if _interactive():
             return _run_in_tui(args)
         print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
-    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir))
+    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag))
     print(f"created {rd.path}")
-    return follow(rd, start_engine(rd))
+    launch = claim(rd, Proc.me("cli"), expected=QUEUED)
+    return follow(rd, start_engine(rd, launch), launch)
 
 
 def _run_in_tui(args) -> int:
@@ -99,8 +133,8 @@ def _run_in_tui(args) -> int:
     from cockpit.status import worker_status
     from cockpit.tui.runs_table import start_worker
 
-    q = Queue(runs_root(args.runs_dir))
-    rd = q.add([args.config], args.name, overrides=args.set)[0]
+    q = Queue(runs_root(args.runs_dir), warn=_warn)
+    rd = q.add([args.config], args.name, overrides=args.set, tags=args.tag)[0]
     if not worker_status(q)["alive"]:
         start_worker(q.runs_dir)
     return cmd_tui(args, "training", rd.id)
@@ -108,12 +142,19 @@ def _run_in_tui(args) -> int:
 
 def cmd_resume(args) -> int:
     from cockpit.headless import follow
-    from cockpit.runs import find_run, prepare_resume, runs_root, start_engine
+    from cockpit.runs import RunError, claim, find_run, prepare_resume, runs_root, start_engine
+    from engine.process import Proc
+    from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
 
     rd = find_run(args.run, runs_root(args.runs_dir))
     cfg = prepare_resume(rd, args.max_steps, args.max_time)
-    print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} to {cfg.train.max_steps}")
-    return follow(rd, start_engine(rd))
+    try:  # a running record whose engine is gone (prepare_resume checked) may be resumed too
+        launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))
+    except StateConflict as e:
+        raise RunError(str(e)) from None
+    print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} (the newest intact checkpoint) "
+          f"to {cfg.train.max_steps}")
+    return follow(rd, start_engine(rd, launch), launch)
 
 
 def cmd_bench(args) -> int:
@@ -127,10 +168,28 @@ def cmd_bench(args) -> int:
     return subprocess.call(cmd)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (cockpit status | head): leave quietly, and keep Python's
+        # shutdown from complaining about the flush of a closed stdout
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from cockpit.runs import RunError
     from engine.corpus import CorpusError
+    from engine.rundir import StateError
+    from engine.tokenizers import TokenizerError
 
     from cockpit.complete_cli import main as cmd_complete
     from cockpit.corpora_cli import main as cmd_corpora
@@ -147,8 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return handlers[args.cmd](args)
-    except (ConfigError, RunError, CorpusError) as e:
+    except (ConfigError, RunError, CorpusError, StateError, TokenizerError) as e:
         return _fail(str(e))
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # disk full, permissions, a path that is a file: one line, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        return _fail(f"{e.strerror or e}{where}", 1)
     except KeyboardInterrupt:
         return 130
 

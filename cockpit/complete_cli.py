@@ -16,6 +16,7 @@ from cockpit.completion import CompletionClient, CompletionError
 
 GREY, RESET = "\x1b[90m", "\x1b[0m"
 TEXT_END, CONVICTION_END = "###", "@@@"
+NO_CONVICTION = "conviction is not available for this run: it was trained without [conviction] enabled"
 
 
 def use_color(stream: TextIO) -> bool:
@@ -38,12 +39,12 @@ class Session:
         self.client, self.args, self.out = client, args, out
         self.color = use_color(out)
 
-    def run(self, prompt: str, mode: str) -> None:
+    def run(self, prompt: str, mode: str) -> bool:
+        """Generate once; False when the mode is not available for this run."""
         a = self.args
         if mode == "conviction" and not self.client.info.get("conviction"):
-            print("conviction is not available for this run: it was trained without [conviction] enabled",
-                  file=self.out, flush=True)
-            return
+            print(f"{NO_CONVICTION} (in this session: end the prompt with {TEXT_END})", file=sys.stderr, flush=True)
+            return False
         if mode == "text" and not a.json:
             self.out.write(f"{GREY}{prompt}{RESET}" if self.color else prompt)
             self.out.flush()
@@ -61,6 +62,7 @@ class Session:
         if mode == "text" and not a.json:
             self.out.write("\n")
         self.out.flush()
+        return True
 
     def _show(self, msg: dict, mode: str) -> None:
         if self.args.json:
@@ -88,8 +90,18 @@ def read_prompt(stream: TextIO) -> tuple[str, str] | None:
 
 def main(args) -> int:
     from cockpit.runs import find_run, runs_root
+    from engine.config import ConfigError
 
     rd = find_run(args.run, runs_root(args.runs_dir))
+    if args.prompt is not None and args.mode == "conviction":  # refused before the model is loaded
+        try:
+            has_head = rd.read_config().conviction.enabled
+        except ConfigError:
+            has_head = True  # let the completion process say what is wrong with the run
+        if not has_head:
+            print(f"error: {rd.id}: {NO_CONVICTION}; use --mode text, or train with [conviction] enabled = true",
+                  file=sys.stderr)
+            return 2
     try:
         client = CompletionClient(rd.path, args.step)
     except CompletionError as e:
@@ -98,8 +110,7 @@ def main(args) -> int:
     session = Session(client, args)
     try:
         if args.prompt is not None:
-            session.run(args.prompt, args.mode)
-            return 0
+            return 0 if session.run(args.prompt, args.mode) else 2
         if sys.stdin.isatty():
             print(f"{rd.id} at step {client.info['step']}: type a prompt, end it with a line {TEXT_END} "
                   f"(text) or {CONVICTION_END} (conviction); Ctrl-D quits", file=sys.stderr)

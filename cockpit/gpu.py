@@ -3,6 +3,7 @@ reported state, never an error."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 
@@ -51,6 +52,20 @@ class GpuMonitor:
             self.error = f"NVML query failed: {e}"
             return []
         return out
+
+    def device_count(self) -> int | None:
+        """How many GPUs this machine has, or None without NVML. COCKPIT_FAKE_GPUS=N pretends
+        N exist (the worker's slot logic is tested on machines without any)."""
+        fake = os.environ.get("COCKPIT_FAKE_GPUS")
+        if fake:
+            return int(fake)
+        if self._nvml is None:
+            return None
+        try:
+            return int(self._nvml.nvmlDeviceGetCount())
+        except self._nvml.NVMLError as e:
+            self.error = f"NVML query failed: {e}"
+            return None
 
     def snapshot(self) -> dict:
         gpus = self.sample()

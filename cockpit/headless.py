@@ -36,8 +36,9 @@ def fields(h: RunHistory) -> str:
     return "  ".join(parts)
 
 
-def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -> int:
-    """Show progress until the engine exits; return the CLI exit status (0 ok, 1 failed)."""
+def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, console: Console | None = None) -> int:
+    """Show progress until the engine exits; return the CLI exit status (0 completed or
+    stopped, 1 failed, 2 failed on bad input such as unreadable data)."""
     console = console or Console()
     prog = RunHistory(rd)
     prog.reader.offset = rd.events.stat().st_size if rd.events.exists() else 0  # a resume shows new events only
@@ -53,8 +54,11 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
         else:
             proc.kill()
 
-    def on_event(ev: events.Event) -> None:  # without a terminal: a line at each evaluation
-        if ev.kind == events.EVAL:
+    def on_event(ev: events.Event) -> None:
+        if ev.kind == events.WARNING:  # e.g. a damaged checkpoint set aside on resume
+            console.print(f"warning: {ev.get('message', '')}", markup=False, highlight=False, soft_wrap=True,
+                          style="yellow")
+        elif ev.kind == events.EVAL and not live:  # without a terminal: a line at each evaluation
             console.print(f"step {prog.step}/{prog.max_steps}  {fields(prog)}", markup=False, highlight=False,
                           soft_wrap=True)
 
@@ -67,18 +71,18 @@ def follow(rd: RunDir, proc: subprocess.Popen, console: Console | None = None) -
             task = bar.add_task(rd.id, total=None, info="starting")
             while True:
                 done = proc.poll() is not None
-                prog.poll(on_event=None if live else on_event)
+                prog.poll(on_event=on_event)
                 bar.update(task, completed=prog.step, total=prog.max_steps or None, info=fields(prog))
                 if done:
                     break
                 time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, previous)
-    return _report(rd, proc, prog, console)
+    return _report(rd, proc, prog, console, launch)
 
 
-def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Console) -> int:
-    state = record_engine_exit(rd, proc.returncode)
+def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Console, launch: str | None) -> int:
+    state = record_engine_exit(rd, proc.returncode, launch)
 
     def out(text: str) -> None:  # paths and states are data, not markup; never wrap them
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -96,7 +100,7 @@ def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Conso
     out(f"log         {rd.log}")
     if state.status == FAILED:
         print(f"error: run {rd.id} failed: {state.reason}", file=sys.stderr)
-        return 1
+        return 2 if state.exit_code == 2 else 1
     if state.status != COMPLETED:
         out(f"{state.reason}; continue with: cockpit --headless resume {rd.id}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine import events
-from engine.rundir import RunDir, RunState
+from engine.rundir import BROKEN, RunDir, RunState, StateError
 
 READ_CHUNK = 4 << 20  # bytes of events.jsonl parsed per step of a catch-up read
 
@@ -150,9 +150,16 @@ class RunHistory:
     def view(self, state: RunState | None = None, names: list[str] | None = None) -> RunView:
         with self.lock:
             wanted = self.series if names is None else {k: self.series[k] for k in names if k in self.series}
-            return RunView(self.rd.id, state if state is not None else self.rd.read_state(),
+            return RunView(self.rd.id, state if state is not None else self._state(),
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
                            self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events)
+
+
+    def _state(self) -> RunState:
+        try:
+            return self.rd.read_state()
+        except StateError as e:  # a view of the events is still worth showing
+            return RunState(status=BROKEN, reason=str(e))
 
 
 class Histories:

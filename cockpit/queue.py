@@ -1,55 +1,133 @@
 """The run queue: an explicit order of queued run ids plus a pause flag, in
 ``runs/.cockpit/queue.json``. The CLI, the TUI and the worker all edit it, so every change is
 read-modify-write under an exclusive file lock and lands with an atomic replace: no update is
-ever lost and no reader sees half a file. Run states stay in each run's state.json.
+ever lost and no reader sees half a file. Before each replace the previous queue is kept as
+``queue.json.bak``. A damaged queue.json is never read as an empty queue: it is recovered from
+the backup (or, failing that, from the run directories in state ``queued``), the damaged file
+is kept beside it, and the recovery is reported.
+
+Run states stay in each run's state.json and change only by compare-and-set
+(``RunDir.transition``), so a stop and a start racing for the same run have one winner.
+The queue lock and a run's lock are never held together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
-import os
 import shutil
 import signal
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from cockpit.runs import RunError, create_run, find_run, pid_alive
-from engine.config import load_config
-from engine.rundir import FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, atomic_write
+from cockpit.runs import (RunError, check_config, create_run, engine_alive, find_run, read_state, read_states,
+                          signal_engine, starting)
+from engine.rundir import (COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunMeta, StateConflict,
+                           StateError, atomic_write)
 
 RETRYABLE = (FAILED, STOPPED, INTERRUPTED)
 
 
 def control_dir(runs_dir: Path) -> Path:
     d = runs_dir / ".cockpit"
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"{runs_dir}: is not a directory; give --runs-dir a directory") from None
     return d
 
 
+def _parse(text: str) -> dict | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("order"), list):
+        return None
+    if not all(isinstance(x, str) for x in data["order"]):
+        return None
+    return {"order": list(data["order"]), "paused": bool(data.get("paused", False))}
+
+
 class Queue:
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, warn: Callable[[str], None] | None = None):
         self.runs_dir = runs_dir
         self.dir = control_dir(runs_dir)
         self.file = self.dir / "queue.json"
+        self.backup = self.dir / "queue.json.bak"
+        # how a recovery is reported: the CLI prints it, the worker logs it, the TUI shows it
+        self.warn = warn or (lambda message: None)
+        self.recovered: str = ""  # the last recovery this object made, for the TUI
 
     # -- storage ------------------------------------------------------------------------
-    def read(self) -> dict:
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.dir / "queue.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _load(self) -> tuple[dict, str]:
+        """(queue, problem): the queue from queue.json, or recovered when it is damaged."""
         try:
-            data = json.loads(self.file.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and isinstance(data.get("order"), list):
-                return {"order": [str(x) for x in data["order"]], "paused": bool(data.get("paused", False))}
-        except (OSError, ValueError):
-            pass
-        return {"order": [], "paused": False}
+            text = self.file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"order": [], "paused": False}, ""
+        except (OSError, UnicodeDecodeError) as e:
+            text = f"unreadable: {e}"
+        data = _parse(text)
+        if data is not None:
+            return data, ""
+        try:
+            backup = _parse(self.backup.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            backup = None
+        queued = self._queued_runs()
+        if backup is not None:
+            # the backup is one edit behind at most: add queued runs it does not know, drop ones no longer queued
+            order = [r for r in backup["order"] if r in queued] + [r for r in queued if r not in backup["order"]]
+            return ({"order": order, "paused": backup["paused"]},
+                    f"recovered {len(order)} queued run(s) from queue.json.bak")
+        return {"order": queued, "paused": False}, f"rebuilt the queue from {len(queued)} run(s) in state queued"
+
+    def _queued_runs(self) -> list[str]:
+        """Runs in state queued, oldest queuing first: the order a rebuilt queue gets."""
+        listed = [x for x in read_states(self.runs_dir).values() if x.state is not None and x.status == QUEUED]
+        listed.sort(key=lambda x: (x.state.updated, x.rd.id))
+        return [x.rd.id for x in listed]
+
+    def _recover(self, data: dict, problem: str) -> dict:
+        """Under the lock: keep the damaged file beside the queue, write the recovered queue
+        and report what happened."""
+        if self.file.exists():
+            kept = self.dir / f"queue.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            shutil.copyfile(self.file, kept)
+            problem = f"{self.file} was damaged (kept as {kept.name}); {problem}"
+        atomic_write(self.file, json.dumps(data, indent=1))
+        self.recovered = problem
+        self.warn(problem)
+        return data
+
+    def read(self) -> dict:
+        """The queue. A damaged file is recovered (under the lock) and reported, once."""
+        data, problem = self._load()
+        if not problem:
+            return data
+        with self._lock():
+            data, problem = self._load()  # another process may have recovered it meanwhile
+            return self._recover(data, problem) if problem else data
 
     @contextlib.contextmanager
     def edit(self) -> Iterator[dict]:
-        with open(self.dir / "queue.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self.read()
+        with self._lock():
+            data, problem = self._load()
+            if problem:
+                data = self._recover(data, problem)
             yield data
+            if self.file.exists():
+                shutil.copyfile(self.file, self.backup)  # the previous queue, one edit behind
             atomic_write(self.file, json.dumps(data, indent=1))
 
     @property
@@ -65,23 +143,35 @@ class Queue:
 
     # -- edits --------------------------------------------------------------------------
     def add(self, configs: list[str], name: str | None = None, front: bool = False, after: str | None = None,
-            overrides: list[str] | None = None) -> list[RunDir]:
-        """Validate every config first (a bad one changes nothing), then create and enqueue."""
+            overrides: list[str] | None = None, tags: list[str] | None = None,
+            depends_on: list[str] | None = None, meta: RunMeta | None = None) -> list[RunDir]:
+        """Check everything first (every config, --after, dependencies): a bad one changes
+        nothing. Then create the runs and enqueue them."""
         for c in configs:
-            load_config(c, overrides)
+            check_config(c, overrides)
         anchor = self.run(after).id if after else None
-        created = [create_run(c, overrides, name if len(configs) == 1 else None, self.runs_dir) for c in configs]
-        ids = [rd.id for rd in created]
-        with self.edit() as q:
-            if front:
-                q["order"][0:0] = ids
-            elif anchor is not None:
-                if anchor not in q["order"]:
-                    raise RunError(f"--after {after}: {anchor} is not queued")
-                i = q["order"].index(anchor) + 1
-                q["order"][i:i] = ids
-            else:
-                q["order"].extend(ids)
+        if anchor is not None and anchor not in self.order:
+            raise RunError(f"--after {after}: {anchor} is not queued; give a queued run (cockpit queue ls)")
+        deps = [self.run(d).id for d in depends_on or []]
+        created = []
+        try:
+            for c in configs:
+                m = dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
+                                        depends_on=deps or (meta.depends_on if meta else []))
+                created.append(create_run(c, overrides, name if len(configs) == 1 else None, self.runs_dir, m))
+            ids = [rd.id for rd in created]
+            with self.edit() as q:
+                if front:
+                    q["order"][0:0] = ids
+                elif anchor is not None and anchor in q["order"]:
+                    i = q["order"].index(anchor) + 1
+                    q["order"][i:i] = ids
+                else:  # (the anchor started meanwhile: the end of the queue is the nearest place)
+                    q["order"].extend(ids)
+        except BaseException:
+            for rd in created:  # nothing half-queued: a run directory exists only if it is in the queue
+                shutil.rmtree(rd.path, ignore_errors=True)
+            raise
         return created
 
     def move(self, ref: str, to: int | None = None, up: bool = False, down: bool = False) -> int:
@@ -96,39 +186,70 @@ class Queue:
             order.insert(j, order.pop(i))
             return j + 1
 
-    def remove(self, ref: str, force: bool = False) -> None:
-        rd = self.run(ref)
-        state = rd.read_state()
-        if state.status == RUNNING and pid_alive(state.pid):
-            raise RunError(f"{rd.id} is running; stop it first (cockpit queue stop {rd.id})")
-        if state.status != QUEUED and not force:
-            raise RunError(f"{rd.id} is {state.status}, not queued: its directory holds results; "
-                           f"pass --force to delete it")
+    def _drop(self, run_id: str) -> None:
         with self.edit() as q:
-            if rd.id in q["order"]:
-                q["order"].remove(rd.id)
-        shutil.rmtree(rd.path)
+            if run_id in q["order"]:
+                q["order"].remove(run_id)
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        """Delete a queued run (or, with ``force``, a finished one). The check and the deletion
+        happen under the run's lock, so a worker cannot start it in between."""
+        rd = self.run(ref)
+        with rd.locked():
+            try:
+                state = rd.read_state()
+            except StateError as e:
+                if not force:
+                    raise RunError(f"{e}; pass --force to delete it anyway") from None
+                state = None
+            if state is not None and state.status == RUNNING:
+                if engine_alive(rd, state) or starting(state):
+                    raise RunError(f"{rd.id} is running; stop it first (cockpit queue stop {rd.id})")
+                if not force:
+                    raise RunError(f"{rd.id} is marked running but its engine is gone; a worker marks it "
+                                   f"interrupted (or pass --force to delete it)")
+            elif state is not None and state.status != QUEUED and not force:
+                raise RunError(f"{rd.id} is {state.status}, not queued: its directory holds results; "
+                               f"pass --force to delete it")
+            shutil.rmtree(rd.path)
+        self._drop(rd.id)
 
     def stop(self, ref: str) -> str:
+        """Take a queued run out of the queue, or ask a running one to stop. Whichever of this
+        and a worker's start lands first wins; the other sees the new state."""
         rd = self.run(ref)
-        state = rd.read_state()
-        if state.status == RUNNING and pid_alive(state.pid):
-            os.kill(state.pid, signal.SIGTERM)  # the engine checkpoints and records "stopped"
-            return f"asked {rd.id} (pid {state.pid}) to stop; it checkpoints first"
-        if state.status == QUEUED:
-            with self.edit() as q:
-                if rd.id in q["order"]:
-                    q["order"].remove(rd.id)
-            rd.transition(STOPPED, reason="stopped while queued")
+        try:
+            rd.transition(STOPPED, expected=QUEUED, reason="stopped while queued")
+        except StateConflict:
+            pass
+        except StateError as e:
+            raise RunError(str(e)) from None
+        else:
+            self._drop(rd.id)
             return f"{rd.id} taken out of the queue (stopped)"
-        raise RunError(f"{rd.id} is {state.status}; only running or queued runs can be stopped")
+        state = read_state(rd)
+        if state.status != RUNNING:
+            raise RunError(f"{rd.id} is {state.status}; only running or queued runs can be stopped")
+        try:  # an engine that has not started yet reads this when it attaches
+            state = rd.update(expected=RUNNING, stop_requested=True)
+        except StateConflict:
+            return self.stop(ref)  # it ended (or was requeued) meanwhile: look again
+        if signal_engine(rd, state, signal.SIGTERM):
+            return f"asked {rd.id} (pid {state.pid}) to stop; it checkpoints first"
+        if starting(state):
+            return f"{rd.id} is starting; it will stop before training"
+        raise RunError(f"{rd.id} is marked running but its engine (pid {state.pid}) is gone; "
+                       f"a worker marks it interrupted, or: cockpit queue retry {rd.id}")
 
     def retry(self, ref: str) -> RunDir:
         rd = self.run(ref)
-        state = rd.read_state()
-        if state.status not in RETRYABLE:
-            raise RunError(f"{rd.id} is {state.status}; only {', '.join(RETRYABLE)} runs can be retried")
-        rd.transition(QUEUED, reason="")
+        try:
+            rd.transition(QUEUED, expected=RETRYABLE, stop_requested=False)
+        except StateConflict:
+            state = read_state(rd)
+            raise RunError(f"{rd.id} is {state.status}; only {', '.join(RETRYABLE)} runs can be retried") from None
+        except StateError as e:
+            raise RunError(str(e)) from None
         with self.edit() as q:
             if rd.id not in q["order"]:
                 q["order"].append(rd.id)
@@ -139,17 +260,44 @@ class Queue:
             q["paused"] = paused
 
     # -- for the worker -----------------------------------------------------------------
-    def pop_next(self) -> RunDir | None:
-        """The first queued run that is still queued (others are dropped from the order)."""
+    def next_ready(self, skip: Callable[[str, str], None] = lambda run_id, why: None) -> RunDir | None:
+        """The first queued run that may start now: still queued, its state readable, every
+        run it depends on completed. Entries no longer queued are dropped from the order;
+        a damaged one is dropped and reported through ``skip``; waiting ones stay."""
         with self.edit() as q:
             if q["paused"]:
                 return None
-            while q["order"]:
-                run_id = q["order"].pop(0)
+            keep = []
+            chosen = None
+            for run_id in q["order"]:
+                if chosen is not None:
+                    keep.append(run_id)
+                    continue
                 rd = RunDir(self.runs_dir / run_id)
-                if rd.state_file.exists() and rd.read_state().status == QUEUED:
-                    return rd
-        return None
+                try:
+                    state = rd.read_state()
+                except StateError as e:
+                    skip(run_id, str(e))
+                    continue
+                if state.status != QUEUED:
+                    continue
+                waiting = self.waiting_for(rd)
+                if waiting:
+                    keep.append(run_id)
+                    continue
+                chosen = rd
+            q["order"] = keep
+            return chosen
+
+    def waiting_for(self, rd: RunDir) -> str:
+        for dep in rd.read_meta().depends_on:
+            try:
+                status = RunDir(self.runs_dir / dep).read_state().status
+            except StateError:
+                status = "missing"
+            if status != COMPLETED:
+                return dep
+        return ""
 
     def push_front(self, run_ids: list[str]) -> None:
         with self.edit() as q:

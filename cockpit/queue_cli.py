@@ -18,7 +18,10 @@ def add_parsers(sub) -> None:
     a.add_argument("configs", nargs="+")
     a.add_argument("--name")
     a.add_argument("--front", action="store_true")
-    a.add_argument("--after", metavar="RUN")
+    a.add_argument("--after", metavar="RUN", help="place them right after this queued run")
+    a.add_argument("--depends-on", action="append", default=[], metavar="RUN",
+                   help="start only once RUN has completed (repeatable; recorded in run.json)")
+    a.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     a.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ls = qs.add_parser("ls", help="queued runs in order")
     ls.add_argument("--json", action="store_true")
@@ -50,18 +53,25 @@ def add_parsers(sub) -> None:
     k.add_argument("--grace", type=float, default=300.0)
 
 
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def cmd_queue(args) -> int:
     from cockpit.queue import Queue
 
-    q = Queue(runs_root(args.runs_dir))
+    q = Queue(runs_root(args.runs_dir), warn=warn)
     c = args.queue_cmd
     if c == "add":
-        for rd in q.add(args.configs, args.name, args.front, args.after, args.set):
-            print(f"queued {rd.id} at position {q.order.index(rd.id) + 1}")
+        for rd in q.add(args.configs, args.name, args.front, args.after, args.set, tags=args.tag,
+                        depends_on=args.depends_on):
+            order = q.order
+            where = f"at position {order.index(rd.id) + 1}" if rd.id in order else "(it has already started)"
+            print(f"queued {rd.id} {where}")
     elif c == "ls":
         from cockpit.status import collect
 
-        st = collect(q.runs_dir)
+        st = collect(q.runs_dir, warn=warn)
         if args.json:
             print(json.dumps({k: st[k] for k in ("paused", "queue", "running")}, indent=1))
         else:
@@ -69,7 +79,8 @@ def cmd_queue(args) -> int:
             for r in st["running"]:
                 print(f"  running  {r['id']}  step {r['step']}/{r['max_steps']}")
             for item in st["queue"]:
-                print(f"  {item['position']:>7}  {item['id']}")
+                waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
+                print(f"  {item['position']:>7}  {item['id']}{waiting}")
     elif c == "mv":
         print(f"{args.run} is now at position {q.move(args.run, args.to, args.up, args.down)}")
     elif c == "stop":
@@ -94,7 +105,9 @@ def cmd_worker(args) -> int:
         try:
             gpus = [int(x) for x in args.gpus.split(",") if x.strip()]
         except ValueError:
-            print(f"error: --gpus {args.gpus}: give GPU indices like 0,1", file=sys.stderr)
+            gpus = []
+        if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+            print(f"error: --gpus {args.gpus}: give distinct GPU indices like 0,1", file=sys.stderr)
             return 2
     worker = Worker(runs_root(args.runs_dir), gpus, args.once, args.threshold, args.grace,
                     log=lambda m: print(m, flush=True))
@@ -102,13 +115,13 @@ def cmd_worker(args) -> int:
         return worker.run()
     except WorkerBusy as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def cmd_status(args) -> int:
     from cockpit.status import collect, render
 
-    st = collect(runs_root(args.runs_dir))
+    st = collect(runs_root(args.runs_dir), warn=warn)
     print(json.dumps(st, indent=1) if args.json else render(st))
     return 0
 
@@ -143,7 +156,7 @@ def cmd_keepawake(args) -> int:
 
 
 def _any_running(runs_dir) -> bool:
-    from cockpit.runs import list_runs
+    from cockpit.runs import read_states
     from engine.rundir import RUNNING
 
-    return any(rd.read_state().status == RUNNING for rd in list_runs(runs_dir))
+    return any(x.status == RUNNING for x in read_states(runs_dir).values())

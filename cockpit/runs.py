@@ -1,19 +1,34 @@
-"""Creating, finding and launching runs. Torch-free: configs are checked with the engine's
-torch-free schema, and training happens in a ``python -m engine train`` subprocess."""
+"""Creating, finding, launching and reading runs. Torch-free: configs are checked with the
+engine's torch-free schema, and training happens in a ``python -m engine train`` subprocess.
+
+Every state change goes through ``RunDir.transition``/``modify`` (compare-and-set under the
+run's lock). A launcher first claims a run (``claim``: its state moves to ``running`` with a
+launch token and the launcher as owner), then starts the engine with that token; the engine
+attaches to the claim. Signals go only to a process whose pid *and* start time match what was
+recorded, so a recycled pid is never signalled.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from engine import events
-from engine.config import BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config, resolved_dict
-from engine.rundir import FAILED, QUEUED, RUNNING, RunDir, RunState, new_run_id
+from engine.config import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config,
+                           parse_overrides, resolved_dict)
+from engine.corpus import preflight
+from engine.process import Proc, start_token
+from engine.rundir import (BROKEN, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, RunDir, RunMeta, RunState,
+                           StateError, new_run_id)
 
 
 class RunError(ValueError):
@@ -21,7 +36,10 @@ class RunError(ValueError):
 
 
 def runs_root(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("COCKPIT_RUNS_DIR") or "runs")
+    root = Path(explicit or os.environ.get("COCKPIT_RUNS_DIR") or "runs")
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--runs-dir {root}: is a file, not a directory; give a directory for run directories")
+    return root
 
 
 def _absolute_data_path(cfg: RunConfig) -> None:
@@ -34,11 +52,20 @@ def write_resolved(rd: RunDir, cfg: RunConfig) -> None:
     rd.resolved.write_text(tomli_w.dumps(resolved_dict(cfg)), encoding="utf-8")
 
 
-def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
-               runs_dir: Path | None = None) -> RunDir:
-    """Check the config, then create ``runs/<id>/`` (config.toml, resolved.toml, state queued).
-    A bad config creates nothing."""
+def check_config(config_path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The config, checked, with its data path checked as far as that is cheap (exists, known
+    file types, parquet columns): a bad one is refused before anything is created."""
     cfg = load_config(config_path, overrides)
+    if cfg.data.path != BUILTIN_STORIES:
+        preflight(cfg.data.path, cfg.data.text_column)
+    return cfg
+
+
+def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
+               runs_dir: Path | None = None, meta: RunMeta | None = None) -> RunDir:
+    """Check the config, then create ``runs/<id>/`` (config.toml, resolved.toml, run.json,
+    state queued). A bad config creates nothing."""
+    cfg = check_config(config_path, overrides)
     _absolute_data_path(cfg)
     root = runs_dir or runs_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -47,10 +74,16 @@ def create_run(config_path: str | Path, overrides: list[str] | None = None, name
         shutil.copyfile(config_path, rd.config)
         if overrides:
             with open(rd.config, "a", encoding="utf-8") as f:
-                f.write("\n# overrides given on the command line (--set):\n")
+                f.write("\n# overrides given on the command line (--set; as data in run.json):\n")
                 f.writelines(f"#   {o}\n" for o in overrides)
         write_resolved(rd, cfg)
-        rd.transition(QUEUED)  # state.json last: readers only count a directory with one
+        meta = meta or RunMeta()
+        meta.name = name or Path(config_path).stem
+        meta.config_source = str(Path(config_path).resolve())
+        meta.created = round(time.time(), 3)
+        meta.overrides = parse_overrides(overrides or [])
+        rd.write_meta(meta)
+        rd.create_state(QUEUED)  # state.json last: readers only count a directory with one
     except BaseException:
         shutil.rmtree(rd.path, ignore_errors=True)
         raise
@@ -67,6 +100,8 @@ def claim_run_dir(root: Path, name: str) -> RunDir:
             return RunDir(root / run_id)
         except FileExistsError:
             continue
+        except NotADirectoryError:
+            raise RunError(f"{root}: is not a directory; give --runs-dir a directory") from None
 
 
 def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
@@ -83,7 +118,7 @@ def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
         return RunDir(matches[0])
     if len(matches) > 1:
         raise RunError(f"'{ref}' matches several runs ({', '.join(m.name for m in matches[:5])}); give more of the id")
-    raise RunError(f"no run '{ref}' under {root}/; list them with: ls {root}")
+    raise RunError(f"no run '{ref}' under {root}/; list them with: cockpit status")
 
 
 def list_runs(runs_dir: Path) -> list[RunDir]:
@@ -93,40 +128,146 @@ def list_runs(runs_dir: Path) -> list[RunDir]:
     return [RunDir(d) for d in sorted(runs_dir.iterdir()) if not d.name.startswith(".") and (d / "state.json").exists()]
 
 
-def record_engine_exit(rd: RunDir, code: int | None) -> RunState:
-    """After an engine is gone: if it died without recording its end (killed, crashed hard),
-    mark the run failed with the exit code and the last line of engine.log."""
-    state = rd.read_state()
-    if state.status == RUNNING:
-        last = events.tail_bytes(rd.log).strip().splitlines()
-        reason = f"engine exited with code {code}" + (f": {last[-1]}" if last else "")
-        return rd.transition(FAILED, reason=reason, exit_code=code, pid=None)
-    if code is not None and state.exit_code is None:
-        return rd.update(exit_code=code)
-    return state
+@dataclass
+class Listed:
+    """A run as every command reads it: its state, or why it could not be read."""
+
+    rd: RunDir
+    state: RunState | None
+    problem: str = ""  # one line, when state is None
+
+    @property
+    def status(self) -> str:
+        return self.state.status if self.state is not None else BROKEN
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
+def read_states(runs_dir: Path) -> dict[str, Listed]:
+    """Every run with its state; a damaged state.json is a one-line problem on that run,
+    never an exception for the whole command (status, queue, worker, TUI all read this)."""
+    out = {}
+    for rd in list_runs(runs_dir):
+        try:
+            out[rd.id] = Listed(rd, rd.read_state())
+        except StateError as e:  # damaged, or removed since the listing
+            if rd.path.is_dir():
+                out[rd.id] = Listed(rd, None, str(e))
+    return out
+
+
+# -- processes ------------------------------------------------------------------------------
+
+def engine_alive(rd: RunDir, state: RunState) -> bool:
+    """The run's recorded engine is still that process (pid and start time match)."""
+    proc = state.engine()
+    if proc is None:
+        return False
+    if proc.start:
+        return proc.alive()
+    # recorded before start times were: accept only a live process whose command line is this run's engine
+    if start_token(proc.pid) is None:
         return False
     try:
-        os.kill(pid, 0)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        return b"engine" in cmdline and rd.id.encode() in cmdline
+    except OSError:
+        return False
+
+
+def starting(state: RunState) -> bool:
+    """Claimed by a live launcher whose engine has not recorded itself yet."""
+    owner = state.owner_proc()
+    return state.status == RUNNING and state.pid is None and owner is not None and owner.alive()
+
+
+def signal_engine(rd: RunDir, state: RunState, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to the run's engine if, and only if, it is still that process."""
+    if not engine_alive(rd, state):
+        return False
+    try:
+        os.kill(state.pid, sig)  # type: ignore[arg-type]
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
+    return True
+
+
+def new_launch_token() -> str:
+    return secrets.token_hex(8)
+
+
+def claim(rd: RunDir, owner: Proc, expected, slot: str | None = None) -> str:
+    """Move a run to ``running`` on behalf of a launcher, before its engine exists. Returns the
+    launch token to hand the engine; raises StateConflict if the run was not in ``expected``."""
+    token = new_launch_token()
+    rd.transition(RUNNING, expected=expected, owner=owner.to_dict(), slot=slot, launch=token, pid=None,
+                  pid_start=None, exit_code=None, stop_requested=False)
+    return token
+
+
+def start_engine(rd: RunDir, launch: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m engine train`` for a claimed run, output to engine.log, and record
+    its pid and start time at once (the engine records them too when it attaches).
+
+    It gets its own session, so a Ctrl-C or a closing terminal reaches only the cockpit,
+    which then asks the engine to stop cleanly (SIGINT -> checkpoint -> stopped)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCH_ENV: launch, **(extra_env or {})}
+    with open(rd.log, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "train", str(rd.path)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+    try:
+        rd.update(expected=RUNNING, guard=lambda s: "" if s.launch == launch else "claimed by another launcher",
+                  pid=proc.pid, pid_start=start_token(proc.pid))
+    except StateError:
+        pass  # the engine already finished (or failed at once) and recorded its end
+    return proc
+
+
+def last_log_line(rd: RunDir) -> str:
+    """The last non-empty line of engine.log: context for a death, not a cause."""
+    lines = [ln for ln in events.tail_bytes(rd.log).splitlines() if ln.strip()]
+    return lines[-1].strip()[:200] if lines else ""
+
+
+def exit_reason(code: int | None, step: int) -> tuple[str, str]:
+    """(state, reason) for an engine that ended without recording its end."""
+    if code is None:
+        return INTERRUPTED, f"engine process vanished at step {step} (exit status unknown)"
+    if code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return INTERRUPTED, f"engine killed by signal {-code}{name} at step {step}"
+    return FAILED, f"engine exited with code {code} at step {step} without recording why"
+
+
+def record_engine_exit(rd: RunDir, code: int | None, launch: str | None = None) -> RunState:
+    """After an engine is gone: if it died without recording its end (killed, crashed hard),
+    mark the run ``interrupted`` (a signal: resumable from its last checkpoint) or ``failed``
+    (an exit code), with the last line of engine.log as context. ``launch`` names the claim
+    this engine belonged to: a newer claim is left alone."""
+    context = last_log_line(rd)
+
+    def change(state: RunState) -> None:
+        if state.status == RUNNING and (launch is None or state.launch == launch):
+            status, reason = exit_reason(code, state.step)
+            state.move(status, reason + (f"; last log line: {context}" if context else ""), exit_code=code,
+                       pid=None, pid_start=None, launch=None)
+        elif code is not None and state.exit_code is None:
+            state.exit_code = code
+
+    try:
+        return rd.modify(change)
+    except StateError as e:
+        raise RunError(str(e)) from None
 
 
 def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None) -> RunConfig:
     """Apply --max-steps/--max-time to resolved.toml after checking the run can continue."""
-    state = rd.read_state()
-    if state.status == RUNNING and pid_alive(state.pid):
-        raise RunError(f"{rd.id} is running (pid {state.pid}); stop it first")
+    state = read_state(rd)
+    if state.status == RUNNING and (engine_alive(rd, state) or starting(state)):
+        raise RunError(f"{rd.id} is running (pid {state.pid or 'starting'}); stop it first")
     cfg = rd.read_config()
     data = resolved_dict(cfg)
     if max_steps is not None:
@@ -146,13 +287,9 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None) -> R
     return cfg
 
 
-def start_engine(rd: RunDir, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``python -m engine train`` for a run, output to engine.log.
-
-    It gets its own session, so a Ctrl-C or a closing terminal reaches only the cockpit,
-    which then asks the engine to stop cleanly (SIGINT -> checkpoint -> stopped)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    with open(rd.log, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "engine", "train", str(rd.path)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+def read_state(rd: RunDir) -> RunState:
+    """A run's state for a command that acts on it: damage is a RunError (one line, exit 2)."""
+    try:
+        return rd.read_state()
+    except StateError as e:
+        raise RunError(str(e)) from None

@@ -1,18 +1,16 @@
-"""``cockpit status``: the worker, the queue, the running runs' progress, GPUs and keep-awake,
+"""``cockpit status``: the workers, the queue, the running runs' progress, GPUs and keep-awake,
 in one screen that works over SSH. Read from files only."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from cockpit.queue import Queue
-from cockpit.runs import list_runs, pid_alive
 from cockpit.history import RunHistory, eta_s
-from engine.rundir import RUNNING, RunDir
-
-HEARTBEAT_STALE_S = 10
+from cockpit.queue import Queue
+from cockpit.runs import Listed, engine_alive, read_states, starting
+from cockpit.worker import live_workers
+from engine.rundir import QUEUED, RUNNING
 
 
 def _read_json(path: Path) -> dict:
@@ -22,24 +20,32 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def run_progress(rd: RunDir) -> dict:
-    """Step/total, last loss and ETA from the run's newest step event."""
-    state = rd.read_state()
+def run_progress(listed: Listed) -> dict:
+    """Step/total, last loss and ETA from the run's newest step event; whether its engine
+    is really there."""
+    rd, state = listed.rd, listed.state
     h = RunHistory(rd)
     h.poll()
-    out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps}
+    out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps,
+           "pid": state.pid, "slot": state.slot, "owner": state.owner}
     if "train/step_ms" in h.latest:  # only step events carry it
         out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get("train/loss"))
         out["eta_s"] = eta_s(out["step"], out["max_steps"], h.latest)
+    if engine_alive(rd, state):
+        out["engine"] = "alive"
+    elif starting(state):
+        out["engine"] = "starting"
+    else:
+        out["engine"] = "gone"
+        out["eta_s"] = None
     return out
 
 
 def worker_status(q: Queue) -> dict:
-    """Whether a worker is alive: it says so, its pid exists and its heartbeat is fresh."""
-    worker = _read_json(q.dir / "worker.json")
-    alive = bool(worker.get("alive")) and pid_alive(worker.get("pid")) and \
-        time.time() - worker.get("heartbeat", 0) < HEARTBEAT_STALE_S
-    return {"alive": alive, "pid": worker.get("pid") if alive else None}
+    """Every live worker (its pid, slots and runs); ``alive`` when there is at least one."""
+    workers = live_workers(q.runs_dir)
+    return {"alive": bool(workers), "pid": workers[0]["pid"] if workers else None,
+            "workers": [{"pid": w["pid"], "slots": w.get("slots", [])} for w in workers]}
 
 
 def control_files(q: Queue) -> dict:
@@ -47,19 +53,26 @@ def control_files(q: Queue) -> dict:
     return {"gpus": _read_json(q.dir / "gpus.json"), "keepawake": _read_json(q.dir / "keepawake.json")}
 
 
-def collect(runs_dir: Path) -> dict:
-    q = Queue(runs_dir)
+def collect(runs_dir: Path, warn=None) -> dict:
+    q = Queue(runs_dir, warn=warn)
     data = q.read()
-    states = {rd.id: (rd, rd.read_state()) for rd in list_runs(runs_dir)}  # each state.json read once
-    running = [run_progress(rd) for rd, s in states.values() if s.status == RUNNING]
+    listed = read_states(runs_dir)  # each state.json read once; damage is a reason, not a crash
+    running = [run_progress(x) for x in listed.values() if x.status == RUNNING]
     queued = []
     for i, run_id in enumerate(data["order"], 1):
-        queued.append({"position": i, "id": run_id, "status": states[run_id][1].status if run_id in states else "?"})
-    finished = [(rd, s) for rd, s in states.values() if s.status not in ("queued", RUNNING)]
-    recent = sorted(finished, key=lambda x: x[1].history[-1]["time"] if x[1].history else 0)[-5:]
+        x = listed.get(run_id)
+        item = {"position": i, "id": run_id, "status": x.status if x else "?"}
+        if x is not None and x.state is not None and x.status == QUEUED:
+            waiting = q.waiting_for(x.rd)
+            if waiting:
+                item["waiting_for"] = waiting
+        queued.append(item)
+    finished = [x for x in listed.values() if x.status not in (QUEUED, RUNNING)]
+    recent = sorted(finished, key=lambda x: x.state.updated if x.state else 0)[-5:]
     return {
         "worker": worker_status(q), "paused": data["paused"], "queue": queued, "running": running,
-        "recent": [{"id": rd.id, "status": s.status, "reason": s.reason} for rd, s in recent],
+        "recent": [{"id": x.rd.id, "status": x.status, "reason": x.state.reason if x.state else x.problem}
+                   for x in recent],
         **control_files(q),
     }
 
@@ -72,17 +85,34 @@ def eta(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+def worker_line(w: dict) -> str:
+    if not w["alive"]:
+        return "not running (start: cockpit worker)"
+    parts = []
+    for x in w["workers"]:
+        slots = ", ".join(("CPU" if s["slot"] == "cpu" else f"GPU {s['slot']}") + (f": {s['run']}" if s.get("run") else "")
+                          for s in x["slots"])
+        parts.append(f"pid {x['pid']} ({slots})")
+    return "alive, " + "; ".join(parts)
+
+
 def render(st: dict) -> str:
     w = st["worker"]
-    lines = [f"worker     {'alive (pid ' + str(w['pid']) + ')' if w['alive'] else 'not running (start: cockpit worker)'}"
-             f"{'   PAUSED' if st['paused'] else ''}"]
+    lines = [f"worker     {worker_line(w)}{'   PAUSED' if st['paused'] else ''}"]
     for r in st["running"]:
         loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
-        lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {eta(r.get('eta_s'))}")
+        where = f"  [{'CPU' if r.get('slot') == 'cpu' else 'GPU ' + r['slot']}]" if r.get("slot") else ""
+        if r["engine"] == "gone":
+            lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
+                         f"a worker marks it interrupted and resumes it")
+        else:
+            lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {eta(r.get('eta_s'))}"
+                         f"{where}")
     if not st["running"]:
         lines.append("running    -")
     lines.append(f"queue      {len(st['queue'])} run(s)")
-    lines += [f"  {q['position']:>3}. {q['id']}" for q in st["queue"]]
+    lines += [f"  {q['position']:>3}. {q['id']}" + (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "")
+              for q in st["queue"]]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
     lines += [f"gpu {x}" for x in gpu_lines(st["gpus"])]
@@ -107,3 +137,4 @@ def keepawake_line(ka: dict) -> str:
         return "unknown (runs inside the worker, or: cockpit keepawake)"
     detail = ka.get("method") or ka.get("reason") or ""
     return ka["state"] + (f" ({detail})" if detail else "")
+

@@ -1,13 +1,20 @@
 """Checkpoints: model + optimizer + scaler + RNG states + data position, written atomically.
 
-Files are ``checkpoints/step_000100.pt``; ``checkpoints/latest`` names the newest one and is
-replaced atomically after the file is complete, so a crash mid-write leaves the previous
-checkpoint in force. Only the newest ``keep`` step files are kept.
+Files are ``checkpoints/step_0000100.pt`` (seven digits); ``checkpoints/latest`` names the
+newest one and is replaced atomically after the file is complete, so a crash mid-write leaves
+the previous checkpoint in force. Only the newest ``keep`` step files are kept.
+
+Loading for a resume verifies the file (it must unpickle as a cockpit checkpoint) and falls
+back to the newest intact one, renaming a damaged file to ``step_N.pt.damaged`` so it is kept
+for inspection but never chosen again. Temporary files that a killed writer left behind are
+removed before the next write.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +27,26 @@ class CheckpointError(ValueError):
     pass
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Half-written checkpoint files (``.step_N.pt.PID.tmp``) whose writer is gone. One engine
+    writes a run's checkpoints, so at its start or before its own next write every such file
+    is stale."""
+    removed = []
+    if directory.is_dir():
+        for f in directory.glob(".step_*.tmp"):
+            try:
+                f.unlink()
+                removed.append(f)
+            except OSError:
+                pass
+    return removed
+
+
 def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Path:
+    """Write ``payload`` as the checkpoint of ``step``. On failure (disk full...) nothing is
+    left behind and the previous checkpoint stays in force; the error is one line."""
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)
     path = directory / checkpoint_name(step)
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     try:
@@ -29,10 +54,15 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> 
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        atomic_write(directory / "latest", path.name + "\n")
+    except (OSError, RuntimeError) as e:  # torch reports ENOSPC as RuntimeError from its zip writer
+        last = latest_checkpoint(directory)
+        kept = f"the checkpoint at {last.name} is kept" if last is not None else "no earlier checkpoint exists"
+        raise CheckpointError(f"{path}: could not be written ({_first_line(e)}); {kept}. "
+                              f"Free disk space, then resume the run") from None
     finally:
         if tmp.exists():
             tmp.unlink()
-    atomic_write(directory / "latest", path.name + "\n")
     for old in checkpoint_steps(directory)[:-keep] if keep > 0 else []:
         (directory / checkpoint_name(old)).unlink(missing_ok=True)
     return path
@@ -53,11 +83,54 @@ def find(directory: Path, step: int | None = None) -> Path:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; a truncated one has no directory at its end
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(f"{path}: cannot be loaded (not a complete torch file, {size:,} bytes): "
+                              f"the file is damaged or not a cockpit checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                              f"the file is corrupt or not a cockpit checkpoint") from None
+        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {_first_line(e)[:100]}): "
+                              f"the file is damaged or not a cockpit checkpoint") from None
     if not isinstance(payload, dict) or "model" not in payload or "step" not in payload:
         raise CheckpointError(f"{path}: not a cockpit checkpoint (no model/step)")
     return payload
+
+
+@dataclass
+class Loaded:
+    path: Path
+    payload: dict[str, Any]
+    skipped: list[str]  # one line per damaged newer checkpoint that was set aside
+
+
+def load_newest(directory: Path, map_location: str | torch.device = "cpu") -> Loaded | None:
+    """The newest intact checkpoint (by step, whatever ``latest`` says: a file newer than the
+    pointer is complete, the pointer is written after it). Damaged ones are renamed to
+    ``.damaged`` and reported; None when there is no checkpoint at all. Raises when every
+    checkpoint is damaged."""
+    steps = checkpoint_steps(directory)
+    skipped: list[str] = []
+    for step in reversed(steps):
+        path = directory / checkpoint_name(step)
+        try:
+            payload = load(path, map_location)
+        except CheckpointError as e:
+            skipped.append(str(e))
+            try:
+                path.rename(path.with_name(path.name + ".damaged"))
+            except OSError:
+                pass
+            continue
+        if skipped:  # the pointer must not name a file that was set aside
+            atomic_write(directory / "latest", path.name + "\n")
+        return Loaded(path, payload, skipped)
+    if skipped:
+        raise CheckpointError(f"{directory}: every checkpoint is damaged ({len(skipped)}: {skipped[0]}); "
+                              f"the damaged files are kept as step_N.pt.damaged")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
 import typing
@@ -23,6 +24,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 BUILTIN_STORIES = "builtin:stories"
+MAX_STEPS = 1_000_000_000  # beyond any run on one machine; a larger value is a typo
 
 
 class ConfigError(ValueError):
@@ -204,6 +206,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(source, where, f"found {value}, expected a finite number")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -274,18 +278,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return config_from_dict(data, source)
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
-    """Apply '--set section.key=value' overrides in place; the value is parsed as TOML
-    (so numbers and booleans keep their type), falling back to a bare string."""
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """'--set section.key=value' strings -> {"section.key": value}; the value is parsed as
+    TOML (so numbers and booleans keep their type), falling back to a bare string."""
+    out: dict[str, Any] = {}
     for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
+        dotted, sep, raw = item.partition("=")
+        dotted = dotted.strip()
+        parts = dotted.split(".")
+        if not sep or len(parts) < 2 or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
             raise ConfigError("--set", item, "expected section.key=value, e.g. train.max_steps=200")
-        dotted, raw = item.split("=", 1)
-        section, key = dotted.strip().split(".", 1)
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        out[dotted] = value
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
+    """Apply '--set section.key=value' overrides in place."""
+    for dotted, value in parse_overrides(overrides).items():
+        section, key = dotted.split(".", 1)
         data.setdefault(section, {})
         if not isinstance(data[section], dict):
             raise ConfigError("--set", dotted, f"[{section}] is not a table")
@@ -333,7 +347,8 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
         except TokenizerError as exc:
             raise ConfigError(source, "[data] tokenizer", str(exc)) from None
 
-    need(t.max_steps > 0, "[train] max_steps", f"found {t.max_steps}, must be > 0")
+    need(0 < t.max_steps <= MAX_STEPS, "[train] max_steps",
+         f"found {t.max_steps}, must be between 1 and {MAX_STEPS:,}")
     try:
         parse_time_budget(t.max_time)
     except ValueError as exc:
@@ -359,6 +374,8 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
 
     for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k"):
         need(getattr(e, key) >= 0, f"[eval] {key}", f"found {getattr(e, key)}, must be >= 0")
+    need(e.batches > 0 or e.every == 0, "[eval] batches",
+         f"found 0 with every = {e.every}; a running validation needs at least one batch (or set every = 0)")
     need(e.temperature > 0, "[eval] temperature", f"found {e.temperature}, must be > 0")
     need(cfg.log.every > 0, "[log] every", f"found {cfg.log.every}, must be > 0")
     need(cfg.conviction.weight >= 0, "[conviction] weight", f"found {cfg.conviction.weight}, must be >= 0")

@@ -38,6 +38,21 @@ def corpus_files(path: str | Path) -> list[Path]:
     return files
 
 
+def preflight(path: str | Path, column: str = "text") -> None:
+    """What can be checked about a corpus without reading it: it exists, holds files of a
+    known type, parquet footers are readable and have the text column, a file is not empty.
+    Bad data is then refused before a run directory is created; what needs the text itself
+    (encoding, length) is checked when the shard is built."""
+    files = corpus_files(path)
+    for f in files:
+        if f.suffix == ".parquet":
+            names = parquet_file(f).schema_arrow.names
+            if column not in names:
+                raise CorpusError(f"{f}: no '{column}' column (has: {', '.join(names)}); set [data] text_column")
+    if all(f.stat().st_size == 0 for f in files):
+        raise CorpusError(f"{path}: the corpus is empty (every file has 0 bytes)")
+
+
 def stamp(path: Path) -> FileStamp:
     st = path.stat()
     return FileStamp(str(path.resolve()), st.st_size, st.st_mtime_ns)

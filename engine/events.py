@@ -25,8 +25,9 @@ SAMPLE = "sample"  # generated text
 CHECKPOINT = "checkpoint"  # path, step
 STATUS = "status"  # state changes seen from the engine: running, stopped, completed
 ERROR = "error"  # a failure with a one-line reason
+WARNING = "warning"  # something the user should know that did not stop the run (message)
 
-KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR)
+KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING)
 
 
 @dataclass

@@ -1,12 +1,19 @@
-"""A run directory and its state.json: the one place both halves agree on a run's files.
+"""A run directory, its state.json and run.json: the one place both halves agree on a run's files.
 
-state.json is always replaced atomically (write a temp file, fsync, rename), so a reader
-never sees half a file. Every transition is appended to ``history`` with a timestamp and,
-for failures, a one-line reason. Torch-free.
+state.json has one owner: every change is a compare-and-set under a per-run lock
+(``transition(new, expected=...)``), so the CLI, the TUI, the worker and the engine can never
+overwrite each other; a change from an unexpected state is refused with a one-line
+``StateConflict``. The file is always replaced atomically (write a temp file, fsync, rename),
+so a reader never sees half of it, and every transition is appended to ``history`` with a
+timestamp and, for failures, a one-line reason. run.json holds what a run *is* as data (tags,
+sweep, overrides, parent, dependencies, GPUs); it is written once, when the run is created.
+Torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -14,15 +21,19 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from engine.config import ConfigError, RunConfig, config_from_dict, tomllib
+from engine.process import Proc
 
 QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
     "queued", "running", "completed", "failed", "stopped", "interrupted",
 )
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED)
 FINISHED = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
+BROKEN = "broken"  # not a state a run can be in: its state.json could not be read
+LAUNCH_ENV = "COCKPIT_LAUNCH"  # the launcher (worker, CLI) that claimed a run hands its engine this token
+MAX_ID_LEN = 80  # run ids are directory names: keep them well under NAME_MAX with the suffixes
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -43,11 +54,32 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+class StateError(ValueError):
+    """A run's state cannot be read or changed as asked; one line naming the run."""
+
+
+class StateConflict(StateError):
+    """The state is not what the change expected (someone else changed it first)."""
+
+
+class StateDamaged(StateError):
+    """state.json is missing or not a state (truncated, edited by hand)."""
+
+
+class RunGone(StateError):
+    """The run directory no longer exists (removed meanwhile)."""
+
+
 @dataclass
 class RunState:
     status: str = QUEUED
     reason: str = ""
-    pid: int | None = None
+    pid: int | None = None  # the engine (or, under torchrun, its launcher)
+    pid_start: str | None = None  # when that pid started: identifies the process, not just the number
+    owner: dict | None = None  # Proc of whoever launched the engine: a worker, the CLI
+    slot: str | None = None  # the worker slot (cpu, or GPU indices) the run holds
+    launch: str | None = None  # token handed to the engine it started (COCKPIT_LAUNCH)
+    stop_requested: bool = False  # a stop asked for before the engine could be signalled
     step: int = 0
     max_steps: int = 0
     exit_code: int | None = None
@@ -56,7 +88,64 @@ class RunState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunState":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
+        state = cls(**known)
+        if state.status not in STATES or not isinstance(state.history, list):
+            raise ValueError(f"status {state.status!r}")
+        return state
+
+    def move(self, status: str, reason: str = "", **updates: Any) -> None:
+        """Record a transition on this (locked, about to be written) state."""
+        assert status in STATES, status
+        self.status = status
+        self.reason = one_line(reason)
+        for key, value in updates.items():
+            setattr(self, key, value)
+        entry: dict[str, Any] = {"status": status, "time": round(time.time(), 3), "step": self.step}
+        if self.reason:
+            entry["reason"] = self.reason
+        self.history.append(entry)
+
+    def engine(self) -> Proc | None:
+        """The recorded engine process, or None before it started."""
+        return Proc(self.pid, self.pid_start or "", "engine") if self.pid else None
+
+    def owner_proc(self) -> Proc | None:
+        return Proc.from_dict(self.owner)
+
+    @property
+    def updated(self) -> float:
+        return self.history[-1]["time"] if self.history else 0.0
+
+
+@dataclass
+class RunMeta:
+    """What a run is, as data (run.json): for sweeps, comparisons, stages and the worker."""
+
+    name: str = ""
+    config_source: str = ""  # the file the user submitted
+    created: float = 0.0
+    tags: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value, as given with --set
+    sweep: str | None = None  # the sweep this run belongs to
+    sweep_values: dict[str, Any] = field(default_factory=dict)  # the varied keys and this run's values
+    parent: str | None = None  # the run whose weights this one starts from
+    parent_step: int | None = None
+    depends_on: list[str] = field(default_factory=list)  # runs that must complete before this one starts
+    gpus: int = 1  # devices the run asks the worker for
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunMeta":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+Expected = str | tuple[str, ...] | None
+ANY_STATE = object()  # update(): no expectation about the current state
+
+
+def _expected_text(expected: Expected) -> str:
+    if expected is None:
+        return "no state yet"
+    return expected if isinstance(expected, str) else " or ".join(expected)
 
 
 class RunDir:
@@ -71,6 +160,7 @@ class RunDir:
     config = property(lambda self: self.path / "config.toml")
     resolved = property(lambda self: self.path / "resolved.toml")
     state_file = property(lambda self: self.path / "state.json")
+    meta_file = property(lambda self: self.path / "run.json")
     events = property(lambda self: self.path / "events.jsonl")
     log = property(lambda self: self.path / "engine.log")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -82,7 +172,7 @@ class RunDir:
             data = tomllib.loads(self.resolved.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(str(self.resolved), "file", "missing; the run directory is incomplete") from None
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(str(self.resolved), "TOML syntax", str(e)) from None
         return config_from_dict(data, str(self.resolved))
 
@@ -92,38 +182,115 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.checkpoints)
 
-    # -- state --------------------------------------------------------------------------
-    def read_state(self) -> RunState:
+    # -- metadata -----------------------------------------------------------------------
+    def read_meta(self) -> RunMeta:
+        """run.json; a run made before run.json existed (or a damaged one) reads as defaults."""
         try:
-            return RunState.from_dict(json.loads(self.state_file.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return RunState()
+            data = json.loads(self.meta_file.read_text(encoding="utf-8"))
+            return RunMeta.from_dict(data) if isinstance(data, dict) else RunMeta()
+        except (OSError, ValueError, TypeError):
+            return RunMeta()
 
-    def write_state(self, state: RunState) -> None:
+    def write_meta(self, meta: RunMeta) -> None:
+        atomic_write(self.meta_file, json.dumps(asdict(meta), indent=1))
+
+    # -- state --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The run's lock: every change of state.json happens inside it."""
+        try:
+            f = open(self.path / ".lock", "a")
+        except (FileNotFoundError, NotADirectoryError):
+            raise RunGone(f"{self.id}: the run directory {self.path} is gone") from None
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if not self.path.is_dir():  # removed while we waited for the lock
+                raise RunGone(f"{self.id}: the run directory {self.path} is gone")
+            yield
+
+    def read_state(self) -> RunState:
+        """The current state. Raises StateDamaged (one line) when state.json is missing or not
+        a state, RunGone when the directory itself is gone."""
+        try:
+            text = self.state_file.read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            if not self.path.is_dir():
+                raise RunGone(f"{self.id}: the run directory {self.path} is gone") from None
+            raise StateDamaged(f"{self.id}: {self.state_file} is missing; the run directory is incomplete") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise StateDamaged(f"{self.id}: {self.state_file} cannot be read ({e})") from None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return RunState.from_dict(data)
+        except (ValueError, TypeError) as e:
+            raise StateDamaged(f"{self.id}: {self.state_file} is damaged ({str(e).splitlines()[0][:80]}); "
+                               f"restore it or remove the run") from None
+
+    def _write_state(self, state: RunState) -> None:
         atomic_write(self.state_file, json.dumps(asdict(state), indent=1))
 
-    def update(self, **updates: Any) -> RunState:
-        """Change bookkeeping fields (step, pid...) without a state transition."""
-        state = self.read_state()
-        for key, value in updates.items():
-            setattr(state, key, value)
-        self.write_state(state)
-        return state
+    def _check(self, state: RunState | None, expected: Expected, guard: Callable[[RunState], str] | None) -> None:
+        found = state.status if state is not None else None
+        ok = found == expected if expected is None or isinstance(expected, str) else found in expected
+        if not ok:
+            raise StateConflict(f"{self.id} is {found or 'not created yet'}, not {_expected_text(expected)}: "
+                                f"it changed meanwhile; look again with cockpit status")
+        if guard is not None and state is not None and (problem := guard(state)):
+            raise StateConflict(f"{self.id}: {problem}")
 
-    def transition(self, status: str, reason: str = "", **updates: Any) -> RunState:
-        """Move to ``status``, stamping the time (and the reason, for failures)."""
-        assert status in STATES, status
-        state = self.read_state()
-        state.status = status
-        state.reason = reason.strip().splitlines()[-1] if reason.strip() else ""
-        for key, value in updates.items():
-            setattr(state, key, value)
-        entry: dict[str, Any] = {"status": status, "time": round(time.time(), 3)}
-        if state.reason:
-            entry["reason"] = state.reason
-        state.history.append(entry)
-        self.write_state(state)
-        return state
+    def create_state(self, status: str = QUEUED, **updates: Any) -> RunState:
+        """The first state of a new run directory (fails if one exists)."""
+        with self.locked():
+            if self.state_file.exists():
+                self._check(self.read_state(), None, None)
+            state = RunState(status=status, **updates)
+            state.history.append({"status": status, "time": round(time.time(), 3), "step": 0})
+            self._write_state(state)
+            return state
+
+    def transition(self, status: str, *, expected: Expected, reason: str = "",
+                   guard: Callable[[RunState], str] | None = None, **updates: Any) -> RunState:
+        """Compare-and-set: move to ``status`` if the run is in ``expected`` (and ``guard``
+        returns no objection), stamping the time and the reason; else raise StateConflict."""
+        with self.locked():
+            state = self.read_state()
+            self._check(state, expected, guard)
+            state.move(status, reason, **updates)
+            self._write_state(state)
+            return state
+
+    def modify(self, change: Callable[[RunState], None]) -> RunState:
+        """Read-modify-write under the lock for changes whose rule is more than one expected
+        state (the engine attaching, recovery): ``change`` mutates the state (``move`` for a
+        transition) or raises StateConflict to refuse."""
+        with self.locked():
+            state = self.read_state()
+            change(state)
+            self._write_state(state)
+            return state
+
+    def update(self, *, expected: Expected | object = ANY_STATE, guard: Callable[[RunState], str] | None = None,
+               **updates: Any) -> RunState:
+        """Change bookkeeping fields (step, pid...) without a transition, under the lock;
+        ``expected`` (default: any state) and ``guard`` as for ``transition``."""
+        with self.locked():
+            state = self.read_state()
+            if expected is not ANY_STATE:
+                self._check(state, expected, guard)  # type: ignore[arg-type]
+            elif guard is not None:
+                self._check(state, state.status, guard)
+            for key, value in updates.items():
+                setattr(state, key, value)
+            self._write_state(state)
+            return state
+
+
+def one_line(text: str) -> str:
+    """The last non-empty line of a reason (tracebacks end with the exception)."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
 
 
 STEP_FILE = re.compile(r"step_(\d+)\.pt$")
@@ -154,8 +321,9 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def new_run_id(runs_dir: Path, name: str) -> str:
-    """'<name>-<YYYYmmdd-HHMMSS>', with a counter when two runs start in the same second."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
+    """'<name>-<YYYYmmdd-HHMMSS>', with a counter when two runs start in the same second. The
+    name part is cut so an id stays a valid directory name (NAME_MAX is 255 bytes)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[: MAX_ID_LEN - 20].strip("-.") or "run"
     base = f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id, n = base, 1
     while (runs_dir / run_id).exists():

@@ -16,10 +16,17 @@ from pathlib import Path
 from engine import checkpoint, events
 from engine.config import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from engine.corpus import CorpusError
-from engine.rundir import COMPLETED, FAILED, RUNNING, STOPPED, RunDir
+from engine.process import Proc
+from engine.rundir import (COMPLETED, FAILED, LAUNCH_ENV, RUNNING, STOPPED, RunDir, RunState, StateConflict,
+                           StateError)
 from engine.tokenizers import TokenizerError
 
 BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError)
+STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a killed writer
+
+
+class StoppedBeforeStart(Exception):
+    pass
 
 
 class StopFlag:
@@ -39,28 +46,81 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def attach(rd: RunDir, me: Proc, max_steps: int | None) -> RunState:
+    """Record this process as the run's engine. A launcher (worker, CLI) has already moved the
+    run to ``running`` and hands us its token; run directly, the engine makes the transition
+    itself. A run whose live engine is another process is refused."""
+    launch = os.environ.get(LAUNCH_ENV)
+
+    def change(state: RunState) -> None:
+        claimed = state.status == RUNNING and launch is not None and state.launch == launch
+        if not claimed:
+            if state.status == RUNNING:
+                other = state.engine()
+                if other is not None and other.pid != me.pid and other.alive():
+                    raise StateConflict(f"{rd.id} is already running (engine pid {other.pid}); stop it first")
+                owner = state.owner_proc()
+                if other is None and owner is not None and owner.alive() and owner.pid != me.pid:
+                    raise StateConflict(f"{rd.id} is being started by {owner}; let it, or stop it first")
+            state.move(RUNNING, owner=me.to_dict(), launch=None, slot=None)
+        state.pid, state.pid_start, state.exit_code = me.pid, me.start, None
+        if max_steps is not None:
+            state.max_steps = max_steps
+
+    return rd.modify(change)
+
+
+def remove_stale_temporaries(rd: RunDir) -> None:
+    """Temporary files a killed writer left behind (checkpoints can be hundreds of MB)."""
+    for f in checkpoint.remove_stale_temporaries(rd.checkpoints):
+        log(f"removed {f.name}, a checkpoint write that never finished")
+    now = time.time()
+    for f in rd.path.glob(".*.tmp"):  # state.json/run.json replacements; another writer may be mid-way
+        try:
+            if now - f.stat().st_mtime > STALE_TMP_S:
+                f.unlink()
+        except OSError:
+            pass
+
+
 def run(run_dir: str | Path) -> int:
     rd = RunDir(run_dir)
     stop = StopFlag()
-    writer = events.EventWriter(rd.events)
-    wandb = trainer = None
+    me = Proc.me("engine")
     try:
-        cfg = rd.read_config()
-        state = rd.read_state()
-        if state.status == RUNNING and state.pid in (None, os.getpid()):  # the worker recorded the start
-            rd.update(pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
-        else:
-            rd.transition(RUNNING, pid=os.getpid(), max_steps=cfg.train.max_steps, exit_code=None)
-        writer.emit(events.STATUS, status=RUNNING, pid=os.getpid())
+        writer = events.EventWriter(rd.events)
+    except OSError as e:
+        print(f"{rd.path}: cannot write events ({e})", file=sys.stderr, flush=True)
+        return 2
+    wandb = trainer = None
+    attached = False
+    step: int | None = None  # known only once a checkpoint is loaded or a step trained
+    try:
+        try:
+            cfg, bad_config = rd.read_config(), None
+        except ConfigError as e:  # attach first, so the failure is recorded as this run's
+            cfg, bad_config = None, e
+        state = attach(rd, me, cfg.train.max_steps if cfg is not None else None)
+        attached = True
+        if bad_config is not None:
+            raise bad_config
+        writer.emit(events.STATUS, status=RUNNING, pid=me.pid)
+        if state.stop_requested:  # asked to stop before it could be signalled: no need to load anything
+            raise StoppedBeforeStart
+        remove_stale_temporaries(rd)
         from engine.trainer import Trainer  # torch import after the state is visible
 
         trainer = Trainer(cfg, log)
         resumed_from = None
-        ckpt = rd.latest_checkpoint()
-        if ckpt is not None:
-            trainer.load_state(checkpoint.load(ckpt, trainer.device))
-            resumed_from = trainer.step
-            log(f"resumed from {ckpt} at step {trainer.step}")
+        found = checkpoint.load_newest(rd.checkpoints, trainer.device)
+        if found is not None:
+            for problem in found.skipped:
+                message = f"{problem}; set aside, resuming from the newest intact checkpoint instead"
+                log(message)
+                writer.emit(events.WARNING, message=message)
+            trainer.load_state(found.payload)
+            resumed_from = step = trainer.step
+            log(f"resumed from {found.path} at step {trainer.step}")
         from engine.wandb_log import WandbLogger
 
         wandb = WandbLogger(cfg, rd.path, rd.id, resolved_dict(cfg), warn=log)
@@ -68,26 +128,42 @@ def run(run_dir: str | Path) -> int:
                     wandb_dir=wandb.directory, **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
             f"on {trainer.device}")
-        status, reason = _loop(trainer, cfg, rd, writer, wandb, stop)
-        code = 0
+        status, reason, step = _loop(trainer, cfg, rd, writer, wandb, stop)
+        code = 0 if status != FAILED else 1
+    except StoppedBeforeStart:
+        status, reason, code = STOPPED, "stopped before training started", 0
+        log(reason)
     except BAD_INPUT as e:
+        status, reason, code = FAILED, str(e), 2
+        print(reason, file=sys.stderr, flush=True)
+    except StateError as e:
         status, reason, code = FAILED, str(e), 2
         print(reason, file=sys.stderr, flush=True)
     except Exception as e:
         traceback.print_exc()
         status, reason, code = FAILED, f"{type(e).__name__}: {e}".splitlines()[0], 1
-    if status == FAILED:
-        writer.emit(events.ERROR, reason=reason)
-    writer.emit(events.STATUS, status=status, reason=reason)
-    step = trainer.step if trainer is not None else rd.read_state().step
-    rd.transition(status, reason=reason, exit_code=code, step=step, pid=None)
+    if attached:  # a refused attach (another engine runs it) must not write into its run
+        if status == FAILED:
+            writer.emit(events.ERROR, reason=reason)
+        writer.emit(events.STATUS, status=status, reason=reason)
+        finish = {"reason": reason, "exit_code": code, "pid": None, "pid_start": None, "launch": None,
+                  "stop_requested": False}
+        if step is not None:  # a start that failed before loading never lowers the recorded step
+            finish["step"] = step
+        try:
+            rd.transition(status, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
+                          f"the run now belongs to pid {s.pid}, not this engine ({me.pid})", **finish)
+        except StateError as e:
+            log(f"could not record the end of the run: {e}")
     if wandb is not None:
         wandb.finish(exit_code=code)
     writer.close()
     return code
 
 
-def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) -> tuple[str, str]:
+def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) -> tuple[str, str, int]:
+    """Train until max_steps, a stop signal, the time budget or a non-finite loss. Returns the
+    final status, its reason and the step to record (the last checkpoint's, after a failure)."""
     from engine.device import sync
 
     t, e = cfg.train, cfg.eval
@@ -101,7 +177,19 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         path = checkpoint.save(rd.checkpoints, trainer.step, trainer.state())
         last_ckpt = trainer.step
         writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path))
-        rd.update(step=trainer.step)
+        rd.update(expected=RUNNING, step=trainer.step)
+
+    def diverged() -> str:
+        """'' while every loss so far was finite (one host sync: called only where the loop
+        syncs anyway); else the failure reason."""
+        bad = trainer.divergence()
+        if bad is None:
+            return ""
+        at, value, last = bad
+        last_text = f"last finite loss {last:.4f} at step {at - 1}" if at > 1 else "no finite loss before it"
+        kept = f"the last good checkpoint is step {last_ckpt}" if last_ckpt else "no checkpoint was written"
+        return (f"loss became {value} at step {at} ({last_text}, lr {cfg.optim.lr * trainer.lr_factor(at - 1):.3g}); "
+                f"{kept}; lower the learning rate or check the data")
 
     def run_eval() -> None:
         res = trainer.evaluate(trainer.eval_offsets)
@@ -122,7 +210,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             reason = f"time budget {t.max_time} reached at step {trainer.step}/{t.max_steps}"
             break
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps
-        _, m = trainer.train_step(want_metrics=want and cfg.log.grad_norms)
+        _, m = trainer.train_step(want_metrics=want, grad_norms=cfg.log.grad_norms)
         steps_in_interval += 1
         if want:
             sync(trainer.device)
@@ -141,17 +229,25 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             wandb.log(metrics, trainer.step)
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()
-        if e.every and trainer.step % e.every == 0 and trainer.step < t.max_steps:
+        evaluating = e.every and trainer.step % e.every == 0 and trainer.step < t.max_steps
+        saving = t.checkpoint_every and trainer.step % t.checkpoint_every == 0
+        if (want or evaluating or saving) and (failure := diverged()):
+            log(failure)
+            return FAILED, failure, last_ckpt
+        if evaluating:
             run_eval()
-        if t.checkpoint_every and trainer.step % t.checkpoint_every == 0:
+        if saving:
             save()
         excluded += time.perf_counter() - paused  # evals and checkpoints do not count as training time
 
+    if failure := diverged():
+        log(failure)
+        return FAILED, failure, last_ckpt
     if trainer.step > last_ckpt or trainer.step == 0:
         save()
     if trainer.step < t.max_steps:
         log(reason)
-        return STOPPED, reason
+        return STOPPED, reason, trainer.step
     if e.final:
         res = trainer.evaluate(trainer.full_val_offsets(), conviction_stats=True)
         final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}
@@ -161,4 +257,4 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         log(f"final: val loss {res.loss:.4f} bpb {res.bpb:.4f} over {res.tokens:,} tokens")
     if e.sample_tokens:
         writer.emit(events.SAMPLE, step=trainer.step, text=trainer.sample(seed=t.seed + trainer.step))
-    return COMPLETED, ""
+    return COMPLETED, "", trainer.step

@@ -39,6 +39,12 @@ class EvalResult:
         return out
 
 
+def window_count(split_len: int, block_size: int) -> int:
+    """How many training windows (block_size + 1 tokens each) start in a split: offsets
+    0 .. split_len - block_size - 1, the last one included."""
+    return split_len - block_size
+
+
 def group_norm(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -77,7 +83,12 @@ class Trainer:
         # running validation: the same windows every time, so the curve is comparable
         g = torch.Generator().manual_seed(t.seed + 1)
         n = cfg.eval.batches * t.batch_size
-        self.eval_offsets = torch.randint(len(self.data.val) - cfg.model.block_size - 1, (n,), generator=g)
+        self.eval_offsets = torch.randint(window_count(len(self.data.val), cfg.model.block_size), (n,), generator=g)
+        # divergence is tracked on the device (no host sync per step) and read where the loop syncs
+        self._bad_step = torch.full((), -1.0, device=self.device)  # first step whose loss was not finite
+        self._bad_value = torch.zeros((), device=self.device)
+        self._last_finite = torch.full((), float("nan"), device=self.device)
+        self._step_t = torch.zeros((), device=self.device)
 
     # -- data -----------------------------------------------------------------------------
     def batch(self, split: np.ndarray, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,11 +102,14 @@ class Trainer:
         return xy[:, :-1], xy[:, 1:]
 
     def next_offsets(self) -> torch.Tensor:
-        high = len(self.data.train) - self.cfg.model.block_size - 1
+        high = window_count(len(self.data.train), self.cfg.model.block_size)
         return torch.randint(high, (self.cfg.train.batch_size,), generator=self.batch_gen)
 
     # -- one optimizer step ---------------------------------------------------------------
-    def train_step(self, want_metrics: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def train_step(self, want_metrics: bool = False, grad_norms: bool = True
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimizer step. ``want_metrics``: this is a log step (hidden-state norm, global
+        grad norm); ``grad_norms``: also the per-module gradient norms."""
         t = self.cfg.train
         self.opt.set_lr(lr_factor(self.cfg, self.step))
         loss_sum = torch.zeros((), device=self.device)
@@ -121,7 +135,7 @@ class Trainer:
             total = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         if want_metrics:
             metrics["train/grad_norm"] = total
-            for name, params in self.groups.items():
+            for name, params in self.groups.items() if grad_norms else ():
                 norm = group_norm(params)
                 if norm is not None:
                     metrics[f"debug/grad_norm/{name}"] = norm
@@ -133,7 +147,28 @@ class Trainer:
         self.tokens_seen += self.cfg.tokens_per_step
         self._interval["train/loss"] += loss_sum
         self._interval_steps += 1
+        self._track_divergence(loss_sum)
         return loss_sum, metrics
+
+    def _track_divergence(self, loss: torch.Tensor) -> None:
+        self._step_t += 1
+        finite = torch.isfinite(loss)
+        clean = self._bad_step < 0
+        first = ~finite & clean
+        self._bad_step = torch.where(first, self._step_t, self._bad_step)
+        self._bad_value = torch.where(first, loss.float(), self._bad_value)
+        self._last_finite = torch.where(finite & clean, loss.float(), self._last_finite)
+
+    def divergence(self) -> tuple[int, str, float] | None:
+        """(step, 'nan' or 'inf', last finite loss) of the first non-finite loss, or None."""
+        step = int(self._bad_step.item())
+        if step < 0:
+            return None
+        value = float(self._bad_value.item())
+        return step, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"), float(self._last_finite.item())
+
+    def lr_factor(self, step: int) -> float:
+        return lr_factor(self.cfg, step)
 
     def interval_keys(self) -> list[str]:
         keys = ["train/loss", "debug/ce_loss"]
@@ -230,6 +265,7 @@ class Trainer:
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.step = int(payload["step"])
+        self._step_t.fill_(self.step)
         self.tokens_seen = int(payload.get("tokens_seen", 0))
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])

@@ -54,11 +54,20 @@ def test_config_error_is_one_line_and_creates_nothing(write_config, runs_dir):
     assert list(runs_dir.iterdir()) == []
 
 
-def test_failed_run_exits_non_zero_with_the_reason(write_config, runs_dir, tmp_path):
+def test_missing_data_is_refused_before_a_run_exists(write_config, runs_dir, tmp_path):
     cfg = write_config("nodata", {"data": {"path": str(tmp_path / "missing.txt")}})
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
-    assert r.returncode == 1
-    assert "failed:" in r.stderr and "missing.txt: does not exist" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "missing.txt: does not exist" in r.stderr
+    assert [p for p in runs_dir.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_data_that_fails_in_the_engine_exits_2_with_the_reason(write_config, runs_dir, tmp_path):
+    data = tmp_path / "latin1.txt"
+    data.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(write_config("bad", {"data": {"path": str(data)}})))
+    assert r.returncode == 2, r.stderr
+    assert "failed:" in r.stderr and "not valid UTF-8" in r.stderr
     assert only_run(runs_dir).read_state().status == "failed"
 
 

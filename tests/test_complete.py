@@ -94,13 +94,25 @@ def test_no_conviction_head_is_one_line_and_text_still_works(runs):
     assert err["type"] == "error" and "not available for this run" in err["message"]
     s.proc.stdin.close()
     assert s.proc.wait(timeout=10) == 0
+    # in a session, @@@ says so on stderr and the session goes on with the next prompt
     r = cockpit("complete", str(runs["plain"].path), input="one\n@@@\none\n###\n", env={"NO_COLOR": ""})
-    lines = r.stdout.splitlines()
-    assert lines[0] == "conviction is not available for this run: it was trained without [conviction] enabled"
-    assert lines[1].startswith("one") and len(r.stdout) > 10
+    assert r.returncode == 0
+    assert "conviction is not available for this run: it was trained without [conviction] enabled" in r.stderr
+    assert r.stdout.startswith("one") and len(r.stdout) > 10
+    # scripted, it is bad input: exit 2, one line, refused before the model is loaded
+    r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", "--mode", "conviction")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "not available for this run" in r.stderr and "--mode text" in r.stderr
 
 
-def expected_rows(run: RunDir, color: bool, seed: int = 3, n: int = 24) -> list[str]:
+@pytest.mark.parametrize("flag,value,why", [("-m", "0", "must be at least 1"), ("-m", "-5", "must be at least 1"),
+                                            ("-k", "-3", "must be 0 or more"), ("-t", "-1", "finite number >= 0")])
+def test_bad_completion_parameters_are_refused(runs, flag, value, why):
+    r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", flag, value)
+    assert r.returncode == 2 and why in r.stderr and r.stdout == ""
+
+
+def expected_rows(run: RunDir, color: bool, seed: int = 3, n: int = 64) -> list[str]:
     r = cockpit("complete", str(run.path), "--prompt", "one", "-m", str(n), "--seed", str(seed), "--json")
     tokens = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(tokens) == n
@@ -109,8 +121,9 @@ def expected_rows(run: RunDir, color: bool, seed: int = 3, n: int = 24) -> list[
 
 def test_conviction_rows_through_a_pipe_have_no_colour(runs):
     rows, tokens = expected_rows(runs["conv"], color=False)
-    assert {"\t", "\n", " "} <= {t["token"] for t in tokens}  # the real model emits all three
-    r = cockpit("complete", str(runs["conv"].path), "--prompt", "one", "--mode", "conviction", "-m", "24",
+    # 64 tokens of this barely trained model hold all three (24 did for some seeds only)
+    assert {"\t", "\n", " "} <= {t["token"] for t in tokens}
+    r = cockpit("complete", str(runs["conv"].path), "--prompt", "one", "--mode", "conviction", "-m", "64",
                 "--seed", "3")
     assert r.stdout.splitlines() == rows
     assert "\x1b[" not in r.stdout
@@ -213,6 +226,7 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(runs, tmp_path):
     (broken / "state.json").write_text("{}")
     (broken / "checkpoints" / "step_0000010.pt").write_bytes(b"not a checkpoint")
     r = cockpit("complete", str(broken), "--prompt", "x")
-    assert r.returncode == 2 and "corrupt or not a cockpit checkpoint" in r.stderr
+    assert r.returncode == 2 and "damaged or not a cockpit checkpoint" in r.stderr and r.stderr.count("\n") == 1
+    assert len(r.stderr) < 300
     r = cockpit("complete", str(runs["conv"].path), "--step", "3", "--prompt", "x")
     assert r.returncode == 2 and "no checkpoint at step 3" in r.stderr and "available: 40, 50, 60" in r.stderr

@@ -12,6 +12,7 @@ from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake, Policy
 from cockpit.queue import Queue
 from cockpit.runs import RunError
+from cockpit.worker import live_workers
 from conftest import ROOT, cockpit
 from engine import events
 from engine.config import ConfigError
@@ -46,9 +47,9 @@ def test_queue_semantics(write_config, runs_dir):
     with pytest.raises(RunError, match="only failed, stopped, interrupted"):
         q.retry(a.id)
     q.set_paused(True)
-    assert q.pop_next() is None and ids(q) == [b.id, a.id, d.id]
+    assert q.next_ready() is None and ids(q) == [b.id, a.id, d.id]
     q.set_paused(False)
-    assert q.pop_next().id == b.id and ids(q) == [a.id, d.id]
+    assert q.next_ready().id == b.id and ids(q) == [a.id, d.id]
     statuses = [h["status"] for h in d.read_state().history]
     assert statuses == ["queued", "stopped", "queued"] and all("time" in h for h in d.read_state().history)
 
@@ -136,11 +137,11 @@ def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs
 
 def test_a_second_worker_for_the_same_device_says_so(runs_dir):
     first = start_worker(runs_dir)
-    wait_for(lambda: (runs_dir / ".cockpit" / "worker.json").exists())
+    wait_for(lambda: bool(live_workers(runs_dir)))
     r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=30)
-    assert r.returncode == 1 and "another worker" in r.stderr and "owns the CPU" in r.stderr
+    assert r.returncode == 2 and "another worker" in r.stderr and "owns the CPU" in r.stderr
 
 
 def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):

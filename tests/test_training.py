@@ -9,6 +9,7 @@ import pytest
 
 from cockpit.runs import create_run, prepare_resume
 from engine import events
+from engine.corpus import CorpusError
 from engine.rundir import RunDir
 
 
@@ -78,12 +79,17 @@ def test_bad_data_fails_before_training_and_touches_nothing_else(write_config, r
     (other / "state.json").write_text('{"status": "completed"}')
     before = {p: p.stat().st_mtime_ns for p in runs_dir.rglob("*")}
     missing = tmp_path / "nowhere.parquet"
-    rd = create_run(write_config("bad", {"data": {"path": str(missing)}}), runs_dir=runs_dir)
+    with pytest.raises(CorpusError, match="does not exist"):  # cheap to know: refused before a run exists
+        create_run(write_config("bad", {"data": {"path": str(missing)}}), runs_dir=runs_dir)
+    assert {p: p.stat().st_mtime_ns for p in runs_dir.rglob("*")} == before
+    blank = tmp_path / "blank.jsonl"  # only reading the text can tell: the engine fails with exit 2
+    blank.write_text('{"text": ""}\n' * 50)
+    rd = create_run(write_config("bad", {"data": {"path": str(blank)}}), runs_dir=runs_dir)
     result = engine_train(rd)
     assert result.returncode == 2
     state = rd.read_state()
-    assert state.status == "failed" and str(missing) in state.reason and "does not exist" in state.reason
-    assert str(missing) in result.stderr
+    assert state.status == "failed" and str(blank) in state.reason and "empty" in state.reason
+    assert str(blank) in result.stderr
     assert not rd.checkpoints.exists()
     assert {p: p.stat().st_mtime_ns for p in before} == before  # other runs untouched
     errors = [e for e in events.read_events(rd.events) if e.kind == events.ERROR]

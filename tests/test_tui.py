@@ -224,7 +224,7 @@ async def test_training_tab_follows_a_live_run(tmp_path):
     runs = tmp_path / "runs"
     rd = RunDir(runs / "live-1")
     rd.path.mkdir(parents=True)
-    rd.transition("running", pid=None, max_steps=1000)
+    rd.create_state("running", max_steps=1000)
     w = events.EventWriter(rd.events)
     w.emit(events.START, step=0, max_steps=1000, params=1000, model="tiny", device="cpu")
     app = CockpitApp(runs, tmp_path / "corpora", tab="training", tick_s=0.05)
@@ -246,7 +246,7 @@ async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         await wait_for(pilot, lambda: pane.data is not None, 10, "a load")
-        assert "not valid JSON" in pane.data.message
+        assert "state.json is damaged" in pane.data.message
         await on_screen(pilot, "damaged")
         shutil.rmtree(runs / conv)
         pane.show_run(conv)

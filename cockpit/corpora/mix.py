@@ -134,8 +134,12 @@ def check(spec: MixSpec) -> None:
     if out.exists() and not spec.force:
         raise MixError(f"{out}: already exists; choose another output or pass --force to replace it")
     for s in spec.sources:
-        if out.resolve() == Path(s.path).resolve() or out.resolve() in Path(s.path).resolve().parents:
+        src = Path(s.path).resolve()
+        if out.resolve() == src or out.resolve() in src.parents:
             raise MixError(f"{out}: the output may not be a source or contain one")
+        if src.is_dir() and src in out.resolve().parents:
+            raise MixError(f"{out}: is inside the source {s.path}, so the mix would become part of that corpus; "
+                           f"write it elsewhere (e.g. beside the source)")
 
 
 def _units(path: str) -> list[tuple[Path, int | None]]:
@@ -242,6 +246,9 @@ def plan_mix(spec: MixSpec, tok: Tokenizer, progress: Callable[[int], None] = la
     total = spec.tokens or min(int(s.available_tokens / s.ratio) for s in spec.sources)
     for s in spec.sources:
         s.target = round(s.ratio * total)
+        if s.target < 1:
+            raise MixError(f"source {s.path}: ratio {s.ratio:g} of {total:,} tokens is less than one token; "
+                           f"raise its ratio or --tokens, or leave the source out")
     short = [s for s in spec.sources if s.target > s.available_tokens]
     if short and not spec.allow_repeat:
         s = short[0]

@@ -50,7 +50,10 @@ class QueuePane(Pane):
     # -- data ---------------------------------------------------------------------------
     def load(self):
         q = Queue(self.runs_dir)
-        return run_rows(self.runs_dir, self.app.histories), q.paused, worker_status(q), control_files(q)
+        rows = run_rows(self.runs_dir, self.app.histories, queue=q)
+        if q.recovered:  # a damaged queue.json was recovered by this read: say so
+            self._to_ui(self.notify, q.recovered, severity="warning", timeout=15)
+        return rows, q.paused, worker_status(q), control_files(q)
 
     def show(self, data) -> None:
         rows, self.paused, worker, files = data
@@ -58,7 +61,8 @@ class QueuePane(Pane):
         line = Text()
         line.append("worker ", style="bold")
         if worker["alive"]:
-            line.append(f"alive (pid {worker['pid']})", style="green")
+            pids = ", ".join(str(w["pid"]) for w in worker["workers"])
+            line.append(f"alive (pid {pids})", style="green")
         else:
             line.append("not running (w starts one)", style="yellow")
         if self.paused:

@@ -9,13 +9,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cockpit.queue import Queue
-from cockpit.runs import list_runs
 from cockpit.history import Histories, eta_s
+from cockpit.queue import Queue
+from cockpit.runs import Listed, read_states
 from engine.config import ConfigError, RunConfig
-from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunState
-
-BROKEN = "broken"  # not a state a run can be in: its state.json could not be read
+from engine.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
 
 
 # how each state reads in the tables and panels
@@ -64,28 +62,19 @@ def run_config(rd: RunDir) -> RunConfig | None:
     return _configs[key]
 
 
-def read_states(runs_dir: Path) -> dict[str, tuple[RunDir, RunState | None]]:
-    """Every run with its state; None where state.json is not JSON (shown as damaged)."""
-    out = {}
-    for rd in list_runs(runs_dir):
-        try:
-            out[rd.id] = (rd, rd.read_state())
-        except ValueError:
-            out[rd.id] = (rd, None)
-    return out
-
-
-def run_rows(runs_dir: Path, histories: Histories, states: dict | None = None) -> list[RunRow]:
+def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | None = None,
+             queue: Queue | None = None) -> list[RunRow]:
     """Running runs, then the queue in order, then the rest, newest first."""
-    order = Queue(runs_dir).order
+    order = (queue or Queue(runs_dir)).order
     rows = []
-    for rd, state in (states or read_states(runs_dir)).values():
+    for listed in (states or read_states(runs_dir)).values():
+        rd, state = listed.rd, listed.state
         if state is None:
-            rows.append(RunRow(rd.id, BROKEN, reason=f"{rd.state_file}: not valid JSON"))
+            rows.append(RunRow(rd.id, BROKEN, reason=listed.problem))
             continue
         cfg = run_config(rd)
         row = RunRow(rd.id, state.status, step=state.step, max_steps=state.max_steps or (cfg.train.max_steps if cfg
-                     else 0), reason=state.reason, updated=state.history[-1]["time"] if state.history else 0.0,
+                     else 0), reason=state.reason, updated=state.updated,
                      size=f"{cfg.model.n_layer}L {cfg.model.d_model}d" if cfg else "?")
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         if rd.events.exists():

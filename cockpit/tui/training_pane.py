@@ -25,7 +25,7 @@ from cockpit.queue import Queue
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
 from cockpit.history import RunView, eta_s
 from cockpit.tui.pane import Pane, Readout
-from cockpit.tui.runs_table import BROKEN, read_states
+from cockpit.runs import read_states
 from engine.rundir import RUNNING
 
 VAL_LOSS = "train_benchmarks/loss"
@@ -188,8 +188,8 @@ class TrainingPane(Pane):
     # -- data (worker thread) -----------------------------------------------------------
     def load(self) -> TrainingData:
         states = read_states(self.runs_dir)
-        newest_first = sorted(states.values(), key=lambda e: -(e[1].history[-1]["time"] if e[1] and e[1].history else 0))
-        runs = [(rd.id, state.status if state else BROKEN) for rd, state in newest_first]
+        newest_first = sorted(states.values(), key=lambda x: -(x.state.updated if x.state else 0))
+        runs = [(x.rd.id, x.status) for x in newest_first]
         data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
         data.files["gpus"] = self._gpus(data.files.get("gpus") or {})
         run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
@@ -201,9 +201,9 @@ class TrainingPane(Pane):
             data.message = (f"{path}: no state.json, so this is not a run directory" if path.is_dir() else
                             f"{path}: the run directory is gone (deleted or moved); pick another run")
             return data
-        rd, state = states[run_id]
+        rd, state = states[run_id].rd, states[run_id].state
         if state is None:
-            data.message = f"{rd.state_file}: not valid JSON; the run directory is damaged"
+            data.message = f"{states[run_id].problem}; the run directory is damaged"
             return data
         h = self.app.histories.get(rd)
         h.poll()
@@ -214,7 +214,7 @@ class TrainingPane(Pane):
         for other in self.overlay:
             if other == run_id or other not in states:
                 continue
-            oh = self.app.histories.get(states[other][0])
+            oh = self.app.histories.get(states[other].rd)
             oh.poll()
             pts = oh.view(state=state, names=[VAL_LOSS]).series.get(VAL_LOSS)
             if pts:
