@@ -45,12 +45,19 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (what is wrong, and where the usage is), not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cockpit", description="Train small language models and watch them.")
+    p = Parser(prog="cockpit", description="Train small language models and watch them.")
     p.add_argument("--headless", action="store_true", help="no TUI: plain terminal output (for SSH, scripts)")
     p.add_argument("--runs-dir", default=None, help="where run directories live (default: ./runs or $COCKPIT_RUNS_DIR)")
     p.add_argument("--corpora-dir", default=None, help="the TUI's Corpora tab (default: ./corpora or $COCKPIT_CORPORA_DIR)")
-    sub = p.add_subparsers(dest="cmd")
+    sub = p.add_subparsers(dest="cmd", parser_class=Parser)
 
     r = sub.add_parser("run", help="queue a run and watch it in the TUI (--headless: train it here, plain output)")
     r.add_argument("config")

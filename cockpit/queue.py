@@ -126,8 +126,8 @@ class Queue:
             if problem:
                 data = self._recover(data, problem)
             yield data
-            if self.file.exists():
-                shutil.copyfile(self.file, self.backup)  # the previous queue, one edit behind
+            if self.file.exists():  # the previous queue, one edit behind (atomically: never half a backup)
+                atomic_write(self.backup, self.file.read_bytes())
             atomic_write(self.file, json.dumps(data, indent=1))
 
     @property

@@ -27,8 +27,8 @@ from engine.config import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_
                            parse_overrides, resolved_dict)
 from engine.corpus import preflight
 from engine.process import Proc, start_token
-from engine.rundir import (BROKEN, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, RunDir, RunMeta, RunState,
-                           StateError, new_run_id)
+from engine.rundir import (BROKEN, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
+                           RunState, StateError, new_run_id)
 
 
 class RunError(ValueError):
@@ -252,6 +252,8 @@ def record_engine_exit(rd: RunDir, code: int | None, launch: str | None = None) 
     def change(state: RunState) -> None:
         if state.status == RUNNING and (launch is None or state.launch == launch):
             status, reason = exit_reason(code, state.step)
+            if status == INTERRUPTED and state.stop_requested:  # it was asked to stop: do not resume it
+                status, reason = STOPPED, f"stopped ({reason})"
             state.move(status, reason + (f"; last log line: {context}" if context else ""), exit_code=code,
                        pid=None, pid_start=None, launch=None)
         elif code is not None and state.exit_code is None:

@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv)
     if args.cmd == "train":
+        from engine.stopflag import StopFlag
+
+        stop = StopFlag()  # before torch is imported: a stop during start-up is honoured, not fatal
         from engine.train import run
 
-        return run(args.run_dir)
+        return run(args.run_dir, stop)
     if args.cmd == "complete":
         from engine.complete import serve
 

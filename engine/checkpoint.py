@@ -50,15 +50,16 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> 
     path = directory / checkpoint_name(step)
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:  # a Python file: a failed write keeps its OSError (errno) in the chain
+            torch.save(payload, f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         atomic_write(directory / "latest", path.name + "\n")
     except (OSError, RuntimeError) as e:  # torch reports ENOSPC as RuntimeError from its zip writer
         last = latest_checkpoint(directory)
         kept = f"the checkpoint at {last.name} is kept" if last is not None else "no earlier checkpoint exists"
-        raise CheckpointError(f"{path}: could not be written ({_first_line(e)}); {kept}. "
+        raise CheckpointError(f"{path}: could not be written ({_os_reason(e)}); {kept}. "
                               f"Free disk space, then resume the run") from None
     finally:
         if tmp.exists():
@@ -129,6 +130,16 @@ def load_newest(directory: Path, map_location: str | torch.device = "cpu") -> Lo
         raise CheckpointError(f"{directory}: every checkpoint is damaged ({len(skipped)}: {skipped[0]}); "
                               f"the damaged files are kept as step_N.pt.damaged")
     return None
+
+
+def _os_reason(e: BaseException) -> str:
+    """The operating system's words for a failed write (torch wraps them in its own error)."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(e)
 
 
 def _first_line(e: BaseException) -> str:

@@ -7,7 +7,6 @@ each with a timestamp (and a reason), and it checkpoints on SIGTERM/SIGINT befor
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import traceback
@@ -17,6 +16,7 @@ from engine import checkpoint, events
 from engine.config import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from engine.corpus import CorpusError
 from engine.process import Proc
+from engine.stopflag import StopFlag
 from engine.rundir import (COMPLETED, FAILED, LAUNCH_ENV, RUNNING, STOPPED, RunDir, RunState, StateConflict,
                            StateError)
 from engine.tokenizers import TokenizerError
@@ -27,19 +27,6 @@ STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a k
 
 class StoppedBeforeStart(Exception):
     pass
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps, so a stop lands on a step
-    boundary and the checkpoint is exact."""
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.signal = signal.Signals(signum).name
 
 
 def log(msg: str) -> None:
@@ -83,9 +70,9 @@ def remove_stale_temporaries(rd: RunDir) -> None:
             pass
 
 
-def run(run_dir: str | Path) -> int:
+def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     rd = RunDir(run_dir)
-    stop = StopFlag()
+    stop = stop or StopFlag()
     me = Proc.me("engine")
     try:
         writer = events.EventWriter(rd.events)
@@ -105,7 +92,7 @@ def run(run_dir: str | Path) -> int:
         if bad_config is not None:
             raise bad_config
         writer.emit(events.STATUS, status=RUNNING, pid=me.pid)
-        if state.stop_requested:  # asked to stop before it could be signalled: no need to load anything
+        if state.stop_requested or stop.signal:  # asked to stop while starting: no need to load anything
             raise StoppedBeforeStart
         remove_stale_temporaries(rd)
         from engine.trainer import Trainer  # torch import after the state is visible

@@ -211,6 +211,25 @@ def test_mix_errors_and_force(corpora):
         parse_tokens("lots")
 
 
+def test_a_mix_inside_a_source_directory_is_refused(corpora):
+    """Before: it was written there and silently became part of that corpus."""
+    before = sorted(p.name for p in (corpora / "tinystories").iterdir())
+    with pytest.raises(MixError, match="inside the source .*tinystories, so the mix would become part of that"):
+        mixed(corpora, name="tinystories/mixed")
+    assert sorted(p.name for p in (corpora / "tinystories").iterdir()) == before
+    r = cockpit("corpora", "mix", str(corpora / "fineweb-edu" / "m"), "--source", f"{corpora / 'tinystories'}=0.5",
+                "--source", f"{corpora / 'fineweb-edu'}=0.5", "--tokenizer", "bytes")
+    assert r.returncode == 2 and "inside the source" in r.stderr and not (corpora / "fineweb-edu" / "m").exists()
+
+
+def test_a_share_too_small_for_one_token_is_a_clear_error(corpora):
+    """Before: the share rounded to 0 tokens and the sampler failed with 'Total of weights
+    must be greater than zero' once the other source was done."""
+    with pytest.raises(MixError, match=r"fineweb-edu: ratio 1e-09 of [\d,]+ tokens is less than one token"):
+        mixed(corpora, ts=1 - 1e-9, fw=1e-9, tokens=5000)
+    assert not (corpora / "mix").exists()
+
+
 def test_mix_from_a_spec_file_and_the_cli(corpora, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(f'out = "{corpora / "from_spec"}"\ntokenizer = "bytes"\ntokens = "20k"\nseed = 1\n'

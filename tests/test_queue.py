@@ -196,3 +196,85 @@ def test_gpu_monitor_without_nvidia_reports_instead_of_failing():
     assert isinstance(snap["gpus"], list)
     if not snap["available"]:
         assert snap["error"].startswith("NVML")
+
+
+# -- damage and faults -------------------------------------------------------------------------
+
+def test_a_damaged_queue_json_is_recovered_from_its_backup_and_reported(write_config, runs_dir):
+    """Before: it read as an empty queue and the next worker wrote it back empty, orphaning
+    every queued run."""
+    q = Queue(runs_dir)
+    a, b, c = q.add([str(write_config("q"))] * 3)
+    q.move(c.id, to=1)  # the backup now holds the order before this move
+    (runs_dir / ".cockpit" / "queue.json").write_text('{"order": ["' + c.id[:5])  # truncated
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "ls")
+    assert r.returncode == 0 and "queue.json was damaged" in r.stderr and "recovered 3 queued run(s)" in r.stderr
+    assert Queue(runs_dir).order == [a.id, b.id, c.id]  # the backup's order: one edit behind, nothing lost
+    kept = list((runs_dir / ".cockpit").glob("queue.json.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_text().startswith('{"order"')
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "ls")
+    assert "damaged" not in r.stderr  # said once, when it was recovered
+    assert cockpit("--runs-dir", str(runs_dir), "queue", "mv", c.id, "--to", "1").returncode == 0
+
+
+def test_without_a_backup_the_queue_is_rebuilt_from_the_queued_runs(write_config, runs_dir):
+    q = Queue(runs_dir)
+    a, b = q.add([str(write_config("q"))] * 2)
+    d = runs_dir / ".cockpit"
+    (d / "queue.json").write_bytes(b"\x00\xff garbage")
+    (d / "queue.json.bak").unlink(missing_ok=True)  # (a first edit has nothing to back up)
+    lines = []
+    assert Queue(runs_dir, warn=lines.append).order == [a.id, b.id]
+    assert len(lines) == 1 and "rebuilt the queue from 2 run(s) in state queued" in lines[0]
+
+
+def test_a_worker_never_empties_a_damaged_queue(write_config, runs_dir):
+    q = Queue(runs_dir)
+    q.set_paused(True)  # the worker reads the queue but starts nothing
+    runs = q.add([str(write_config("q"))] * 2)
+    (runs_dir / ".cockpit" / "queue.json").write_text("{")
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    assert r.returncode == 0 and "warning:" in r.stdout and "queue.json was damaged" in r.stdout
+    assert Queue(runs_dir).order == [rd.id for rd in runs]
+    assert cockpit("--runs-dir", str(runs_dir), "queue", "retry", runs[0].id).returncode == 2  # queued: no retry
+
+
+def test_queue_add_after_a_run_that_is_not_queued_creates_nothing(write_config, runs_dir):
+    """Before: the run directories were created, then the add failed: they stayed queued
+    without being in the queue, and never ran."""
+    q = Queue(runs_dir)
+    (a,) = q.add([str(write_config("q"))])
+    q.stop(a.id)
+    before = sorted(p.name for p in runs_dir.iterdir())
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(write_config("n")), "--after", a.id)
+    assert r.returncode == 2 and "is not queued" in r.stderr
+    assert sorted(p.name for p in runs_dir.iterdir()) == before and q.order == []
+
+
+def test_killing_the_engine_under_a_live_worker_marks_it_interrupted_and_resumes_it(write_config, runs_dir):
+    """Before: it was marked failed with the last log line as the reason, and never resumed."""
+    q = Queue(runs_dir)
+    (a,) = q.add([str(long_run(write_config))])
+    worker = start_worker(runs_dir, "--once")
+    wait_for(lambda: len(checkpoints_written(a)) >= 2)
+    os.kill(a.read_state().pid, signal.SIGKILL)
+    out, _ = worker.communicate(timeout=300)
+    assert worker.returncode == 0, out
+    state = a.read_state()
+    assert state.status == "completed" and state.step == 300
+    interrupted = [h for h in state.history if h["status"] == "interrupted"]
+    assert len(interrupted) == 1
+    reason = interrupted[0]["reason"]
+    assert reason.startswith("engine killed by signal 9 (SIGKILL) at step") and "; last log line:" in reason
+    assert "resumes from step" in out
+
+
+def test_an_interrupted_run_that_makes_no_progress_is_not_restarted_forever():
+    from cockpit.worker import should_resume
+    from engine.rundir import RunState
+
+    def state(*steps):
+        return RunState(status="interrupted", history=[{"status": "interrupted", "step": s} for s in steps])
+
+    assert should_resume(state(20)) and should_resume(state(20, 40))
+    assert not should_resume(state(20, 40, 40))  # died twice at the same checkpoint: a person decides

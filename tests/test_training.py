@@ -1,16 +1,20 @@
 """Training runs end to end in real engine subprocesses: exact resume, clean stops, bad data."""
 
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 
 from cockpit.runs import create_run, prepare_resume
 from engine import events
 from engine.corpus import CorpusError
 from engine.rundir import RunDir
+from conftest import cockpit
 
 
 def engine_train(rd: RunDir, timeout: int = 180) -> subprocess.CompletedProcess:
@@ -120,3 +124,86 @@ def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir)
     assert any(e.kind == events.SAMPLE and e.get("text") for e in evs)
     start = next(e for e in evs if e.kind == events.START)
     assert start.get("params") > 0 and start.get("device") == "cpu"
+
+
+# -- faults and fixes ----------------------------------------------------------------------------
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_says_so(write_config, runs_dir):
+    """Before: a long torch message, the recorded step reset to 0, the intact older files ignored."""
+    rd = create_run(write_config("ck", {"train": {"max_steps": 30, "checkpoint_every": 10},
+                                        "optim": {"decay_steps": 40}}), runs_dir=runs_dir)
+    assert engine_train(rd).returncode == 0 and rd.checkpoint_steps() == [10, 20, 30]
+    newest = rd.checkpoints / "step_0000030.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # killed mid-copy, say
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", rd.id, "--max-steps", "40")
+    assert r.returncode == 0, r.stderr
+    assert "warning:" in r.stdout and "step_0000030.pt: cannot be loaded" in r.stdout
+    assert "resuming from the newest intact checkpoint" in r.stdout
+    starts = [e for e in events.read_events(rd.events) if e.kind == events.START]
+    assert starts[-1].get("resumed_from") == 20
+    assert rd.read_state().status == "completed" and rd.read_state().step == 40
+    assert (rd.checkpoints / "step_0000030.pt.damaged").exists()  # kept for inspection, never chosen again
+
+
+def test_a_start_that_fails_on_checkpoints_never_lowers_the_recorded_step(write_config, runs_dir):
+    rd = create_run(write_config("ck", {"train": {"max_steps": 20, "checkpoint_every": 10}}), runs_dir=runs_dir)
+    assert engine_train(rd).returncode == 0 and rd.read_state().step == 20
+    for f in rd.checkpoints.glob("step_*.pt"):
+        f.write_bytes(b"PK\x03\x04 truncated")
+    prepare_resume(rd, max_steps=30, max_time=None)
+    result = engine_train(rd)
+    assert result.returncode == 2
+    state = rd.read_state()
+    assert state.status == "failed" and "every checkpoint is damaged" in state.reason and state.step == 20
+
+
+def test_a_diverged_run_fails_at_the_step_it_happens_and_keeps_the_last_good_checkpoint(write_config, runs_dir):
+    """Before: 'completed' with a NaN validation loss, or a failure that blamed sampling."""
+    cfg = write_config("nan", {"train": {"max_steps": 200, "checkpoint_every": 5},
+                               "optim": {"lr": 1e6, "warmup_steps": 0, "schedule": "constant"},
+                               "log": {"every": 50}, "eval": {"every": 0}})
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
+    assert r.returncode == 1 and "loss became" in r.stderr and r.stderr.count("\n") == 1
+    (rd,) = [RunDir(p) for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    state = rd.read_state()
+    m = re.search(r"loss became (nan|inf) at step (\d+) \((last finite loss [\d.]+ at step \d+|no finite loss "
+                  r"before it), lr 1e\+06\); (the last good checkpoint is step (\d+)|no checkpoint was written)",
+                  state.reason)
+    assert state.status == "failed" and m, state.reason
+    bad = int(m.group(2))
+    assert all(s < bad for s in rd.checkpoint_steps())  # nothing written after it went bad
+    assert state.step == (rd.checkpoint_steps() or [0])[-1]
+    assert bad < 200 and not any(e.kind == events.FINAL for e in events.read_events(rd.events))
+
+
+def test_stale_temporary_files_of_killed_writers_are_removed(write_config, runs_dir):
+    rd = create_run(write_config("tmp", {"train": {"max_steps": 10}}), runs_dir=runs_dir)
+    rd.checkpoints.mkdir()
+    stale = rd.checkpoints / ".step_0000010.pt.99999.tmp"
+    stale.write_bytes(b"\0" * 1_000_000)  # the 92-229 MB files of a killed checkpoint write, in small
+    old_state_tmp = rd.path / ".state.json.abc123.tmp"
+    old_state_tmp.write_text("{")
+    os.utime(old_state_tmp, (time.time() - 3600, time.time() - 3600))
+    result = engine_train(rd)
+    assert result.returncode == 0
+    assert not stale.exists() and not old_state_tmp.exists()
+    assert f"removed {stale.name}, a checkpoint write that never finished" in result.stdout
+
+
+def test_a_split_of_exactly_one_window_trains_and_the_last_window_is_sampled(tmp_path):
+    """Before: block_size + 1 tokens passed the check, then sampling failed; the last valid
+    window of a split was never drawn."""
+    from engine.trainer import window_count
+
+    assert window_count(33, 32) == 1  # block_size + 1 tokens: one window, at offset 0
+    g = torch.Generator().manual_seed(0)
+    drawn = set(torch.randint(window_count(34, 32), (200,), generator=g).tolist())
+    assert drawn == {0, 1}  # offset 1 = len - block_size - 1, the last window, is drawn
+
+
+def test_hidden_norm_is_logged_without_per_module_grad_norms(write_config, runs_dir):
+    rd = create_run(write_config("hn", {"log": {"grad_norms": False}}), runs_dir=runs_dir)
+    assert engine_train(rd).returncode == 0
+    step = next(e for e in events.read_events(rd.events) if e.kind == events.STEP)
+    assert step.metrics["debug/hidden_norm"] > 0
+    assert not any(k.startswith("debug/grad_norm/") for k in step.metrics)

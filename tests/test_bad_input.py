@@ -1,0 +1,193 @@
+"""Bad input, tried as a new user would (../shared/TRIED.md): every case is one clear line on
+stderr naming the file, key or value, exit status 2, and every run, queue entry and checkpoint
+that was there before is untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tomli_w
+
+from cockpit.queue import Queue
+from conftest import ROOT, TINY, cockpit, merge
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A runs directory with a finished run (checkpoints) and a queued one."""
+    root = tmp_path_factory.mktemp("bad")
+    runs = root / "runs"
+    cfg = root / "good.toml"
+    cfg.write_text(tomli_w.dumps(merge(TINY, {"train": {"max_steps": 10}})))
+    r = cockpit("--headless", "--runs-dir", str(runs), "run", str(cfg), "--name", "done")
+    assert r.returncode == 0, r.stderr
+    Queue(runs).add([str(cfg)], name="waiting")
+    return root
+
+
+def fingerprint(runs: Path) -> dict[str, str]:
+    """Every file under runs/ with its content hash, except the ones a read may refresh."""
+    out = {}
+    for p in sorted(runs.rglob("*")):
+        if p.is_file() and p.name not in (".lock", "queue.lock") and not p.name.endswith(".tmp"):
+            out[str(p.relative_to(runs))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def config(root: Path, name: str, extra: dict | None = None, text: str | None = None) -> str:
+    path = root / f"{name}.toml"
+    path.write_text(text if text is not None else tomli_w.dumps(merge(TINY, extra or {})))
+    return str(path)
+
+
+def data_file(root: Path, name: str, content: bytes) -> str:
+    path = root / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def parquet(root: Path, name: str, columns: dict, truncate: bool = False) -> str:
+    path = root / name
+    pq.write_table(pa.table(columns), path)
+    if truncate:
+        path.write_bytes(path.read_bytes()[:-40])
+    return str(path)
+
+
+def cases(root: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (cockpit arguments, what the one line must say)."""
+    no_data = root / "empty_dir"
+    no_data.mkdir(exist_ok=True)
+    (no_data / "readme.md").write_text("not a corpus")
+    data = lambda path: {"data": {"path": path}}  # noqa: E731
+    return {
+        "malformed TOML": (["queue", "add", config(root, "m", text="[model\nn_layer = 2")], "TOML syntax"),
+        "unknown key": (["queue", "add", config(root, "u", {"model": {"n_layers": 2}})], "did you mean 'n_layer'"),
+        "wrong type": (["queue", "add", config(root, "w", {"train": {"max_steps": "ten"}})], "expected an integer"),
+        "zero steps": (["queue", "add", config(root, "z", {"train": {"max_steps": 0}})], "[train] max_steps"),
+        "negative steps": (["queue", "add", config(root, "n", {"train": {"max_steps": -5}})], "[train] max_steps"),
+        "absurd steps": (["queue", "add", config(root, "g", {})], "must be between 1 and 1,000,000,000"),
+        "heads not dividing the width": (["queue", "add", config(root, "h", {"model": {"n_head": 5}})],
+                                         "not divisible by n_head"),
+        "infinite lr": (["queue", "add", config(root, "i", {"optim": {"lr": float("inf")}})],
+                        "expected a finite number"),
+        "no running-validation batches": (["queue", "add", config(root, "e", {"eval": {"batches": 0}})],
+                                          "[eval] batches"),
+        "missing config": (["queue", "add", str(root / "nope.toml")], "does not exist"),
+        "garbage --set": (["queue", "add", config(root, "s"), "--set", "max_steps"], "expected section.key=value"),
+        "unknown tokenizer": (["queue", "add", config(root, "t", {"data": {"tokenizer": "gtp2"}})], "gtp2"),
+        "missing data": (["--headless", "run", config(root, "md", data(str(root / "none.txt")))], "does not exist"),
+        "directory without data": (["--headless", "run", config(root, "dd", data(str(no_data)))],
+                                   "holds no .parquet, .jsonl or .txt"),
+        "empty data": (["--headless", "run", config(root, "ed", data(data_file(root, "e.txt", b"")))], "empty"),
+        "binary data": (["--headless", "run", config(root, "bd", data(data_file(root, "b.txt", bytes(range(256)) * 9)))],
+                        "not valid UTF-8"),
+        "non-UTF-8 data": (["--headless", "run", config(root, "nu", data(data_file(root, "l.txt", "é".encode("latin-1")
+                                                                                             * 900)))],
+                           "not valid UTF-8"),
+        "parquet without the text column": (["--headless", "run", config(root, "pc", data(parquet(
+            root, "c.parquet", {"body": ["x" * 100] * 20})))], "no 'text' column"),
+        "truncated parquet": (["--headless", "run", config(root, "pt", data(parquet(
+            root, "t.parquet", {"text": ["y" * 100] * 20}, truncate=True)))], "not a readable parquet file"),
+        "context longer than the corpus": (["--headless", "run", config(root, "cl", {
+            **data(data_file(root, "short.txt", b"a short corpus" * 4)), "model": {"block_size": 64}})],
+            "shorter than one context"),
+        "resume of a run that does not exist": (["--headless", "resume", "nope"], "no run 'nope'"),
+        "resume of a completed run": (["--headless", "resume", "done"], "already trained 10/10 steps"),
+        "completion without a checkpoint": (["complete", "waiting", "--prompt", "x"], "no checkpoint yet"),
+        "bench with zero steps": (["bench", "train", config(root, "b"), "--steps", "0"], "must be at least 1"),
+        "--gpus without that GPU": (["worker", "--gpus", "7"], "GPU"),
+        "garbage --gpus": (["worker", "--gpus", "a,b"], "give distinct GPU indices"),
+    }
+
+
+CASES = ["malformed TOML", "unknown key", "wrong type", "zero steps", "negative steps", "absurd steps",
+         "heads not dividing the width", "infinite lr", "no running-validation batches", "missing config",
+         "garbage --set", "unknown tokenizer", "missing data", "directory without data", "empty data", "binary data",
+         "non-UTF-8 data", "parquet without the text column", "truncated parquet", "context longer than the corpus",
+         "resume of a run that does not exist", "resume of a completed run", "completion without a checkpoint",
+         "bench with zero steps", "--gpus without that GPU", "garbage --gpus"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_damages_nothing(workspace, case):
+    runs = workspace / "runs"
+    args, expected = cases(workspace)[case]
+    if case == "absurd steps":
+        args = args + ["--set", "train.max_steps=99999999999999999"]
+    before = fingerprint(runs)
+    order = Queue(runs).order
+    r = cockpit("--runs-dir", str(runs), *args, env={"COCKPIT_FAKE_GPUS": "2"} if "GPU" in case else None)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert expected in r.stderr, r.stderr
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+    after = fingerprint(runs)
+    # what was there is untouched; a run the engine refused is a new, failed directory beside it
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert Queue(runs).order == order
+
+
+def test_a_run_id_from_a_300_character_name_is_cut_to_fit(write_config, runs_dir):
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(write_config("n")), "--name", "x" * 300)
+    assert r.returncode == 0, r.stderr
+    (run,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    assert len(run.name) <= 80 and run.name.startswith("xxxx")
+
+
+def test_runs_dir_that_is_a_file_is_one_line(write_config, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("")
+    for args in (["status"], ["queue", "add", str(write_config("q"))], ["queue", "ls"]):
+        r = cockpit("--runs-dir", str(f), *args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is a file, not a directory" in r.stderr
+
+
+def _limit_file_size(limit: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_failing_writes_are_one_line_and_leave_the_queue_as_it_was(write_config, runs_dir):
+    """A full disk, here as a file-size limit: writes fail with an OSError as they would."""
+    q = Queue(runs_dir)
+    q.add([str(write_config("first"))])
+    before = fingerprint(runs_dir)
+    for args in (["queue", "add", str(write_config("second"))], ["queue", "pause"]):
+        r = subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), *args], cwd=ROOT,
+                           capture_output=True, text=True, preexec_fn=_limit_file_size(16))
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr and "File too large" in r.stderr
+        assert fingerprint(runs_dir) == before  # no half-created run, the queue as it was
+
+
+def test_a_failing_checkpoint_write_is_one_line_and_the_run_fails_cleanly(write_config, runs_dir, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("small corpus for a failing disk. " * 200)
+    cfg = write_config("disk", {"data": {"path": str(corpus)}, "train": {"max_steps": 10, "checkpoint_every": 5}})
+    r = subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "--headless", "run", str(cfg)],
+                       cwd=ROOT, capture_output=True, text=True, preexec_fn=_limit_file_size(150_000),
+                       env={**os.environ, "COCKPIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "could not be written (File too large)" in r.stderr and "no earlier checkpoint exists" in r.stderr
+    (run,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    assert not list((run / "checkpoints").glob("*.tmp")) and not list((run / "checkpoints").glob("*.pt"))
+
+
+def test_a_closed_pipe_ends_quietly(write_config, runs_dir):
+    Queue(runs_dir).add([str(write_config("q"))] * 40)
+    r = subprocess.run(f"{sys.executable} -m cockpit --runs-dir {runs_dir} queue ls | head -1", shell=True, cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.stdout.startswith("queue") and r.stderr == ""
+    r = subprocess.run(f"{sys.executable} -m cockpit --runs-dir {runs_dir} status | head -1", shell=True, cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.stdout.startswith("worker") and r.stderr == ""
