@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from cockpit.runs import (RunError, check_config, create_run, engine_alive, find_run, read_state, read_states,
-                          signal_engine, starting)
+                          record_engine_exit, signal_engine, starting)
 from engine.rundir import (COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunMeta, StateConflict,
                            StateError, atomic_write)
 
@@ -243,6 +243,9 @@ class Queue:
 
     def retry(self, ref: str) -> RunDir:
         rd = self.run(ref)
+        state = read_state(rd)
+        if state.status == RUNNING and not engine_alive(rd, state) and not starting(state):
+            record_engine_exit(rd, None, state.launch)  # its engine is gone: interrupted, then queued
         try:
             rd.transition(QUEUED, expected=RETRYABLE, stop_requested=False)
         except StateConflict:

@@ -204,15 +204,13 @@ def test_ctrl_c_interrupts_a_generation_and_keeps_the_session(runs):
     term.type("one\n###\n")
     term.read_until(lambda s: len(s) > 400)
     term.type("\x03")
-    time.sleep(1.0)
-    assert term.proc.poll() is None  # still there, back at the prompt
-    term.buf = b""
+    # the session survives: the next prompt (read once the stopped generation has drained) is answered
     term.type("two\n@@@\n")
-    assert term.read_until(lambda s: s.count("| ") >= 3).count("| ") >= 3
+    assert term.read_until(lambda s: "| " in s.split("two")[-1] and s.count("| ") >= 3, timeout=180).count("| ") >= 3
+    assert term.proc.poll() is None
     term.type("\x03")  # interrupt that one too, then leave with Ctrl-D
-    time.sleep(0.5)
     term.type("\x04")
-    assert term.proc.wait(timeout=20) == 0
+    assert term.proc.wait(timeout=180) == 0
 
 
 def test_missing_and_corrupt_checkpoints_are_clear_errors(runs, tmp_path):

@@ -208,6 +208,8 @@ def test_signals_never_reach_a_process_that_reused_a_dead_engines_pid(write_conf
         r = cockpit("--runs-dir", str(runs_dir), "queue", "rm", rd.id)
         assert r.returncode == 2 and "engine is gone" in r.stderr
         assert stranger.poll() is None  # alive and untouched
+        r = cockpit("--runs-dir", str(runs_dir), "status")
+        assert "ENGINE GONE" in r.stdout and "ETA" not in r.stdout.split("ENGINE GONE")[0].splitlines()[-1]
         r = cockpit("--runs-dir", str(runs_dir), "--headless", "resume", rd.id, "--max-steps", "3")
         assert r.returncode == 0, r.stderr  # the stale record is taken over, the stranger left alone
         assert stranger.poll() is None
@@ -215,6 +217,15 @@ def test_signals_never_reach_a_process_that_reused_a_dead_engines_pid(write_conf
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_retry_of_a_run_whose_engine_and_worker_died_queues_it_again(write_config, runs_dir):
+    (rd,) = queued_runs(write_config, runs_dir, 1)
+    rd.transition(RUNNING, expected="queued", pid=999999, pid_start="0:1", owner=Proc(999998, "x", "worker").to_dict())
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "retry", rd.id)
+    assert r.returncode == 0, r.stderr
+    assert [h["status"] for h in rd.read_state().history] == ["queued", "running", "interrupted", "queued"]
+    assert Queue(runs_dir).order == [rd.id]
 
 
 def test_process_identity_is_pid_and_start_time():

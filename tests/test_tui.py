@@ -22,7 +22,12 @@ from tests.conftest import ROOT, TINY, cockpit, merge
 pytestmark = pytest.mark.slow
 
 
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+# Waits end as soon as their condition holds; the bound only decides when to give up, and a
+# loaded 2-core machine (CI, a user's laptop training beside the tests) needs a generous one.
+PATIENCE = 180.0
+
+
+async def wait_for(pilot, condition, what: str = "condition", timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -30,7 +35,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
         await pilot.pause(0.1)
 
 
-async def on_screen(pilot, *texts: str, timeout: float = 10.0) -> str:
+async def on_screen(pilot, *texts: str, timeout: float = PATIENCE) -> str:
     """Wait until every text is on the screen (a repaint may trail the data); return the screen."""
     deadline = time.monotonic() + timeout
     while True:
@@ -144,15 +149,15 @@ async def test_queue_tab_queues_a_config_and_watches_the_worker_finish_it(write_
         assert "does not exist" in str(app.screen.query_one("#prompt-error").render())
         app.screen.query_one("#prompt-input").value = str(config)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: [r.status for r in pane.rows] == ["queued"], 20, "the queued row")
+        await wait_for(pilot, lambda: [r.status for r in pane.rows] == ["queued"], "the queued row")
         assert pane.rows[0].position == 1 and pane.rows[0].size == "2L 32d"
         await pilot.press("w")  # a real `cockpit worker --once` in its own session
-        await wait_for(pilot, lambda: pane.rows and pane.rows[0].status == "completed", 180, "the run to finish")
+        await wait_for(pilot, lambda: pane.rows and pane.rows[0].status == "completed", "the run to finish")
         assert pane.rows[0].step == 10
         await on_screen(pilot, "completed")
         await pilot.press("enter")  # watch it: the Training tab opens on this run
         await wait_for(pilot, lambda: app.active_tab == "training" and app.pane("training").data is not None
-                       and app.pane("training").data.view is not None, 20, "the training view")
+                       and app.pane("training").data.view is not None, "the training view")
         assert app.pane("training").data.view.id == pane.rows[0].id
 
 
@@ -163,24 +168,24 @@ async def test_queue_keys_move_pause_stop_retry_and_remove(write_config, tmp_pat
     app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
     async with app.run_test(size=(120, 30)) as pilot:
         pane = app.pane("queue")
-        await wait_for(pilot, lambda: len(pane.rows) == 3, 20, "three rows")
+        await wait_for(pilot, lambda: len(pane.rows) == 3, "three rows")
         assert pane.selected_id() == ids[0]
         await pilot.press("J")  # move the first one down
-        await wait_for(pilot, lambda: q.order == [ids[1], ids[0], ids[2]], 10, "the move")
+        await wait_for(pilot, lambda: q.order == [ids[1], ids[0], ids[2]], "the move")
         await pilot.press("p")
-        await wait_for(pilot, lambda: q.paused, 10, "pause")
-        await wait_for(pilot, lambda: "QUEUE PAUSED" in str(pane.query_one("#queue-status").render()), 10, "the paused banner")
-        await wait_for(pilot, lambda: pane.selected_id() == ids[0], 10, "the cursor to follow the run")
+        await wait_for(pilot, lambda: q.paused, "pause")
+        await wait_for(pilot, lambda: "QUEUE PAUSED" in str(pane.query_one("#queue-status").render()), "the paused banner")
+        await wait_for(pilot, lambda: pane.selected_id() == ids[0], "the cursor to follow the run")
         await pilot.press("s")  # stop a queued run: out of the queue, state stopped
-        await wait_for(pilot, lambda: RunDir(runs / ids[0]).read_state().status == "stopped", 10, "stop")
+        await wait_for(pilot, lambda: RunDir(runs / ids[0]).read_state().status == "stopped", "stop")
         assert ids[0] not in q.order
-        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "stopped" for r in pane.rows), 10, "row")
+        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "stopped" for r in pane.rows), "row")
         await pilot.pause(0.3)
         table = pane.query_one("#queue-table")
         table.move_cursor(row=table.get_row_index(ids[0]))
         await pilot.press("r")  # retry: queued again
-        await wait_for(pilot, lambda: ids[0] in q.order, 10, "retry")
-        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "queued" for r in pane.rows), 10, "row")
+        await wait_for(pilot, lambda: ids[0] in q.order, "retry")
+        await wait_for(pilot, lambda: any(r.id == ids[0] and r.status == "queued" for r in pane.rows), "row")
         table.move_cursor(row=table.get_row_index(ids[2]))
         await pilot.press("x")  # remove asks first
         await pilot.press("n")
@@ -188,7 +193,7 @@ async def test_queue_keys_move_pause_stop_retry_and_remove(write_config, tmp_pat
         assert (runs / ids[2]).exists()
         await pilot.press("x")
         await pilot.press("y")
-        await wait_for(pilot, lambda: not (runs / ids[2]).exists(), 10, "removal")
+        await wait_for(pilot, lambda: not (runs / ids[2]).exists(), "removal")
         assert ids[2] not in q.order
 
 
@@ -200,9 +205,9 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
     app = CockpitApp(runs, tmp_path / "corpora", tab="training", run=conv, tick_s=0.1)
     async with app.run_test(size=(140, 40)) as pilot:
         pane = app.pane("training")
-        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.final, 20, "the history")
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.final, "the history")
         loss = pane.query_one("#chart-loss")
-        await wait_for(pilot, lambda: "train" in loss.lines, 10, "the loss chart")
+        await wait_for(pilot, lambda: "train" in loss.lines, "the loss chart")
         assert set(loss.lines) == {"train", "val"}
         assert loss.lines["train"][0][-1] == 30  # drawn to the last step
         grads = pane.query_one("#chart-grad").lines
@@ -212,11 +217,11 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
         await pilot.pause(0.2)
         app.screen.query_one("#compare-list").select(plain)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: f"{plain} val" in loss.lines, 10, "the overlay")
+        await wait_for(pilot, lambda: f"{plain} val" in loss.lines, "the overlay")
         ours, theirs = loss.lines["val"], loss.lines[f"{plain} val"]
         assert theirs[0] == ours[0] and theirs[1] != ours[1]  # same eval steps, another run's losses
         await pilot.press("full_stop")  # next run
-        await wait_for(pilot, lambda: pane.data.view.id != conv, 10, "the next run")
+        await wait_for(pilot, lambda: pane.data.view.id != conv, "the next run")
 
 
 async def test_training_tab_follows_a_live_run(tmp_path):
@@ -232,10 +237,10 @@ async def test_training_tab_follows_a_live_run(tmp_path):
         pane = app.pane("training")
         for step in range(1, 301):
             w.emit(events.STEP, step=step, max_steps=1000, metrics={"train/loss": 6 - step / 100, "train/step_ms": 10})
-        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, 10, "step 300")
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, "step 300")
         await on_screen(pilot, "300/1,000", "0:00:07")  # ETA: 700 steps x 10 ms
         loss = pane.query_one("#chart-loss")
-        await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, 5, "the chart")
+        await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, "the chart")
 
 
 async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):
@@ -245,15 +250,15 @@ async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path)
     app = CockpitApp(runs, tmp_path / "corpora", tab="training", run=plain, tick_s=0.1)
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
-        await wait_for(pilot, lambda: pane.data is not None, 10, "a load")
+        await wait_for(pilot, lambda: pane.data is not None, "a load")
         assert "state.json is damaged" in pane.data.message
         await on_screen(pilot, "damaged")
         shutil.rmtree(runs / conv)
         pane.show_run(conv)
-        await wait_for(pilot, lambda: "gone" in pane.data.message, 10, "the gone message")
+        await wait_for(pilot, lambda: "gone" in pane.data.message, "the gone message")
         await on_screen(pilot, "the run directory is gone")
         await pilot.press("2")  # the queue lists the broken run with its reason
-        await wait_for(pilot, lambda: any(r.status == "broken" for r in app.pane("queue").rows), 10, "queue")
+        await wait_for(pilot, lambda: any(r.status == "broken" for r in app.pane("queue").rows), "queue")
 
 
 # -- completion ---------------------------------------------------------------------------
@@ -261,7 +266,7 @@ async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path)
 async def completion_for(pilot, run: str):
     """The Completion tab once its run list has loaded, with ``run`` chosen."""
     pane = pilot.app.pane("completion")
-    await wait_for(pilot, lambda: pane._runs, 10, "the run list")
+    await wait_for(pilot, lambda: pane._runs, "the run list")
     pane.query_one("#comp-run").value = run
     return pane
 
@@ -277,12 +282,12 @@ async def test_completion_tab_generates_text_and_conviction_rows_and_stops(train
         await pilot.click("#comp-prompt")
         await pilot.press(*"Once upon")
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 60,
+        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")),
                        "a text completion")
         assert pane.completion
         await on_screen(pilot, "Once upon")
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")), 30,
+        await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")),
                        "conviction rows")
         assert 1 <= len(pane.rows) <= 24
         assert all(0.0 <= c <= 1.0 for _, c in pane.rows)
@@ -295,15 +300,15 @@ async def test_completion_tab_generates_text_and_conviction_rows_and_stops(train
         pane.query_one("#comp-topk").value = "1"
         for _ in range(3):
             await pilot.press("ctrl+g")
-            await wait_for(pilot, lambda: len(pane.completion) > 5, 30, "tokens to stream")
+            await wait_for(pilot, lambda: len(pane.completion) > 5, "tokens to stream")
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not pane.generating, 30, "the stop")
+            await wait_for(pilot, lambda: not pane.generating, "the stop")
             if not pane.status.startswith("end of text"):
                 break
         assert pane.status.startswith("stopped")
         proc = pane.client.proc
         assert proc.poll() is None
-    assert proc.wait(timeout=10) is not None  # leaving the app ends the completion process
+    assert proc.wait(timeout=120) is not None  # leaving the app ends the completion process
 
 
 async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
@@ -317,13 +322,13 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         assert "top-k >= 0" in pane.status and not pane.generating
         pane.query_one("#comp-topk").value = "5"
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: pane.status.startswith("error") and not pane.generating, 60, "the error")
+        await wait_for(pilot, lambda: pane.status.startswith("error") and not pane.generating, "the error")
         assert "without [conviction]" in pane.status
         await pilot.click("#comp-prompt")
         await pilot.press("2")  # typing in the prompt ...
         assert app.active_tab == "completion" and pane.query_one("#comp-prompt").text.endswith("2")
         await pilot.press("escape", "2")  # ... until escape leaves it: then 2 is the Queue tab
-        await wait_for(pilot, lambda: app.active_tab == "queue", 5, "the Queue tab")
+        await wait_for(pilot, lambda: app.active_tab == "queue", "the Queue tab")
         await pilot.pause(0.5)
         assert app.active_tab == "queue" and app.focused is app.pane("queue").query_one("#queue-table")  # and stays
 
@@ -344,7 +349,7 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
     app = CockpitApp(tmp_path / "runs", corpora, tab="corpora", tokenizer="bytes", tick_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.pane("corpora")
-        await wait_for(pilot, lambda: len(pane.items) == 2 and not pane.needs_count() and not pane.counting, 30,
+        await wait_for(pilot, lambda: len(pane.items) == 2 and not pane.needs_count() and not pane.counting,
                        "the automatic count")
         alpha = next(i for i in pane.items if i.name == "alpha")
         assert alpha.tokens["bytes"] == count_file(corpora / "alpha" / "a.jsonl", "bytes").tokens
@@ -356,16 +361,16 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
         form.query_one("#mix-out").value = str(corpora / "mixed")
         form.query_one("#mix-tokens").value = "2K"
         await pilot.press("f5")
-        await wait_for(pilot, lambda: "would hold" in str(form.query_one("#mix-result").render()), 30, "preview")
+        await wait_for(pilot, lambda: "would hold" in str(form.query_one("#mix-result").render()), "preview")
         assert "2,000 bytes tokens" in str(form.query_one("#mix-result").render())
         assert not (corpora / "mixed").exists()  # a preview writes nothing
         await pilot.press("f6")
-        await wait_for(pilot, lambda: "wrote" in str(form.query_one("#mix-result").render()), 60, "the mix")
+        await wait_for(pilot, lambda: "wrote" in str(form.query_one("#mix-result").render()), "the mix")
         assert (corpora / "mixed" / "mix.toml").exists()
         await pilot.press("f6")  # a second write refuses to replace the first
-        await wait_for(pilot, lambda: "already exists" in str(form.query_one("#mix-result").render()), 10, "refusal")
+        await wait_for(pilot, lambda: "already exists" in str(form.query_one("#mix-result").render()), "refusal")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: any(i.name == "mixed" for i in pane.items), 10, "the new corpus listed")
+        await wait_for(pilot, lambda: any(i.name == "mixed" for i in pane.items), "the new corpus listed")
 
 
 # -- help and palette ---------------------------------------------------------------------

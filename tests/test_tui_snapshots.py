@@ -93,24 +93,36 @@ def app_for(tab: str, **kwargs) -> CockpitApp:
 
 
 async def settle(pilot) -> None:
-    """Wait until the tab has loaded (and counted) and the screen is still."""
+    """Wait until the tab has loaded (and counted), every chart shows its latest picture and
+    nothing is left running: conditions, not fixed pauses, so a loaded machine only takes longer."""
+    from cockpit.tui.training_pane import Chart
+
     app = pilot.app
     pane = app.pane(app.active_tab)
-    for _ in range(200):
-        busy = getattr(pane, "counting", False) or any(w.is_running for w in app.workers)
-        if pane.polls >= 2 and not busy:
-            break
-        await pilot.pause(0.05)
+
+    def quiet() -> bool:
+        busy = getattr(pane, "counting", False) or getattr(pane, "charts_behind", False) or \
+            any(w.is_running for w in app.workers)
+        return pane.polls >= 2 and not busy and not any(c.pending for c in app.query(Chart))
+
+    async def until_quiet() -> None:
+        deadline = time.monotonic() + 180
+        while not quiet():
+            assert time.monotonic() < deadline, "the app did not settle"
+            await pilot.pause(0.05)
+
+    await until_quiet()
     # a blinking cursor would make the picture depend on timing: the prompt gives its focus to
     # the run picker (the tab's keys still show), the inputs stop blinking
     if app.active_tab == "completion":
         app.query_one("#comp-run").focus()
     for field in app.query("Input"):
         field.cursor_blink = False
-    await pilot.pause(1.2)  # charts draw at most once a second
+    await pilot.pause(0.1)
+    await until_quiet()  # a resize or the focus change may have asked for new pictures
     app.clear_notifications()  # toasts come and go with time
     await pilot.pause(0.1)
-    await pilot.pause(0.1)
+    await until_quiet()
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -125,6 +137,10 @@ def test_training_overlay_layout(workspace, snap_compare):
         pane = pilot.app.pane("training")
         pane.overlay = ["swiglu-20261101-130000"]
         pane.show_run("baseline-20261101-120000")
+        deadline = time.monotonic() + 180
+        while not (pane.data and "swiglu-20261101-130000" in pane.data.overlays):  # a poll with the overlay
+            assert time.monotonic() < deadline, "the overlay never loaded"
+            await pilot.pause(0.05)
         await settle(pilot)
 
     assert snap_compare(app_for("training"), terminal_size=SIZES["large"], run_before=overlay)

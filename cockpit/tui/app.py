@@ -98,9 +98,13 @@ class CockpitApp(App):
 
         def focus() -> None:
             # only if the tab is still the one shown: TabbedContent shows the tab of whatever
-            # gets focus, so a late focus into a tab just left would switch back to it
-            if self.active_tab == tab:
-                widget.focus()
+            # gets focus, so a late focus into a tab just left would switch back to it; and not
+            # if focus is already inside the tab (a late call must not take it from a field)
+            if self.active_tab != tab:
+                return
+            if self.focused is not None and self.pane(tab) in self.focused.ancestors_with_self:
+                return
+            widget.focus()
 
         focus() if now else self.call_after_refresh(focus)
 

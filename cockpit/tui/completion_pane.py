@@ -207,7 +207,8 @@ class CompletionPane(Pane):
         else:
             out = Text.assemble((prompt, "dim"), (self.completion, "bold"))
         self.query_one("#comp-text", Static).update(out)
-        self.query_one("#comp-output", VerticalScroll).scroll_end(animate=False)
+        # after the new text is laid out: scrolling now would stop at the old end
+        self.call_after_refresh(self.query_one("#comp-output", VerticalScroll).scroll_end, animate=False)
 
     def _set_status(self, text: str, style: str) -> None:
         self.status = text

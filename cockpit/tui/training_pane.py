@@ -61,6 +61,7 @@ class Chart(Widget):
         self.draws = 0  # pictures finished and shown
         self._picture: list[Strip] = []
         self._generation = 0
+        self._shown_generation = 0
 
     def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False) -> None:
         self.lines = {k: v for k, v in lines.items() if v[0]}
@@ -108,8 +109,14 @@ class Chart(Widget):
         if generation != self._generation:
             return  # a newer picture is on its way; this one is stale
         self._picture = picture
+        self._shown_generation = generation
         self.draws += 1
         self.refresh()
+
+    @property
+    def pending(self) -> bool:
+        """A picture was asked for and is not on screen yet (tests wait on this)."""
+        return self._shown_generation != self._generation
 
     def render_line(self, y: int) -> Strip:
         line = self._picture[y] if y < len(self._picture) else Strip.blank(self.size.width)
@@ -250,6 +257,12 @@ class TrainingPane(Pane):
         changed = v is not None and (v.events, tuple(data.overlays)) != self._drawn_events
         if changed and time.monotonic() - self._drawn_at >= CHART_INTERVAL_S or (v is None and self._drawn_events):
             self._draw(data)
+
+    @property
+    def charts_behind(self) -> bool:
+        """The data changed since the charts were drawn (a redraw waits for its slot; tests wait on this)."""
+        v = self.data.view if self.data else None
+        return v is not None and (v.events, tuple(self.data.overlays)) != self._drawn_events
 
     def _update_runs(self, runs: list[tuple[str, str]], current: str | None) -> None:
         select = self.query_one("#train-run", Select)
