@@ -77,10 +77,10 @@ def cmd_queue(args) -> int:
         else:
             print("queue is PAUSED" if st["paused"] else "queue", f"({len(st['queue'])} queued)")
             for r in st["running"]:
-                print(f"  running  {r['id']}  step {r['step']}/{r['max_steps']}")
+                print(f"  running  {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}")
             for item in st["queue"]:
                 waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
-                print(f"  {item['position']:>7}  {item['id']}{waiting}")
+                print(f"  {item['position']:>7}  {item['id']}  {item['model']}{waiting}")
     elif c == "mv":
         print(f"{args.run} is now at position {q.move(args.run, args.to, args.up, args.down)}")
     elif c == "stop":

@@ -154,6 +154,24 @@ def read_states(runs_dir: Path) -> dict[str, Listed]:
     return out
 
 
+_configs: dict[tuple[Path, int], RunConfig | None] = {}
+
+
+def run_config(rd: RunDir) -> RunConfig | None:
+    """A run's resolved.toml, read again only when it changes (the tabs ask every second);
+    None when it is missing or broken."""
+    try:
+        key = (rd.resolved, rd.resolved.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _configs:
+        try:
+            _configs[key] = rd.read_config()
+        except ConfigError:
+            _configs[key] = None
+    return _configs[key]
+
+
 # -- processes ------------------------------------------------------------------------------
 
 def engine_alive(rd: RunDir, state: RunState) -> bool:

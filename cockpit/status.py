@@ -8,8 +8,9 @@ from pathlib import Path
 
 from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
-from cockpit.runs import Listed, engine_alive, read_states, starting
+from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.worker import live_workers
+from engine.kinds import model_label
 from engine.rundir import QUEUED, RUNNING
 
 
@@ -20,6 +21,12 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def run_label(rd) -> str:
+    """The run's shape and kinds, '4L×128 mla+moe4x2' (from resolved.toml, cached)."""
+    cfg = run_config(rd)
+    return model_label(cfg.model) if cfg is not None else "?"
+
+
 def run_progress(listed: Listed) -> dict:
     """Step/total, last loss and ETA from the run's newest step event; whether its engine
     is really there."""
@@ -27,7 +34,7 @@ def run_progress(listed: Listed) -> dict:
     h = RunHistory(rd)
     h.poll()
     out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps,
-           "pid": state.pid, "slot": state.slot, "owner": state.owner}
+           "pid": state.pid, "slot": state.slot, "owner": state.owner, "model": run_label(rd)}
     if "train/step_ms" in h.latest:  # only step events carry it
         out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get("train/loss"))
         out["eta_s"] = eta_s(out["step"], out["max_steps"], h.latest)
@@ -61,7 +68,7 @@ def collect(runs_dir: Path, warn=None) -> dict:
     queued = []
     for i, run_id in enumerate(data["order"], 1):
         x = listed.get(run_id)
-        item = {"position": i, "id": run_id, "status": x.status if x else "?"}
+        item = {"position": i, "id": run_id, "status": x.status if x else "?", "model": run_label(x.rd) if x else "?"}
         if x is not None and x.state is not None and x.status == QUEUED:
             waiting = q.waiting_for(x.rd)
             if waiting:
@@ -106,13 +113,13 @@ def render(st: dict) -> str:
             lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
                          f"a worker marks it interrupted and resumes it")
         else:
-            lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  {loss}  ETA {eta(r.get('eta_s'))}"
-                         f"{where}")
+            lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  {loss}  "
+                         f"ETA {eta(r.get('eta_s'))}{where}")
     if not st["running"]:
         lines.append("running    -")
     lines.append(f"queue      {len(st['queue'])} run(s)")
-    lines += [f"  {q['position']:>3}. {q['id']}" + (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "")
-              for q in st["queue"]]
+    lines += [f"  {q['position']:>3}. {q['id']}  {q['model']}" +
+              (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "") for q in st["queue"]]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
     lines += [f"gpu {x}" for x in gpu_lines(st["gpus"])]

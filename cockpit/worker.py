@@ -93,6 +93,7 @@ class Worker:
         self.file = workers_dir(runs_dir) / f"{self.me.pid}.json"
         self._locks = []
         self._recovered_at = 0.0
+        self.recovered = 0.0  # wall time of the last recovery pass, in the worker's file
 
     # -- ownership ----------------------------------------------------------------------
     def check_gpus(self) -> None:
@@ -134,6 +135,7 @@ class Worker:
         """Adopt the live engines of a dead worker of our slots; mark runs whose engine is
         gone (and whose owner is gone) interrupted and put them at the front of the queue."""
         self._recovered_at = time.monotonic()
+        self.recovered = time.time()
         resume = []
         for listed in read_states(self.runs_dir).values():
             rd, state = listed.rd, listed.state
@@ -282,5 +284,6 @@ class Worker:
     def write_status(self, alive: bool) -> None:
         atomic_write(self.file, json.dumps({
             "proc": self.me.to_dict(), "pid": self.me.pid, "alive": alive, "heartbeat": time.time(),
+            "recovered": self.recovered,
             "slots": [{"slot": s.name, "run": s.rd.id if s.rd else None,
                        "pid": (s.proc.pid if s.proc else s.state.pid if s.state else None)} for s in self.slots]}))

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.kinds import (DEFAULT_KIND, FAMILIES, AttentionSpec, BlockSpec, DenseSpec, FFNSpec, MHASpec, PreNormSpec,
+                          kind_of_key, spec_keys)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -40,20 +43,17 @@ def _choices(*values: str, doc: str = "") -> Any:
     return {"choices": values, "doc": doc}
 
 
+def _family(name: str, default: Any) -> Any:
+    return field(default_factory=default, metadata={"family": name})
+
+
 @dataclass
 class ModelConfig:
     n_layer: int = 4
     d_model: int = 128
-    n_head: int = 4
+    n_head: int = 4  # the attention geometry every kind reads (diff/dint pair heads: n_head / 2 of them)
     head_dim: int = 0  # 0: d_model // n_head; any other value decouples head size from width
     block_size: int = 128  # context length in tokens
-    d_ff: int = 0  # 0: mlp_ratio * d_model
-    mlp_ratio: float = 4.0
-    activation: str = field(
-        default="gelu",
-        metadata=_choices("relu", "relu2", "gelu", "gelu_tanh", "gelu_sigmoid", "silu", "solu"),
-    )
-    gated: bool = False  # SwiGLU = gated + silu, GEGLU = gated + gelu
     bias: bool = True
     norm: str = field(default="layernorm", metadata=_choices("layernorm", "rmsnorm"))
     qk_norm: bool = False
@@ -61,12 +61,17 @@ class ModelConfig:
     rope_base: float = 10000.0
     dropout: float = 0.0
     logit_softcap: float = 0.0  # 0 disables; else logits = c * tanh(logits / c)
+    output: str = field(default="softmax", metadata=_choices("softmax", "stablemax"))  # the next-token distribution
     init: str = field(default="scaled", metadata=_choices("scaled", "zero_out", "normal"))
     init_std: float = 0.02
     residual_scale: float = 1.0  # x + residual_scale * branch(x)
     tie_embeddings: bool = True
     output_projection: bool = False  # d x d linear between the last hidden state and the LM head
     output_projection_norm: bool = False  # a norm after the output projection
+    # the kinds: a table with `kind` and that kind's keys, or just the kind's name
+    attention: AttentionSpec = _family("attention", MHASpec)
+    ffn: FFNSpec = _family("ffn", DenseSpec)
+    block: BlockSpec = _family("block", PreNormSpec)
 
 
 @dataclass
@@ -94,7 +99,7 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = field(default="adamw", metadata=_choices("adamw", "muon"))
+    name: str = field(default="adamw", metadata=_choices("adamw", "muon", "ivon"))
     lr: float = 1e-3
     min_lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
@@ -107,6 +112,13 @@ class OptimConfig:
     wte_lr_scale: float = 1.0  # learning-rate multiplier for the token embedding
     muon_lr: float = 0.02
     muon_momentum: float = 0.95
+    orthograd: bool = False  # ⊥Grad: step on the gradient's part orthogonal to the weight, rescaled to its norm
+    # IVON (Shen et al. 2024, the ivon-opt package): a variational posterior over the weights
+    ivon_ess: float = 0.0  # effective sample size; 0: the number of training tokens
+    ivon_hess_init: float = 0.1
+    ivon_beta2: float = 0.99999
+    ivon_weight_decay: float = 1e-6  # IVON's prior precision (it plays weight decay's part)
+    ivon_mc_samples: int = 1  # posterior samples (forward and backward passes) per step
 
 
 @dataclass
@@ -119,6 +131,7 @@ class EvalConfig:
     sample_prompt: str = ""
     temperature: float = 0.8
     top_k: int = 50
+    posterior_samples: int = 0  # IVON: also score the final pass with probabilities averaged over this many weight samples
 
 
 @dataclass
@@ -162,7 +175,7 @@ class RunConfig:
 
     @property
     def d_ff(self) -> int:
-        return self.model.d_ff or int(round(self.model.mlp_ratio * self.model.d_model))
+        return self.model.ffn.width(self.model)
 
     @property
     def decay_steps(self) -> int:
@@ -227,6 +240,8 @@ def _unknown_key(source: str, where: str, key: str, known: list[str]) -> ConfigE
 
 
 def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
+    """A dataclass from a TOML table, every key checked; nested dataclass fields are tables of
+    their own, and fields of a kind family dispatch on their ``kind``."""
     if not isinstance(table, dict):
         raise ConfigError(source, f"[{section}]", f"found {table!r}, expected a table")
     hints = typing.get_type_hints(cls)
@@ -235,7 +250,16 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
     for key, value in table.items():
         where = f"[{section}] {key}"
         if key not in fields:
+            if cls is ModelConfig and (hint := _kind_key_hint(key)):
+                raise ConfigError(source, where, f"unknown key; {hint}")
             raise _unknown_key(source, where, key, list(fields))
+        family = fields[key].metadata.get("family")
+        if family:
+            kwargs[key] = _build_kind(family, value, f"{section}.{key}", source)
+            continue
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build_section(hints[key], value, f"{section}.{key}", source)
+            continue
         value = _coerce(value, hints[key], where, source)
         choices = fields[key].metadata.get("choices")
         if choices and value not in choices:
@@ -248,8 +272,68 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
     return cls(**kwargs)
 
 
+def _build_kind(family: str, value: Any, section: str, source: str) -> Any:
+    """``[model.attention] kind = "mla"`` plus that kind's keys, or just ``attention = "mla"``."""
+    kinds = FAMILIES[family]
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        raise ConfigError(source, f"[{section}]", f"found {value!r}, expected a table with kind = one of "
+                                                  f"{', '.join(kinds)}, or just the kind's name")
+    kind = value.get("kind", DEFAULT_KIND[family])
+    if kind not in kinds:
+        close = difflib.get_close_matches(str(kind), list(kinds), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(source, f"[{section}] kind", f"found '{kind}', allowed: {', '.join(kinds)}{hint}")
+    cls = kinds[kind]
+    for key in value:
+        if key not in spec_keys(cls) and (owners := kind_of_key(family, key)):
+            raise ConfigError(source, f"[{section}] {key}", f"not a key of kind '{kind}'; it belongs to "
+                                                            f"{' and '.join(repr(k) for k in owners)} (set kind)")
+    return _build_section(cls, value, section, source)
+
+
+def _kind_key_hint(key: str) -> str:
+    """Where a key given in [model] lives now: a kind's table ([model.ffn] activation)."""
+    for family, kinds in FAMILIES.items():
+        names = sorted({k for cls in kinds.values() for k in spec_keys(cls)} - {"kind"})
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+        if close:
+            owners = kind_of_key(family, close[0])
+            kind = "" if len(owners) == len(kinds) else f" (kind {' or '.join(repr(o) for o in owners)})"
+            return f"did you mean [model.{family}] {close[0]}{kind}?"
+    return ""
+
+
+# Keys that moved when attention and feed-forward became kinds: [model] activation is now
+# [model.ffn] activation. Configs and resolved.toml files written before still load.
+MOVED_KEYS = {"activation": "ffn", "gated": "ffn", "d_ff": "ffn", "mlp_ratio": "ffn"}
+
+
+def migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Old-style keys to their new place, in place (a key given in both places is an error)."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return data
+    for key, family in MOVED_KEYS.items():
+        if key not in model:
+            continue
+        table = model.get(family, {})
+        if isinstance(table, str):
+            table = {"kind": table}
+        if not isinstance(table, dict):
+            continue  # reported when the table is built
+        if key in table:
+            raise ConfigError(source, f"[model] {key}", f"also given as [model.{family}] {key}; keep the "
+                                                        f"[model.{family}] one ([model] {key} is the old place)")
+        table[key] = model.pop(key)
+        model[family] = table
+    return data
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfig:
     """Build and check a RunConfig from parsed TOML. Raises ConfigError on the first problem."""
+    migrate(data, source)
     sections: dict[str, Any] = {}
     for name, table in data.items():
         if name not in _SECTION_TYPES:
@@ -297,13 +381,19 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
-    """Apply '--set section.key=value' overrides in place."""
+    """Apply '--set a.b.c=value' overrides in place, at any depth (model.attention.kind=mla)."""
     for dotted, value in parse_overrides(overrides).items():
-        section, key = dotted.split(".", 1)
-        data.setdefault(section, {})
-        if not isinstance(data[section], dict):
-            raise ConfigError("--set", dotted, f"[{section}] is not a table")
-        data[section][key] = value
+        *path, key = dotted.split(".")
+        table = data
+        for i, part in enumerate(path):
+            nxt = table.get(part, {})
+            if isinstance(nxt, str) and i > 0:  # a kind given by name (attention = "mla") becomes its table
+                nxt = {"kind": nxt}
+            if not isinstance(nxt, dict):
+                raise ConfigError("--set", dotted, f"[{'.'.join(path[:i + 1])}] is not a table")
+            table[part] = nxt
+            table = nxt
+        table[key] = value
 
 
 def check(cfg: RunConfig, source: str = "<config>") -> None:
@@ -324,8 +414,8 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     )
     need(m.pos != "rope" or cfg.head_dim % 2 == 0, "[model] head_dim",
          f"RoPE needs an even head size, found {cfg.head_dim}")
-    need(m.d_ff >= 0, "[model] d_ff", f"found {m.d_ff}, must be >= 0 (0 = mlp_ratio * d_model)")
-    need(m.mlp_ratio > 0, "[model] mlp_ratio", f"found {m.mlp_ratio}, must be > 0")
+    for spec in (m.attention, m.ffn, m.block):
+        spec.check(m, need)
     need(0.0 <= m.dropout < 1.0, "[model] dropout", f"found {m.dropout}, must be in [0, 1)")
     need(m.logit_softcap >= 0, "[model] logit_softcap", f"found {m.logit_softcap}, must be >= 0 (0 disables)")
     need(m.init_std > 0, "[model] init_std", f"found {m.init_std}, must be > 0")
@@ -371,8 +461,18 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     need(o.weight_decay >= 0, "[optim] weight_decay", f"found {o.weight_decay}, must be >= 0")
     need(o.wte_lr_scale > 0, "[optim] wte_lr_scale", f"found {o.wte_lr_scale}, must be > 0")
     need(o.muon_lr > 0, "[optim] muon_lr", f"found {o.muon_lr}, must be > 0")
+    if o.name == "ivon":
+        need(o.ivon_ess >= 0, "[optim] ivon_ess", f"found {o.ivon_ess}, must be >= 0 (0 = training tokens)")
+        need(o.ivon_hess_init > 0, "[optim] ivon_hess_init", f"found {o.ivon_hess_init}, must be > 0")
+        need(0 < o.ivon_beta2 < 1, "[optim] ivon_beta2", f"found {o.ivon_beta2}, must be in (0, 1)")
+        need(o.ivon_weight_decay >= 0, "[optim] ivon_weight_decay", f"found {o.ivon_weight_decay}, must be >= 0")
+        need(o.ivon_mc_samples >= 1, "[optim] ivon_mc_samples", f"found {o.ivon_mc_samples}, must be >= 1")
+        need(t.precision != "fp16", "[train] precision",
+             "IVON averages gradients across posterior samples itself; use bf16 or fp32, not fp16 with a grad scaler")
+        need(not o.orthograd, "[optim] orthograd", "⊥Grad wraps a gradient-based step; IVON samples weights "
+                                                  "around its own mean, so the two do not compose")
 
-    for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k"):
+    for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k", "posterior_samples"):
         need(getattr(e, key) >= 0, f"[eval] {key}", f"found {getattr(e, key)}, must be >= 0")
     need(e.batches > 0 or e.every == 0, "[eval] batches",
          f"found 0 with every = {e.every}; a running validation needs at least one batch (or set every = 0)")
@@ -389,6 +489,6 @@ def resolved_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config with defaults and derived values filled in, as written to resolved.toml."""
     data = to_dict(cfg)
     data["model"]["head_dim"] = cfg.head_dim
-    data["model"]["d_ff"] = cfg.d_ff
+    data["model"]["ffn"]["d_ff"] = cfg.d_ff
     data["optim"]["decay_steps"] = cfg.decay_steps
     return data

@@ -41,7 +41,7 @@ def sample_tokens(model: GPT, prompt: list[int], max_new: int, temperature: floa
         if top_k > 0:
             kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
+        probs = model.probs(logits)  # softmax, or StableMax for a model trained with it
         nxt = int(torch.multinomial(probs, 1, generator=generator).item())
         ids.append(nxt)
         pending = [nxt]

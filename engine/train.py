@@ -236,7 +236,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         log(reason)
         return STOPPED, reason, trainer.step
     if e.final:
-        res = trainer.evaluate(trainer.full_val_offsets(), conviction_stats=True)
+        res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)
         final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}
         writer.emit(events.FINAL, step=trainer.step, metrics=final)
         wandb.log(final, trainer.step)

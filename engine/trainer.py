@@ -16,10 +16,11 @@ import torch
 from engine.config import RunConfig, resolved_dict
 from engine.device import autocast_context, peak_flops, pick_device
 from engine.generate import sample_tokens
+from engine.kinds import count_params, model_label
 from engine.model import build_model
-from engine.optim import build_optimizers, lr_factor
+from engine.model.heads import Features
+from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
 from engine.shards import load_tokens
-from engine.stats import auroc, spearman
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
 MAX_STAT_TOKENS = 2_000_000
@@ -30,12 +31,16 @@ class EvalResult:
     loss: float
     bpb: float
     tokens: int
-    conviction: dict[str, float] | None = None  # informativeness of the conviction head
+    heads: dict[str, dict[str, float]] | None = None  # each named head's statistics (conviction: AUROC...)
+    extra: dict[str, float] | None = None  # e.g. IVON's posterior-predictive loss
 
     def metrics(self, namespace: str) -> dict[str, float]:
         out = {f"{namespace}/loss": self.loss, f"{namespace}/bpb": self.bpb}
-        for key, value in (self.conviction or {}).items():
-            out[f"{namespace}/conviction_{key}"] = value
+        for head, stats in (self.heads or {}).items():
+            for key, value in stats.items():
+                out[f"{namespace}/{head}_{key}"] = value
+        for key, value in (self.extra or {}).items():
+            out[f"{namespace}/{key}"] = value
         return out
 
 
@@ -52,6 +57,39 @@ def group_norm(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
+class StepHook:
+    """Something that happens around every optimizer step, whatever the model: before the step
+    (gradients final: clipped, unscaled) and after it (weights updated). Stages, auxiliary-loss
+    schedules and adapters add their own."""
+
+    def before_step(self, trainer: "Trainer") -> None:
+        pass
+
+    def after_step(self, trainer: "Trainer") -> None:
+        pass
+
+
+class OrthoGradHook(StepHook):
+    def before_step(self, trainer):
+        orthogonalize_grads(trainer.params)
+
+
+class ModelAfterStep(StepHook):
+    """The model's own after-step work (nGPT: back onto the sphere)."""
+
+    def after_step(self, trainer):
+        trainer.raw_model.after_step()
+
+
+def step_hooks(cfg: RunConfig, model) -> list[StepHook]:
+    hooks: list[StepHook] = []
+    if cfg.optim.orthograd:
+        hooks.append(OrthoGradHook())
+    if getattr(model, "ngpt", False):
+        hooks.append(ModelAfterStep())
+    return hooks
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print):
         self.cfg = cfg
@@ -64,14 +102,15 @@ class Trainer:
         self.tokenizer = self.data.tokenizer
         self.raw_model = build_model(cfg, self.data.vocab_size).to(self.device)
         self.model = torch.compile(self.raw_model) if t.compile else self.raw_model
-        self.opt = build_optimizers(self.raw_model, cfg, self.device.type)
+        self.opt = build_optimizers(self.raw_model, cfg, self.device.type, train_tokens=len(self.data.train))
+        self.hooks = step_hooks(cfg, self.raw_model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.autocast = lambda: autocast_context(self.device, t.precision)
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
         self.step = 0
         self.tokens_seen = 0
         self.has_conviction = self.raw_model.conviction_head is not None
-        self._interval = {k: torch.zeros((), device=self.device) for k in self.interval_keys()}
+        self._interval: dict[str, torch.Tensor] = {"train/loss": torch.zeros((), device=self.device)}
         self._interval_steps = 0
         self.groups = self.raw_model.module_groups()
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
@@ -109,30 +148,32 @@ class Trainer:
     def train_step(self, want_metrics: bool = False, grad_norms: bool = True
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimizer step. ``want_metrics``: this is a log step (hidden-state norm, global
-        grad norm); ``grad_norms``: also the per-module gradient norms."""
+        grad norm, the model's named metrics); ``grad_norms``: also the per-module gradient norms."""
         t = self.cfg.train
         self.opt.set_lr(lr_factor(self.cfg, self.step))
+        progress = self.step / t.max_steps
         loss_sum = torch.zeros((), device=self.device)
         metrics: dict[str, torch.Tensor] = {}
-        for micro in range(t.grad_accum):
-            x, y = self.batch(self.data.train, self.next_offsets())
-            with self.autocast():
-                out = self.model(x, y)
-            loss = out.loss / t.grad_accum
-            self.scaler.scale(loss).backward()
-            loss_sum += loss.detach()
-            self._interval["debug/ce_loss"] += out.ce_loss.detach() / t.grad_accum
-            if out.conviction_loss is not None:
-                self._interval["debug/conviction_loss"] += out.conviction_loss.detach() / t.grad_accum
-            if want_metrics and micro == t.grad_accum - 1:
-                metrics["debug/hidden_norm"] = out.hidden.detach().float().norm(dim=-1).mean()
-        if t.grad_clip > 0 or want_metrics:
-            for opt in self.opt.optimizers:
-                self.scaler.unscale_(opt)
-        if t.grad_clip > 0:
-            total = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
-        elif want_metrics:
-            total = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
+        batches = [self.batch(self.data.train, self.next_offsets()) for _ in range(t.grad_accum)]
+        share = 1.0 / (t.grad_accum * samples)
+        for sample in range(samples):
+            last_sample = sample == samples - 1
+            with self.opt.sampling():
+                if sample:
+                    self.opt.zero_grad()  # IVON has taken the previous sample's gradient
+                for micro, (x, y) in enumerate(batches):
+                    last = last_sample and micro == t.grad_accum - 1
+                    with self.autocast():
+                        out = self.model(x, y, progress=progress, metrics=want_metrics and last)
+                    self.scaler.scale(out.loss / t.grad_accum).backward()
+                    loss_sum += out.loss.detach() * share
+                    for name, value in out.losses.items():
+                        self._accumulate(f"debug/{name}_loss", value.detach() * share)
+                    if want_metrics and last:
+                        metrics["debug/hidden_norm"] = out.hidden.detach().float().norm(dim=-1).mean()
+                        metrics.update({f"debug/{k}": v for k, v in out.metrics.items()})
+                total = self._before_step(want_metrics)
         if want_metrics:
             metrics["train/grad_norm"] = total
             for name, params in self.groups.items() if grad_norms else ():
@@ -143,12 +184,36 @@ class Trainer:
             self.scaler.step(opt)
         self.scaler.update()
         self.opt.zero_grad()
+        for hook in self.hooks:
+            hook.after_step(self)
         self.step += 1
         self.tokens_seen += self.cfg.tokens_per_step
         self._interval["train/loss"] += loss_sum
         self._interval_steps += 1
         self._track_divergence(loss_sum)
         return loss_sum, metrics
+
+    def _before_step(self, want_metrics: bool) -> torch.Tensor | None:
+        """Unscale, clip, measure and transform the gradients (inside IVON's sampling context:
+        it collects them as it leaves)."""
+        t = self.cfg.train
+        if t.grad_clip > 0 or want_metrics or self.cfg.optim.orthograd:
+            for opt in self.opt.optimizers:
+                self.scaler.unscale_(opt)
+        total = None
+        if t.grad_clip > 0:
+            total = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+        elif want_metrics:
+            total = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        for hook in self.hooks:
+            hook.before_step(self)
+        return total
+
+    def _accumulate(self, name: str, value: torch.Tensor) -> None:
+        acc = self._interval.get(name)
+        if acc is None:
+            acc = self._interval[name] = torch.zeros((), device=self.device)
+        acc += value
 
     def _track_divergence(self, loss: torch.Tensor) -> None:
         self._step_t += 1
@@ -170,10 +235,6 @@ class Trainer:
     def lr_factor(self, step: int) -> float:
         return lr_factor(self.cfg, step)
 
-    def interval_keys(self) -> list[str]:
-        keys = ["train/loss", "debug/ce_loss"]
-        return keys + ["debug/conviction_loss"] if self.has_conviction else keys
-
     def interval_means(self) -> dict[str, float]:
         """Mean losses since the last call (one host sync), then start a new interval."""
         n = max(1, self._interval_steps)
@@ -189,41 +250,52 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, offsets: torch.Tensor, conviction_stats: bool = False) -> EvalResult:
+    def evaluate(self, offsets: torch.Tensor, head_stats: bool = False, posterior_samples: int = 0) -> EvalResult:
         """Loss and bits per byte over the windows at ``offsets`` of the validation split; with
-        ``conviction_stats``, also how informative the conviction head is there."""
+        ``head_stats``, each named head's statistics there; with ``posterior_samples`` (IVON), also
+        the loss of the posterior predictive (probabilities averaged over sampled weights)."""
         model = self.raw_model  # eager: eval batch shapes differ and must not trigger recompiles
         model.eval()
         nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        post_nats = torch.zeros((), dtype=torch.float64, device=self.device)
         nbytes = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
-        collect = conviction_stats and self.has_conviction
-        conv, correct, token_loss = [], [], []
+        heads = {n: h for n, h in model.heads.items() if head_stats}
+        outputs: dict[str, list] = {n: [] for n in heads}
+        correct, token_loss = [], []
         B = self.cfg.train.batch_size
+        posterior = posterior_samples if self.opt.ivon else 0
         for i in range(0, len(offsets), B):
             x, y = self.batch(self.data.val, offsets[i: i + B])
             with self.autocast():
                 out = model(x)
             logits = out.logits.float()
-            per_token = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1),
-                                                          reduction="none")
+            per_token = model.token_losses(logits, y)
             nats += per_token.sum().double()
             nbytes += self.byte_lengths[y].sum()
             count += y.numel()
-            if collect and count <= MAX_STAT_TOKENS:
-                conv.append(out.conviction.reshape(-1).cpu())
+            if heads and count <= MAX_STAT_TOKENS:
+                feats = Features(out.hidden, out.lm_input, model.lm_head.weight)
+                for name, head in heads.items():
+                    outputs[name].append(head.output(feats).reshape(-1).float().cpu())
                 correct.append((logits.argmax(-1) == y).reshape(-1).cpu())
-                token_loss.append(per_token.cpu())
+                token_loss.append(per_token.reshape(-1).cpu())
+            if posterior:
+                probs = torch.zeros_like(logits)
+                for _ in range(posterior):
+                    with self.opt.optimizers[0].sampled_params(train=False), self.autocast():
+                        probs += model.probs(model(x).logits.float())
+                picked = (probs / posterior).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+                post_nats -= torch.log(picked.clamp_min(1e-30)).sum().double()
         model.train()
         loss = nats.item() / max(1, count)
         bpb = nats.item() / math.log(2) / max(1, int(nbytes.item()))
-        stats = None
-        if collect and conv:
-            c = torch.cat(conv).numpy()
-            stats = {"auroc_top1": auroc(c, torch.cat(correct).numpy()),
-                     "spearman_loss": spearman(c, torch.cat(token_loss).numpy()),
-                     "mean": float(c.mean())}
-        return EvalResult(loss, bpb, count, stats)
+        stats = {}
+        if heads and correct:
+            c, l = torch.cat(correct).numpy(), torch.cat(token_loss).numpy()
+            stats = {name: heads[name].eval_stats(torch.cat(v).numpy(), c, l) for name, v in outputs.items()}
+        extra = {"posterior_loss": post_nats.item() / max(1, count)} if posterior else None
+        return EvalResult(loss, bpb, count, stats or None, extra)
 
     def full_val_offsets(self) -> torch.Tensor:
         """Non-overlapping windows over the whole validation split (capped by final_max_batches)."""
@@ -275,6 +347,7 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         m = self.cfg.model
+        counts = count_params(m, self.tokenizer.vocab_size, self.has_conviction)
         return {
             "params": self.raw_model.num_params(),
             "params_non_embedding": self.raw_model.num_params(non_embedding=True),
@@ -283,12 +356,19 @@ class Trainer:
             "compile": self.cfg.train.compile,
             "tokenizer": self.tokenizer.name,
             "vocab_size": self.tokenizer.vocab_size,
-            "model": f"{m.n_layer}L d{m.d_model} {m.n_head}h x{self.cfg.head_dim} ff{self.cfg.d_ff} "
-                     f"{m.activation}{' gated' if m.gated else ''} {m.norm} pos={m.pos} ctx={m.block_size}",
+            "label": model_label(m),
+            "kinds": {"attention": m.attention.kind, "ffn": m.ffn.kind, "block": m.block.kind},
+            "model": f"{model_label(m)}: {m.n_head}h x{self.cfg.head_dim} {m.attention.kind} attention "
+                     f"({m.attention.pattern}), {m.ffn.kind} ffn {self.cfg.d_ff} {m.ffn.activation}"
+                     f"{' gated' if m.ffn.gated else ''}, {m.block.kind} blocks, {m.norm} pos={m.pos} "
+                     f"ctx={m.block_size}",
+            "params_expected": counts["total"],
+            "kv_cache_per_token": m.n_layer * m.attention.cache_per_token(m),
             "tokens_per_step": self.cfg.tokens_per_step,
             "train_tokens": len(self.data.train),
             "val_tokens": len(self.data.val),
             "flops_per_token": self.flops_per_token,
             "peak_flops": self.peak_flops,
             "peak_source": self.peak_source,
+            "optimizer": self.cfg.optim.name + (" + orthograd" if self.cfg.optim.orthograd else ""),
         }

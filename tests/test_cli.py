@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from conftest import ROOT, cockpit
+from conftest import PATIENCE, ROOT, cockpit
 from engine import events
 from engine.config import config_from_dict, tomllib
 from engine.model import build_model
@@ -83,7 +83,7 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 0, err
     rd = only_run(runs_dir)
     state = rd.read_state()

@@ -17,7 +17,7 @@ import tomli_w
 
 from cockpit.complete_cli import conviction_row
 from cockpit.runs import create_run
-from conftest import TINY, cockpit, merge
+from conftest import PATIENCE, TINY, cockpit, merge
 from engine.rundir import RunDir
 
 # whitespace of every kind in a memorizable pattern: the model will generate it
@@ -83,7 +83,7 @@ def test_protocol_round_trip_same_seed_and_cancel(runs):
     s.send(op="fly")
     assert s.read()["type"] == "error"
     s.send(op="quit")
-    assert s.proc.wait(timeout=10) == 0
+    assert s.proc.wait(timeout=PATIENCE) == 0
 
 
 def test_no_conviction_head_is_one_line_and_text_still_works(runs):
@@ -93,7 +93,7 @@ def test_no_conviction_head_is_one_line_and_text_still_works(runs):
     (err,) = s.until_done()
     assert err["type"] == "error" and "not available for this run" in err["message"]
     s.proc.stdin.close()
-    assert s.proc.wait(timeout=10) == 0
+    assert s.proc.wait(timeout=PATIENCE) == 0
     # in a session, @@@ says so on stderr and the session goes on with the next prompt
     r = cockpit("complete", str(runs["plain"].path), input="one\n@@@\none\n###\n", env={"NO_COLOR": ""})
     assert r.returncode == 0
@@ -165,7 +165,7 @@ class Terminal:
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
 
-    def read_until(self, predicate, timeout: float = 60) -> str:
+    def read_until(self, predicate, timeout: float = PATIENCE) -> str:
         deadline = time.time() + timeout
         while time.time() < deadline and not predicate(self.buf.decode(errors="replace")):
             ready, _, _ = select.select([self.master], [], [], 0.2)
@@ -195,7 +195,7 @@ def test_conviction_and_text_modes_on_a_terminal_with_colours(runs):
     assert grey_prompt in out  # the prompt, echoed in dark grey, then the completion as plain text
     assert out.split(grey_prompt)[-1].replace("\r\n", "\n") == completion
     term.type("\x04")  # Ctrl-D ends the program
-    assert term.proc.wait(timeout=20) == 0
+    assert term.proc.wait(timeout=PATIENCE) == 0
 
 
 def test_ctrl_c_interrupts_a_generation_and_keeps_the_session(runs):
@@ -206,11 +206,11 @@ def test_ctrl_c_interrupts_a_generation_and_keeps_the_session(runs):
     term.type("\x03")
     # the session survives: the next prompt (read once the stopped generation has drained) is answered
     term.type("two\n@@@\n")
-    assert term.read_until(lambda s: "| " in s.split("two")[-1] and s.count("| ") >= 3, timeout=180).count("| ") >= 3
+    assert term.read_until(lambda s: "| " in s.split("two")[-1] and s.count("| ") >= 3, timeout=PATIENCE).count("| ") >= 3
     assert term.proc.poll() is None
     term.type("\x03")  # interrupt that one too, then leave with Ctrl-D
     term.type("\x04")
-    assert term.proc.wait(timeout=180) == 0
+    assert term.proc.wait(timeout=PATIENCE) == 0
 
 
 def test_missing_and_corrupt_checkpoints_are_clear_errors(runs, tmp_path):

@@ -27,7 +27,7 @@ def test_defaults_load_and_resolve_derived_values(tmp_path):
 def test_unknown_key_names_file_section_key_and_suggests(tmp_path):
     p = write(tmp_path, "[model]\nactivaton = 'gelu'\n")
     msg = error_of(p)
-    assert str(p) in msg and "[model] activaton" in msg and "did you mean 'activation'" in msg
+    assert str(p) in msg and "[model] activaton" in msg and "did you mean [model.ffn] activation?" in msg
 
 
 def test_unknown_section_is_an_error(tmp_path):

@@ -13,7 +13,7 @@ from cockpit.corpora.count import count_file
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, meta_path, read_meta
 from cockpit.corpora.mix import MixError, MixSpec, Source, load_spec, mix, parse_tokens
 from cockpit.corpora.size import list_corpora
-from conftest import cockpit
+from conftest import PATIENCE, cockpit
 from engine.config import DataConfig
 from engine.shards import load_tokens
 from engine.stories import generate_stories
@@ -127,7 +127,7 @@ def test_two_size_commands_at_once_leave_a_whole_meta_with_both_counts(corpora):
     procs = [subprocess.Popen([sys.executable, "-m", "cockpit", "corpora", "size", f, *extra],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for extra in (["--tokenizer", "bytes"], ["--use-token-count-column"])]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert [p.wait(timeout=PATIENCE) for p in procs] == [0, 0]
     meta = read_meta(corpora / "fineweb-edu" / "000_00000.parquet", "text")
     assert set(meta.tokens) == {"bytes", TOKEN_COUNT_COLUMN}
 

@@ -6,17 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import RunConfig
+from engine.config import RunConfig, config_from_dict
 from engine.model import build_model
 from engine.model.mlp import GeluSigmoid, ReLU2, SoLU
 from engine.model.positions import Rotary
 
 
 def make(vocab: int = 64, **model) -> tuple[RunConfig, nn.Module]:
-    cfg = RunConfig()
-    base = dict(n_layer=2, d_model=32, n_head=4, block_size=16)
-    for k, v in {**base, **model}.items():
-        setattr(cfg.model, k, v)
+    """A tiny model from [model] keys, old-style ones (activation, d_ff...) included: they go
+    through the config loader and its migration, as a user's file does."""
+    cfg = config_from_dict({"model": {"n_layer": 2, "d_model": 32, "n_head": 4, "block_size": 16, **model}})
     torch.manual_seed(0)
     return cfg, build_model(cfg, vocab)
 

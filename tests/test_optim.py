@@ -87,3 +87,69 @@ def test_muon_rejects_non_matrices():
 
     with _pytest.raises(ValueError, match="2-D"):
         Muon([torch.nn.Parameter(torch.zeros(4))])
+
+
+def test_muon_never_gets_experts_routers_or_scales():
+    from engine.config import config_from_dict
+    from engine.model.roles import param_table
+
+    cfg = config_from_dict({"model": {"n_layer": 1, "d_model": 32, "n_head": 4, "ffn": {"kind": "moe", "experts": 2},
+                                      "attention": "diff"}, "optim": {"name": "muon"}})
+    model = build_model(cfg, 64)
+    opts = build_optimizers(model, cfg, "cpu")
+    muon = {id(p) for g in opts.optimizers[1].param_groups for p in g["params"]}
+    roles = {p.name: p.role for p in param_table(model) if id(p.param) in muon}
+    assert roles and set(roles.values()) == {"matrix"}  # experts (3-D), router, λ vectors: all on AdamW
+
+
+def _train(rd, timeout=None):
+    import subprocess
+    import sys
+
+    from conftest import PATIENCE
+
+    return subprocess.run([sys.executable, "-m", "engine", "train", str(rd.path)], capture_output=True, text=True,
+                          timeout=timeout or PATIENCE)
+
+
+def _losses(rd):
+    from engine import events
+
+    return {e.step: e.metrics["train/loss"] for e in events.read_events(rd.events) if e.kind == events.STEP}
+
+
+@pytest.mark.slow
+def test_ivon_trains_resumes_exactly_and_scores_the_posterior(write_config, runs_dir):
+    from cockpit.runs import create_run, prepare_resume
+    from engine import events
+
+    extra = {"optim": {"name": "ivon", "lr": 0.1, "warmup_steps": 2, "decay_steps": 12, "ivon_mc_samples": 2},
+             "train": {"max_steps": 12, "checkpoint_every": 0}, "log": {"every": 1},
+             "eval": {"every": 0, "posterior_samples": 2, "final_max_batches": 2}}
+    straight = create_run(write_config("ivon", extra), runs_dir=runs_dir)
+    assert _train(straight).returncode == 0, straight.log
+    extra["train"]["max_steps"] = 6
+    split = create_run(write_config("ivon_split", extra), runs_dir=runs_dir)
+    assert _train(split).returncode == 0
+    prepare_resume(split, max_steps=12, max_time=None)
+    assert _train(split).returncode == 0
+    a, b = _losses(straight), _losses(split)
+    assert sorted(a) == list(range(1, 13)) and [a[s] for s in a] == [b[s] for s in a]  # bit-exact across a resume
+    final = next(e for e in events.read_events(straight.events) if e.kind == events.FINAL).metrics
+    assert final["final_benchmarks/posterior_loss"] > 0 and final["final_benchmarks/loss"] > 0
+    start = next(e for e in events.read_events(straight.events) if e.kind == events.START)
+    assert start.get("optimizer") == "ivon"
+
+
+@pytest.mark.slow
+def test_orthograd_wraps_the_chosen_optimizer_in_a_real_run(write_config, runs_dir):
+    from cockpit.runs import create_run
+    from engine import events
+
+    rd = create_run(write_config("og", {"optim": {"name": "muon", "orthograd": True}, "train": {"max_steps": 10}}),
+                    runs_dir=runs_dir)
+    assert _train(rd).returncode == 0
+    start = next(e for e in events.read_events(rd.events) if e.kind == events.START)
+    assert start.get("optimizer") == "muon + orthograd"
+    losses = _losses(rd)
+    assert losses[10] < losses[5]

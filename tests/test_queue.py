@@ -13,7 +13,7 @@ from cockpit.keepawake import KeepAwake, Policy
 from cockpit.queue import Queue
 from cockpit.runs import RunError
 from cockpit.worker import live_workers
-from conftest import ROOT, cockpit
+from conftest import PATIENCE, ROOT, cockpit
 from engine import events
 from engine.config import ConfigError
 from engine.rundir import RunDir
@@ -73,7 +73,7 @@ def test_two_processes_adding_100_runs_each_lose_nothing(write_config, runs_dir)
             "q = Queue(Path(sys.argv[1]))\n"
             "for _ in range(100): q.add([sys.argv[2]])\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(runs_dir), str(cfg)], cwd=ROOT) for _ in range(2)]
-    assert [p.wait(timeout=240) for p in procs] == [0, 0]
+    assert [p.wait(timeout=PATIENCE) for p in procs] == [0, 0]
     order = Queue(runs_dir).order
     assert len(order) == 200 and len(set(order)) == 200
     assert sorted(order) == sorted(d.name for d in runs_dir.iterdir() if (d / "state.json").exists())
@@ -89,7 +89,7 @@ def start_worker(runs_dir, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(predicate, timeout=120):
+def wait_for(predicate, timeout=PATIENCE):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
@@ -121,7 +121,7 @@ def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs
         killed_at = checkpoints_written(a)[-1]
     assert q.order == [b.id]  # no queue entry lost
     second = start_worker(runs_dir, "--once")
-    out, _ = second.communicate(timeout=240)
+    out, _ = second.communicate(timeout=PATIENCE)
     assert second.returncode == 0, out
     state = a.read_state()
     assert state.status == "completed" and state.step == 300
@@ -140,7 +140,7 @@ def test_a_second_worker_for_the_same_device_says_so(runs_dir):
     wait_for(lambda: bool(live_workers(runs_dir)))
     r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
     first.send_signal(signal.SIGTERM)
-    first.wait(timeout=30)
+    first.wait(timeout=PATIENCE)
     assert r.returncode == 2 and "another worker" in r.stderr and "owns the CPU" in r.stderr
 
 
@@ -156,12 +156,12 @@ def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):
         stopped_at = a.read_state().step
         assert a.checkpoint_steps()[-1] == stopped_at
         assert cockpit("--runs-dir", str(runs_dir), "queue", "retry", a.id).returncode == 0
-        wait_for(lambda: a.read_state().status == "completed", timeout=180)
+        wait_for(lambda: a.read_state().status == "completed", timeout=PATIENCE)
         starts = [e for e in events.read_events(a.events) if e.kind == events.START]
         assert starts[-1].get("resumed_from") == stopped_at
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.wait(timeout=PATIENCE)
 
 
 def test_keepawake_policy_threshold_grace_and_fallback():
@@ -258,7 +258,7 @@ def test_killing_the_engine_under_a_live_worker_marks_it_interrupted_and_resumes
     worker = start_worker(runs_dir, "--once")
     wait_for(lambda: len(checkpoints_written(a)) >= 2)
     os.kill(a.read_state().pid, signal.SIGKILL)
-    out, _ = worker.communicate(timeout=300)
+    out, _ = worker.communicate(timeout=PATIENCE)
     assert worker.returncode == 0, out
     state = a.read_state()
     assert state.status == "completed" and state.step == 300

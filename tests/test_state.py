@@ -14,7 +14,7 @@ import pytest
 
 from cockpit.queue import Queue
 from cockpit.runs import RunError, claim, engine_alive, read_states
-from conftest import ROOT, cockpit
+from conftest import PATIENCE, ROOT, cockpit
 from engine.process import Proc, start_token
 from engine.rundir import RUNNING, RunDir, StateConflict, StateDamaged
 
@@ -33,7 +33,7 @@ def test_a_transition_from_an_unexpected_state_is_refused_with_a_clear_message(w
     assert [h["status"] for h in rd.read_state().history] == ["queued", "stopped"]
 
 
-def race(*scripts: str, timeout: int = 120) -> list[dict]:
+def race(*scripts: str, timeout: int = PATIENCE) -> list[dict]:
     """Run Python snippets in separate processes that start together (a barrier file), each
     printing one JSON object; return those objects."""
     go = ROOT / ".pytest_cache" / f"go-{os.getpid()}-{time.monotonic_ns()}"
@@ -265,7 +265,7 @@ def test_worker_start_after_a_stop_request_stops_before_training(write_config, r
     r = cockpit("--runs-dir", str(runs_dir), "queue", "stop", rd.id)
     assert r.returncode == 0 and "will stop before training" in r.stdout
     proc = start_engine(rd, launch)
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=PATIENCE) == 0
     state = rd.read_state()
     assert state.status == "stopped" and "before training started" in state.reason
     assert not rd.checkpoints.exists()
@@ -286,7 +286,7 @@ def test_two_workers_on_two_gpus_never_take_each_others_runs(write_config, runs_
                                  gpu, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
 
-    def until(predicate, timeout=120):
+    def until(predicate, timeout=PATIENCE):
         deadline = time.monotonic() + timeout
         while not predicate():
             assert time.monotonic() < deadline, "timed out"
@@ -301,8 +301,10 @@ def test_two_workers_on_two_gpus_never_take_each_others_runs(write_config, runs_
     assert str(w0.pid) in r.stdout and str(w1.pid) in r.stdout and f"GPU 0: {a.id}" in r.stdout
     w0.kill()  # the worker dies; its engine trains on in its own session
     w0.wait()
+    killed = time.time()
     engine = a.read_state().pid
-    time.sleep(1.5)  # a few of w1's ticks: it must not adopt a GPU-0 run into GPU 1
+    # w1 looks for orphans every few seconds: wait for a look after the death, then check it took nothing
+    until(lambda: any(w["pid"] == w1.pid and w["recovered"] > killed for w in live_workers(runs_dir)))
     assert a.read_state().owner["pid"] == w0.pid and engine_alive(a, a.read_state())
     assert [w["pid"] for w in live_workers(runs_dir)] == [w1.pid]  # w0's death hides nothing of w1's
     w2 = worker("0")  # a new worker for GPU 0 takes its predecessor's engine
@@ -312,7 +314,7 @@ def test_two_workers_on_two_gpus_never_take_each_others_runs(write_config, runs_
     until(lambda: a.read_state().status == "stopped")
     for w in (w1, w2):
         w.send_signal(signal.SIGTERM)
-        out, _ = w.communicate(timeout=60)
+        out, _ = w.communicate(timeout=PATIENCE)
         assert "adopted" not in out or w is w2
     assert live_workers(runs_dir) == []
 

@@ -14,10 +14,10 @@ from cockpit.runs import create_run, prepare_resume
 from engine import events
 from engine.corpus import CorpusError
 from engine.rundir import RunDir
-from conftest import cockpit
+from conftest import PATIENCE, cockpit
 
 
-def engine_train(rd: RunDir, timeout: int = 180) -> subprocess.CompletedProcess:
+def engine_train(rd: RunDir, timeout: int = PATIENCE) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", "train", str(rd.path)], capture_output=True,
                           text=True, timeout=timeout)
 
@@ -56,7 +56,7 @@ def test_sigterm_checkpoints_and_stops_then_resume_finishes(write_config, runs_d
     while time.time() < deadline and len(step_losses(rd)) < 5:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=PATIENCE) == 0
     state = rd.read_state()
     assert state.status == "stopped" and "SIGTERM" in state.reason
     stopped_at = state.step

@@ -21,7 +21,7 @@ from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
 from cockpit.tui.pane import Pane, ProgressLine, fill_table
-from cockpit.tui.runs_table import run_config
+from cockpit.runs import run_config
 from engine.config import BUILTIN_STORIES
 from engine.corpus import CorpusError, corpus_files
 from engine.tokenizers import TokenizerError, check_name, get_tokenizer

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from cockpit.history import Histories, eta_s
 from cockpit.queue import Queue
-from cockpit.runs import Listed, read_states
-from engine.config import ConfigError, RunConfig
+from cockpit.runs import Listed, read_states, run_config
+from engine.kinds import model_label
 from engine.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
 
 
@@ -44,24 +44,6 @@ def human_params(n: int | None) -> str:
     return str(n)
 
 
-_configs: dict[tuple[Path, int], RunConfig | None] = {}
-
-
-def run_config(rd: RunDir) -> RunConfig | None:
-    """A run's resolved.toml, read again only when it changes (the tabs ask every second);
-    None when it is missing or broken."""
-    try:
-        key = (rd.resolved, rd.resolved.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if key not in _configs:
-        try:
-            _configs[key] = rd.read_config()
-        except ConfigError:
-            _configs[key] = None
-    return _configs[key]
-
-
 def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | None = None,
              queue: Queue | None = None) -> list[RunRow]:
     """Running runs, then the queue in order, then the rest, newest first."""
@@ -75,12 +57,13 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
         cfg = run_config(rd)
         row = RunRow(rd.id, state.status, step=state.step, max_steps=state.max_steps or (cfg.train.max_steps if cfg
                      else 0), reason=state.reason, updated=state.updated,
-                     size=f"{cfg.model.n_layer}L {cfg.model.d_model}d" if cfg else "?")
+                     size=model_label(cfg.model) if cfg else "?")
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         if rd.events.exists():
             h = histories.get(rd)
             h.poll()
-            row.size = human_params(h.start.get("params")) or row.size
+            params = human_params(h.start.get("params"))
+            row.size = f"{params} {row.size}" if params and cfg else params or row.size
             row.step = max(row.step, h.step)
             row.max_steps = h.max_steps or row.max_steps
             row.loss = h.latest.get("train/loss")

@@ -1,17 +1,59 @@
-"""Heads other than the LM head: the conviction head and its training target."""
+"""Heads other than the LM head, as named parts: each reads what it needs from the forward
+pass (``Features``), has a named loss with a weight (possibly scheduled by training progress)
+and its own evaluation statistics. The model sums the weighted losses; the trainer logs each
+name under debug/ and each statistic under final_benchmarks/<name>_<stat>, knowing none of
+them by name."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ConvictionConfig
+from engine.stats import auroc, spearman
 
 
-class ConvictionHead(nn.Module):
+@dataclass
+class Features:
+    """What a head may read: the final normed hidden state, the state fed to the LM head, the
+    LM head's weight, and (when a head asked for them) every layer's output."""
+
+    hidden: torch.Tensor
+    lm_input: torch.Tensor
+    lm_weight: torch.Tensor
+    layers: list[torch.Tensor] | None = None
+
+
+class Head(nn.Module):
+    name = ""
+    shown_in_completion = False  # its output goes with each generated token (conviction does)
+    needs_layers = False
+
+    def output(self, f: Features) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, out: torch.Tensor, f: Features, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weight(self, progress: float | None) -> float:
+        raise NotImplementedError
+
+    def eval_stats(self, out: np.ndarray, correct: np.ndarray, token_loss: np.ndarray) -> dict[str, float]:
+        """Statistics over the validation tokens: the head's outputs, whether the model's top-1
+        token was right, and the per-token loss (all flattened, aligned)."""
+        return {}
+
+
+class ConvictionHead(Head):
     """d_model -> 1 on the final normed hidden state. It always has a bias (even with
     model.bias = false): it regresses a target whose mean is far from zero (l2, dot)."""
+
+    name = "conviction"
+    shown_in_completion = True
 
     def __init__(self, d_model: int, cfg: ConvictionConfig):
         super().__init__()
@@ -21,6 +63,20 @@ class ConvictionHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         x = hidden.detach() if self.cfg.detach_input else hidden
         return self.proj(x).squeeze(-1).float()
+
+    def output(self, f: Features) -> torch.Tensor:
+        return self(f.hidden)
+
+    def loss(self, out: torch.Tensor, f: Features, targets: torch.Tensor) -> torch.Tensor:
+        target = conviction_target(self.cfg, f.lm_weight, f.lm_input, targets)
+        valid = targets >= 0
+        return F.mse_loss(out[valid], target[valid])
+
+    def weight(self, progress: float | None) -> float:
+        return self.cfg.weight
+
+    def eval_stats(self, out, correct, token_loss):
+        return {"auroc_top1": auroc(out, correct), "spearman_loss": spearman(out, token_loss), "mean": float(out.mean())}
 
 
 def conviction_target(cfg: ConvictionConfig, lm_weight: torch.Tensor, lm_input: torch.Tensor,

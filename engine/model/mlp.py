@@ -1,10 +1,16 @@
-"""The feed-forward block and its activations, swappable by name."""
+"""The dense feed-forward kind and the activations every feed-forward kind uses, by name."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from engine.config import ModelConfig
+from engine.kinds import FFNSpec
+from engine.model.layers import Scale, linear
 
 
 class ReLU2(nn.Module):
@@ -27,7 +33,8 @@ class SoLU(nn.Module):
         self.ln = nn.LayerNorm(dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(x * torch.softmax(x, dim=-1))
+        # over the hidden units, in fp32 (a bf16 softmax over thousands of units loses the small ones)
+        return self.ln(x * torch.softmax(x.float(), dim=-1).to(x.dtype))
 
 
 def make_activation(name: str, dim: int, bias: bool) -> nn.Module:
@@ -47,17 +54,32 @@ def make_activation(name: str, dim: int, bias: bool) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """down(act(up(x))), or with ``gated``: down(act(gate(x)) * up(x)) (SwiGLU, GEGLU...)."""
+    """The dense kind: down(act(up(x))), or with ``gated``: down(act(gate(x)) * up(x)) (SwiGLU,
+    GEGLU...). ``rank``: d -> rank -> d_ff and d_ff -> rank -> d. Under nGPT (full) the up and
+    gate outputs are scaled by s_u, s_v (init 1) times sqrt(d_model), as the reference does."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str, gated: bool, bias: bool, dropout: float):
+    def __init__(self, m: ModelConfig, spec: FFNSpec, ngpt: bool = False, simple: bool = False):
         super().__init__()
-        self.up = nn.Linear(d_model, d_ff, bias=bias)
-        self.gate = nn.Linear(d_model, d_ff, bias=bias) if gated else None
-        self.act = make_activation(activation, d_ff, bias)
-        self.down = nn.Linear(d_ff, d_model, bias=bias)
-        self.down.is_residual_out = True  # type: ignore[attr-defined]
-        self.drop = nn.Dropout(dropout)
+        d, f = m.d_model, spec.width(m)
+        self.up = linear(d, f, m.bias, spec.rank)
+        self.gate = linear(d, f, m.bias, spec.rank) if spec.gated else None
+        self.act = make_activation(spec.activation, f, m.bias)
+        self.down = linear(f, d, m.bias, spec.rank, residual_out=True)
+        self.drop = nn.Dropout(m.dropout)
+        full = ngpt and not simple
+        self.s_u = Scale(f, 1.0, 1.0) if full else None
+        self.s_v = Scale(f, 1.0, 1.0) if full and spec.gated else None
+        self.uv_scale = math.sqrt(d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.gate(x)) * self.up(x) if self.gate is not None else self.act(self.up(x))
+    def forward(self, x: torch.Tensor, collect=None) -> torch.Tensor:
+        u = self.up(x)
+        if self.s_u is not None:
+            u = u * (self.s_u() * self.uv_scale).to(u.dtype)
+        if self.gate is not None:
+            g = self.gate(x)
+            if self.s_v is not None:
+                g = g * (self.s_v() * self.uv_scale).to(g.dtype)
+            h = self.act(g) * u
+        else:
+            h = self.act(u)
         return self.drop(self.down(h))
