@@ -110,7 +110,7 @@ def render(st: dict) -> str:
         loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
         where = f"  [{'CPU' if r.get('slot') == 'cpu' else 'GPU ' + r['slot']}]" if r.get("slot") else ""
         if r["engine"] == "gone":
-            lines.append(f"running    {r['id']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
+            lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
                          f"a worker marks it interrupted and resumes it")
         else:
             lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  {loss}  "

@@ -166,10 +166,10 @@ class Trainer:
                     last = last_sample and micro == t.grad_accum - 1
                     with self.autocast():
                         out = self.model(x, y, progress=progress, metrics=want_metrics and last)
-                    self.scaler.scale(out.loss / t.grad_accum).backward()
-                    loss_sum += out.loss.detach() * share
+                    self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
+                    loss_sum += out.loss.detach() * share if share != 1.0 else out.loss.detach()
                     for name, value in out.losses.items():
-                        self._accumulate(f"debug/{name}_loss", value.detach() * share)
+                        self._accumulate(f"debug/{name}_loss", value.detach() * share if share != 1.0 else value.detach())
                     if want_metrics and last:
                         metrics["debug/hidden_norm"] = out.hidden.detach().float().norm(dim=-1).mean()
                         metrics.update({f"debug/{k}": v for k, v in out.metrics.items()})

@@ -110,7 +110,7 @@ def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs
     worker = start_worker(runs_dir)
     wait_for(lambda: len(checkpoints_written(a)) >= 2)
     status = cockpit("--runs-dir", str(runs_dir), "status").stdout
-    assert "worker     alive" in status and f"running    {a.id}  step" in status
+    assert "worker     alive" in status and f"running    {a.id}  2L×32  step" in status
     engine_pid = a.read_state().pid
     worker.send_signal(signal.SIGKILL)
     worker.wait()

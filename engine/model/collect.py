@@ -15,9 +15,12 @@ class Collector:
 
     def loss(self, name: str, value: torch.Tensor, weight: float) -> None:
         """A loss term; several of the same name (one per layer) are averaged."""
-        entry = self._losses.setdefault(name, [0.0, 0, weight])
-        entry[0] = entry[0] + value
-        entry[1] += 1
+        entry = self._losses.get(name)
+        if entry is None:  # (no arithmetic for the common single term: every op costs in the hot loop)
+            self._losses[name] = [value, 1, weight]
+        else:
+            entry[0] = entry[0] + value
+            entry[1] += 1
 
     def metric(self, name: str, value: torch.Tensor) -> None:
         if self.want_metrics:
@@ -26,7 +29,7 @@ class Collector:
             entry[1] += 1
 
     def losses(self) -> dict[str, torch.Tensor]:
-        return {k: s / n for k, (s, n, _) in self._losses.items()}
+        return {k: s / n if n > 1 else s for k, (s, n, _) in self._losses.items()}
 
     def weights(self) -> dict[str, float]:
         return {k: w for k, (_, _, w) in self._losses.items()}

@@ -159,7 +159,10 @@ class GPT(nn.Module):
         for name, head in heads.items():
             collect.loss(name, head.loss(outputs[name], feats, targets), head.weight(progress))
         losses, weights = collect.losses(), collect.weights()
-        total = sum(weights[k] * v for k, v in losses.items() if weights[k])
+        terms = [v if weights[k] == 1.0 else weights[k] * v for k, v in losses.items() if weights[k]]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         return Output(logits, total, hidden, lm_input, conviction, losses, weights, collect.metrics())
 
     def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
