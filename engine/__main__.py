@@ -1,4 +1,4 @@
-"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | bench CONFIG --steps N [--json]"""
+"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | bench CONFIG --steps N [--json] | bench-modules [...]"""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--warmup", type=int, default=None)
     b.add_argument("--json", action="store_true")
     b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    bm = sub.add_parser("bench-modules", help="time every attention and ffn kind at one shape")
+    bm.add_argument("--d-model", type=int, default=256)
+    bm.add_argument("--seq", type=int, default=256)
+    bm.add_argument("--batch", type=int, default=16)
+    bm.add_argument("--heads", type=int, default=8)
+    bm.add_argument("--device", default="auto")
+    bm.add_argument("--reps", type=int, default=10)
+    bm.add_argument("--warmup", type=int, default=3)
+    bm.add_argument("--no-compile", action="store_true")
+    bm.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.cmd == "train":
         from engine.stopflag import StopFlag
@@ -41,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return bench_main(args)
         except (ConfigError, CorpusError, TokenizerError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.cmd == "bench-modules":
+        from engine.bench_modules import main as modules_main
+        from engine.config import ConfigError
+
+        try:
+            return modules_main(args)
+        except (ConfigError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     return 2

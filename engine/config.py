@@ -290,12 +290,16 @@ def _build_kind(family: str, value: Any, section: str, source: str) -> Any:
         if key not in spec_keys(cls) and (owners := kind_of_key(family, key)):
             raise ConfigError(source, f"[{section}] {key}", f"not a key of kind '{kind}'; it belongs to "
                                                             f"{' and '.join(repr(k) for k in owners)} (set kind)")
+        if key not in spec_keys(cls) and not kind_of_key(family, key) and (hint := _kind_key_hint(key, family)):
+            raise ConfigError(source, f"[{section}] {key}", f"unknown key; {hint}")
     return _build_section(cls, value, section, source)
 
 
-def _kind_key_hint(key: str) -> str:
-    """Where a key given in [model] lives now: a kind's table ([model.ffn] activation)."""
+def _kind_key_hint(key: str, exclude: str = "") -> str:
+    """Where a key given in [model] (or in another kind's table) lives: [model.ffn] activation."""
     for family, kinds in FAMILIES.items():
+        if family == exclude:
+            continue
         names = sorted({k for cls in kinds.values() for k in spec_keys(cls)} - {"kind"})
         close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
         if close:

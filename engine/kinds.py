@@ -90,7 +90,7 @@ class AttentionSpec:
         raise NotImplementedError
 
     def label(self) -> str:
-        return self.kind if self.pattern == "full" else f"{self.kind}/{self.pattern}"
+        return self.kind + (f"/{self.pattern}" if self.pattern != "full" else "") + (f"/r{self.rank}" if self.rank else "")
 
 
 @dataclass
@@ -306,7 +306,7 @@ class FFNSpec:
         return one * (2 if self.gated else 1) + down
 
     def label(self) -> str:
-        return self.kind
+        return self.kind + (f"/r{self.rank}" if self.rank else "")
 
 
 @dataclass
@@ -345,7 +345,7 @@ class MoESpec(FFNSpec):
         return m.d_model * self.experts + self.top_k * super().matmul_params(m)
 
     def label(self) -> str:
-        return f"moe{self.experts}x{self.top_k}"
+        return f"moe{self.experts}x{self.top_k}" + (f"/r{self.rank}" if self.rank else "")
 
 
 # -- blocks -------------------------------------------------------------------------------------
@@ -384,6 +384,9 @@ class NGPTSpec(BlockSpec):
     variant: str = field(default="full", metadata=_choices("full", "simple"))
     alpha_init: float = 0.05
 
+    def label(self) -> str:
+        return "ngpt" if self.variant == "full" else "ngpt-simple"
+
     def check(self, m, need):
         need(not m.tie_embeddings, "[model] tie_embeddings",
              "nGPT keeps separate input and output embeddings (both normalized); set tie_embeddings = false")
@@ -421,8 +424,9 @@ def padded_vocab(vocab_size: int) -> int:
 
 def model_label(m: "ModelConfig") -> str:
     """'4L×128', with the kinds that are not the baseline: '4L×128 mla+moe4x2'."""
-    parts = [x for x in (m.attention.label() if m.attention.kind != "mha" or m.attention.pattern != "full" else "",
-                         m.ffn.label() if m.ffn.kind != "dense" else "",
+    plain_attention = m.attention.kind == "mha" and m.attention.pattern == "full" and not m.attention.rank
+    parts = [x for x in (m.attention.label() if not plain_attention else "",
+                         m.ffn.label() if m.ffn.kind != "dense" or m.ffn.rank else "",
                          m.block.label() if m.block.kind != "prenorm" else "") if x]
     return f"{m.n_layer}L×{m.d_model}" + (" " + "+".join(parts) if parts else "")
 

@@ -30,6 +30,15 @@ def test_unknown_key_names_file_section_key_and_suggests(tmp_path):
     assert str(p) in msg and "[model] activaton" in msg and "did you mean [model.ffn] activation?" in msg
 
 
+def test_a_key_in_the_wrong_kind_table_says_where_it_belongs(tmp_path):
+    msg = error_of(write(tmp_path, "[model.attention]\nkind = 'mha'\nactivation = 'silu'\n"))
+    assert "[model.attention] activation" in msg and "did you mean [model.ffn] activation?" in msg
+    msg = error_of(write(tmp_path, "[model.ffn]\nlatent_dim = 32\n"))
+    assert "did you mean [model.attention] latent_dim (kind 'mla')?" in msg
+    msg = error_of(write(tmp_path, "[model.attention]\nkind = 'mha'\nwindw = 3\n"))
+    assert "did you mean 'window'?" in msg  # a typo inside the right table is still a typo
+
+
 def test_unknown_section_is_an_error(tmp_path):
     msg = error_of(write(tmp_path, "[modle]\nn_layer = 2\n"))
     assert "[modle]" in msg and "did you mean 'model'" in msg
@@ -102,3 +111,18 @@ def test_every_example_config_is_valid():
     assert run_configs
     for p in run_configs:
         assert isinstance(load_config(p), RunConfig), p
+
+
+@pytest.mark.parametrize("model, label", [
+    ("", "4L×128"),
+    ("[model.attention]\nkind = 'mla'\n[model.ffn]\nkind = 'moe'\n", "4L×128 mla+moe4x2"),
+    ("[model.attention]\nkind = 'mha'\npattern = 'sliding'\nwindow = 8\nrank = 16\n", "4L×128 mha/sliding/r16"),
+    ("[model]\ntie_embeddings = false\nblock = {kind = 'ngpt', variant = 'simple'}\n[model.ffn]\nrank = 32\n",
+     "4L×128 dense/r32+ngpt-simple"),
+    ("[model]\ntie_embeddings = false\n[model.attention]\nkind = 'mla'\nmap = 'dint'\n[model.block]\nkind = 'ngpt'\n",
+     "4L×128 mla/dint+ngpt"),
+])
+def test_a_run_is_named_by_its_kinds(tmp_path, model, label):
+    from engine.kinds import model_label
+
+    assert model_label(load_config(write(tmp_path, model)).model) == label

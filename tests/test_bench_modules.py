@@ -1,0 +1,72 @@
+"""`cockpit bench modules`: every registered kind is measured, the figures agree with the specs,
+and bad shapes are one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import cockpit
+
+TINY = ["--d-model", "32", "--seq", "16", "--batch", "2", "--heads", "4", "--reps", "2", "--warmup", "1",
+        "--device", "cpu", "--no-compile"]
+
+
+@pytest.fixture(scope="module")
+def result():
+    r = cockpit("bench", "modules", *TINY, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_every_registered_kind_has_a_row(result):
+    from engine.model.registry import ATTENTION, FFN
+
+    names = {g: [r["name"] for r in result["rows"] if r["group"] == g] for g in ("attention", "ffn")}
+    for kind in ATTENTION:
+        assert any(n.split()[0] == kind for n in names["attention"]), (kind, names)
+    for kind in FFN:
+        assert any(n.split()[0] == kind for n in names["ffn"]), (kind, names)
+
+
+def test_figures_are_measured_and_agree_with_the_specs(result):
+    from engine.bench_modules import Shape, attention_rows, ffn_rows, model_config
+
+    shape = Shape(32, 16, 2, 4)
+    specs = dict(attention_rows(shape) + ffn_rows(shape))
+    rows = {r["name"]: r for r in result["rows"]}
+    for name, table in specs.items():
+        row = rows[name]
+        assert row["fwd_bwd_ms"] > 0 and row["decode_ms"] > 0 and row["saved_mb"] > 0, row
+        m = model_config(shape, **({"attention": table} if name in dict(attention_rows(shape)) else {"ffn": table}))
+        spec = m.attention if name in dict(attention_rows(shape)) else m.ffn
+        assert row["params"] == spec.params(m, False), name  # the module built is the one the spec counts
+        if row["group"] == "attention":
+            assert row["cache_per_token"] == spec.cache_per_token(m), name
+    # MLA caches the latent and one shared RoPE key: less than MHA's full keys and values
+    assert rows["mla"]["cache_per_token"] < rows["mha"]["cache_per_token"]
+    # explicit softmax keeps the (T, T) attention matrix for backward; SDPA need not
+    assert rows["attention: explicit softmax"]["saved_mb"] > rows["attention: sdpa"]["saved_mb"]
+    for name in ("qkv: fused (one matmul)", "qkv: separate (three)", "muon: ours", "muon: torch.optim.Muon"):
+        assert rows[name]["fwd_bwd_ms"] > 0, rows[name]
+    assert rows["qkv: fused (one matmul)"]["params"] == rows["qkv: separate (three)"]["params"]
+
+
+def test_the_table_names_every_row():
+    r = cockpit("bench", "modules", *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "fwd+bwd ms" in r.stdout and "two ways to write the same thing" in r.stdout
+    for name in ("mha", "mla absorbed", "dint", "moe 4x2", "attention: sdpa", "muon: torch.optim.Muon"):
+        assert f"  {name} " in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--d-model", "30", "--heads", "4"], "--d-model 30 is not divisible by --heads 4"),
+    (["--d-model", "48", "--heads", "3"], "--heads 3"),
+    (["--device", "gpu"], "--device 'gpu'"),
+    (["--seq", "0"], "--seq"),
+])
+def test_bad_shapes_are_one_line_errors(args, message):
+    r = cockpit("bench", "modules", *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
