@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import TextIO
 
@@ -112,6 +113,9 @@ def main(args) -> int:
         if args.prompt is not None:
             return 0 if session.run(args.prompt, args.mode) else 2
         if sys.stdin.isatty():
+            # Ctrl-C stops a generation even when this was started with SIGINT ignored (a
+            # background job of a non-interactive shell passes that on): a person is typing here
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             print(f"{rd.id} at step {client.info['step']}: type a prompt, end it with a line {TEXT_END} "
                   f"(text) or {CONVICTION_END} (conviction); Ctrl-D quits", file=sys.stderr)
         while True:
