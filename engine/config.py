@@ -159,6 +159,27 @@ class ConvictionConfig:
 
 
 @dataclass
+class AuxConfig:
+    """T12 auxiliary losses (Al-Rfou et al. 2018), for training only: evaluation and generation
+    use the final layer's next-token prediction alone. Intermediate layers get their own
+    classifier (through their own norm); ``targets`` extra classifiers predict t+2 .. t+1+k at
+    the final layer and at every intermediate layer that still has a loss."""
+
+    intermediate: bool = False  # every layer 1 .. n_layer-1 gets a next-token loss
+    layers: list[int] = field(default_factory=list)  # or just these (1-indexed, < n_layer)
+    schedule: str = field(default="t12", metadata=_choices("t12", "constant"))  # t12: layer l of n stops after l/(2n) of training
+    layer_weight: float = 1.0
+    targets: int = 0  # extra targets: t+2 .. t+1+targets (the paper: 1)
+    target_weight: float = 0.5  # the paper's multiplier for the extra targets
+
+    def chosen_layers(self, n_layer: int) -> list[int]:
+        return sorted(set(self.layers)) if self.layers else (list(range(1, n_layer)) if self.intermediate else [])
+
+    def enabled(self, n_layer: int) -> bool:
+        return bool(self.chosen_layers(n_layer)) or self.targets > 0
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -167,6 +188,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     conviction: ConvictionConfig = field(default_factory=ConvictionConfig)
+    aux: AuxConfig = field(default_factory=AuxConfig)
 
     # -- derived values, computed in one place so engine and cockpit agree -------------
     @property
@@ -225,6 +247,10 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+        raise ConfigError(source, where, f"found {found}, expected a list of whole numbers, e.g. [1, 2, 3]")
     elif typing.get_origin(tp) is list:
         if isinstance(value, list) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
@@ -483,6 +509,14 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     need(e.temperature > 0, "[eval] temperature", f"found {e.temperature}, must be > 0")
     need(cfg.log.every > 0, "[log] every", f"found {cfg.log.every}, must be > 0")
     need(cfg.conviction.weight >= 0, "[conviction] weight", f"found {cfg.conviction.weight}, must be >= 0")
+    a = cfg.aux
+    bad = [x for x in a.layers if not 1 <= x < m.n_layer]
+    need(not bad, "[aux] layers", f"found {bad}; intermediate layers are numbered 1 .. {m.n_layer - 1} "
+                                  f"(the last layer, {m.n_layer}, already has the LM loss)")
+    need(a.layer_weight >= 0, "[aux] layer_weight", f"found {a.layer_weight}, must be >= 0")
+    need(a.target_weight >= 0, "[aux] target_weight", f"found {a.target_weight}, must be >= 0")
+    need(0 <= a.targets < m.block_size, "[aux] targets",
+         f"found {a.targets}, must be between 0 and block_size - 1 ({m.block_size - 1})")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

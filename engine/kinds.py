@@ -431,9 +431,9 @@ def model_label(m: "ModelConfig") -> str:
     return f"{m.n_layer}L×{m.d_model}" + (" " + "+".join(parts) if parts else "")
 
 
-def count_params(m: "ModelConfig", vocab_size: int, conviction: bool = False) -> dict[str, int]:
+def count_params(m: "ModelConfig", vocab_size: int, conviction: bool = False, aux=None) -> dict[str, int]:
     """Parameters by part, as the built model has them: total, embedding (token and position
-    tables) and non-embedding."""
+    tables), non-embedding, and (among those) the training-only auxiliary classifiers."""
     v, d = padded_vocab(vocab_size), m.d_model
     ngpt = m.block.kind == "ngpt"
     full = not ngpt or m.block.variant == "full"
@@ -450,7 +450,12 @@ def count_params(m: "ModelConfig", vocab_size: int, conviction: bool = False) ->
         rest += v  # s_z
     if conviction:
         rest += d + 1
-    return {"total": embedding + rest, "embedding": embedding, "non_embedding": rest}
+    extra = 0
+    if aux is not None and aux.enabled(m.n_layer):
+        A, k = len(aux.chosen_layers(m.n_layer)), aux.targets
+        extra = A * d * (2 if m.norm == "layernorm" and m.bias else 1) + A * d * (1 + k) * v + d * k * v
+    rest += extra
+    return {"total": embedding + rest, "embedding": embedding, "non_embedding": rest, "aux": extra}
 
 
 def matmul_params(m: "ModelConfig", vocab_size: int) -> int:

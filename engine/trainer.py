@@ -111,6 +111,7 @@ class Trainer:
         self.tokens_seen = 0
         self.has_conviction = self.raw_model.conviction_head is not None
         self._interval: dict[str, torch.Tensor] = {"train/loss": torch.zeros((), device=self.device)}
+        self._interval_counts: dict[str, int] = {}  # steps each named loss was part of, this interval
         self._interval_steps = 0
         self.groups = self.raw_model.module_groups()
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
@@ -152,7 +153,8 @@ class Trainer:
         t = self.cfg.train
         self.opt.set_lr(lr_factor(self.cfg, self.step))
         progress = self.step / t.max_steps
-        loss_sum = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)  # the LM loss: train/loss, comparable with validation
+        objective: torch.Tensor | None = None  # the weighted sum optimized, when other losses weigh in
         metrics: dict[str, torch.Tensor] = {}
         samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
         batches = [self.batch(self.data.train, self.next_offsets()) for _ in range(t.grad_accum)]
@@ -167,7 +169,10 @@ class Trainer:
                     with self.autocast():
                         out = self.model(x, y, progress=progress, metrics=want_metrics and last)
                     self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
-                    loss_sum += out.loss.detach() * share if share != 1.0 else out.loss.detach()
+                    lm = out.losses["ce"].detach()
+                    loss_sum += lm * share if share != 1.0 else lm
+                    if out.loss is not out.losses["ce"]:
+                        objective = (objective if objective is not None else 0.0) + out.loss.detach() * share
                     for name, value in out.losses.items():
                         self._accumulate(f"debug/{name}_loss", value.detach() * share if share != 1.0 else value.detach())
                     if want_metrics and last:
@@ -189,8 +194,13 @@ class Trainer:
         self.step += 1
         self.tokens_seen += self.cfg.tokens_per_step
         self._interval["train/loss"] += loss_sum
+        if objective is not None:
+            self._accumulate("train/objective", objective)
+            self._interval_counts["train/objective"] = self._interval_counts.get("train/objective", 0) + 1
         self._interval_steps += 1
-        self._track_divergence(loss_sum)
+        for name in out.losses:  # a loss can come and go (T12's are dropped on a schedule)
+            self._interval_counts[name] = self._interval_counts.get(name, 0) + 1
+        self._track_divergence(objective if objective is not None else loss_sum)
         return loss_sum, metrics
 
     def _before_step(self, want_metrics: bool) -> torch.Tensor | None:
@@ -238,10 +248,14 @@ class Trainer:
     def interval_means(self) -> dict[str, float]:
         """Mean losses since the last call (one host sync), then start a new interval."""
         n = max(1, self._interval_steps)
-        out = {k: v.item() / n for k, v in self._interval.items()}
+        out = {"train/loss": self._interval["train/loss"].item() / n}
+        for name, count in self._interval_counts.items():
+            key = name if name.startswith("train/") else f"debug/{name}_loss"
+            out[key] = self._interval[key].item() / count
         for v in self._interval.values():
             v.zero_()
         self._interval_steps = 0
+        self._interval_counts = {}
         return out
 
     @property
@@ -347,10 +361,11 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         m = self.cfg.model
-        counts = count_params(m, self.tokenizer.vocab_size, self.has_conviction)
+        counts = count_params(m, self.tokenizer.vocab_size, self.has_conviction, self.cfg.aux)
         return {
             "params": self.raw_model.num_params(),
             "params_non_embedding": self.raw_model.num_params(non_embedding=True),
+            "params_aux": counts["aux"],  # training-only classifiers (T12), among the non-embedding ones
             "device": str(self.device),
             "precision": self.cfg.train.precision,
             "compile": self.cfg.train.compile,

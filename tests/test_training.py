@@ -111,8 +111,10 @@ def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir)
                 "debug/grad_norm/blocks", "debug/grad_norm/output_projection", "debug/grad_norm/lm_head",
                 "debug/grad_norm/conviction_head"):
         assert key in step.metrics, key
-    # train/loss is what is optimized: cross-entropy plus the weighted conviction term
-    assert step.metrics["train/loss"] == pytest.approx(
+    # train/loss is the LM's cross-entropy (comparable with validation); train/objective is what is
+    # optimized: that plus the weighted conviction term
+    assert step.metrics["train/loss"] == pytest.approx(step.metrics["debug/ce_loss"], rel=1e-6)
+    assert step.metrics["train/objective"] == pytest.approx(
         step.metrics["debug/ce_loss"] + 0.01 * step.metrics["debug/conviction_loss"], rel=1e-4)
     assert all(k.split("/")[0] in ("train", "debug") for k in step.metrics)
     ev = next(e for e in evs if e.kind == events.EVAL)

@@ -208,7 +208,7 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.final, "the history")
         loss = pane.query_one("#chart-loss")
         await wait_for(pilot, lambda: "train" in loss.lines, "the loss chart")
-        assert set(loss.lines) == {"train", "val"}
+        assert set(loss.lines) == {"train", "val", "conviction_loss"}  # the model's named losses beside the LM's
         assert loss.lines["train"][0][-1] == 30  # drawn to the last step
         grads = pane.query_one("#chart-grad").lines
         assert {"global", "conviction_head", "embeddings", "blocks"} <= set(grads)
@@ -236,11 +236,15 @@ async def test_training_tab_follows_a_live_run(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         for step in range(1, 301):
-            w.emit(events.STEP, step=step, max_steps=1000, metrics={"train/loss": 6 - step / 100, "train/step_ms": 10})
+            w.emit(events.STEP, step=step, max_steps=1000, metrics={
+                "train/loss": 6 - step / 100, "train/step_ms": 10,
+                "debug/never_seen_before_loss": 1 / step, "debug/aux/layer1_t1_loss": 7 - step / 100})
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, "step 300")
         await on_screen(pilot, "300/1,000", "0:00:07")  # ETA: 700 steps x 10 ms
         loss = pane.query_one("#chart-loss")
         await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, "the chart")
+        # a loss the model names is charted without the TUI knowing the name; per-layer terms stay in wandb
+        assert set(loss.lines) == {"train", "never_seen_before_loss"}
 
 
 async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):

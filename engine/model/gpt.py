@@ -11,8 +11,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from engine.config import ConvictionConfig, ModelConfig
+from engine.config import AuxConfig, ConvictionConfig, ModelConfig
 from engine.kinds import flops_per_token, padded_vocab
+from engine.model.aux import AuxHeads
 from engine.model.blocks import ngpt_normalize
 from engine.model.collect import Collector
 from engine.model.heads import ConvictionHead, Features, Head
@@ -44,7 +45,8 @@ class Output(NamedTuple):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, conviction: ConvictionConfig | None = None):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, conviction: ConvictionConfig | None = None,
+                 aux: AuxConfig | None = None):
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
         self.ngpt = cfg.block.kind == "ngpt"
@@ -64,6 +66,8 @@ class GPT(nn.Module):
         self.s_z = Scale(vocab_size, 1.0, 1.0 / math.sqrt(cfg.d_model)) if self.ngpt else None
         conv = conviction if conviction is not None and conviction.enabled else None
         self.conviction_head = ConvictionHead(cfg.d_model, conv) if conv else None
+        # T12's auxiliary classifiers: training only (never in evaluation, generation or the cache)
+        self.aux = AuxHeads(cfg, aux, vocab_size) if aux is not None and aux.enabled(cfg.n_layer) else None
         self._init_weights()
 
     @property
@@ -131,7 +135,8 @@ class GPT(nn.Module):
         x = self.drop(x)
         collect = Collector(metrics) if targets is not None else None
         heads = self.heads
-        layers: list[torch.Tensor] | None = [] if any(h.needs_layers for h in heads.values()) else None
+        use_aux = self.aux is not None and targets is not None and progress is not None
+        layers: list[torch.Tensor] | None = [] if use_aux or any(h.needs_layers for h in heads.values()) else None
         for i, block in enumerate(self.blocks):
             if i > 0 and self.cfg.pos == "learned_per_layer":
                 x = x + self.wpe(i, T, offset, idx.device)
@@ -158,6 +163,8 @@ class GPT(nn.Module):
         collect.loss("ce", mean_loss(logits, targets, self.cfg.output), 1.0)
         for name, head in heads.items():
             collect.loss(name, head.loss(outputs[name], feats, targets), head.weight(progress))
+        if use_aux:
+            self.aux.add_losses(layers, hidden, targets, progress, collect)
         losses, weights = collect.losses(), collect.weights()
         terms = [v if weights[k] == 1.0 else weights[k] * v for k, v in losses.items() if weights[k]]
         total = terms[0]
@@ -186,7 +193,7 @@ class GPT(nn.Module):
 
 def build_model(cfg, vocab_size: int) -> GPT:
     """``cfg`` is a RunConfig."""
-    return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction)
+    return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction, cfg.aux)
 
 
 __all__ = ["GPT", "Output", "build_model", "padded_vocab"]

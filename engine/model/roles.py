@@ -21,7 +21,8 @@ PREFIXES = (("wte.", "embedding"), ("wpe.", "position"), ("lm_head.", "lm_head")
 # the per-module gradient norms logged as debug/grad_norm/<group>
 GROUPS = (("wte.", "embeddings"), ("wpe.", "embeddings"), ("blocks.", "blocks"), ("ln_f.", "blocks"),
           ("output_projection.", "output_projection"), ("output_norm.", "output_projection"),
-          ("lm_head.", "lm_head"), ("s_z.", "lm_head"), ("conviction_head.", "conviction_head"), ("heads.", "heads"))
+          ("lm_head.", "lm_head"), ("s_z.", "lm_head"), ("conviction_head.", "conviction_head"), ("heads.", "heads"),
+          ("aux.", "aux_heads"))
 
 
 @dataclass
