@@ -80,6 +80,10 @@ class DataConfig:
     tokenizer: str = "bytes"  # bytes, or any tiktoken encoding (gpt2, cl100k_base, ...)
     text_column: str = "text"
     val_fraction: float = 0.1  # the tail of the token stream is held out for validation
+    test_fraction: float = 0.0  # contiguous train | val | test: the test split is the last part
+    val_tokens: int = 0  # a size instead of a fraction (enwik8: 5_000_000); 0: val_fraction
+    test_tokens: int = 0  # the test split's size (enwik8: 5_000_000); 0: test_fraction
+    raw_bytes: bool = False  # bytes tokenizer: the files' raw bytes, no UTF-8 decoding, no separators (enwik8)
 
 
 @dataclass
@@ -132,6 +136,8 @@ class EvalConfig:
     temperature: float = 0.8
     top_k: int = 50
     posterior_samples: int = 0  # IVON: also score the final pass with probabilities averaged over this many weight samples
+    full_every: int = 0  # a full pass over the validation split every N steps (train_benchmarks/full_*); 0: never
+    stride: int = 0  # full passes also score sliding windows: each token with >= block_size - stride context; 0: off
 
 
 @dataclass
@@ -458,6 +464,12 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
 
     need(d.path != "", "[data] path", "is empty; give a corpus path or 'builtin:stories'")
     need(0.0 < d.val_fraction < 1.0, "[data] val_fraction", f"found {d.val_fraction}, must be in (0, 1)")
+    need(0.0 <= d.test_fraction < 1.0 and d.val_fraction + d.test_fraction < 1.0, "[data] test_fraction",
+         f"found {d.test_fraction}; it must be in [0, 1) and leave a training split (val_fraction + test_fraction < 1)")
+    for key in ("val_tokens", "test_tokens"):
+        need(getattr(d, key) >= 0, f"[data] {key}", f"found {getattr(d, key)}, must be >= 0 (0: use the fraction)")
+    need(not d.raw_bytes or d.tokenizer == "bytes", "[data] raw_bytes",
+         f"reads files as raw bytes, which only the bytes tokenizer can take (found tokenizer '{d.tokenizer}')")
     need(d.tokenizer != "", "[data] tokenizer", "is empty; use 'bytes' or a tiktoken encoding such as 'gpt2'")
     if d.tokenizer != "bytes":  # only the name; loading the encoding (maybe a download) waits for training
         from engine.tokenizers import TokenizerError, check_name
@@ -502,7 +514,9 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
         need(not o.orthograd, "[optim] orthograd", "⊥Grad wraps a gradient-based step; IVON samples weights "
                                                   "around its own mean, so the two do not compose")
 
-    for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k", "posterior_samples"):
+    need(0 <= e.stride < m.block_size, "[eval] stride",
+         f"found {e.stride}, must be between 0 (off) and block_size - 1 ({m.block_size - 1})")
+    for key in ("every", "batches", "final_max_batches", "sample_tokens", "top_k", "posterior_samples", "full_every"):
         need(getattr(e, key) >= 0, f"[eval] {key}", f"found {getattr(e, key)}, must be >= 0")
     need(e.batches > 0 or e.every == 0, "[eval] batches",
          f"found 0 with every = {e.every}; a running validation needs at least one batch (or set every = 0)")

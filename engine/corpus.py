@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-CORPUS_SUFFIXES = (".parquet", ".jsonl", ".txt")
+CORPUS_SUFFIXES = (".parquet", ".jsonl", ".txt", ".zip")  # a .zip holding one file (enwik8 as it downloads)
 
 
 class CorpusError(ValueError):
@@ -30,7 +30,7 @@ def corpus_files(path: str | Path) -> list[Path]:
         raise CorpusError(f"{p}: does not exist; give a .txt, .jsonl or .parquet file or a directory of them")
     if p.is_file():
         if p.suffix not in CORPUS_SUFFIXES:
-            raise CorpusError(f"{p}: unsupported file type '{p.suffix}'; use .txt, .jsonl or .parquet")
+            raise CorpusError(f"{p}: unsupported file type '{p.suffix}'; use .txt, .jsonl, .parquet or a .zip of one file")
         return [p]
     files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES)
     if not files:
@@ -49,6 +49,9 @@ def preflight(path: str | Path, column: str = "text") -> None:
             names = parquet_file(f).schema_arrow.names
             if column not in names:
                 raise CorpusError(f"{f}: no '{column}' column (has: {', '.join(names)}); set [data] text_column")
+    for f in files:
+        if f.suffix == ".zip":
+            zip_member(f)
     if all(f.stat().st_size == 0 for f in files):
         raise CorpusError(f"{path}: the corpus is empty (every file has 0 bytes)")
 
@@ -66,11 +69,13 @@ def iter_text_batches(path: Path, column: str = "text", batch_rows: int = 1024,
     the file done since its last call; ``row_groups`` restricts a parquet file to those."""
     report = progress or (lambda n: None)
     suffix = path.suffix
-    if suffix == ".txt":
+    if suffix in (".txt", ".zip"):
+        data = read_bytes(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise CorpusError(f"{path}: not valid UTF-8 at byte {e.start}; re-encode the file as UTF-8") from None
+            raise CorpusError(f"{path}: not valid UTF-8 at byte {e.start}; re-encode the file as UTF-8, or read it "
+                              f"as raw bytes ([data] raw_bytes = true with the bytes tokenizer)") from None
         report(path.stat().st_size)
         yield [text]
     elif suffix == ".jsonl":
@@ -80,6 +85,32 @@ def iter_text_batches(path: Path, column: str = "text", batch_rows: int = 1024,
             yield [t if t is not None else "" for t in batch[column]]
     else:
         raise CorpusError(f"{path}: unsupported file type '{suffix}'")
+
+
+def zip_member(path: Path):
+    """The one file inside a .zip (enwik8.zip holds enwik8); anything else is refused."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [i for i in z.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CorpusError(f"{path}: not a readable zip file ({e})") from None
+    if len(members) != 1:
+        raise CorpusError(f"{path}: a corpus zip must hold exactly one file, this one holds {len(members)}; unzip it "
+                          f"and give the file or a directory")
+    return members[0]
+
+
+def read_bytes(path: Path) -> bytes:
+    """A .txt file's bytes, or those of the one file inside a .zip."""
+    if path.suffix != ".zip":
+        return path.read_bytes()
+    import zipfile
+
+    member = zip_member(path)
+    with zipfile.ZipFile(path) as z:
+        return z.read(member)
 
 
 def _jsonl_batches(path: Path, column: str, batch_rows: int, report: Callable[[int], None]) -> Iterator[list[str]]:

@@ -44,6 +44,7 @@ class TokenData:
     n_docs: int
     n_bytes: int
     path: Path
+    test: np.ndarray | None = None  # the last part of the stream, evaluated only at the end
 
     @property
     def vocab_size(self) -> int:
@@ -63,8 +64,10 @@ def _fingerprint(cfg: DataConfig) -> tuple[str, list]:
 
 def cache_key(cfg: DataConfig) -> str:
     extra, sources = _fingerprint(cfg)
-    blob = json.dumps({"v": VERSION, "tok": cfg.tokenizer, "col": cfg.text_column, "src": sources, "x": extra},
-                      sort_keys=True)
+    key = {"v": VERSION, "tok": cfg.tokenizer, "col": cfg.text_column, "src": sources, "x": extra}
+    if cfg.raw_bytes:  # (only then: every shard built before keeps its key)
+        key["raw"] = True
+    blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -78,7 +81,46 @@ def _documents(cfg: DataConfig):
         yield from iter_text_batches(f, cfg.text_column)
 
 
+def _write_raw_shard(cfg: DataConfig, out: Path) -> None:
+    """Each file's bytes as they are, one after another, no separators: a byte-level
+    benchmark's stream (enwik8: 100,000,000 bytes, 100,000,000 tokens)."""
+    from engine.corpus import read_bytes
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    n_tokens = 0
+    files = corpus_files(cfg.path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * HEADER_SIZE)
+            for path in files:
+                if path.suffix not in (".txt", ".zip"):
+                    raise CorpusError(f"{path}: raw_bytes reads .txt files (or a .zip of one); this is '{path.suffix}'")
+                data = read_bytes(path)
+                f.write(np.frombuffer(data, dtype=np.uint8).astype(np.uint16).tobytes())
+                n_tokens += len(data)
+            f.seek(0)
+            f.write(HEADER.pack(MAGIC, VERSION, 2, n_tokens, len(files), n_tokens))
+            f.flush()
+            os.fsync(f.fileno())
+        if n_tokens == 0:
+            raise CorpusError(f"{cfg.path}: the corpus is empty")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def split_sizes(n: int, cfg: DataConfig) -> tuple[int, int, int]:
+    """(train, val, test) sizes of a stream of n tokens: contiguous, in that order; sizes in
+    tokens when given, otherwise fractions of the stream."""
+    n_val = cfg.val_tokens or int(n * cfg.val_fraction)
+    n_test = cfg.test_tokens or int(n * cfg.test_fraction)
+    return n - n_val - n_test, n_val, n_test
+
+
 def _write_shard(cfg: DataConfig, tok: Tokenizer, out: Path) -> None:
+    if cfg.raw_bytes:
+        return _write_raw_shard(cfg, out)
     dtype = token_dtype(tok.vocab_size)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     n_tokens = n_docs = n_bytes = 0
@@ -130,12 +172,17 @@ def load_tokens(cfg: DataConfig, block_size: int, log=print) -> TokenData:
         atomic_write(shard_dir / "source.json",
                      json.dumps({"path": cfg.path, "tokenizer": cfg.tokenizer, "column": cfg.text_column}))
     tokens, n_docs, n_bytes = _read_shard(shard)
-    n_val = int(len(tokens) * cfg.val_fraction)
-    train, val = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
-    for name, split in (("training", train), ("validation", val)):
+    n_train, n_val, n_test = split_sizes(len(tokens), cfg)
+    if n_train <= 0:
+        raise CorpusError(f"{cfg.path}: {len(tokens):,} tokens cannot hold a validation split of {n_val:,} and a test "
+                          f"split of {n_test:,}; lower [data] val_tokens/test_tokens (or the fractions)")
+    train, val = tokens[:n_train], tokens[n_train:n_train + n_val]
+    test = tokens[n_train + n_val:] if n_test else None
+    splits = (("training", train), ("validation", val)) + ((("test", test),) if test is not None else ())
+    for name, split in splits:
         if len(split) < block_size + 1:
             raise CorpusError(
                 f"{cfg.path}: the {name} split has {len(split)} tokens, shorter than one context "
                 f"(block_size {block_size} + 1); use a larger corpus or a smaller block_size"
             )
-    return TokenData(train=train, val=val, tokenizer=tok, n_docs=n_docs, n_bytes=n_bytes, path=shard)
+    return TokenData(train=train, val=val, tokenizer=tok, n_docs=n_docs, n_bytes=n_bytes, path=shard, test=test)

@@ -178,9 +178,16 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         return (f"loss became {value} at step {at} ({last_text}, lr {cfg.optim.lr * trainer.lr_factor(at - 1):.3g}); "
                 f"{kept}; lower the learning rate or check the data")
 
-    def run_eval() -> None:
+    def run_eval(full: bool) -> None:
         res = trainer.evaluate(trainer.eval_offsets)
         metrics = res.metrics("train_benchmarks")
+        if full:  # the whole validation split, beside the running validation's fixed windows
+            t0 = time.perf_counter()
+            whole = trainer.evaluate(trainer.full_val_offsets())
+            metrics.update(whole.metrics("train_benchmarks", "full_"))
+            metrics["train_benchmarks/full_seconds"] = time.perf_counter() - t0
+            log(f"step {trainer.step}: full validation loss {whole.loss:.4f} over {whole.tokens:,} tokens "
+                f"in {metrics['train_benchmarks/full_seconds']:.1f} s")
         writer.emit(events.EVAL, step=trainer.step, metrics=metrics)
         wandb.log(metrics, trainer.step)
         if e.sample_tokens:
@@ -216,13 +223,14 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             wandb.log(metrics, trainer.step)
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()
-        evaluating = e.every and trainer.step % e.every == 0 and trainer.step < t.max_steps
+        full_pass = bool(e.full_every) and trainer.step % e.full_every == 0 and trainer.step < t.max_steps
+        evaluating = (e.every and trainer.step % e.every == 0 and trainer.step < t.max_steps) or full_pass
         saving = t.checkpoint_every and trainer.step % t.checkpoint_every == 0
         if (want or evaluating or saving) and (failure := diverged()):
             log(failure)
             return FAILED, failure, last_ckpt
         if evaluating:
-            run_eval()
+            run_eval(full_pass)
         if saving:
             save()
         excluded += time.perf_counter() - paused  # evals and checkpoints do not count as training time
@@ -238,10 +246,26 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     if e.final:
         res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)
         final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}
+        if e.stride:  # sliding windows: every token with at least block_size - stride of context
+            offsets, skip = trainer.sliding_offsets()
+            slide = trainer.evaluate(offsets, skip=skip)
+            final.update(slide.metrics("final_benchmarks", "sliding_"))
+            final["final_benchmarks/sliding_tokens"] = slide.tokens
+            log(f"final: sliding-window (stride {e.stride}) val loss {slide.loss:.4f} over {slide.tokens:,} tokens")
+        if trainer.data.test is not None:  # the test split, only here, at the end
+            test = trainer.data.test
+            res_test = trainer.evaluate(trainer.full_val_offsets(test), split=test)
+            final.update(res_test.metrics("final_benchmarks", "test_"))
+            final["final_benchmarks/test_tokens"] = res_test.tokens
+            if e.stride:
+                offsets, skip = trainer.sliding_offsets(test)
+                final.update(trainer.evaluate(offsets, split=test, skip=skip).metrics("final_benchmarks", "test_sliding_"))
+            log(f"final: test loss {res_test.loss:.4f} bpb {res_test.bpb:.4f} over {res_test.tokens:,} tokens")
         writer.emit(events.FINAL, step=trainer.step, metrics=final)
         wandb.log(final, trainer.step)
         wandb.summary(final)
-        log(f"final: val loss {res.loss:.4f} bpb {res.bpb:.4f} over {res.tokens:,} tokens")
+        log(f"final: val loss {res.loss:.4f} bpb {res.bpb:.4f} over {res.tokens:,} tokens "
+            f"(non-overlapping windows of {cfg.model.block_size})")
     if e.sample_tokens:
         writer.emit(events.SAMPLE, step=trainer.step, text=trainer.sample(seed=t.seed + trainer.step))
     return COMPLETED, "", trainer.step

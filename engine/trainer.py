@@ -33,9 +33,13 @@ class EvalResult:
     tokens: int
     heads: dict[str, dict[str, float]] | None = None  # each named head's statistics (conviction: AUROC...)
     extra: dict[str, float] | None = None  # e.g. IVON's posterior-predictive loss
+    bpc: float | None = None  # a byte-level model: bits per character (= per byte, the enwik8 way)
 
-    def metrics(self, namespace: str) -> dict[str, float]:
-        out = {f"{namespace}/loss": self.loss, f"{namespace}/bpb": self.bpb}
+    def metrics(self, namespace: str, prefix: str = "") -> dict[str, float]:
+        """namespace/<prefix>loss, .../<prefix>bpb (and bpc): prefix 'test_', 'full_', 'sliding_'."""
+        out = {f"{namespace}/{prefix}loss": self.loss, f"{namespace}/{prefix}bpb": self.bpb}
+        if self.bpc is not None:
+            out[f"{namespace}/{prefix}bpc"] = self.bpc
         for head, stats in (self.heads or {}).items():
             for key, value in stats.items():
                 out[f"{namespace}/{head}_{key}"] = value
@@ -117,6 +121,8 @@ class Trainer:
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         lengths = np.zeros(self.raw_model.vocab_size, dtype=np.int64)
         lengths[: self.tokenizer.vocab_size] = self.tokenizer.byte_lengths()
+        if cfg.data.raw_bytes:  # every token is a byte of the file, byte 0 included (no separators)
+            lengths[: self.tokenizer.vocab_size] = 1
         self.byte_lengths = torch.from_numpy(lengths).to(self.device)
         self.peak_flops, self.peak_source = peak_flops(self.device, t.precision, t.peak_tflops)
         self.flops_per_token = self.raw_model.flops_per_token()
@@ -264,10 +270,14 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, offsets: torch.Tensor, head_stats: bool = False, posterior_samples: int = 0) -> EvalResult:
-        """Loss and bits per byte over the windows at ``offsets`` of the validation split; with
-        ``head_stats``, each named head's statistics there; with ``posterior_samples`` (IVON), also
-        the loss of the posterior predictive (probabilities averaged over sampled weights)."""
+    def evaluate(self, offsets: torch.Tensor, head_stats: bool = False, posterior_samples: int = 0,
+                 split: np.ndarray | None = None, skip: torch.Tensor | None = None) -> EvalResult:
+        """Loss and bits per byte over the windows at ``offsets`` of a split (validation unless
+        given); with ``skip``, the first skip[i] positions of window i are context only, not
+        scored (sliding-window evaluation); with ``head_stats``, each named head's statistics;
+        with ``posterior_samples`` (IVON), also the loss of the posterior predictive
+        (probabilities averaged over sampled weights)."""
+        split = self.data.val if split is None else split
         model = self.raw_model  # eager: eval batch shapes differ and must not trigger recompiles
         model.eval()
         nats = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -280,27 +290,36 @@ class Trainer:
         B = self.cfg.train.batch_size
         posterior = posterior_samples if self.opt.ivon else 0
         for i in range(0, len(offsets), B):
-            x, y = self.batch(self.data.val, offsets[i: i + B])
+            x, y = self.batch(split, offsets[i: i + B])
             with self.autocast():
                 out = model(x)
             logits = out.logits.float()
+            if skip is not None:  # context-only positions get target -1: no loss, no bytes, not counted
+                pos = torch.arange(y.size(1), device=y.device)
+                y = y.masked_fill(pos[None, :] < skip[i: i + B, None].to(y.device), -1)
             per_token = model.token_losses(logits, y)
             nats += per_token.sum().double()
-            nbytes += self.byte_lengths[y].sum()
-            count += y.numel()
+            scored = y >= 0
+            nbytes += (self.byte_lengths[y.clamp_min(0)] * scored).sum()
+            count += int(scored.sum()) if skip is not None else y.numel()
             if heads and count <= MAX_STAT_TOKENS:
                 feats = Features(out.hidden, out.lm_input, model.lm_head.weight)
                 for name, head in heads.items():
                     outputs[name].append(head.output(feats).reshape(-1).float().cpu())
                 correct.append((logits.argmax(-1) == y).reshape(-1).cpu())
                 token_loss.append(per_token.reshape(-1).cpu())
+                if skip is not None:  # (head statistics come from non-overlapping passes; keep shapes aligned)
+                    keep = scored.reshape(-1).cpu()
+                    correct[-1], token_loss[-1] = correct[-1][keep], token_loss[-1][keep]
+                    for name in outputs:
+                        outputs[name][-1] = outputs[name][-1][keep]
             if posterior:
                 probs = torch.zeros_like(logits)
                 for _ in range(posterior):
                     with self.opt.optimizers[0].sampled_params(train=False), self.autocast():
                         probs += model.probs(model(x).logits.float())
-                picked = (probs / posterior).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-                post_nats -= torch.log(picked.clamp_min(1e-30)).sum().double()
+                picked = (probs / posterior).gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+                post_nats -= (torch.log(picked.clamp_min(1e-30)) * (y >= 0)).sum().double()
         model.train()
         loss = nats.item() / max(1, count)
         bpb = nats.item() / math.log(2) / max(1, int(nbytes.item()))
@@ -309,14 +328,30 @@ class Trainer:
             c, l = torch.cat(correct).numpy(), torch.cat(token_loss).numpy()
             stats = {name: heads[name].eval_stats(torch.cat(v).numpy(), c, l) for name, v in outputs.items()}
         extra = {"posterior_loss": post_nats.item() / max(1, count)} if posterior else None
-        return EvalResult(loss, bpb, count, stats or None, extra)
+        bpc = nats.item() / math.log(2) / max(1, count) if self.tokenizer.name == "bytes" else None
+        return EvalResult(loss, bpb, count, stats or None, extra, bpc)
 
-    def full_val_offsets(self) -> torch.Tensor:
-        """Non-overlapping windows over the whole validation split (capped by final_max_batches)."""
+    def full_val_offsets(self, split: np.ndarray | None = None) -> torch.Tensor:
+        """Non-overlapping windows over a whole split, validation by default (capped by
+        final_max_batches)."""
         T = self.cfg.model.block_size
-        offsets = torch.arange(0, len(self.data.val) - T - 1 + 1, T)
+        n = len(self.data.val if split is None else split)
+        offsets = torch.arange(0, n - T - 1 + 1, T)
         cap = self.cfg.eval.final_max_batches * self.cfg.train.batch_size
         return offsets[:cap] if cap else offsets
+
+    def sliding_offsets(self, split: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows every ``stride`` tokens over a whole split, and how many leading positions of
+        each are context only: the first window scores all of its positions, every later one
+        its last ``stride``, so each token is scored once, with at least block_size - stride
+        tokens before it (except in the first window). Capped like the full pass."""
+        T, s = self.cfg.model.block_size, self.cfg.eval.stride
+        n = len(self.data.val if split is None else split)
+        offsets = torch.arange(0, n - T - 1 + 1, s)
+        skip = torch.full_like(offsets, T - s)
+        skip[0] = 0
+        cap = self.cfg.eval.final_max_batches * self.cfg.train.batch_size
+        return (offsets[:cap], skip[:cap]) if cap else (offsets, skip)
 
     def sample(self, seed: int) -> str:
         e = self.cfg.eval
