@@ -3,10 +3,10 @@
     python benchmarks/zoo_table.py RUNS_DIR [RUN_ID_PREFIX ...]
 
 For every run (or those whose id starts with a prefix, in that order; the first is the
-baseline): non-embedding parameters, median tokens/s, validation loss (the running validation,
-``train_benchmarks/loss``) at the last evaluated step, and at equal wall clock: the training
-time of the fastest run, the time counted from the step intervals (evaluation excluded), the
-loss interpolated between evaluations. The final full validation pass is shown too.
+baseline): non-embedding parameters, median tokens/s, the final validation loss (the whole
+split, at the same step for every run), and the validation loss at equal wall clock: the
+training time of the fastest run, counted from the step intervals (evaluation excluded), the
+running validation (``train_benchmarks/loss``) interpolated between evaluations.
 """
 
 from __future__ import annotations
@@ -62,16 +62,18 @@ def main(argv: list[str]) -> int:
     base = rows[0]
     t_eq = min(r["train_s"] for r in rows)
     print(f"equal wall clock: {t_eq:.0f} s of training (the fastest run's whole training time)\n")
-    print("| run | model | non-emb params | tokens/s | val loss @ step | Δ vs baseline | val loss @ "
-          f"{t_eq:.0f} s | Δ vs baseline | final val loss |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| run | model | non-emb params | tokens/s | val loss at equal steps (final, whole split) | Δ | "
+          f"val loss at equal wall clock ({t_eq:.0f} s) | Δ |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     base_eq = at_time(base["timed"], t_eq)
     for r in rows:
+        if r["final"] is None:
+            print(f"| {r['id']} | {r['label']} | unfinished | | | | | |")
+            continue
         eq = at_time(r["timed"], t_eq)
         print(f"| {r['id'].rsplit('-', 2)[0]} | {r['label']} | {r['params'] / 1e6:.3f}M | {r['tok_s']:,.0f} "
-              f"({r['tok_s'] / base['tok_s']:.2f}×) | {r['val']:.4f} @ {r['step']} | {r['val'] - base['val']:+.4f} "
-              f"| {eq:.4f} | {eq - base_eq:+.4f} | {r['final']:.4f} |" if r["final"] is not None else
-              f"| {r['id']} | {r['label']} | - | - | - | - | - | - | - |")
+              f"({r['tok_s'] / base['tok_s']:.2f}×) | {r['final']:.4f} | {r['final'] - base['final']:+.4f} "
+              f"| {eq:.4f} | {eq - base_eq:+.4f} |")
     return 0
 
 
