@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,33 +82,42 @@ def _documents(cfg: DataConfig):
         yield from iter_text_batches(f, cfg.text_column)
 
 
+@contextmanager
+def _shard_file(out: Path):
+    """The shard's file, written beside ``out`` under a temporary name (its header left blank
+    for the writer to fill) and moved into place only when the writer finishes: a failure or a
+    kill never leaves a half shard where a run would read it."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * HEADER_SIZE)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _write_raw_shard(cfg: DataConfig, out: Path) -> None:
     """Each file's bytes as they are, one after another, no separators: a byte-level
     benchmark's stream (enwik8: 100,000,000 bytes, 100,000,000 tokens)."""
     from engine.corpus import read_bytes
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    n_tokens = 0
     files = corpus_files(cfg.path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(b"\0" * HEADER_SIZE)
-            for path in files:
-                if path.suffix not in (".txt", ".zip"):
-                    raise CorpusError(f"{path}: raw_bytes reads .txt files (or a .zip of one); this is '{path.suffix}'")
-                data = read_bytes(path)
-                f.write(np.frombuffer(data, dtype=np.uint8).astype(np.uint16).tobytes())
-                n_tokens += len(data)
-            f.seek(0)
-            f.write(HEADER.pack(MAGIC, VERSION, 2, n_tokens, len(files), n_tokens))
-            f.flush()
-            os.fsync(f.fileno())
+    n_tokens = 0
+    with _shard_file(out) as f:
+        for path in files:
+            if path.suffix not in (".txt", ".zip"):
+                raise CorpusError(f"{path}: raw_bytes reads .txt files (or a .zip of one); this is '{path.suffix}'")
+            data = read_bytes(path)
+            f.write(np.frombuffer(data, dtype=np.uint8).astype(np.uint16).tobytes())
+            n_tokens += len(data)
         if n_tokens == 0:
             raise CorpusError(f"{cfg.path}: the corpus is empty")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        f.seek(0)
+        f.write(HEADER.pack(MAGIC, VERSION, 2, n_tokens, len(files), n_tokens))
 
 
 def split_sizes(n: int, cfg: DataConfig) -> tuple[int, int, int]:
@@ -122,31 +132,22 @@ def _write_shard(cfg: DataConfig, tok: Tokenizer, out: Path) -> None:
     if cfg.raw_bytes:
         return _write_raw_shard(cfg, out)
     dtype = token_dtype(tok.vocab_size)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     n_tokens = n_docs = n_bytes = 0
     sep = np.array([tok.eot], dtype=dtype)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(b"\0" * HEADER_SIZE)
-            for batch in _documents(cfg):
-                for ids in tok.encode_array(batch):
-                    n_docs += 1
-                    if len(ids) == 0:
-                        continue
-                    f.write(sep.tobytes())
-                    f.write(ids.astype(dtype, copy=False).tobytes())
-                    n_tokens += 1 + len(ids)
-                n_bytes += sum(len(t.encode("utf-8")) for t in batch)
-            f.seek(0)
-            f.write(HEADER.pack(MAGIC, VERSION, dtype.itemsize, n_tokens, n_docs, n_bytes))
-            f.flush()
-            os.fsync(f.fileno())
+    with _shard_file(out) as f:
+        for batch in _documents(cfg):
+            for ids in tok.encode_array(batch):
+                n_docs += 1
+                if len(ids) == 0:
+                    continue
+                f.write(sep.tobytes())
+                f.write(ids.astype(dtype, copy=False).tobytes())
+                n_tokens += 1 + len(ids)
+            n_bytes += sum(len(t.encode("utf-8")) for t in batch)
         if n_bytes == 0:
             raise CorpusError(f"{cfg.path}: the corpus is empty (no text in column/field '{cfg.text_column}')")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        f.seek(0)
+        f.write(HEADER.pack(MAGIC, VERSION, dtype.itemsize, n_tokens, n_docs, n_bytes))
 
 
 def _read_shard(path: Path) -> tuple[np.ndarray, int, int]:
