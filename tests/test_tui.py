@@ -243,8 +243,8 @@ async def test_training_tab_follows_a_live_run(tmp_path):
         await on_screen(pilot, "300/1,000", "0:00:07")  # ETA: 700 steps x 10 ms
         loss = pane.query_one("#chart-loss")
         await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, "the chart")
-        # a loss the model names is charted without the TUI knowing the name; per-layer terms stay in wandb
-        assert set(loss.lines) == {"train", "never_seen_before_loss"}
+        # losses the model names are charted without the TUI knowing their names
+        assert set(loss.lines) == {"train", "never_seen_before_loss", "aux/layer1_t1_loss"}
 
 
 async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):

@@ -35,9 +35,10 @@ GRAD_PREFIX = "debug/grad_norm/"
 
 
 def is_named_loss(name: str) -> bool:
-    """debug/<name>_loss for a loss the model named (not the LM loss itself, not per-layer terms)."""
+    """debug/..._loss for a loss the model named (conviction_loss, aux_loss, T12's per-layer
+    aux/layer3_t1_loss ...), except the LM loss itself, which is the chart's train line."""
     inner = name[len("debug/"):]
-    return name.startswith("debug/") and inner.endswith("_loss") and "/" not in inner and inner != "ce_loss"
+    return name.startswith("debug/") and inner.endswith("_loss") and inner != "ce_loss"
 # RGB, not colour names: plotext maps names through its theme, which Textual registers late
 PALETTE = [(0, 200, 255), (255, 90, 200), (255, 200, 0), (80, 220, 100), (255, 80, 80), (120, 120, 255),
            (220, 220, 220)]
@@ -286,7 +287,7 @@ class TrainingPane(Pane):
         series = v.series if v is not None else {}
         loss = {"train": series.get("train/loss", ([], [])), "val": series.get(VAL_LOSS, ([], []))}
         loss.update({f"{k} val": pts for k, pts in data.overlays.items()})
-        # the model's named losses (conviction, moe_balance, T12's weighted aux ...), whatever they are
+        # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
         loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
         self.query_one("#chart-loss", Chart).draw(loss)
         self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))})
