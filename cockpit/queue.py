@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import os
 import shutil
 import signal
 import time
@@ -211,7 +212,12 @@ class Queue:
             elif state is not None and state.status != QUEUED and not force:
                 raise RunError(f"{rd.id} is {state.status}, not queued: its directory holds results; "
                                f"pass --force to delete it")
-            shutil.rmtree(rd.path)
+            # out of sight first, in one atomic step: a claimer waiting for this lock then finds
+            # no directory (never recreates a .lock inside one being emptied, which made rmtree
+            # fail with "Directory not empty" under load), and readers skip dot names
+            doomed = rd.path.with_name(f".removing-{rd.id}-{os.getpid()}")
+            os.rename(rd.path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
         self._drop(rd.id)
 
     def stop(self, ref: str) -> str:

@@ -118,7 +118,7 @@ def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir)
         step.metrics["debug/ce_loss"] + 0.01 * step.metrics["debug/conviction_loss"], rel=1e-4)
     assert all(k.split("/")[0] in ("train", "debug") for k in step.metrics)
     ev = next(e for e in evs if e.kind == events.EVAL)
-    assert set(ev.metrics) == {"train_benchmarks/loss", "train_benchmarks/bpb"}
+    assert set(ev.metrics) == {"train_benchmarks/loss", "train_benchmarks/bpb", "train_benchmarks/bpc"}  # bytes: bpc too
     final = next(e for e in evs if e.kind == events.FINAL)
     assert final.metrics["final_benchmarks/bpb"] > 0 and final.metrics["final_benchmarks/tokens"] == 4 * 4 * 32
     assert 0.0 <= final.metrics["final_benchmarks/conviction_auroc_top1"] <= 1.0
