@@ -303,18 +303,22 @@ def test_ngpt_block_with_alpha_zero_is_the_identity():
     assert torch.allclose(block(h), h, atol=1e-6)
 
 
+def dense_like_expert(cfg, moe, i: int = 0) -> MLP:
+    """The dense MLP holding expert i's weights (and gate, for a gated MoE)."""
+    dense = MLP(cfg.model, cfg.model.ffn)
+    parts = ("up", "down") + (("gate",) if hasattr(dense, "gate") and dense.gate is not None else ())
+    with torch.no_grad():
+        for part in parts:
+            getattr(dense, part).weight.copy_(getattr(moe, f"w_{part}")[i])
+            getattr(dense, part).bias.copy_(getattr(moe, f"b_{part}")[i])
+    return dense
+
+
 def test_moe_with_one_expert_is_the_dense_mlp():
     keys = model_keys(ffn={"kind": "moe", "experts": 1, "top_k": 1, "gated": True, "activation": "silu"})
     cfg, model = build(keys, conviction=False)
     moe = model.blocks[0].mlp
-    dense = MLP(cfg.model, cfg.model.ffn)
-    with torch.no_grad():
-        dense.up.weight.copy_(moe.w_up[0])
-        dense.gate.weight.copy_(moe.w_gate[0])
-        dense.down.weight.copy_(moe.w_down[0])
-        dense.up.bias.copy_(moe.b_up[0])
-        dense.gate.bias.copy_(moe.b_gate[0])
-        dense.down.bias.copy_(moe.b_down[0])
+    dense = dense_like_expert(cfg, moe)
     x = torch.randn(2, 8, 32)
     assert torch.allclose(moe(x), dense(x), atol=1e-6)
 
@@ -326,12 +330,7 @@ def test_moe_with_identical_experts_is_the_dense_mlp_and_a_zero_router_balances_
     with torch.no_grad():
         for p in (moe.w_up, moe.w_down, moe.b_up, moe.b_down):
             p.copy_(p[0:1].expand_as(p))
-    dense = MLP(cfg.model, cfg.model.ffn)
-    with torch.no_grad():
-        dense.up.weight.copy_(moe.w_up[0])
-        dense.down.weight.copy_(moe.w_down[0])
-        dense.up.bias.copy_(moe.b_up[0])
-        dense.down.bias.copy_(moe.b_down[0])
+    dense = dense_like_expert(cfg, moe)
     x = torch.randn(2, 8, 32)
     assert torch.allclose(moe(x), dense(x), atol=1e-6)  # top-k weights sum to one
     nn.init.zeros_(moe.router.weight)  # uniform router: f_i = P_i = 1/E, so E·Σ f_i P_i = 1 exactly
