@@ -7,6 +7,7 @@ import argparse
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from engine.config import ConfigError
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
 
     c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
-    c.add_argument("run", help="run id, unique id prefix, or run directory")
+    c.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
     c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     c.add_argument("-t", "--temperature", type=non_negative_float, default=0.8, help="0: greedy")
     c.add_argument("-k", "--top-k", type=non_negative_int, default=50, help="0: no limit")
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
     c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")
+
+    x = sub.add_parser("export", help="write a plain checkpoint of a run with its LoRA adapters merged "
+                                      "(for cockpit complete and [init] from)")
+    x.add_argument("run", help="run id, unique id prefix, or run directory")
+    x.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    x.add_argument("--merged", required=True, metavar="OUT", help="the .pt file to write (must not exist)")
 
     from cockpit.corpora_cli import add_parser as add_corpora
 
@@ -138,7 +145,7 @@ def cmd_run(args) -> int:
         if _interactive():
             return _run_in_tui(args)
         print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
-    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag))
+    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True)
     print(f"created {rd.path}")
     launch = claim(rd, Proc.me("cli"), expected=QUEUED)
     return follow(rd, start_engine(rd, launch), launch)
@@ -174,6 +181,17 @@ def cmd_resume(args) -> int:
     print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} (the newest intact checkpoint) "
           f"to {cfg.train.max_steps}")
     return follow(rd, start_engine(rd, launch), launch)
+
+
+def cmd_export(args) -> int:
+    """The engine writes it (torch); the CLI resolves the run and passes the exit code on."""
+    from cockpit.runs import find_run, runs_root
+
+    rd = find_run(args.run, runs_root(args.runs_dir))
+    cmd = [sys.executable, "-m", "engine", "export", str(rd.path), "--merged", str(Path(args.merged).resolve())]
+    if args.step is not None:
+        cmd += ["--step", str(args.step)]
+    return subprocess.run(cmd).returncode
 
 
 def cmd_bench(args) -> int:
@@ -232,7 +250,7 @@ def _main(argv: list[str] | None) -> int:
 
     from cockpit import queue_cli
 
-    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete,
+    handlers = {"run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
                 "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
                 "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:

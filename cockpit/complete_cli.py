@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from cockpit.completion import CompletionClient, CompletionError
@@ -93,6 +94,9 @@ def main(args) -> int:
     from cockpit.runs import find_run, runs_root
     from engine.config import ConfigError
 
+    exported = Path(args.run)
+    if exported.is_file():  # a checkpoint file (cockpit export): no run directory around it
+        return _session(args, exported, exported.stem)
     rd = find_run(args.run, runs_root(args.runs_dir))
     if args.prompt is not None and args.mode == "conviction":  # refused before the model is loaded
         try:
@@ -103,8 +107,12 @@ def main(args) -> int:
             print(f"error: {rd.id}: {NO_CONVICTION}; use --mode text, or train with [conviction] enabled = true",
                   file=sys.stderr)
             return 2
+    return _session(args, rd.path, rd.id)
+
+
+def _session(args, target: Path, label: str) -> int:
     try:
-        client = CompletionClient(rd.path, args.step)
+        client = CompletionClient(target, args.step)
     except CompletionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -116,7 +124,7 @@ def main(args) -> int:
             # Ctrl-C stops a generation even when this was started with SIGINT ignored (a
             # background job of a non-interactive shell passes that on): a person is typing here
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            print(f"{rd.id} at step {client.info['step']}: type a prompt, end it with a line {TEXT_END} "
+            print(f"{label} at step {client.info['step']}: type a prompt, end it with a line {TEXT_END} "
                   f"(text) or {CONVICTION_END} (conviction); Ctrl-D quits", file=sys.stderr)
         while True:
             try:

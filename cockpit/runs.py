@@ -27,7 +27,8 @@ from engine.config import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_
                            parse_overrides, resolved_dict)
 from engine.corpus import preflight
 from engine.process import Proc, start_token
-from engine.rundir import (BROKEN, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
+from engine.stage_config import parse_ref
+from engine.rundir import (BROKEN, COMPLETED, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
                            RunState, StateError, new_run_id)
 
 
@@ -62,12 +63,17 @@ def check_config(config_path: str | Path, overrides: list[str] | None = None) ->
 
 
 def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
-               runs_dir: Path | None = None, meta: RunMeta | None = None) -> RunDir:
+               runs_dir: Path | None = None, meta: RunMeta | None = None, now: bool = False) -> RunDir:
     """Check the config, then create ``runs/<id>/`` (config.toml, resolved.toml, run.json,
-    state queued). A bad config creates nothing."""
+    state queued). A bad config creates nothing. ``now``: the run starts at once, so a parent
+    it initialises from must have completed."""
     cfg = check_config(config_path, overrides)
     _absolute_data_path(cfg)
     root = runs_dir or runs_root()
+    parent = resolve_init(cfg, root) if cfg.init.from_ else None
+    if now and parent is not None and parent.pending:
+        raise RunError(f"[init] from = '{parent.name}': that run has not completed; queue this one instead "
+                       f"(cockpit queue add {config_path}): the worker starts it when {parent.name} completes")
     root.mkdir(parents=True, exist_ok=True)
     rd = claim_run_dir(root, name or Path(config_path).stem)
     try:
@@ -82,12 +88,49 @@ def create_run(config_path: str | Path, overrides: list[str] | None = None, name
         meta.config_source = str(Path(config_path).resolve())
         meta.created = round(time.time(), 3)
         meta.overrides = parse_overrides(overrides or [])
+        if parent is not None:
+            meta.parent, meta.parent_step = parent.name, parent.step
+            if parent.pending and parent.name not in meta.depends_on:
+                meta.depends_on = [*meta.depends_on, parent.name]  # the worker starts it once the parent completes
         rd.write_meta(meta)
         rd.create_state(QUEUED)  # state.json last: readers only count a directory with one
     except BaseException:
         shutil.rmtree(rd.path, ignore_errors=True)
         raise
     return rd
+
+
+@dataclass
+class Parent:
+    name: str  # run id, or the checkpoint file's path
+    step: int | None  # None: the newest checkpoint when the run starts
+    pending: bool  # the parent has not completed yet
+
+
+def resolve_init(cfg: RunConfig, root: Path) -> Parent:
+    """[init] from, checked and made absolute in the config (the engine runs elsewhere): a
+    checkpoint file, or a run (id, prefix or directory) with an optional ':STEP' that exists or
+    may still come (a parent that has not completed)."""
+    ref = cfg.init.from_
+    name, step = parse_ref(ref)
+    file = Path(name).expanduser()
+    if file.is_file():
+        cfg.init.from_ = str(file.resolve()) + (f":{step}" if step is not None else "")
+        return Parent(str(file.resolve()), step, False)
+    try:
+        parent = find_run(name, root)
+    except RunError as e:
+        raise RunError(f"[init] from = '{ref}': {e}") from None
+    status = parent.read_state().status
+    steps = parent.checkpoint_steps()
+    if step is not None and status == COMPLETED and step not in steps:
+        raise RunError(f"[init] from = '{ref}': {parent.id} has no checkpoint at step {step} "
+                       f"(it has {', '.join(map(str, steps)) or 'none'})")
+    if status in (FAILED,) and not steps:
+        raise RunError(f"[init] from = '{ref}': {parent.id} failed without a checkpoint; pick another run")
+    cfg.init.from_ = str(parent.path.resolve()) + (f":{step}" if step is not None else "")
+    # wait for the parent unless the checkpoint asked for is already there
+    return Parent(parent.id, step, status != COMPLETED and (step is None or step not in steps))
 
 
 def claim_run_dir(root: Path, name: str) -> RunDir:

@@ -1,4 +1,4 @@
-"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | bench CONFIG --steps N [--json] | bench-modules [...]"""
+"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | export RUN_DIR [--step N] --merged OUT | bench CONFIG --steps N [--json] | bench-modules [...]"""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("complete", help="serve completions from a run's checkpoint (JSON lines on stdin/stdout)")
     c.add_argument("run_dir")
     c.add_argument("--step", type=int, default=None)
+    e = sub.add_parser("export", help="write a plain checkpoint of a run (adapters merged)")
+    e.add_argument("run_dir")
+    e.add_argument("--step", type=int, default=None)
+    e.add_argument("--merged", required=True, metavar="OUT")
     b = sub.add_parser("bench", help="time training steps of a config")
     b.add_argument("config")
     b.add_argument("--steps", type=int, default=40)
@@ -42,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.complete import serve
 
         return serve(args.run_dir, args.step)
+    if args.cmd == "export":
+        from engine.export import main as export_main
+
+        return export_main(args.run_dir, args.step, args.merged)
     if args.cmd == "bench":
         from engine.bench import main as bench_main
         from engine.config import ConfigError

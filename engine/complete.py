@@ -33,7 +33,6 @@ from engine import checkpoint
 from engine.config import config_from_dict
 from engine.device import pick_device
 from engine.generate import sample_tokens
-from engine.model import build_model
 from engine.rundir import RunDir
 from engine.tokenizers import get_tokenizer
 
@@ -57,17 +56,20 @@ class Token:
 class Completer:
     def __init__(self, run_dir: str | Path, step: int | None = None, device: str = "auto"):
         rd = RunDir(run_dir)
-        if not rd.path.is_dir():
+        if rd.path.is_file():  # an exported checkpoint (cockpit export ... --merged OUT)
+            self.path, self.run_id = rd.path, rd.path.stem
+        elif not rd.path.is_dir():
             raise checkpoint.CheckpointError(f"{rd.path}: no such run directory")
-        self.path = checkpoint.find(rd.checkpoints, step)
+        else:
+            self.path, self.run_id = checkpoint.find(rd.checkpoints, step), rd.id
         self.device = pick_device(device)
         payload = checkpoint.load(self.path, self.device)
-        self.run_id = rd.id
         self.step = int(payload["step"])
-        cfg = config_from_dict(payload["config"], str(self.path))
+        config_from_dict(payload["config"], str(self.path))  # a bad config is a clear error before torch work
         self.tokenizer = get_tokenizer(payload["tokenizer"])
-        self.model = build_model(cfg, payload["vocab_size"]).to(self.device)
-        self.model.load_state_dict(payload["model"])
+        from engine.stages import model_from_checkpoint
+
+        self.model, _ = model_from_checkpoint(payload, self.device)  # a stage's shape, adapters too
         self.model.eval()
         self.has_conviction = self.model.conviction_head is not None
         if self.device.type == "cpu" and self.model.num_params() < SINGLE_THREAD_MAX_PARAMS:

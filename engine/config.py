@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.stage_config import InitConfig, StageConfig
 from engine.kinds import (DEFAULT_KIND, FAMILIES, AttentionSpec, BlockSpec, DenseSpec, FFNSpec, MHASpec, PreNormSpec,
                           kind_of_key, spec_keys)
 
@@ -195,6 +196,8 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
     conviction: ConvictionConfig = field(default_factory=ConvictionConfig)
     aux: AuxConfig = field(default_factory=AuxConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    stage: list[StageConfig] = field(default_factory=list)  # [[stage]] entries, in order of at_step
 
     # -- derived values, computed in one place so engine and cockpit agree -------------
     @property
@@ -253,6 +256,14 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif typing.get_origin(tp) is list and typing.get_args(tp) == (str,):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(source, where, f"found {found}, expected a list of strings, e.g. [\"qkv\", \"proj\"]")
+    elif typing.get_origin(tp) is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(source, where, f"found {found}, expected a table")
     elif typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return list(value)
@@ -277,7 +288,7 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(source, f"[{section}]", f"found {table!r}, expected a table")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}  # [init] from is field from_
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         where = f"[{section}] {key}"
@@ -289,10 +300,11 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
         if family:
             kwargs[key] = _build_kind(family, value, f"{section}.{key}", source)
             continue
-        if dataclasses.is_dataclass(hints[key]):
+        if dataclasses.is_dataclass(hints.get(key)):
             kwargs[key] = _build_section(hints[key], value, f"{section}.{key}", source)
             continue
-        value = _coerce(value, hints[key], where, source)
+        name = fields[key].name
+        value = _coerce(value, hints[name], where, source)
         choices = fields[key].metadata.get("choices")
         if choices and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
@@ -300,7 +312,7 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
             raise ConfigError(
                 source, where, f"found '{value}', allowed: {', '.join(choices)}{hint}"
             )
-        kwargs[key] = value
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -374,6 +386,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfi
     for name, table in data.items():
         if name not in _SECTION_TYPES:
             raise _unknown_key(source, f"[{name}]", name, list(_SECTION_TYPES))
+        if name == "stage":  # [[stage]]: an array of tables
+            if not isinstance(table, list):
+                raise ConfigError(source, "[[stage]]", "expected [[stage]] entries (an array of tables), "
+                                                     "each with at_step and what changes")
+            sections[name] = [_build_section(StageConfig, t, f"stage.{i + 1}", source) for i, t in enumerate(table)]
+            continue
         sections[name] = _build_section(_SECTION_TYPES[name], table, name, source)
     cfg = RunConfig(**sections)
     check(cfg, source)
@@ -531,10 +549,24 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     need(a.target_weight >= 0, "[aux] target_weight", f"found {a.target_weight}, must be >= 0")
     need(0 <= a.targets < m.block_size, "[aux] targets",
          f"found {a.targets}, must be between 0 and block_size - 1 ({m.block_size - 1})")
+    ref = cfg.init.from_
+    need(ref == "" or (ref.strip() == ref and not ref.endswith(":")), "[init] from",
+         f"found '{ref}'; give a run id, 'RUN:STEP', a run directory or a checkpoint file")
+    if cfg.stage:
+        from engine.stage_config import stage_plan
+
+        stage_plan(cfg, source)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """As TOML tables: [init] from (the field is from_), no empty [[stage]] list."""
+    data = dataclasses.asdict(cfg)
+    data["init"] = {"from": data["init"].pop("from_")}
+    if not data["stage"]:
+        del data["stage"]
+    if not data["init"]["from"]:
+        del data["init"]
+    return data
 
 
 def resolved_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -43,7 +43,8 @@ def measured_cpu_peak_flops() -> float:
     global _cpu_peak_cache
     if _cpu_peak_cache is None:
         n = 1024
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        g = torch.Generator().manual_seed(0)  # never the training RNG: the first run in a process would differ
+        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
         a @ b  # warm-up
         best = 0.0
         for _ in range(5):

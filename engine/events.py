@@ -26,8 +26,9 @@ CHECKPOINT = "checkpoint"  # path, step
 STATUS = "status"  # state changes seen from the engine: running, stopped, completed
 ERROR = "error"  # a failure with a one-line reason
 WARNING = "warning"  # something the user should know that did not stop the run (message)
+STAGE = "stage"  # a stage began (stage, stages, name, description, params, params_trainable) or ReLoRA restarted
 
-KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING)
+KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING, STAGE)
 
 
 @dataclass

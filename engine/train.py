@@ -107,12 +107,17 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
                 writer.emit(events.WARNING, message=message)
             trainer.load_state(found.payload)
             resumed_from = step = trainer.step
-            log(f"resumed from {found.path} at step {trainer.step}")
+            log(f"resumed from {found.path} at step {trainer.step}"
+                + (f", stage {trainer.stage}/{len(trainer.plan.stages)}" if trainer.plan.stages else ""))
+        init_from = None
+        if found is None and cfg.init.from_:
+            init_from = _init_from(trainer, cfg.init.from_, rd.path.parent)
         from engine.wandb_log import WandbLogger
 
         wandb = WandbLogger(cfg, rd.path, rd.id, resolved_dict(cfg), warn=log)
         writer.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
-                    wandb_dir=wandb.directory, **trainer.summary())
+                    wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
+                    **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
             f"on {trainer.device}")
         status, reason, step = _loop(trainer, cfg, rd, writer, wandb, stop)
@@ -148,6 +153,19 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     return code
 
 
+def _init_from(trainer, ref: str, runs_root: Path) -> dict:
+    """Load the parent's weights into the fresh stage-0 model (nothing else: a new optimizer)."""
+    from engine.stages import init_from, resolve_parent
+
+    path, _, label = resolve_parent(ref, runs_root)
+    payload = checkpoint.load(path, trainer.device)
+    fresh = init_from(trainer.raw_model, payload, label, trainer.tokenizer.name, trainer.tokenizer.vocab_size)
+    step = int(payload["step"])
+    log(f"initialised from {label} (step {step}, {path})"
+        + (f"; kept at their fresh init: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}" if fresh else ""))
+    return {"ref": ref, "path": str(path), "step": step, "fresh": fresh}
+
+
 def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) -> tuple[str, str, int]:
     """Train until max_steps, a stop signal, the time budget or a non-finite loss. Returns the
     final status, its reason and the step to record (the last checkpoint's, after a failure)."""
@@ -163,7 +181,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         nonlocal last_ckpt
         path = checkpoint.save(rd.checkpoints, trainer.step, trainer.state())
         last_ckpt = trainer.step
-        writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path))
+        writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
         rd.update(expected=RUNNING, step=trainer.step)
 
     def diverged() -> str:
@@ -188,12 +206,16 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             metrics["train_benchmarks/full_seconds"] = time.perf_counter() - t0
             log(f"step {trainer.step}: full validation loss {whole.loss:.4f} over {whole.tokens:,} tokens "
                 f"in {metrics['train_benchmarks/full_seconds']:.1f} s")
-        writer.emit(events.EVAL, step=trainer.step, metrics=metrics)
+        writer.emit(events.EVAL, step=trainer.step, metrics=metrics, **staged())
         wandb.log(metrics, trainer.step)
         if e.sample_tokens:
             text = trainer.sample(seed=t.seed + trainer.step)
             writer.emit(events.SAMPLE, step=trainer.step, text=text)
         log(f"step {trainer.step}: val loss {res.loss:.4f} bpb {res.bpb:.4f}")
+
+    def staged() -> dict:
+        """Events of a run with stages carry the stage in force."""
+        return {"stage": trainer.stage} if trainer.plan.stages else {}
 
     reason = ""
     while trainer.step < t.max_steps:
@@ -203,13 +225,20 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         if budget and time.monotonic() - started >= budget:
             reason = f"time budget {t.max_time} reached at step {trainer.step}/{t.max_steps}"
             break
+        for change in trainer.advance():
+            writer.emit(events.STAGE, step=trainer.step, **change)
+            wandb.log({"train/stage": change["stage"], "train/params": change["params"],
+                       "train/params_trainable": change["params_trainable"]}, trainer.step)
+            log(f"step {trainer.step}: stage {change['stage']}/{change['stages']}"
+                f"{' ' + change['name'] if change.get('name') else ''}: {change['description']} "
+                f"({change['params']:,} parameters, {change['params_trainable']:,} trainable)")
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps
         _, m = trainer.train_step(want_metrics=want, grad_norms=cfg.log.grad_norms)
         steps_in_interval += 1
         if want:
             sync(trainer.device)
             dt = max(1e-9, time.perf_counter() - interval_t0 - excluded)
-            tok_s = steps_in_interval * cfg.tokens_per_step / dt
+            tok_s = steps_in_interval * trainer.cfg.tokens_per_step / dt
             metrics = {
                 **trainer.interval_means(),
                 "train/lr": trainer.lr,
@@ -219,7 +248,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
                 "train/tokens": trainer.tokens_seen,
                 **{k: v.item() for k, v in m.items()},
             }
-            writer.emit(events.STEP, step=trainer.step, max_steps=t.max_steps, metrics=metrics)
+            writer.emit(events.STEP, step=trainer.step, max_steps=t.max_steps, metrics=metrics, **staged())
             wandb.log(metrics, trainer.step)
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()
@@ -238,7 +267,10 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     if failure := diverged():
         log(failure)
         return FAILED, failure, last_ckpt
-    if trainer.step > last_ckpt or trainer.step == 0:
+    merged = trainer.finish_adapters() if trainer.step >= t.max_steps else 0
+    if merged:
+        log(f"merged {merged} adapters into the weights (lora.merge = true)")
+    if trainer.step > last_ckpt or trainer.step == 0 or merged:
         save()
     if trainer.step < t.max_steps:
         log(reason)

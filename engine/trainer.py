@@ -17,10 +17,12 @@ from engine.config import RunConfig, resolved_dict
 from engine.device import autocast_context, peak_flops, pick_device
 from engine.generate import sample_tokens
 from engine.kinds import count_params, model_label
-from engine.model import build_model
+from engine import stages
+from engine.model import padded_vocab
 from engine.model.heads import Features
 from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
 from engine.shards import load_tokens
+from engine.stage_config import StagePlan, stage_plan
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
 MAX_STAT_TOKENS = 2_000_000
@@ -96,18 +98,20 @@ def step_hooks(cfg: RunConfig, model) -> list[StepHook]:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print):
-        self.cfg = cfg
+        self.cfg = self.base_cfg = cfg  # cfg: the current stage's config; base_cfg: the run's, stages and all
         t = cfg.train
+        self.log = log
         self.device = pick_device(t.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
         torch.manual_seed(t.seed)
         self.data = load_tokens(cfg.data, cfg.model.block_size, log)
         self.tokenizer = self.data.tokenizer
-        self.raw_model = build_model(cfg, self.data.vocab_size).to(self.device)
-        self.model = torch.compile(self.raw_model) if t.compile else self.raw_model
-        self.opt = build_optimizers(self.raw_model, cfg, self.device.type, train_tokens=len(self.data.train))
-        self.hooks = step_hooks(cfg, self.raw_model)
+        self.plan: StagePlan = stage_plan(cfg) if cfg.stage else StagePlan([cfg], [0], [t.max_steps])
+        self.vocab = padded_vocab(self.data.vocab_size)
+        self.stage, self.merged = 0, False
+        stages.check_all(self.plan, self.vocab)
+        self._install(stages.build(self.plan, 0, self.vocab, self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.autocast = lambda: autocast_context(self.device, t.precision)
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
@@ -117,15 +121,12 @@ class Trainer:
         self._interval: dict[str, torch.Tensor] = {"train/loss": torch.zeros((), device=self.device)}
         self._interval_counts: dict[str, int] = {}  # steps each named loss was part of, this interval
         self._interval_steps = 0
-        self.groups = self.raw_model.module_groups()
-        self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         lengths = np.zeros(self.raw_model.vocab_size, dtype=np.int64)
         lengths[: self.tokenizer.vocab_size] = self.tokenizer.byte_lengths()
         if cfg.data.raw_bytes:  # every token is a byte of the file, byte 0 included (no separators)
             lengths[: self.tokenizer.vocab_size] = 1
         self.byte_lengths = torch.from_numpy(lengths).to(self.device)
         self.peak_flops, self.peak_source = peak_flops(self.device, t.precision, t.peak_tflops)
-        self.flops_per_token = self.raw_model.flops_per_token()
         # running validation: the same windows every time, so the curve is comparable
         g = torch.Generator().manual_seed(t.seed + 1)
         n = cfg.eval.batches * t.batch_size
@@ -135,6 +136,60 @@ class Trainer:
         self._bad_value = torch.zeros((), device=self.device)
         self._last_finite = torch.full((), float("nan"), device=self.device)
         self._step_t = torch.zeros((), device=self.device)
+
+    # -- stages ---------------------------------------------------------------------------
+    def _install(self, model, opt=None) -> None:
+        """Make ``model`` (stage ``self.stage``) the one trained: optimizer, hooks, groups."""
+        self.cfg = self.plan.configs[self.stage]
+        self.raw_model = model
+        self.model = torch.compile(model) if self.cfg.train.compile else model
+        self.opt = opt or build_optimizers(model, self.cfg, self.device.type, train_tokens=len(self.data.train))
+        self.hooks = step_hooks(self.cfg, model)
+        self.groups = model.module_groups()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.flops_per_token = model.flops_per_token()
+        self._ramps = bool(stages.masked_norms(model))
+
+    @property
+    def stage_config(self):
+        return self.plan.stages[self.stage - 1] if self.stage else None
+
+    def advance(self) -> list[dict[str, Any]]:
+        """Before the optimizer step that starts at ``self.step``: enter every stage due, and a
+        ReLoRA restart when one is due. Returns what changed, for events and the log."""
+        changes = []
+        while self.stage < len(self.plan.stages) and self.plan.stages[self.stage].at_step <= self.step:
+            old_model, old_opt = self.raw_model, self.opt
+            model, tr = stages.enter(old_model, self.plan, self.stage + 1, self.vocab)
+            self.stage = tr.stage
+            self._install(model)
+            stages.carry_optimizer_state(old_opt, old_model, self.opt, model, tr.mapping)
+            total, trainable = stages.param_counts(model)
+            st = self.plan.stages[self.stage - 1]
+            changes.append({"stage": self.stage, "stages": len(self.plan.stages), "name": st.name,
+                            "description": st.describe(), "params": total, "params_trainable": trainable,
+                            "merged_adapters": tr.merged_adapters, "adapters": tr.adapters})
+        j = stages.relora_restart_due(self.stage_config, self.step)
+        if j:
+            n = stages.restart_adapters(self.raw_model, self.opt, self.cfg, self.stage, j)
+            total, trainable = stages.param_counts(self.raw_model)
+            changes.append({"stage": self.stage, "stages": len(self.plan.stages), "restart": j,
+                            "description": f"ReLoRA restart {j}: {n} adapters merged and re-initialised",
+                            "params": total, "params_trainable": trainable})
+        if self._ramps:
+            stages.set_ramps(self.raw_model, self.stage_config, self.step)
+        return changes
+
+    def finish_adapters(self) -> int:
+        """At the end of the run: merge the last stage's adapters when it asks to (merge = true)."""
+        st = self.stage_config
+        if st is None or not st.lora.enabled() or not st.lora.merge or self.merged:
+            return 0
+        n = stages.merge_adapters(self.raw_model)
+        self.merged = True
+        stages.set_trainable(self.raw_model, None)
+        self._install(self.raw_model)
+        return n
 
     # -- data -----------------------------------------------------------------------------
     def batch(self, split: np.ndarray, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +212,7 @@ class Trainer:
         """One optimizer step. ``want_metrics``: this is a log step (hidden-state norm, global
         grad norm, the model's named metrics); ``grad_norms``: also the per-module gradient norms."""
         t = self.cfg.train
-        self.opt.set_lr(lr_factor(self.cfg, self.step))
+        self.opt.set_lr(self.lr_factor(self.step))
         progress = self.step / t.max_steps
         loss_sum = torch.zeros((), device=self.device)  # the LM loss: train/loss, comparable with validation
         objective: torch.Tensor | None = None  # the weighted sum optimized, when other losses weigh in
@@ -249,7 +304,11 @@ class Trainer:
         return step, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"), float(self._last_finite.item())
 
     def lr_factor(self, step: int) -> float:
-        return lr_factor(self.cfg, step)
+        """The schedule of the stage in force (a stage with [stage.optim] keys starts its own),
+        times ReLoRA's ramp after a restart."""
+        k = self.plan.index_at(step)
+        return lr_factor(self.plan.configs[k], step - self.plan.origins[k]) * stages.relora_ramp(
+            self.plan.stages[k - 1] if k else None, step)
 
     def interval_means(self) -> dict[str, float]:
         """Mean losses since the last call (one host sync), then start a new interval."""
@@ -266,7 +325,8 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return self.cfg.optim.lr * lr_factor(self.cfg, max(0, self.step - 1))
+        step = max(0, self.step - 1)
+        return self.plan.configs[self.plan.index_at(step)].optim.lr * self.lr_factor(step)
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
@@ -375,12 +435,24 @@ class Trainer:
             "step": self.step,
             "tokens_seen": self.tokens_seen,
             "rng": rng,
-            "config": resolved_dict(self.cfg),
+            "config": resolved_dict(self.base_cfg),
+            "stage": self.stage,
+            "merged": self.merged,  # the stage's adapters were merged at the end of the run
             "tokenizer": self.tokenizer.name,
             "vocab_size": self.tokenizer.vocab_size,
         }
 
     def load_state(self, payload: dict[str, Any]) -> None:
+        k, merged = int(payload.get("stage", 0)), bool(payload.get("merged", False))
+        if k > len(self.plan.stages):
+            raise stages.ConfigError("checkpoint", "stage", f"the checkpoint is at stage {k} but the config has "
+                                                            f"{len(self.plan.stages)} stages")
+        if (k, merged) != (self.stage, self.merged):  # rebuild that stage's model, then load into it
+            self.stage, self.merged = k, merged
+            model = stages.build(self.plan, k, self.vocab, self.device, merged=merged)
+            if merged:
+                stages.set_trainable(model, None)
+            self._install(model)
         self.raw_model.load_state_dict(payload["model"])
         self.opt.load_state_dict(payload["optim"])
         if payload.get("scaler"):
@@ -397,7 +469,11 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         m = self.cfg.model
         counts = count_params(m, self.tokenizer.vocab_size, self.has_conviction, self.cfg.aux)
+        total, trainable = stages.param_counts(self.raw_model)
         return {
+            "stage": self.stage,
+            "stages": len(self.plan.stages),
+            "params_trainable": trainable,
             "params": self.raw_model.num_params(),
             "params_non_embedding": self.raw_model.num_params(non_embedding=True),
             "params_aux": counts["aux"],  # training-only classifiers (T12), among the non-embedding ones

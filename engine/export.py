@@ -1,0 +1,47 @@
+"""``python -m engine export RUN_DIR [--step N] --merged OUT``: a plain checkpoint of a run.
+
+Adapters are merged into the weights and the checkpoint's stage becomes the model's only
+shape, so ``cockpit complete OUT`` and ``[init] from = "OUT"`` load it like any run's. The
+file is written atomically; an existing OUT is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from engine import checkpoint
+from engine.config import ConfigError
+
+
+def main(run_dir: str, step: int | None, out: str) -> int:
+    import torch
+
+    from engine.rundir import RunDir
+    from engine.stages import export_merged
+
+    target = Path(out)
+    try:
+        if target.exists():
+            raise ConfigError(str(target), "--merged", "exists already; give a new file name (nothing was written)")
+        if not target.parent.is_dir():
+            raise ConfigError(str(target), "--merged", f"{target.parent} is not a directory")
+        rd = RunDir(run_dir)
+        source = checkpoint.find(rd.checkpoints, step)
+        payload = checkpoint.load(source)
+        plain = export_merged(payload)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(plain, f)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except (ConfigError, checkpoint.CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = sum(v.numel() for v in plain["model"].values())
+    print(f"wrote {target}: {rd.id} step {plain['step']} (stage {plain['exported_from']['stage']}), "
+          f"{n:,} numbers, adapters merged")
+    return 0

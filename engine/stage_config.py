@@ -1,0 +1,281 @@
+"""Starting points and stages, as config: ``[init] from`` and ``[[stage]]`` (torch-free, so the
+cockpit checks them before anything runs).
+
+A run is a sequence of stages. Stage 0 is the run's own ``[model]``/``[train]``/``[optim]``;
+each ``[[stage]]`` starts at ``at_step`` and may grow the model, add LoRA adapters, freeze
+parts and override training keys. ``stage_plan`` resolves every stage to the full RunConfig
+it trains under, so the engine, the checks and the cockpit agree on shapes and schedules.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# The stage keys a [[stage]] may override: what changes the optimization, never what the run is
+STAGE_TRAIN_KEYS = ("batch_size", "grad_accum", "grad_clip")
+STAGE_OPTIM_EXCLUDED = ("name",)  # the optimizer's kind is the run's: its state carries across stages
+
+
+@dataclass
+class InitConfig:
+    """Start from another run's weights: "RUN" (its newest checkpoint), "RUN:STEP", a run
+    directory, or a checkpoint file (an exported one too). Tensors the parent lacks (new heads,
+    adapters) keep their fresh init; a tensor whose shape differs is an error."""
+
+    from_: str = field(default="", metadata={"key": "from"})
+
+
+@dataclass
+class GrowConfig:
+    """Function-preserving growth (RESEARCH.md section 9): 0 leaves a size as it is."""
+
+    n_layer: int = 0
+    positions: list[int] = field(default_factory=list)  # indices of the new blocks in the grown model; [] spreads them evenly
+    d_model: int = 0
+    n_head: int = 0  # more heads of the same size (d_model growth adds heads to keep the head size)
+    d_ff: int = 0  # MLP hidden width
+    ramp_steps: int = 100  # layernorm + d_model growth: masked statistics ramp to full over these steps (MSG)
+
+    def any(self) -> bool:
+        return bool(self.n_layer or self.d_model or self.n_head or self.d_ff)
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters on the named matrices of every block (RESEARCH.md section 10). Only the
+    adapters (and ``unfreeze`` patterns) train; the rest of the model is frozen."""
+
+    rank: int = 0  # 0: no adapters
+    alpha: float = 16.0  # the update is (alpha / rank) B A
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "up", "down"])
+    unfreeze: list[str] = field(default_factory=list)  # parameter-name patterns that train beside the adapters
+    merge: bool = True  # merge into the weights at the end of the run (between stages they are always merged)
+    relora_every: int = 0  # ReLoRA: merge, re-initialise and reset the adapters' optimizer state every N steps
+    relora_warmup: int = 50  # ReLoRA: the learning rate ramps from 0 back to the schedule over these steps
+
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+
+@dataclass
+class StageConfig:
+    at_step: int = 0
+    name: str = ""
+    grow: GrowConfig = field(default_factory=GrowConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    freeze: list[str] = field(default_factory=list)  # parameter-name patterns (fnmatch: "blocks.0.*", "wte.*")
+    train: dict[str, Any] = field(default_factory=dict)  # overrides: batch_size, grad_accum, grad_clip
+    optim: dict[str, Any] = field(default_factory=dict)  # overrides: lr, warmup_steps, schedule... (a new schedule)
+
+    def describe(self) -> str:
+        parts = []
+        g = self.grow
+        for key in ("n_layer", "d_model", "n_head", "d_ff"):
+            if getattr(g, key):
+                parts.append(f"{key} {getattr(g, key)}")
+        if self.lora.enabled():
+            parts.append(f"LoRA r{self.lora.rank} on {'/'.join(self.lora.targets)}"
+                         + (f", ReLoRA every {self.lora.relora_every}" if self.lora.relora_every else ""))
+        if self.freeze:
+            parts.append(f"freeze {', '.join(self.freeze)}")
+        overrides = {**self.train, **self.optim}
+        if overrides:
+            parts.append(", ".join(f"{k} {v}" for k, v in overrides.items()))
+        return "; ".join(parts) or "no change"
+
+
+@dataclass
+class StagePlan:
+    """Stage k's full config (0: the run's own), where its learning-rate schedule starts, and
+    the step it ends at."""
+
+    configs: list[Any]  # RunConfig per stage
+    origins: list[int]  # the step each stage's schedule counts from
+    ends: list[int]
+
+    def index_at(self, step: int) -> int:
+        """The stage in force for the optimizer step that starts at ``step``."""
+        return sum(1 for st in self.stages if st.at_step <= step)
+
+    @property
+    def stages(self) -> list[StageConfig]:
+        return self.configs[0].stage
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'RUN' or 'RUN:STEP' (a path may hold colons before the last one)."""
+    head, sep, tail = ref.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return head, int(tail)
+    return ref, None
+
+
+def grown_model(m: Any, g: GrowConfig) -> Any:
+    """The ModelConfig after growth: the head size stays (heads are added instead), and an
+    MLP sized by ratio keeps its ratio."""
+    head_dim = m.head_dim or m.d_model // m.n_head
+    d_model = g.d_model or m.d_model
+    n_head = g.n_head or (d_model // head_dim if g.d_model and d_model % head_dim == 0 else m.n_head)
+    ffn = dataclasses.replace(m.ffn, d_ff=g.d_ff) if g.d_ff else m.ffn
+    changed = d_model != m.d_model or n_head != m.n_head
+    return dataclasses.replace(m, n_layer=g.n_layer or m.n_layer, d_model=d_model, n_head=n_head,
+                               head_dim=head_dim if changed else m.head_dim, ffn=ffn)
+
+
+def new_positions(old: int, new: int, given: list[int]) -> list[int]:
+    """Indices of the inserted blocks in the grown stack: as given, or spread evenly (4 -> 8:
+    a new block after each old one)."""
+    if given:
+        return sorted(given)
+    added = new - old
+    if added <= 0:
+        return []
+    # old block j keeps the order; the new ones go after old blocks spread over the depth
+    after = [round((i + 1) * old / added) - 1 for i in range(added)]
+    out, shift = [], 0
+    for j in range(old):
+        for _ in range(after.count(j)):
+            shift += 1
+            out.append(j + shift)
+    return out
+
+
+def lora_target_names(m: Any) -> list[str]:
+    names = []
+    if m.attention.kind == "mha":
+        names += ["qkv", "proj"] if m.attention.fused_qkv else ["q", "k", "v", "proj"]
+    if m.ffn.kind == "dense":
+        names += ["up", "gate", "down"] if m.ffn.gated else ["up", "down"]
+    return names
+
+
+def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
+    """Every stage's RunConfig, checked: a stage that cannot apply is a ConfigError naming it."""
+    from engine.config import ConfigError, check
+
+    configs, origins = [cfg], [0]
+    prev = cfg
+    stages = cfg.stage
+    for i, st in enumerate(stages, start=1):
+        where = f"[[stage]] {i}" + (f" ({st.name})" if st.name else "")
+
+        def need(ok: bool, key: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(source, f"{where} {key}", msg)
+
+        start = stages[i - 2].at_step if i > 1 else 0
+        need(st.at_step < cfg.train.max_steps, "at_step",
+             f"found {st.at_step}, beyond the run (train.max_steps = {cfg.train.max_steps}); "
+             f"a stage must start before the run ends")
+        need(st.at_step >= 0, "at_step", f"found {st.at_step}, must be >= 0")
+        need(i == 1 or st.at_step > start, "at_step",
+             f"found {st.at_step}; stages must start in order, after the previous one (at_step {start})")
+        m = prev.model
+        new_model = _check_growth(st.grow, m, prev, need)
+        _check_lora(st.lora, new_model, prev, need)
+        data = copy.deepcopy(_asdict_for_stage(prev))
+        for key, value in st.train.items():
+            need(key in STAGE_TRAIN_KEYS, f"train.{key}",
+                 f"a stage may override {', '.join(STAGE_TRAIN_KEYS)} of [train]; the rest belongs to the run")
+            data["train"][key] = value
+        for key, value in st.optim.items():
+            need(key not in STAGE_OPTIM_EXCLUDED, f"optim.{key}",
+                 "the optimizer is the run's (its state carries across stages); set it in [optim]")
+            data["optim"][key] = value
+        end = stages[i].at_step if i < len(stages) else cfg.train.max_steps
+        if st.optim and "decay_steps" not in st.optim:
+            data["optim"]["decay_steps"] = end - st.at_step  # a new schedule spans its stage
+        if st.optim and "warmup_steps" not in st.optim:
+            data["optim"]["warmup_steps"] = 0
+        try:
+            from engine.config import config_from_dict
+            stage_cfg = config_from_dict(data, f"{source} {where}")
+        except ConfigError as e:
+            raise ConfigError(source, f"{where}", str(e).split(": ", 1)[1]) from None
+        stage_cfg.model = new_model
+        check(stage_cfg, f"{source} {where}")
+        if st.lora.relora_every:
+            need(st.lora.relora_warmup < st.lora.relora_every, "lora.relora_warmup",
+                 f"found {st.lora.relora_warmup}, must be shorter than relora_every ({st.lora.relora_every})")
+        if st.grow.d_model and m.norm == "layernorm":
+            need(st.grow.ramp_steps <= end - st.at_step, "grow.ramp_steps",
+                 f"found {st.grow.ramp_steps}; the masked layernorm must finish ramping within its stage "
+                 f"({end - st.at_step} steps)")
+        configs.append(stage_cfg)
+        origins.append(st.at_step if st.optim else origins[-1])
+        prev = stage_cfg
+    return StagePlan(configs, origins, [st.at_step for st in stages] + [cfg.train.max_steps])
+
+
+def _asdict_for_stage(cfg: Any) -> dict[str, Any]:
+    from engine.config import to_dict
+
+    data = to_dict(cfg)
+    data.pop("stage", None)
+    data.pop("init", None)
+    return _strip_none(data)
+
+
+def _strip_none(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {("from" if k == "from_" else k): _strip_none(v) for k, v in d.items()}
+    return d
+
+
+def _check_growth(g: GrowConfig, m: Any, prev: Any, need: Callable) -> Any:
+    if not g.any():
+        need(not g.positions, "grow.positions", "is set without grow.n_layer")
+        return m
+    new = grown_model(m, g)
+    head_dim = m.head_dim or m.d_model // m.n_head
+    for key, old, value in (("n_layer", m.n_layer, g.n_layer), ("d_model", m.d_model, g.d_model),
+                            ("n_head", m.n_head, g.n_head), ("d_ff", prev.d_ff, g.d_ff)):
+        need(value == 0 or value >= old, f"grow.{key}",
+             f"found {value}, smaller than the model's {old}; growth only adds (0 keeps the size)")
+    need(m.block.kind == "prenorm", "grow", f"growth needs block = 'prenorm' (found '{m.block.kind}')")
+    need(m.attention.kind == "mha" and m.attention.rank == 0, "grow",
+         f"growth needs full-rank attention kind 'mha' (found '{m.attention.label()}')")
+    need(m.ffn.kind == "dense" and m.ffn.rank == 0 and m.ffn.activation != "solu", "grow",
+         "growth needs a full-rank dense ffn without SoLU (its layernorm over the hidden units would change)")
+    need(prev.optim.name != "ivon", "grow", "IVON's posterior state cannot be carried into a grown model; "
+                                            "use adamw or muon")
+    need(not prev.aux.enabled(m.n_layer), "grow", "T12 auxiliary heads are tied to layer positions; "
+                                                  "turn [aux] off for runs that grow")
+    if g.d_model:
+        need(g.d_model % head_dim == 0 or g.n_head, "grow.d_model",
+             f"found {g.d_model}, not a multiple of the head size {head_dim}; set grow.n_head too")
+        need(new.n_head * head_dim <= g.d_model or g.n_head, "grow.n_head", "too many heads")
+        need(not m.output_projection, "grow.d_model", "models with an output projection cannot grow d_model")
+    if g.n_layer:
+        need(m.pos != "learned_per_layer", "grow.n_layer",
+             "per-layer position tables cannot grow in depth; use pos = 'learned' or 'rope'")
+        added = g.n_layer - m.n_layer
+        pos = g.positions
+        need(not pos or (len(pos) == added and len(set(pos)) == added and all(0 <= p < g.n_layer for p in pos)),
+             "grow.positions", f"found {pos}; give {added} distinct indices between 0 and {g.n_layer - 1} "
+                               f"(where the new blocks go in the grown stack), or leave it empty to spread them")
+    else:
+        need(not g.positions, "grow.positions", "is set without grow.n_layer")
+    return new
+
+
+def _check_lora(lo: LoraConfig, m: Any, prev: Any, need: Callable) -> None:
+    if not lo.enabled():
+        need(lo.rank == 0, "lora.rank", f"found {lo.rank}, must be >= 0 (0: no adapters)")
+        return
+    names = lora_target_names(m)
+    bad = [t for t in lo.targets if t not in names]
+    need(not bad and bool(lo.targets), "lora.targets",
+         f"found {bad or lo.targets}: this model's matrices are {', '.join(names) or 'none (kinds mha/dense have them)'}")
+    need(lo.alpha > 0, "lora.alpha", f"found {lo.alpha}, must be > 0")
+    need(0 <= lo.dropout < 1, "lora.dropout", f"found {lo.dropout}, must be in [0, 1)")
+    need(lo.relora_every >= 0 and lo.relora_warmup >= 0, "lora.relora_every", "must be >= 0")
+    need(prev.optim.name != "ivon", "lora", "IVON samples every weight; use adamw or muon for adapters")
+    need(m.block.kind != "ngpt", "lora", "nGPT keeps its matrices on the sphere; adapters would leave it")
+    rank_owner = m.attention.rank if any(t in ("qkv", "q", "k", "v", "proj") for t in lo.targets) else 0
+    need(rank_owner == 0 and (m.ffn.rank == 0 or not any(t in ("up", "gate", "down") for t in lo.targets)),
+         "lora.targets", "low-rank (rank > 0) matrices take no adapters")
