@@ -58,6 +58,11 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
         if ev.kind == events.WARNING:  # e.g. a damaged checkpoint set aside on resume
             console.print(f"warning: {ev.get('message', '')}", markup=False, highlight=False, soft_wrap=True,
                           style="yellow")
+        elif ev.kind == events.STAGE:  # a stage began, or ReLoRA restarted: always a line of its own
+            console.print(f"step {ev.step}: stage {ev.get('stage')}/{ev.get('stages')}"
+                          f"{' ' + ev.get('name') if ev.get('name') else ''}: {ev.get('description', '')} "
+                          f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)",
+                          markup=False, highlight=False, soft_wrap=True)
         elif ev.kind == events.EVAL and not live:  # without a terminal: a line at each evaluation
             console.print(f"step {prog.step}/{prog.max_steps}  {fields(prog)}", markup=False, highlight=False,
                           soft_wrap=True)

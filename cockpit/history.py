@@ -84,6 +84,10 @@ class RunView:
     sample: tuple[int, str] | None = None
     error: str = ""
     events: int = 0
+    stage: int = 0  # the stage in force (0: the run's own shape)
+    stages: int = 0  # how many [[stage]] entries the run has
+    stage_marks: list[int] = field(default_factory=list)  # steps where a stage begins (chart markers)
+    parent: str = ""  # "RUN:STEP" this run was initialised from
 
 
 class RunHistory:
@@ -100,6 +104,9 @@ class RunHistory:
         self.sample: tuple[int, str] | None = None
         self.error = ""
         self.events = 0
+        self.stage = self.stages = 0
+        self.stage_marks: list[int] = []
+        self.parent = ""
         self.lock = threading.Lock()  # the queue and training tabs may poll the same run
 
     def _metrics(self, step: int, metrics: dict) -> None:
@@ -120,9 +127,25 @@ class RunHistory:
         if ev.kind == events.START:
             self.start = {k: v for k, v in ev.data.items() if not isinstance(v, (dict, list))}
             self.max_steps = ev.get("max_steps", self.max_steps)
+            self.stages = int(ev.get("stages", 0) or 0)
+            self.stage = int(ev.get("stage", 0) or 0)
+            starts = ev.get("stage_starts")
+            if isinstance(starts, list):  # known from the config: the markers are there before the stages
+                self.stage_marks = sorted({int(s) for s in starts if isinstance(s, int) and s > 0})
+            parent = ev.get("init_from")
+            if isinstance(parent, dict) and parent.get("ref"):
+                name = str(parent["ref"]).rstrip("/").rsplit("/", 1)[-1].split(":")[0]
+                self.parent = f"{name}:{parent.get('step')}"
         elif ev.kind in (events.STEP, events.EVAL):
             self.max_steps = ev.get("max_steps", self.max_steps)
             self._metrics(ev.step or 0, ev.metrics)
+            if isinstance(ev.get("stage"), int):
+                self.stage = ev.get("stage")
+        elif ev.kind == events.STAGE:
+            self.stage = int(ev.get("stage", self.stage) or 0)
+            self.stages = int(ev.get("stages", self.stages) or 0)
+            if ev.step and not ev.get("restart") and ev.step not in self.stage_marks:
+                self.stage_marks = sorted([*self.stage_marks, ev.step])
         elif ev.kind == events.FINAL:
             self.final = {k: v for k, v in ev.metrics.items() if _number(v) is not None}
         elif ev.kind == events.SAMPLE and isinstance(ev.get("text"), str):
@@ -152,7 +175,8 @@ class RunHistory:
             wanted = self.series if names is None else {k: self.series[k] for k in names if k in self.series}
             return RunView(self.rd.id, state if state is not None else self._state(),
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
-                           self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events)
+                           self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events,
+                           self.stage, self.stages, list(self.stage_marks), self.parent)
 
 
     def _state(self) -> RunState:

@@ -247,6 +247,33 @@ async def test_training_tab_follows_a_live_run(tmp_path):
         assert set(loss.lines) == {"train", "never_seen_before_loss", "aux/layer1_t1_loss"}
 
 
+async def test_a_run_with_stages_shows_stage_k_of_n_and_marks_the_boundaries(tmp_path):
+    """Stage events (as the engine writes them) reach the queue's progress column, the training
+    numbers (with the parent run) and a vertical marker on every chart."""
+    runs = tmp_path / "runs"
+    rd = RunDir(runs / "grow-1")
+    rd.path.mkdir(parents=True)
+    rd.create_state("running", max_steps=400)
+    w = events.EventWriter(rd.events)
+    w.emit(events.START, step=0, max_steps=400, params=1000, model="tiny", device="cpu", stages=2, stage=0,
+           stage_starts=[100, 250], init_from={"ref": "/x/runs/small-7:300", "step": 300})
+    for step in range(1, 201):
+        if step == 100:
+            w.emit(events.STAGE, step=100, stage=1, stages=2, name="grow", description="n_layer 8",
+                   params=2000, params_trainable=2000)
+        w.emit(events.STEP, step=step, max_steps=400, stage=1 if step > 100 else 0,
+               metrics={"train/loss": 6 - step / 100, "train/step_ms": 10, "train/lr": 1e-3})
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", tick_s=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.pane("training")
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 200, "step 200")
+        await on_screen(pilot, "stage      1/2", "from small-7:300")
+        for chart in ("#chart-loss", "#chart-lr", "#chart-tps"):
+            assert pane.query_one(chart).marks == [100, 250]
+        await pilot.press("2")  # the queue tab
+        await on_screen(pilot, "200/400", "stage 1/2")
+
+
 async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):
     runs = copy_runs(trained, tmp_path)
     conv, plain = trained[1]["conv"], trained[1]["plain"]

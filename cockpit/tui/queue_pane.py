@@ -82,6 +82,8 @@ class QueuePane(Pane):
             progress = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or "")
             if r.max_steps and r.status == RUNNING:
                 progress += f" {100 * r.step / r.max_steps:3.0f}%"
+            if r.stages:
+                progress += f" stage {r.stage}/{r.stages}"
             cells.append((r.id, [str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")),
                                  r.size, progress, f"{r.loss:.4f}" if r.loss is not None else "",
                                  eta(r.eta_s) if r.eta_s is not None else "",

@@ -33,6 +33,8 @@ class RunRow:
     eta_s: float | None = None
     reason: str = ""
     updated: float = 0.0  # time of the newest state transition
+    stage: int = 0
+    stages: int = 0  # [[stage]] entries: the progress column shows "stage k/n"
 
 
 def human_params(n: int | None) -> str:
@@ -67,6 +69,7 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
             row.step = max(row.step, h.step)
             row.max_steps = h.max_steps or row.max_steps
             row.loss = h.latest.get("train/loss")
+            row.stage, row.stages = h.stage, h.stages
             if state.status == RUNNING:
                 row.eta_s = eta_s(row.step, row.max_steps, h.latest)
         rows.append(row)

@@ -65,14 +65,18 @@ class Chart(Widget):
         self.title = title
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
         self.log_y = False
+        self.marks: list[int] = []
         self.draws = 0  # pictures finished and shown
         self._picture: list[Strip] = []
         self._generation = 0
         self._shown_generation = 0
 
-    def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False) -> None:
+    def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False,
+             marks: list[int] | None = None) -> None:
+        """``marks``: steps drawn as vertical lines (where a stage begins)."""
         self.lines = {k: v for k, v in lines.items() if v[0]}
         self.log_y = log_y
+        self.marks = list(marks or [])
         self._build()
 
     def on_resize(self) -> None:
@@ -83,10 +87,10 @@ class Chart(Widget):
         if width < 10 or height < 3:
             return
         self._generation += 1
-        job = (self._generation, dict(self.lines), self.log_y, width, height)
+        job = (self._generation, dict(self.lines), self.log_y, width, height, list(self.marks))
         self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
 
-    def _make(self, generation: int, lines, log_y: bool, width: int, height: int) -> None:
+    def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
         plt = Plot()
         plt.plotsize(width, height)
         plt.theme("clear")  # the terminal's own colours; the lines get RGB
@@ -101,6 +105,10 @@ class Chart(Widget):
             if xs:
                 plt.plot(xs, ys, label=label if len(lines) > 1 else None, color=PALETTE[i % len(PALETTE)],
                          marker="braille")
+        seen = [x for xs, _ in lines.values() for x in xs]
+        for step in marks:  # a stage boundary inside the plotted steps
+            if seen and min(seen) <= step <= max(seen):
+                plt.vline(step, color="gray")
         # the cells too are made here: turning a dense coloured Text into lines costs the UI
         # thread 10-30 ms a chart, which is what the flood benchmark measured as key lag
         console = self.app.console
@@ -289,12 +297,13 @@ class TrainingPane(Pane):
         loss.update({f"{k} val": pts for k, pts in data.overlays.items()})
         # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
         loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
-        self.query_one("#chart-loss", Chart).draw(loss)
-        self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))})
+        marks = v.stage_marks if v is not None else []
+        self.query_one("#chart-loss", Chart).draw(loss, marks=marks)
+        self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))}, marks=marks)
         grads = {"global": series.get("train/grad_norm", ([], []))}
         grads.update({k[len(GRAD_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_PREFIX)})
-        self.query_one("#chart-grad", Chart).draw(grads, log_y=True)
-        self.query_one("#chart-tps", Chart).draw({"tokens/s": series.get("train/tokens_per_s", ([], []))})
+        self.query_one("#chart-grad", Chart).draw(grads, log_y=True, marks=marks)
+        self.query_one("#chart-tps", Chart).draw({"tokens/s": series.get("train/tokens_per_s", ([], []))}, marks=marks)
         self._drawn_at = time.monotonic()
         self._drawn_events = (v.events, tuple(data.overlays)) if v is not None else 0
 
@@ -311,12 +320,16 @@ class TrainingPane(Pane):
             if v.start:
                 t.append(f"{v.start.get('model', '')} {v.start.get('params', 0):,} params on {v.start.get('device', '?')}\n",
                          style="dim")
+            if v.parent:
+                t.append(f"from {v.parent}\n", style="dim")
             m = v.latest
             rows = [("step", f"{v.step:,}/{v.max_steps:,}" if v.max_steps else f"{v.step:,}"),
                     ("loss", _fmt(m.get("train/loss"))), ("val loss", _fmt(m.get(VAL_LOSS))),
                     ("val bpb", _fmt(m.get("train_benchmarks/bpb"))), ("lr", _fmt(m.get("train/lr"), ".2e")),
                     ("grad norm", _fmt(m.get("train/grad_norm"), ".3f")),
                     ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
+            if v.stages:
+                rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
             left = eta_s(v.step, v.max_steps, m) if st.status == RUNNING else None
             if left is not None:
                 rows.append(("ETA", eta(left)))
