@@ -67,6 +67,9 @@ class CockpitApp(App):
 
     def on_mount(self) -> None:
         self._panes = {tab: self.query_one(f"#{tab}-pane", Pane) for tab in TABS}
+        # kept too: App.query_one searches the screen on top, and while help or the command
+        # palette is open that screen has no tabs (the timer's tick then crashed the app)
+        self._tabs = self.query_one(TabbedContent)
         if self.initial_run:
             self.pane("training").run_id = self.initial_run
         self.set_interval(self.tick_s, self._tick)
@@ -81,7 +84,7 @@ class CockpitApp(App):
 
     @property
     def active_tab(self) -> str:
-        return self.query_one(TabbedContent).active or self.initial_tab
+        return self._tabs.active or self.initial_tab
 
     def _tick(self) -> None:
         tab = self.active_tab
@@ -119,7 +122,7 @@ class CockpitApp(App):
     # -- actions ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.set_focus(None)  # the focused widget is in the tab being left
-        self.query_one(TabbedContent).active = tab
+        self._tabs.active = tab
 
     def watch_run(self, run_id: str | None) -> None:
         """Open a run's live view on the Training tab."""
