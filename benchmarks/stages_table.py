@@ -66,10 +66,10 @@ def big_ratio(rd: Path) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| run | final val loss | params (trained) | training PFLOP | train time |", "|---|---|---|---|---|"]
+    out = ["| run | final val loss | params (trained) | training TFLOP | train time |", "|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['run']} | {r['val']:.4f} | {r['params']:,} ({r['trainable']:,}) | "
-                   f"{r['flops'] / 1e15:.3f} | {r['seconds']:.0f} s |")
+                   f"{r['flops'] / 1e12:.1f} | {r['seconds']:.0f} s |")
     return "\n".join(out)
 
 
@@ -77,17 +77,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("text")
     p.add_argument("--runs-dir", default=None)
+    p.add_argument("--only", choices=("growth", "lora"), default=None, help="one of the two comparisons")
     args = p.parse_args()
     text = str(Path(args.text).resolve())
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="stages-"))
     growth = ROOT / "examples/growth/cpu"
     rows = []
-    for name in ("grow_wide", "scratch_wide", "grow_deep", "scratch_deep"):
+    for name in ("grow_wide", "scratch_wide", "grow_deep", "scratch_deep") if args.only != "lora" else ():
         rows.append(summary(run(growth / f"{name}.toml", runs, name, f"data.path={text}")))
         print(f"  {name}: {rows[-1]['val']:.4f}", file=sys.stderr)
-    print("Growth (tinyshakespeare, bytes; 4x64 for 300 steps then grown, against the grown shape from scratch "
-          "for the same FLOPs)\n")
-    print(table(rows) + "\n")
+    if rows:
+        print("Growth (tinyshakespeare, bytes; 4x64 for 300 steps then grown, against the grown shape from scratch "
+              "for the same FLOPs)\n")
+        print(table(rows) + "\n")
+    if args.only == "growth":
+        return 0
     lora = ROOT / "examples/lora/cpu"
     base = run(lora / "base.toml", runs, "base")
     rows = []

@@ -115,12 +115,16 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 def grown_model(m: Any, g: GrowConfig) -> Any:
-    """The ModelConfig after growth: the head size stays (heads are added instead), and an
-    MLP sized by ratio keeps its ratio."""
+    """The ModelConfig after growth: the head size stays (heads are added instead), and a
+    d_model growth scales the MLP width with it (the ratio stays) unless grow.d_ff is given.
+    The width is written out: resolved.toml already holds it as a number, and the rule must
+    give the same model from the user's config and from the resolved one."""
     head_dim = m.head_dim or m.d_model // m.n_head
     d_model = g.d_model or m.d_model
     n_head = g.n_head or (d_model // head_dim if g.d_model and d_model % head_dim == 0 else m.n_head)
-    ffn = dataclasses.replace(m.ffn, d_ff=g.d_ff) if g.d_ff else m.ffn
+    width = m.ffn.width(m)
+    d_ff = g.d_ff or (round(width * d_model / m.d_model) if g.d_model else width)
+    ffn = dataclasses.replace(m.ffn, d_ff=d_ff) if d_ff != width or g.d_model else m.ffn
     changed = d_model != m.d_model or n_head != m.n_head
     return dataclasses.replace(m, n_layer=g.n_layer or m.n_layer, d_model=d_model, n_head=n_head,
                                head_dim=head_dim if changed else m.head_dim, ffn=ffn)
@@ -174,6 +178,8 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
         need(st.at_step >= 0, "at_step", f"found {st.at_step}, must be >= 0")
         need(i == 1 or st.at_step > start, "at_step",
              f"found {st.at_step}; stages must start in order, after the previous one (at_step {start})")
+        need(cfg.optim.name != "ivon", "with [optim] name = 'ivon'", "IVON keeps one posterior over all the weights, which a stage would "
+                                           "have to rebuild; use adamw or muon for runs with stages")
         m = prev.model
         new_model = _check_growth(st.grow, m, prev, need)
         _check_lora(st.lora, new_model, prev, need)
@@ -201,10 +207,10 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
         if st.lora.relora_every:
             need(st.lora.relora_warmup < st.lora.relora_every, "lora.relora_warmup",
                  f"found {st.lora.relora_warmup}, must be shorter than relora_every ({st.lora.relora_every})")
-        if st.grow.d_model and m.norm == "layernorm":
-            need(st.grow.ramp_steps <= end - st.at_step, "grow.ramp_steps",
+        if st.grow.d_model and m.norm == "layernorm":  # the ramp reaches 1 before the next stage unmasks it
+            need(0 < st.grow.ramp_steps < end - st.at_step, "grow.ramp_steps",
                  f"found {st.grow.ramp_steps}; the masked layernorm must finish ramping within its stage "
-                 f"({end - st.at_step} steps)")
+                 f"(between 1 and {end - st.at_step - 1} steps)")
         configs.append(stage_cfg)
         origins.append(st.at_step if st.optim else origins[-1])
         prev = stage_cfg
@@ -241,8 +247,6 @@ def _check_growth(g: GrowConfig, m: Any, prev: Any, need: Callable) -> Any:
          f"growth needs full-rank attention kind 'mha' (found '{m.attention.label()}')")
     need(m.ffn.kind == "dense" and m.ffn.rank == 0 and m.ffn.activation != "solu", "grow",
          "growth needs a full-rank dense ffn without SoLU (its layernorm over the hidden units would change)")
-    need(prev.optim.name != "ivon", "grow", "IVON's posterior state cannot be carried into a grown model; "
-                                            "use adamw or muon")
     need(not prev.aux.enabled(m.n_layer), "grow", "T12 auxiliary heads are tied to layer positions; "
                                                   "turn [aux] off for runs that grow")
     if g.d_model:
@@ -274,7 +278,6 @@ def _check_lora(lo: LoraConfig, m: Any, prev: Any, need: Callable) -> None:
     need(lo.alpha > 0, "lora.alpha", f"found {lo.alpha}, must be > 0")
     need(0 <= lo.dropout < 1, "lora.dropout", f"found {lo.dropout}, must be in [0, 1)")
     need(lo.relora_every >= 0 and lo.relora_warmup >= 0, "lora.relora_every", "must be >= 0")
-    need(prev.optim.name != "ivon", "lora", "IVON samples every weight; use adamw or muon for adapters")
     need(m.block.kind != "ngpt", "lora", "nGPT keeps its matrices on the sphere; adapters would leave it")
     rank_owner = m.attention.rank if any(t in ("qkv", "q", "k", "v", "proj") for t in lo.targets) else 0
     need(rank_owner == 0 and (m.ffn.rank == 0 or not any(t in ("up", "gate", "down") for t in lo.targets)),

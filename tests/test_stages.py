@@ -68,6 +68,19 @@ def test_growth_preserves_the_function(norm, grow):
     assert torch.equal(rebuilt.eval()(x, y).logits, after.logits)
 
 
+def test_d_model_growth_keeps_the_mlp_ratio_from_the_config_and_from_resolved_toml(tmp_path):
+    """resolved.toml writes d_ff out as a number; growing from it gives the same shape."""
+    from engine.config import resolved_dict
+
+    cfg = staged({"ffn": {"mlp_ratio": 4.0}}, [{"at_step": 10, "grow": {"d_model": 128, "ramp_steps": 50}}])
+    resolved = config_from_dict(resolved_dict(cfg), "resolved.toml")
+    for c in (cfg, resolved):
+        m = stage_plan(c).configs[1]
+        assert (m.model.d_model, m.model.n_head, m.head_dim, m.d_ff) == (128, 4, 32, 512)
+    given = staged({}, [{"at_step": 10, "grow": {"d_model": 128, "d_ff": 300, "ramp_steps": 50}}])
+    assert stage_plan(given).configs[1].d_ff == 300
+
+
 def test_layernorm_growth_ramps_to_a_plain_layernorm():
     cfg = staged({"norm": "layernorm"}, [{"at_step": 10, "grow": {"d_model": 128, "ramp_steps": 5}}])
     plan = stage_plan(cfg)
@@ -302,3 +315,18 @@ def test_init_from_with_a_different_shape_names_the_tensor_and_both_shapes(tmp_p
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(missing))
     assert r.returncode == 2 and "[init] from = 'nobody-here'" in r.stderr
     assert not list(runs_dir.glob("nobody-*"))  # refused before anything was created
+
+
+def test_a_queued_run_waits_for_the_parent_it_starts_from(tmp_path, runs_dir, write_config):
+    from cockpit.queue import Queue
+
+    q = Queue(runs_dir)
+    parent = q.add([str(write_config("parent"))])[0]
+    child_cfg = write_config("child", {"init": {"from": parent.id}})
+    child = q.add([str(child_cfg)])[0]
+    meta = child.read_meta()
+    assert (meta.parent, meta.parent_step, meta.depends_on) == (parent.id, None, [parent.id])
+    assert q.waiting_for(child) == parent.id
+    # started by hand now, it is refused with the way to do it instead
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(child_cfg))
+    assert r.returncode == 2 and "has not completed; queue this one instead" in r.stderr
