@@ -223,13 +223,7 @@ def _asdict_for_stage(cfg: Any) -> dict[str, Any]:
     data = to_dict(cfg)
     data.pop("stage", None)
     data.pop("init", None)
-    return _strip_none(data)
-
-
-def _strip_none(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {("from" if k == "from_" else k): _strip_none(v) for k, v in d.items()}
-    return d
+    return data
 
 
 def _check_growth(g: GrowConfig, m: Any, prev: Any, need: Callable) -> Any:

@@ -274,11 +274,6 @@ def export_merged(payload: dict[str, Any]) -> dict[str, Any]:
             "exported_from": {"stage": int(payload.get("stage", 0)), "step": int(payload["step"])}}
 
 
-def lr_multiplier(plan: StagePlan, k: int, step: int) -> tuple[RunConfig, int, float]:
-    """(the stage's config, where its schedule starts, the ReLoRA ramp) at ``step``."""
-    stage = plan.stages[k - 1] if k else None
-    return plan.configs[k], plan.origins[k], relora_ramp(stage, step)
-
-
 __all__ = ["build", "check_all", "enter", "carry_optimizer_state", "relora_restart_due", "relora_ramp",
-           "restart_adapters", "set_ramps", "param_counts", "init_from", "resolve_parent", "adapters"]
+           "restart_adapters", "set_ramps", "param_counts", "init_from", "resolve_parent", "adapters", "masked_norms",
+           "merge_adapters", "model_from_checkpoint", "export_merged"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import pytest
 import tomli_w
@@ -15,7 +14,7 @@ from cockpit.runs import create_run
 from conftest import TINY, cockpit, merge
 from engine import events, train
 from engine.config import ConfigError, config_from_dict
-from engine.model.lora import LoRALinear, add_adapters, merge_adapters, merge_and_reinit
+from engine.model.lora import LoRALinear, merge_adapters, merge_and_reinit
 from engine.optim import build_optimizers
 from engine.stage_config import stage_plan
 from engine.stages import build, carry_optimizer_state, enter, relora_ramp
@@ -59,7 +58,6 @@ def test_growth_preserves_the_function(norm, grow):
     assert abs(before.loss.item() - after.loss.item()) < 1e-5
     assert (before.logits - after.logits).abs().max().item() < 1e-5
     assert (before.conviction - after.conviction).abs().max().item() < 1e-5
-    assert big.num_params() > small.num_params() or True  # (the old model is reused for nothing)
     m = plan.configs[1].model
     assert (len(big.blocks), big.cfg.d_model) == (m.n_layer, m.d_model)
     # the grown shape rebuilt from its config (a resume) takes the grown weights and computes the same
