@@ -272,7 +272,26 @@ class Queue:
     def next_ready(self, skip: Callable[[str, str], None] = lambda run_id, why: None) -> RunDir | None:
         """The first queued run that may start now: still queued, its state readable, every
         run it depends on completed. Entries no longer queued are dropped from the order;
-        a damaged one is dropped and reported through ``skip``; waiting ones stay."""
+        a damaged one is dropped and reported through ``skip``; waiting ones stay, except those
+        whose dependency failed or is gone: they can never start, so they are failed (with the
+        reason) instead of waiting for ever."""
+        blocked: list[tuple[RunDir, str]] = []
+        try:
+            return self._next_ready(skip, blocked)
+        finally:  # run state changes after the queue lock is released: the two are never held together
+            failed = []
+            for rd, why in blocked:
+                try:
+                    rd.transition(FAILED, expected=QUEUED, reason=why)
+                    skip(rd.id, why)
+                    failed.append(rd.id)
+                except StateError:
+                    pass  # someone else moved it meanwhile (a retry, a removal): theirs stands
+            if failed:
+                with self.edit() as q:
+                    q["order"] = [r for r in q["order"] if r not in failed]
+
+    def _next_ready(self, skip: Callable[[str, str], None], blocked: list[tuple[RunDir, str]]) -> RunDir | None:
         with self.edit() as q:
             if q["paused"]:
                 return None
@@ -292,21 +311,40 @@ class Queue:
                     continue
                 waiting = self.waiting_for(rd)
                 if waiting:
-                    keep.append(run_id)
+                    status = self.status_of(waiting)
+                    if status in (FAILED, "missing"):
+                        blocked.append((rd, f"it depends on {waiting}, which {'failed' if status == FAILED else 'is gone'}; "
+                                            f"retry that run, then this one (cockpit queue retry)"))
+                    keep.append(run_id)  # (a blocked one is failed, and dropped, after the lock is released)
                     continue
                 chosen = rd
             q["order"] = keep
             return chosen
 
+    def status_of(self, run_id: str) -> str:
+        try:
+            return RunDir(self.runs_dir / run_id).read_state().status
+        except StateError:
+            return "missing"
+
     def waiting_for(self, rd: RunDir) -> str:
         for dep in rd.read_meta().depends_on:
-            try:
-                status = RunDir(self.runs_dir / dep).read_state().status
-            except StateError:
-                status = "missing"
-            if status != COMPLETED:
+            if self.status_of(dep) != COMPLETED:
                 return dep
         return ""
+
+    def can_progress(self) -> bool:
+        """Whether a queued run may still start without the user: one is ready, or waits on a
+        run that is queued, running or will be resumed (interrupted). Runs that wait only on
+        stopped runs need the user to resume those."""
+        for run_id in self.order:
+            rd = RunDir(self.runs_dir / run_id)
+            if self.status_of(run_id) != QUEUED:
+                continue
+            dep = self.waiting_for(rd)
+            if not dep or self.status_of(dep) in (QUEUED, RUNNING, INTERRUPTED):
+                return True
+        return False
 
     def push_front(self, run_ids: list[str]) -> None:
         with self.edit() as q:

@@ -239,7 +239,15 @@ class Worker:
                 self.launch(slot, rd)
         self.write_status(alive=True)
         idle = all(s.rd is None for s in self.slots)
-        return self.once and idle and (not self.queue.order or self.queue.paused)
+        if not (self.once and idle):
+            return False
+        if not self.queue.order or self.queue.paused:
+            return True
+        if not self.queue.can_progress():  # what is left waits on stopped runs: only the user can move it
+            self.log(f"--once: {len(self.queue.order)} queued run(s) wait on stopped runs; resume those, then "
+                     f"start a worker again")
+            return True
+        return False
 
     def launch(self, slot: Slot, rd: RunDir) -> None:
         """Claim the run (queued -> running, compare-and-set: a stop that came first wins) and

@@ -278,3 +278,32 @@ def test_an_interrupted_run_that_makes_no_progress_is_not_restarted_forever():
 
     assert should_resume(state(20)) and should_resume(state(20, 40))
     assert not should_resume(state(20, 40, 40))  # died twice at the same checkpoint: a person decides
+
+
+def test_a_run_whose_dependency_failed_fails_too_and_worker_once_exits(write_config, runs_dir):
+    """Before: the dependent run waited for ever, and so did `worker --once` (which `cockpit run`
+    starts), e.g. a fine-tune queued with [init] from a run that diverged."""
+    q = Queue(runs_dir)
+    bad = write_config("nan", {"train": {"max_steps": 50}, "optim": {"lr": 1e6, "warmup_steps": 0,
+                                                                      "schedule": "constant"},
+                               "log": {"every": 50}, "eval": {"every": 0}})
+    (parent,) = q.add([str(bad)])
+    (child,) = q.add([str(write_config("child", {"init": {"from": parent.id}}))])
+    assert child.read_meta().depends_on == [parent.id]
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    assert r.returncode == 0, r.stderr
+    assert parent.read_state().status == "failed"
+    state = child.read_state()
+    assert state.status == "failed"
+    assert state.reason == f"it depends on {parent.id}, which failed; retry that run, then this one (cockpit queue retry)"
+    assert Queue(runs_dir).order == []
+
+
+def test_worker_once_exits_when_what_is_left_waits_on_a_stopped_run(write_config, runs_dir):
+    q = Queue(runs_dir)
+    (parent,) = q.add([str(write_config("p"))])
+    (child,) = q.add([str(write_config("c"))], depends_on=[parent.id])
+    parent.transition("stopped", expected="queued", reason="stopped by the user")
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    assert r.returncode == 0 and "wait on stopped runs" in r.stdout + r.stderr
+    assert child.read_state().status == "queued"  # it starts once the parent is resumed and completes
