@@ -169,7 +169,7 @@ class Trainer:
             changes.append({"stage": self.stage, "stages": len(self.plan.stages), "name": st.name,
                             "description": st.describe(), "params": total, "params_trainable": trainable,
                             "merged_adapters": tr.merged_adapters, "adapters": tr.adapters})
-        j = stages.relora_restart_due(self.stage_config, self.step)
+        j = stages.relora_restart_due(self.stage_config, self.step) if not self.merged else 0  # merged: none left
         if j:
             n = stages.restart_adapters(self.raw_model, self.opt, self.cfg, self.stage, j)
             total, trainable = stages.param_counts(self.raw_model)
