@@ -42,6 +42,7 @@ def main(run_dir: str, step: int | None, out: str) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     n = sum(v.numel() for v in plain["model"].values())
+    had = any(k.endswith(".lora_A") for k in payload["model"])
     print(f"wrote {target}: {rd.id} step {plain['step']} (stage {plain['exported_from']['stage']}), "
-          f"{n:,} numbers, adapters merged")
+          f"{n:,} numbers, {'adapters merged' if had else 'no adapters to merge'}")
     return 0
