@@ -90,12 +90,10 @@ class StageConfig:
 
 @dataclass
 class StagePlan:
-    """Stage k's full config (0: the run's own), where its learning-rate schedule starts, and
-    the step it ends at."""
+    """Stage k's full config (0: the run's own) and where its learning-rate schedule starts."""
 
     configs: list[Any]  # RunConfig per stage
     origins: list[int]  # the step each stage's schedule counts from
-    ends: list[int]
 
     def index_at(self, step: int) -> int:
         """The stage in force for the optimizer step that starts at ``step``."""
@@ -214,7 +212,7 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
         configs.append(stage_cfg)
         origins.append(st.at_step if st.optim else origins[-1])
         prev = stage_cfg
-    return StagePlan(configs, origins, [st.at_step for st in stages] + [cfg.train.max_steps])
+    return StagePlan(configs, origins)
 
 
 def _asdict_for_stage(cfg: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from engine.model import GPT, padded_vocab
 from engine.model.growth import (add_masked_norms, grow, masked_norms, set_rms_eps, transfer_optimizer_state,
                                  unmask_norms)
 from engine.model.lora import add_adapters, adapters, merge_adapters, merge_and_reinit, merge_state_dict
-from engine.stage_config import StageConfig, StagePlan, new_positions, parse_ref
+from engine.model.norms import RMS_EPS
+from engine.stage_config import StageConfig, StagePlan, new_positions, parse_ref, stage_plan
 
 
 def _seed(cfg: RunConfig, stage: int, restart: int = 0) -> int:
@@ -40,11 +41,9 @@ def new_gpt(cfg: RunConfig, vocab: int, seed: int | None = None) -> GPT:
 
 
 def _grew_d_model(plan: StagePlan, k: int) -> bool:
-    return k > 0 and plan.stages[k - 1].grow.d_model > 0 and plan.configs[k - 1].model.norm == "layernorm" \
-        and plan.stages[k - 1].grow.d_model > plan.configs[k - 1].model.d_model
-
-
-from engine.model.norms import RMS_EPS  # noqa: E402
+    """Stage k widened a LayerNorm model: its residual norms are masked (MSG) during the stage."""
+    return k > 0 and plan.configs[k - 1].model.norm == "layernorm" \
+        and plan.configs[k].model.d_model > plan.configs[k - 1].model.d_model
 
 
 def _fix_rms_eps(model: nn.Module, plan: StagePlan, k: int) -> None:
@@ -59,16 +58,17 @@ def set_trainable(model: nn.Module, stage: StageConfig | None) -> None:
     lora = stage is not None and stage.lora.enabled()
     freeze = stage.freeze if stage is not None else []
     unfreeze = stage.lora.unfreeze if lora else []
+
+    def hit(n: str, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for p in patterns)
+
     for key, patterns in (("freeze", freeze), ("lora.unfreeze", unfreeze)):
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(n, pattern) or n.startswith(pattern + ".") for n in names):
+            if not any(hit(n, [pattern]) for n in names):
                 top = sorted({n.split(".")[0] for n in names})
                 raise ConfigError(f"[[stage]] at_step {stage.at_step}", key,
                                   f"'{pattern}' names no parameter of this model (names look like "
                                   f"blocks.0.attn.qkv.weight; the top level has {', '.join(top)})")
-
-    def hit(n: str, patterns: list[str]) -> bool:
-        return any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for p in patterns)
 
     for n, p in names.items():
         adapter = n.endswith(".lora_A") or n.endswith(".lora_B")
@@ -101,7 +101,6 @@ def check_all(plan: StagePlan, vocab: int) -> None:
 class Transition:
     stage: int
     merged_adapters: int
-    grown: bool
     adapters: int
     mapping: dict | None  # growth: new name -> (old name, region), for the optimizer state
 
@@ -114,8 +113,7 @@ def enter(model: GPT, plan: StagePlan, k: int, vocab: int) -> tuple[GPT, Transit
     merged = merge_adapters(model)
     unmask_norms(model)
     mapping = None
-    grown = stage.grow.any()
-    if grown:
+    if stage.grow.any():
         old_cfg = plan.configs[k - 1].model
         new = new_gpt(cfg, vocab, seed=_seed(cfg, k)).to(next(model.parameters()).device)
         mapping = grow(model, new, new_positions(old_cfg.n_layer, cfg.model.n_layer, stage.grow.positions)
@@ -128,7 +126,7 @@ def enter(model: GPT, plan: StagePlan, k: int, vocab: int) -> tuple[GPT, Transit
         g = torch.Generator().manual_seed(_seed(cfg, k))
         n_adapters = add_adapters(model, lo.targets, lo.rank, lo.alpha, lo.dropout, generator=g)
     set_trainable(model, stage)
-    return model, Transition(k, merged, grown, n_adapters, mapping)
+    return model, Transition(k, merged, n_adapters, mapping)
 
 
 def carry_optimizer_state(old_opts, old_model: nn.Module, new_opts, new_model: nn.Module, mapping) -> None:
@@ -166,9 +164,8 @@ def restart_adapters(model: nn.Module, opts, cfg: RunConfig, k: int, j: int) -> 
     return len(params) // 2
 
 
-def set_ramps(model: nn.Module, stage: StageConfig | None, step: int) -> None:
+def set_ramps(norms: list, stage: StageConfig | None, step: int) -> None:
     """MSG: the masked LayerNorms' ramp at ``step`` (before its update)."""
-    norms = masked_norms(model)
     if not norms or stage is None:
         return
     value = min(1.0, (step - stage.at_step) / max(1, stage.grow.ramp_steps))
@@ -202,17 +199,19 @@ def resolve_parent(ref: str, runs_root: Path) -> tuple[Path, int | None, str]:
     return path, step, run.name + (f":{step}" if step is not None else "")
 
 
+def payload_plan(payload: dict[str, Any]) -> tuple[StagePlan, int]:
+    """A checkpoint's stage plan and the stage it was written in."""
+    return stage_plan(config_from_dict(payload["config"], "checkpoint")), int(payload.get("stage", 0))
+
+
 def mergeable_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """A checkpoint's model weights with any adapters folded in (the plain model's keys)."""
     state = payload["model"]
-    if not any(k.endswith(".lora_A") for k in state):
-        return {k: v for k, v in state.items() if not k.endswith(".ramp")}
-    cfg = config_from_dict(payload["config"], "checkpoint")
-    from engine.stage_config import stage_plan
-
-    stage = stage_plan(cfg).stages[int(payload.get("stage", 0)) - 1]
-    merged = merge_state_dict(state, stage.lora.alpha / stage.lora.rank)
-    return {k: v for k, v in merged.items() if not k.endswith(".ramp")}
+    if any(k.endswith(".lora_A") for k in state):
+        plan, k = payload_plan(payload)
+        lora = plan.stages[k - 1].lora
+        state = merge_state_dict(state, lora.alpha / lora.rank)
+    return {k: v for k, v in state.items() if not k.endswith(".ramp")}
 
 
 @torch.no_grad()
@@ -245,11 +244,7 @@ def init_from(model: nn.Module, payload: dict[str, Any], label: str, tokenizer: 
 def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> tuple[GPT, RunConfig]:
     """The model a checkpoint was written from (its stage's shape, with unmerged adapters if it
     has them), weights loaded; and that stage's config."""
-    from engine.stage_config import stage_plan
-
-    cfg = config_from_dict(payload["config"], "checkpoint")
-    plan = stage_plan(cfg) if cfg.stage else StagePlan([cfg], [0], [cfg.train.max_steps])
-    k = int(payload.get("stage", 0))
+    plan, k = payload_plan(payload)
     model = build(plan, k, padded_vocab(int(payload["vocab_size"])), device, merged=bool(payload.get("merged")))
     model.load_state_dict(payload["model"])
     return model, plan.configs[k]
@@ -260,18 +255,13 @@ def export_merged(payload: dict[str, Any]) -> dict[str, Any]:
     stages, no [init]), no optimizer state. Loads in ``cockpit complete`` and as an [init] from."""
     from engine.config import resolved_dict
 
-    cfg = config_from_dict(payload["config"], "checkpoint")
-    plan_cfg = cfg
-    if cfg.stage:
-        from engine.stage_config import stage_plan
-
-        plan_cfg = stage_plan(cfg).configs[int(payload.get("stage", 0))]
-    data = resolved_dict(plan_cfg)
+    plan, k = payload_plan(payload)
+    data = resolved_dict(plan.configs[k])
     data.pop("stage", None)
     data.pop("init", None)
     return {"model": mergeable_state(payload), "step": int(payload["step"]), "config": data,
             "tokenizer": payload["tokenizer"], "vocab_size": payload["vocab_size"],
-            "exported_from": {"stage": int(payload.get("stage", 0)), "step": int(payload["step"])}}
+            "exported_from": {"stage": k, "step": int(payload["step"])}}
 
 
 __all__ = ["build", "check_all", "enter", "carry_optimizer_state", "relora_restart_due", "relora_ramp",

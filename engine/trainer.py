@@ -107,7 +107,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.data = load_tokens(cfg.data, cfg.model.block_size, log)
         self.tokenizer = self.data.tokenizer
-        self.plan: StagePlan = stage_plan(cfg) if cfg.stage else StagePlan([cfg], [0], [t.max_steps])
+        self.plan: StagePlan = stage_plan(cfg)
         self.vocab = padded_vocab(self.data.vocab_size)
         self.stage, self.merged = 0, False
         stages.check_all(self.plan, self.vocab)
@@ -148,7 +148,7 @@ class Trainer:
         self.groups = model.module_groups()
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.flops_per_token = model.flops_per_token()
-        self._ramps = bool(stages.masked_norms(model))
+        self._ramps = stages.masked_norms(model)  # MSG ramps to move each step (found once, not per step)
 
     @property
     def stage_config(self):
@@ -177,7 +177,7 @@ class Trainer:
                             "description": f"ReLoRA restart {j}: {n} adapters merged and re-initialised",
                             "params": total, "params_trainable": trainable})
         if self._ramps:
-            stages.set_ramps(self.raw_model, self.stage_config, self.step)
+            stages.set_ramps(self._ramps, self.stage_config, self.step)
         return changes
 
     def finish_adapters(self) -> int:

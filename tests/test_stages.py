@@ -88,7 +88,7 @@ def test_layernorm_growth_ramps_to_a_plain_layernorm():
 
     norms = masked_norms(big)
     assert len(norms) == 2 * 2 + 1  # ln1, ln2 per block and ln_f
-    set_ramps(big, plan.stages[0], 15)
+    set_ramps(norms, plan.stages[0], 15)
     x = torch.randn(3, 128)
     assert torch.allclose(norms[0](x), torch.nn.functional.layer_norm(x, (128,), norms[0].weight, norms[0].bias),
                           atol=1e-5)

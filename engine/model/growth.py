@@ -129,9 +129,7 @@ def _grow_norms(model: nn.Module, d_old: int) -> None:
         if isinstance(norm, nn.RMSNorm):
             norm.weight[:d_old] *= math.sqrt(d_old / d)  # (its eps is scaled by d_old/d too: set_rms_eps)
         else:
-            masked = MaskedLayerNorm(d, d_old, norm.eps, norm.bias is not None).to(norm.weight.device)
-            masked.weight, masked.bias = norm.weight, norm.bias  # the copied Parameters themselves
-            setattr(parent, attr, masked)
+            _mask(parent, attr, norm, d_old)
 
 
 def set_rms_eps(model: nn.Module, eps: float) -> None:
@@ -151,9 +149,14 @@ def add_masked_norms(model: nn.Module, d_old: int) -> None:
     written during the ramp)."""
     for parent, attr, norm in _residual_norms(model):
         if isinstance(norm, nn.LayerNorm) and not isinstance(norm, MaskedLayerNorm):
-            masked = MaskedLayerNorm(norm.weight.numel(), d_old, norm.eps, norm.bias is not None).to(norm.weight.device)
-            masked.weight, masked.bias = norm.weight, norm.bias
-            setattr(parent, attr, masked)
+            _mask(parent, attr, norm, d_old)
+
+
+def _mask(parent: nn.Module, attr: str, norm: nn.LayerNorm, d_old: int) -> None:
+    """Put a MaskedLayerNorm holding ``norm``'s own Parameters in its place."""
+    masked = MaskedLayerNorm(norm.weight.numel(), d_old, norm.eps, norm.bias is not None).to(norm.weight.device)
+    masked.weight, masked.bias = norm.weight, norm.bias
+    setattr(parent, attr, masked)
 
 
 @torch.no_grad()
