@@ -3,27 +3,37 @@ conviction and probability.
 
 ``python -m engine complete RUN_DIR [--step N]`` is a long-running process speaking JSON lines:
 
-  stdin:  {"op": "generate", "id": 1, "prompt": "...", "max_tokens": 256, "temperature": 0.8,
-           "top_k": 50, "seed": 0, "mode": "text" | "conviction"}
+  stdin:  {"op": "generate", "id": 1, "prompt": "..." | "prompt_ids": [ids], "max_tokens": 256,
+           "temperature": 0.8, "top_k": 50, "top_p": 1.0, "min_p": 0.0, "seed": 0, "n_probs": 0,
+           "mode": "text" | "conviction"}
           {"op": "cancel", "id": 1}          {"op": "quit"}
+          {"op": "tokenize", "id": 2, "content": "..."}   {"op": "detokenize", "id": 3, "tokens": [ids]}
   stdout: {"type": "ready", "run": ..., "step": N, "conviction": true|false, ...}
-          {"type": "token", "id": 1, "token": "the", "token_id": 262, "conviction": 0.12, "prob": 0.5}
-          {"type": "done", "id": 1, "reason": "length" | "eot" | "cancelled", "tokens": n,
+          {"type": "token", "id": 1, "token": "the", "token_id": 262, "piece": "the", "conviction": 0.12,
+           "prob": 0.5, "logprob": -1.2, "bytes": "746865",
+           "top": [{"id", "token", "prob"}], "top_logprobs": [{"id", "token", "logprob"}]}  (top lists with n_probs)
+          {"type": "done", "id": 1, "reason": "length" | "eot" | "cancelled", "tokens": n, "prompt_tokens": n,
            "first_token_ms": ..., "tokens_per_s": ...}
+          {"type": "tokens", "id": 2, "tokens": [ids], "pieces": [...]}   {"type": "text", "id": 3, "content": "..."}
           {"type": "error", "id": 1 | null, "message": "one line"}
 
-Requests are read on a thread, so a cancel lands between two tokens of a running generation.
+``token`` is the text the token completes (incremental UTF-8: "" while a character's bytes are
+incomplete); ``piece`` is the token's own bytes decoded on their own (what probability lists show).
+``prob`` is under the sampling distribution; ``logprob`` under the model's (temperature 1, no filter).
+Requests are read on a thread, so a cancel lands between two tokens of a running generation, and
+tokenize/detokenize are answered at once, even while a generation runs.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import math
 import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -51,6 +61,48 @@ class Token:
     conviction: float | None
     prob: float
     raw: bytes
+    logprob: float = 0.0
+    top: list[tuple[int, float]] = field(default_factory=list)  # (id, prob) after the sampling filters
+    top_raw: list[tuple[int, float]] = field(default_factory=list)  # (id, logprob) under the model
+
+
+@dataclass
+class Sampling:
+    """What a generate request may set; checked before any token is drawn."""
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 1.0
+    min_p: float = 0.0
+    seed: int | None = None
+    n_probs: int = 0
+
+    def check(self) -> "Sampling":
+        for name, ok, want in (("max_tokens", self.max_tokens >= 0, ">= 0"),
+                               ("temperature", math.isfinite(self.temperature), "a finite number"),
+                               ("top_k", self.top_k >= 0, ">= 0 (0: no limit)"),
+                               ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
+                               ("min_p", 0.0 <= self.min_p < 1.0, "in [0, 1)"),
+                               ("n_probs", 0 <= self.n_probs <= 100, "in [0, 100]")):
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r} must be {want}")
+        return self
+
+    @classmethod
+    def from_request(cls, req: dict) -> "Sampling":
+        kinds = {"max_tokens": int, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
+                 "n_probs": int}
+        values = {}
+        for key, kind in kinds.items():
+            if req.get(key) is not None:
+                v = req[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and v != int(v)):
+                    raise ValueError(f"{key} = {v!r} must be {'an integer' if kind is int else 'a number'}")
+                values[key] = kind(v)
+        seed = req.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed = {seed!r} must be an integer")
+        return cls(**values, seed=seed if seed is None or seed >= 0 else None).check()
 
 
 class Completer:
@@ -82,26 +134,65 @@ class Completer:
                 "tokenizer": self.tokenizer.name, "device": str(self.device),
                 "block_size": self.model.cfg.block_size}
 
-    def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.8, top_k: int = 50,
-                 seed: int | None = None, cancelled: Callable[[], bool] = lambda: False) -> Iterator[Token]:
-        """Tokens until max_tokens, the separator token, or ``cancelled()``."""
+    def piece(self, token_id: int) -> str:
+        """A token's own bytes as text (a partial character shows as U+FFFD)."""
+        return self.tokenizer.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def encode(self, prompt: str | list[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt) if prompt else [self.tokenizer.eot]
+        bad = [i for i in prompt if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.tokenizer.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]!r} is not in this run's vocabulary (0..{self.tokenizer.vocab_size - 1})")
+        return list(prompt) or [self.tokenizer.eot]
+
+    def generate(self, prompt: str | list[int], max_tokens: int = 256, temperature: float = 0.8, top_k: int = 50,
+                 seed: int | None = None, cancelled: Callable[[], bool] = lambda: False, top_p: float = 1.0,
+                 min_p: float = 0.0, n_probs: int = 0) -> Iterator[Token]:
+        """Tokens until max_tokens, the separator token, or ``cancelled()``. ``prompt`` is text
+        or token ids."""
         g = torch.Generator(device=self.device)
         g.manual_seed(seed if seed is not None else int(time.time_ns() % 2**62))
-        ids = self.tokenizer.encode(prompt) if prompt else [self.tokenizer.eot]
+        ids = self.encode(prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         for s in sample_tokens(self.model, ids, max_tokens, temperature, top_k, generator=g,
-                               vocab_limit=self.tokenizer.vocab_size):
+                               vocab_limit=self.tokenizer.vocab_size, top_p=top_p, min_p=min_p, n_probs=n_probs):
             if s.id == self.tokenizer.eot:
                 return
             raw = self.tokenizer.token_bytes(s.id)
-            yield Token(decoder.decode(raw), s.id, s.conviction, s.prob, raw)
+            yield Token(decoder.decode(raw), s.id, s.conviction, s.prob, raw, s.logprob, s.top, s.top_raw)
             if cancelled():
                 return
 
 
+_emit_lock = threading.Lock()  # the reader thread answers tokenize requests while a generation writes
+
+
 def _emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(obj, ensure_ascii=False) + "\n"
+    with _emit_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _answer_now(completer: Completer, req: dict) -> None:
+    """tokenize / detokenize: cheap, so answered on the reader thread without waiting for a generation."""
+    rid = req.get("id")
+    try:
+        if req["op"] == "tokenize":
+            content = req.get("content", "")
+            if not isinstance(content, str):
+                raise ValueError(f"content = {content!r} must be a string")
+            ids = completer.tokenizer.encode(content)
+            _emit({"type": "tokens", "id": rid, "tokens": ids, "pieces": [completer.piece(i) for i in ids]})
+        else:
+            tokens = req.get("tokens", [])
+            if not isinstance(tokens, list):
+                raise ValueError(f"tokens = {tokens!r} must be a list of token ids")
+            ids = completer.encode(tokens) if tokens else []
+            _emit({"type": "text", "id": rid, "content": completer.tokenizer.decode(ids)})
+    except ValueError as e:
+        _emit({"type": "error", "id": rid, "message": f"bad request: {e}"})
 
 
 def serve(run_dir: str, step: int | None) -> int:
@@ -123,6 +214,8 @@ def serve(run_dir: str, step: int | None) -> int:
                 continue
             if isinstance(req, dict) and req.get("op") == "cancel":
                 cancelled.add(req.get("id"))
+            elif isinstance(req, dict) and req.get("op") in ("tokenize", "detokenize"):
+                _answer_now(completer, req)
             else:
                 requests.put(req)
         requests.put({"op": "quit"})
@@ -144,28 +237,39 @@ def _run_request(completer: Completer, req: dict, cancelled: set) -> None:
     if req.get("mode") == "conviction" and not completer.has_conviction:
         _emit({"type": "error", "id": rid, "message": NO_CONVICTION})
         return
+    try:
+        sampling = Sampling.from_request(req)
+        prompt = req["prompt_ids"] if req.get("prompt_ids") is not None else req.get("prompt", "")
+        if not isinstance(prompt, (str, list)):
+            raise ValueError(f"prompt = {prompt!r} must be text or a list of token ids")
+        prompt_tokens = len(completer.encode(prompt))
+    except (ValueError, TypeError) as e:
+        _emit({"type": "error", "id": rid, "message": f"bad request: {e}"})
+        return
     t0 = time.perf_counter()
     first = None
     n = 0
     reason = "length"
-    max_tokens = int(req.get("max_tokens", 256))
-    try:
-        for tok in completer.generate(req.get("prompt", ""), max_tokens, float(req.get("temperature", 0.8)),
-                                      int(req.get("top_k", 50)), req.get("seed"), lambda: rid in cancelled):
-            if first is None:
-                first = time.perf_counter() - t0
-            n += 1
-            _emit({"type": "token", "id": rid, "token": tok.text, "token_id": tok.id,
-                   "conviction": tok.conviction, "prob": tok.prob, "bytes": tok.raw.hex()})
-        if rid in cancelled:
-            reason = "cancelled"
-        elif n < max_tokens:
-            reason = "eot"
-    except (ValueError, TypeError) as e:
-        _emit({"type": "error", "id": rid, "message": f"bad request: {e}"})
-        return
+    piece = completer.piece
+    for tok in completer.generate(prompt, sampling.max_tokens, sampling.temperature, sampling.top_k, sampling.seed,
+                                  lambda: rid in cancelled, sampling.top_p, sampling.min_p, sampling.n_probs):
+        if first is None:
+            first = time.perf_counter() - t0
+        n += 1
+        msg = {"type": "token", "id": rid, "token": tok.text, "token_id": tok.id, "piece": piece(tok.id),
+               "conviction": tok.conviction, "prob": tok.prob, "logprob": tok.logprob, "bytes": tok.raw.hex()}
+        if n == 1:
+            msg["prompt_tokens"] = prompt_tokens
+        if sampling.n_probs:
+            msg["top"] = [{"id": i, "token": piece(i), "prob": p} for i, p in tok.top]
+            msg["top_logprobs"] = [{"id": i, "token": piece(i), "logprob": lp} for i, lp in tok.top_raw]
+        _emit(msg)
+    if rid in cancelled:
+        reason = "cancelled"
+    elif n < sampling.max_tokens:
+        reason = "eot"
     cancelled.discard(rid)
     elapsed = time.perf_counter() - t0
-    _emit({"type": "done", "id": rid, "reason": reason, "tokens": n,
+    _emit({"type": "done", "id": rid, "reason": reason, "tokens": n, "prompt_tokens": prompt_tokens,
            "first_token_ms": round(1000 * first, 2) if first is not None else None,
            "tokens_per_s": round(n / elapsed, 1) if elapsed > 0 else None})
