@@ -364,6 +364,32 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         assert app.active_tab == "queue" and app.focused is app.pane("queue").query_one("#queue-table")  # and stays
 
 
+async def test_completion_tab_serves_the_run_over_http_and_stops_it(trained, tmp_path):
+    import urllib.request
+
+    runs = copy_runs(trained, tmp_path)
+    conv = trained[1]["conv"]
+    app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await completion_for(pilot, conv)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.server is not None and pane.server.url, "the server's URL")
+        server = pane.server
+        await on_screen(pilot, server.url)
+        body = json.dumps({"prompt": "one", "n_predict": 3}).encode()
+        req = urllib.request.Request(server.url + "completion", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=PATIENCE) as r:
+            out = json.load(r)
+        assert out["model"] == conv and len(out["convictions"]) == 3
+        await pilot.press("ctrl+s")  # stops it
+        await wait_for(pilot, lambda: server.proc.poll() is not None, "the server to stop")
+        assert server.proc.returncode == 0 and pane.server is None
+        await pilot.press("ctrl+s")  # and again: leaving the app stops it too
+        await wait_for(pilot, lambda: pane.server is not None and pane.server.url, "the second server")
+        second = pane.server
+    assert second.proc.wait(timeout=PATIENCE) == 0
+
+
 # -- corpora ------------------------------------------------------------------------------
 
 def write_jsonl(path: Path, texts: list[str]) -> None:

@@ -184,7 +184,8 @@ def create_app(state: State) -> Starlette:
             "default_generation_settings": {"n_ctx": info.get("block_size"), "params": llama_api.settings(
                 llama_api.parse({}, state.limits.max_tokens), info)},
             "total_slots": 1, "model_path": info.get("checkpoint"), "chat_template": "",
-            "build_info": "cockpit serve", "cockpit": {**info, "waiting": state.engine.waiting,
+            "build_info": "cockpit serve", "cockpit": {**info, "busy": state.engine.busy,
+                                                       "waiting": state.engine.waiting, "finished": state.engine.finished,
                                                        "max_tokens": state.limits.max_tokens,
                                                        "key_required": state.api_key is not None}})
 

@@ -41,6 +41,7 @@ class EngineProcess:
         self._waiting = 0
         self._reader: asyncio.Task | None = None
         self.gone: str | None = None  # why the process is no longer usable
+        self.finished: dict[str, int] = {}  # generations by how they ended (eot, length, cancelled): /props shows it
 
     async def start(self) -> dict:
         cmd = [sys.executable, "-m", "engine", "complete", str(self.target)]
@@ -114,6 +115,10 @@ class EngineProcess:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def busy(self) -> bool:
+        return self._turn.locked()
+
     async def turn(self) -> None:
         """Wait for this request's turn. Raises Busy when too many are waiting already."""
         if self._turn.locked() and self._waiting >= self.max_waiting:
@@ -145,6 +150,7 @@ class EngineProcess:
                         msg["message"].removeprefix("bad request: "))
                 if msg["type"] == "done":
                     finished = True
+                    self._count(msg)
                 yield msg
                 if finished:
                     return
@@ -162,10 +168,15 @@ class EngineProcess:
                     pass
                 asyncio.get_running_loop().create_task(self._drain(rid, q))
 
+    def _count(self, msg: dict) -> None:
+        reason = msg.get("reason", "error")
+        self.finished[reason] = self.finished.get(reason, 0) + 1
+
     async def _drain(self, rid: int, q: asyncio.Queue) -> None:
         try:
-            while (await q.get())["type"] not in ("done", "error"):
+            while (msg := await q.get())["type"] not in ("done", "error"):
                 pass
+            self._count(msg)
         finally:
             self._replies.pop(rid, None)
             self.release_turn()

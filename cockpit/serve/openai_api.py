@@ -13,7 +13,7 @@ FINISH = {"eot": "stop", "word": "stop", "length": "length", "cancelled": "stop"
 
 
 def parse(body: dict, max_tokens: int) -> Generation:
-    if integer(body, "n", 1, 1, 1) != 1 or integer(body, "best_of", 1, 1, 1) != 1:
+    if integer(body, "n", 1) != 1 or integer(body, "best_of", 1) != 1:
         raise BadRequest("n and best_of must be 1: one completion per request")
     if flag(body, "echo", False):
         raise BadRequest("echo = true is not supported: the prompt is not returned")

@@ -170,6 +170,8 @@ class CockpitApp(App):
         client = completion.client if completion is not None else None
         if client is not None:
             client.close()
+        if completion is not None:
+            completion.stop_server()  # a server started here goes with the app too
 
 
 def run_tui(runs_dir: Path, corpora_dir: Path, tab: str = "queue", run: str | None = None) -> int:

@@ -19,10 +19,12 @@ from textual.widgets import Input, Label, Select, Static, TextArea
 from cockpit.completion import CompletionClient, CompletionError
 from cockpit.complete_cli import token_label
 from cockpit.runs import list_runs
+from cockpit.serve.launcher import ServeProcess
 from cockpit.tui.pane import Pane
 
 IDLE_CLOSE_S = 120  # the model process is let go this long after the tab was left
 FLUSH_S = 0.05  # tokens reach the screen in batches, not one UI update per token
+NOT_SERVING = "ctrl+s: serve over HTTP: a page with conviction, llama.cpp and OpenAI APIs"
 
 
 def heat(conviction: float) -> str:
@@ -49,6 +51,7 @@ class CompletionPane(Pane):
         Binding("ctrl+g", "generate('text')", "Generate text", priority=True),
         Binding("ctrl+o", "generate('conviction')", "Conviction", priority=True),
         Binding("escape", "stop", "Stop / leave prompt", priority=True),
+        Binding("ctrl+s", "serve", "Serve on HTTP / stop serving", priority=True),
     ]
 
     def __init__(self, runs_dir: Path, **kwargs):
@@ -63,6 +66,7 @@ class CompletionPane(Pane):
         self.status = ""
         self.left_at: float | None = None
         self._runs: list[tuple[str, list[int]]] = []
+        self.server: ServeProcess | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="comp-top"):
@@ -78,6 +82,7 @@ class CompletionPane(Pane):
         yield TextArea("", id="comp-prompt", soft_wrap=True, show_line_numbers=False)
         yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop, or leave the prompt",
                      id="comp-status")
+        yield Static(NOT_SERVING, id="comp-serve")
         with VerticalScroll(id="comp-output"):
             yield Static("", id="comp-text")
 
@@ -221,6 +226,41 @@ class CompletionPane(Pane):
             return
         client = self.client
         self.run_worker(client.cancel, thread=True, group="cancel", exit_on_error=False)
+
+    # -- cockpit serve ------------------------------------------------------------------
+    def action_serve(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            self.query_one("#comp-serve", Static).update(Text("stopping the server ...", style="dim"))
+            self.run_worker(lambda: (server.stop(), self._to_ui(self._serve_line, NOT_SERVING, "")),
+                            thread=True, group="serve", exit_on_error=False)
+            return
+        run = self.query_one("#comp-run", Select).value
+        if not isinstance(run, str):
+            self._set_status("choose a run with a checkpoint first", "yellow")
+            return
+        step = self.query_one("#comp-step", Select).value
+        server = self.server = ServeProcess(self.runs_dir, run, step if isinstance(step, int) else None)
+        self._serve_line(f"starting cockpit serve {run} ...", "dim")
+        self.run_worker(lambda: self._await_server(server), thread=True, group="serve", exit_on_error=False)
+
+    def _await_server(self, server: ServeProcess) -> None:
+        server.ready.wait()
+        if server is not self.server:
+            return
+        if server.url:
+            self._to_ui(self._serve_line, f"serving {server.run} at {server.url}  (ctrl+s stops)", "bold green")
+        else:
+            self.server = None
+            self._to_ui(self._serve_line, f"cockpit serve failed: {server.error}", "red")
+
+    def _serve_line(self, text: str, style: str) -> None:
+        self.query_one("#comp-serve", Static).update(Text(text, style=style))
+
+    def stop_server(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
 
     # -- process lifetime ---------------------------------------------------------------
     def on_hide_tab(self) -> None:
