@@ -19,7 +19,8 @@ conviction and probability.
 
 ``token`` is the text the token completes (incremental UTF-8: "" while a character's bytes are
 incomplete); ``piece`` is the token's own bytes decoded on their own (what probability lists show).
-``prob`` is under the sampling distribution; ``logprob`` under the model's (temperature 1, no filter).
+``prob`` is under the sampling distribution; ``logprob`` (null unless n_probs > 0) under the model's
+own (temperature 1, no filter).
 Requests are read on a thread, so a cancel lands between two tokens of a running generation, and
 tokenize/detokenize are answered at once, even while a generation runs.
 """
@@ -61,7 +62,7 @@ class Token:
     conviction: float | None
     prob: float
     raw: bytes
-    logprob: float = 0.0
+    logprob: float | None = None  # with n_probs
     top: list[tuple[int, float]] = field(default_factory=list)  # (id, prob) after the sampling filters
     top_raw: list[tuple[int, float]] = field(default_factory=list)  # (id, logprob) under the model
 

@@ -15,7 +15,7 @@ class Sampled:
     id: int
     prob: float  # probability of the sampled token under the sampling distribution (temperature, top-k/p, min-p)
     conviction: float | None  # the head's output at the position that produced this token
-    logprob: float = 0.0  # log-probability under the model's own distribution (temperature 1, no filter)
+    logprob: float | None = None  # under the model's own distribution (temperature 1, no filter); with n_probs
     # the n most likely tokens, when asked for: (id, prob) after sampling filters, (id, logprob) before
     top: list[tuple[int, float]] = field(default_factory=list)
     top_raw: list[tuple[int, float]] = field(default_factory=list)
@@ -71,9 +71,10 @@ def sample_tokens(model: GPT, prompt: list[int], max_new: int, temperature: floa
         ids.append(nxt)
         pending = [nxt]
         conviction = float(out.conviction[0, -1]) if out.conviction is not None else None
-        model_logp = torch.log(model.probs(raw))
-        s = Sampled(nxt, float(probs[nxt]), conviction, float(model_logp[nxt]))
-        if n_probs > 0:
+        s = Sampled(nxt, float(probs[nxt]), conviction)
+        if n_probs > 0:  # a second distribution and two top-k: only when someone asked for them
+            model_logp = torch.log(model.probs(raw))
+            s.logprob = float(model_logp[nxt])
             n = min(n_probs, probs.numel())
             p, i = torch.topk(probs, n)
             s.top = [(int(a), float(b)) for a, b in zip(i, p) if b > 0]
