@@ -377,6 +377,22 @@ def test_the_page_generates_conviction_coloured_tokens_in_a_browser(server, brow
     values = [float(t.get_attribute("data-value")) for t in toks]
     colours = {t.value_of_css_property("background-color") for t in toks}
     assert len(set(values)) > 1 and len(colours) > 1  # coloured by each token's conviction
+    # hover a token: its probability, conviction and alternatives; click one to continue from it
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).move_to_element(toks[2]).perform()
+    tip = browser.find_element(By.ID, "tip")
+    wait.until(lambda d: tip.is_displayed() and "conviction" in tip.text)
+    alts = [a for a in tip.find_elements(By.CSS_SELECTOR, ".alt") if "chosen" not in a.get_attribute("class")]
+    assert alts, tip.text
+    picked = json.loads(alts[0].find_element(By.TAG_NAME, "span").text)
+    alts[0].click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#out .alt-pick") and d.find_element(By.ID, "go").is_enabled()
+               and "tokens," in d.find_element(By.ID, "status").text)  # the continuation has finished
+    toks = browser.find_elements(By.CSS_SELECTOR, "#out .tok")
+    assert "alt-pick" in toks[2].get_attribute("class")
+    shown = toks[2].text.replace("·", " ").replace("→", "\t").replace("↵", "")
+    assert shown.strip() == picked.strip()
     # the rows view: tok | 0.1234
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.CONTROL, ".")
     rows = browser.find_elements(By.CSS_SELECTOR, "#rows div")

@@ -71,7 +71,7 @@ class State:
 
 def error_body(path: str, status: int, message: str) -> dict:
     kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-            413: "invalid_request_error", 503: "unavailable_error"}.get(status, "server_error")
+            405: "invalid_request_error", 413: "invalid_request_error", 503: "unavailable_error"}.get(status, "server_error")
     if path.startswith("/v1/"):
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": {"code": status, "message": message, "type": kind}}

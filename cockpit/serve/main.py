@@ -23,13 +23,25 @@ def add_parser(sub) -> None:
     s.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; any other needs a key)")
-    s.add_argument("--port", type=int, default=8080, help="0: any free port")
+    s.add_argument("--port", type=port_number, default=8080, help="0: any free port")
     s.add_argument("--api-key", default=None,
                    help="required from clients (default: $COCKPIT_API_KEY; generated and printed when --host "
                         "is not loopback)")
     s.add_argument("--max-tokens", type=positive_int, default=4096, help="most tokens one request may ask for")
     s.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body, in bytes")
     s.add_argument("--queue", type=positive_int, default=8, help="requests that may wait for the model before 503")
+
+
+def port_number(text: str) -> int:
+    import argparse
+
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0 to 65535 (0: any free port)")
+    return port
 
 
 def is_loopback(host: str) -> bool:
@@ -49,8 +61,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        why = "is in use" if e.errno == 98 else f"cannot be bound ({e.strerror})"
-        raise SystemExit(f"error: {host}:{port} {why}; choose another with --port (0: any free port)") from None
+        if e.errno == 98:
+            raise SystemExit(f"error: {host}:{port} is in use; choose another with --port (0: any free port)") from None
+        raise SystemExit(f"error: cannot bind {host}:{port} ({e.strerror}); --host must be an address of this "
+                         f"machine (0.0.0.0: all of them)") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
