@@ -242,6 +242,14 @@ def test_a_client_that_disconnects_cancels_its_generation(server):
     wait_until(lambda: server.props()["finished"].get("cancelled", 0) == before + 1, "the cancel to reach the engine")
     status, out = server.post("/completion", {"prompt": "one", "n_predict": 3})
     assert status == 200 and out["tokens_predicted"] == 3
+    # the same for a request that waits for its whole answer
+    c = server.conn()
+    c.request("POST", "/v1/completions", body=json.dumps({"prompt": "one", "max_tokens": 4096, "temperature": 0}),
+              headers={"Content-Type": "application/json"})
+    wait_until(lambda: server.props()["busy"], "the generation to start")
+    c.close()
+    wait_until(lambda: server.props()["finished"].get("cancelled", 0) == before + 2, "the second cancel")
+    assert server.post("/v1/completions", {"prompt": "one", "max_tokens": 2})[0] == 200
 
 
 def test_requests_wait_in_order_and_past_the_limit_get_503(runs):
