@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     x.add_argument("--merged", required=True, metavar="OUT", help="the .pt file to write (must not exist)")
 
+    from cockpit.sweep_cli import add_parser as add_sweep
+
+    add_sweep(sub)
     from cockpit.serve.main import add_parser as add_serve
 
     add_serve(sub)
@@ -258,7 +261,12 @@ def _main(argv: list[str] | None) -> int:
 
         return serve_main(a)
 
-    handlers = {"serve": cmd_serve, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
+    def cmd_sweep(a) -> int:
+        from cockpit.sweep_cli import main as sweep_main
+
+        return sweep_main(a)
+
+    handlers = {"serve": cmd_serve, "sweep": cmd_sweep, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
                 "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
                 "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:

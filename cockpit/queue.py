@@ -154,12 +154,20 @@ class Queue:
         if anchor is not None and anchor not in self.order:
             raise RunError(f"--after {after}: {anchor} is not queued; give a queued run (cockpit queue ls)")
         deps = [self.run(d).id for d in depends_on or []]
+        items = [(c, overrides, name if len(configs) == 1 else None,
+                  dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
+                                      depends_on=deps or (meta.depends_on if meta else [])))
+                 for c in configs]
+        return self.add_runs(items, front=front, anchor=anchor)
+
+    def add_runs(self, items: list[tuple[str, list[str] | None, str | None, RunMeta]], front: bool = False,
+                 anchor: str | None = None) -> list[RunDir]:
+        """Create runs (config, overrides, name, meta) and enqueue them together, in order: all
+        or none (a sweep's runs, or the configs of one ``queue add``)."""
         created = []
         try:
-            for c in configs:
-                m = dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
-                                        depends_on=deps or (meta.depends_on if meta else []))
-                created.append(create_run(c, overrides, name if len(configs) == 1 else None, self.runs_dir, m))
+            for config, overrides, name, meta in items:
+                created.append(create_run(config, overrides, name, self.runs_dir, meta))
             ids = [rd.id for rd in created]
             with self.edit() as q:
                 if front:

@@ -114,7 +114,11 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
             init_from = _init_from(trainer, cfg.init.from_, rd.path.parent)
         from engine.wandb_log import WandbLogger
 
-        wandb = WandbLogger(cfg, rd.path, rd.id, resolved_dict(cfg), warn=log)
+        meta = rd.read_meta()
+        wb_config = resolved_dict(cfg)
+        if meta.sweep:  # the varied values as config keys of their own, to group and colour by
+            wb_config = {**wb_config, "sweep": meta.sweep, "sweep_values": meta.sweep_values}
+        wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep)
         writer.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())

