@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     x.add_argument("--merged", required=True, metavar="OUT", help="the .pt file to write (must not exist)")
 
+    from cockpit.analyze_cli import add_parser as add_analyze
+
+    add_analyze(sub)
     from cockpit.sweep_cli import add_parser as add_sweep
 
     add_sweep(sub)
@@ -266,7 +269,12 @@ def _main(argv: list[str] | None) -> int:
 
         return sweep_main(a)
 
-    handlers = {"serve": cmd_serve, "sweep": cmd_sweep, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
+    def cmd_analyze(a) -> int:
+        from cockpit.analyze_cli import main as analyze_main
+
+        return analyze_main(a)
+
+    handlers = {"serve": cmd_serve, "sweep": cmd_sweep, "analyze": cmd_analyze, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
                 "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
                 "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:

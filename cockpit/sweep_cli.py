@@ -51,13 +51,18 @@ def sweeps(runs_dir) -> dict[str, list]:
     return out
 
 
-def final_val(rd) -> str:
+def progress(listed) -> tuple[str, str]:
+    """('step/total', final validation loss or the latest one) for a run of the sweep."""
     from cockpit.history import RunHistory
+    from cockpit.runs import run_config
 
-    h = RunHistory(rd)
+    h = RunHistory(listed.rd)
     h.poll()
-    v = h.final.get("final_benchmarks/val_loss", h.latest.get("train/val_loss"))
-    return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+    cfg = run_config(listed.rd)
+    total = h.max_steps or (listed.state.max_steps if listed.state else 0) or (cfg.train.max_steps if cfg else 0)
+    step = max(h.step or 0, listed.state.step if listed.state else 0)
+    v = h.final.get("final_benchmarks/loss", h.latest.get("train_benchmarks/loss"))
+    return f"{step}/{total}", f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
 def main(args) -> int:
@@ -87,10 +92,9 @@ def main(args) -> int:
             done = sum(1 for listed, _ in runs if listed.status == "completed")
             print(f"{ids[0]}: {done}/{len(runs)} completed")
             for listed, meta in runs:
-                st = listed.state
                 values = " ".join(f"{k}={v}" for k, v in meta.sweep_values.items())
-                step = f"{st.step}/{st.max_steps}" if st is not None else "?"
-                print(f"  {listed.rd.id:32s} {listed.status:10s} {step:>11s}  val {final_val(listed.rd):>7s}  {values}")
+                step, val = progress(listed)
+                print(f"  {listed.rd.id:32s} {listed.status:10s} {step:>11s}  val {val:>7s}  {values}")
             return 0
         sweep = load_sweep(args.target)
         print(f"sweep {sweep.name}: {len(sweep.runs)} runs from {sweep.base}")

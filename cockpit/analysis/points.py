@@ -1,0 +1,78 @@
+"""What the analyses need from each run, read from its events (torch-free): parameters, tokens
+trained, final validation loss, FLOPs per token and measured throughput."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Point:
+    run: str
+    params_total: int
+    params_non_embedding: int
+    tokens: int  # trained
+    loss: float  # final validation loss (final_benchmarks/loss)
+    flops_per_token: float
+    tokens_per_s: float | None  # median over the run's step events
+    values: dict[str, Any] = field(default_factory=dict)  # the sweep's values for this run
+    lr: float | None = None
+
+    def params(self, counted: str) -> int:
+        return self.params_total if counted == "total" else self.params_non_embedding
+
+    @property
+    def flops(self) -> float:
+        return self.flops_per_token * self.tokens
+
+
+def read_point(rd) -> tuple[Point | None, str]:
+    """A run's point, or None and why it cannot be one."""
+    from cockpit.history import RunHistory
+    from cockpit.runs import run_config
+
+    h = RunHistory(rd)
+    h.poll()
+    loss = h.final.get("final_benchmarks/loss")
+    start = h.start
+    if loss is None or not start.get("params"):
+        return None, "no final validation loss (not completed, or [eval] final = false)"
+    rates = [y for y in h.series["train/tokens_per_s"].points()[1]] if "train/tokens_per_s" in h.series else []
+    cfg = run_config(rd)
+    meta = rd.read_meta()
+    tokens = int(h.latest.get("train/tokens") or (h.step * int(start.get("tokens_per_step", 0))))
+    return Point(rd.id, int(start["params"]), int(start.get("params_non_embedding", start["params"])), tokens,
+                 float(loss), float(start.get("flops_per_token", 6 * start["params"])),
+                 statistics.median(rates) if rates else None, meta.sweep_values,
+                 cfg.optim.lr if cfg is not None else None), ""
+
+
+def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, list[Point], list[str]]:
+    """(what was asked for, points, one line per run left out)."""
+    from cockpit.runs import RunError, find_run, list_runs
+
+    if sweep:
+        rds = [rd for rd in list_runs(runs_dir) if rd.read_meta().sweep == sweep]
+        if not rds:
+            ids = sorted({m for rd in list_runs(runs_dir) if (m := rd.read_meta().sweep) and m.startswith(sweep)})
+            if len(ids) == 1:
+                return gather(runs_dir, ids[0], [])
+            raise RunError(f"sweep '{sweep}' " + (f"matches several: {', '.join(ids)}" if ids else
+                           f"not found under {runs_dir}/; list them with: cockpit sweep ls"))
+        label = f"sweep {sweep}"
+    else:
+        if not refs:
+            raise RunError("give runs or --sweep NAME")
+        rds = [find_run(r, runs_dir) for r in refs]
+        label = f"{len(rds)} runs"
+    points, skipped = [], []
+    for rd in rds:
+        p, why = read_point(rd)
+        if p is None:
+            skipped.append(f"{rd.id}: {why}")
+        else:
+            points.append(p)
+    return label, points, skipped
