@@ -261,7 +261,8 @@ def test_requests_wait_in_order_and_past_the_limit_get_503(runs):
 
         def ask(name: str) -> None:
             status, out = s.post("/completion", {"prompt": name, "n_predict": 4})
-            finished.append(f"{name}:{status}")
+            finished.append((out.get("id_task"), f"{name}:{status}"))  # the server's order, not the threads'
+
 
         threads = []
         for i, name in enumerate(("first", "second")):
@@ -273,7 +274,7 @@ def test_requests_wait_in_order_and_past_the_limit_get_503(runs):
         c.close()
         for t in threads:
             t.join(PATIENCE)
-        assert finished == ["first:200", "second:200"]
+        assert [name for _, name in sorted(finished)] == ["first:200", "second:200"]
     finally:
         code, out = s.stop()
     assert code == 0

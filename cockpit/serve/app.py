@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -165,6 +166,23 @@ async def relay(first: dict, agen):
         await agen.aclose()
 
 
+async def streamed(state: State, gen: Generation, path: str, token, done, trailer: str | None = None) -> Response:
+    """Server-sent events of one generation: ``token(msg)`` per token, ``done(msg, info)`` at the
+    end, an engine error in the API's error shape, then ``trailer`` (OpenAI's [DONE])."""
+    engine = await state.turn()
+    first, agen = await started(state, engine, gen)
+
+    async def events():
+        try:
+            async for m in relay(first, agen):
+                yield sse(done(m, engine.info) if m["type"] == "done" else token(m))
+        except EngineError as e:
+            yield sse(error_body(path, 503 if isinstance(e, EngineGone) else 400, str(e)))
+        if trailer:
+            yield sse(trailer)
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
 def create_app(state: State) -> Starlette:
     def fail(request: Request, exc: Exception) -> JSONResponse:
         status = exc.status if isinstance(exc, ApiError) else 503 if isinstance(exc, EngineGone) else 400
@@ -215,21 +233,9 @@ def create_app(state: State) -> Starlette:
                 extra["completion_probabilities"] = [llama_api.prob_entry(m, gen.post_sampling_probs) for m in msgs]
             content = "".join(m["token"] for m in msgs)
             return JSONResponse(llama_api.final(done, gen, state.engine.info, content, extra))
-        engine = await state.turn()
-        first, agen = await started(state, engine, gen)
-
-        async def events():
-            n = 0
-            try:
-                async for m in relay(first, agen):
-                    if m["type"] == "done":
-                        yield sse(llama_api.final(m, gen, engine.info))
-                    else:
-                        n += 1
-                        yield sse(llama_api.chunk(m, gen, n))
-            except EngineError as e:
-                yield sse(error_body("/completion", 503 if isinstance(e, EngineGone) else 400, str(e)))
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        count = itertools.count(1)
+        return await streamed(state, gen, "/completion", lambda m: llama_api.chunk(m, gen, next(count)),
+                              lambda m, info: llama_api.final(m, gen, info))
 
     async def v1_completions(request: Request) -> Response:
         gen = openai_api.parse(await read_json(request, state.limits.max_body), state.limits.max_tokens)
@@ -237,22 +243,16 @@ def create_app(state: State) -> Starlette:
         if not gen.stream:
             msgs, done = await collect(state, request, gen)
             return JSONResponse(openai_api.whole(rid, model, msgs, done, gen))
-        engine = await state.turn()
-        first, agen = await started(state, engine, gen)
+        offset = 0
 
-        async def events():
-            offset = 0
-            try:
-                async for m in relay(first, agen):
-                    if m["type"] == "done":
-                        yield sse(openai_api.chunk(rid, model, None, gen, offset, openai_api.FINISH[m["reason"]]))
-                    else:
-                        yield sse(openai_api.chunk(rid, model, m, gen, offset))
-                        offset += len(m["token"])
-            except EngineError as e:
-                yield sse(error_body("/v1/", 503 if isinstance(e, EngineGone) else 400, str(e)))
-            yield sse("[DONE]")
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        def token(m: dict) -> dict:
+            nonlocal offset
+            out = openai_api.chunk(rid, model, m, gen, offset)
+            offset += len(m["token"])
+            return out
+
+        return await streamed(state, gen, "/v1/", token, lambda m, info: openai_api.chunk(
+            rid, model, None, gen, offset, openai_api.FINISH[m["reason"]]), trailer="[DONE]")
 
     async def v1_models(request: Request) -> Response:
         info = state.engine.info

@@ -41,6 +41,7 @@ class EngineProcess:
         self._waiting = 0
         self._reader: asyncio.Task | None = None
         self.gone: str | None = None  # why the process is no longer usable
+        self.started = 0  # generations begun, in order: the number of each is its task id
         self.finished: dict[str, int] = {}  # generations by how they ended (eot, length, cancelled): /props shows it
 
     async def start(self) -> dict:
@@ -140,6 +141,8 @@ class EngineProcess:
         q: asyncio.Queue = asyncio.Queue()
         self._replies[rid] = q
         finished = False
+        self.started += 1
+        task = self.started
         try:
             self._send({**request, "op": "generate", "id": rid})
             while True:
@@ -151,7 +154,7 @@ class EngineProcess:
                 if msg["type"] == "done":
                     finished = True
                     self._count(msg)
-                yield msg
+                yield {**msg, "task": task}
                 if finished:
                     return
         finally:

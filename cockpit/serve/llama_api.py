@@ -56,7 +56,8 @@ def settings(gen: Generation, info: dict) -> dict:
 
 def final(done: dict, gen: Generation, info: dict, content: str = "", extra: dict | None = None) -> dict:
     tps = done.get("tokens_per_s")
-    return {"index": 0, "content": content, "stop": True, "id_slot": 0, "model": info.get("run"),
+    return {"index": 0, "content": content, "stop": True, "id_slot": 0, "id_task": done.get("task"),
+            "model": info.get("run"),
             "stop_type": STOP_TYPES.get(done["reason"], "none"), "stopping_word": done.get("word", ""),
             "tokens_predicted": done["tokens"], "tokens_evaluated": done.get("prompt_tokens"),
             "truncated": False, "generation_settings": settings(gen, info),

@@ -34,5 +34,6 @@ async def tokens(engine: EngineProcess, gen: Generation, stopping: Callable[[], 
                 break
     # left before the engine's own end: a stop string, or the server is shutting down
     reason = "word" if matcher.word is not None else "cancelled"
-    yield {"type": "done", "reason": reason, "word": matcher.word or "", "tokens": sent, "prompt_tokens": prompt_tokens,
+    yield {"type": "done", "task": engine.started, "reason": reason, "word": matcher.word or "", "tokens": sent,
+           "prompt_tokens": prompt_tokens,
            "first_token_ms": None, "tokens_per_s": None}

@@ -138,20 +138,26 @@ class CompletionPane(Pane):
         if self.generating:
             self.notify("still generating: escape stops it", severity="warning")
             return
-        run = self.query_one("#comp-run", Select).value
-        if not isinstance(run, str):
-            self._set_status("choose a run with a checkpoint first", "yellow")
-            return
-        step = self.query_one("#comp-step", Select).value
-        params = self._params()
+        chosen = self._chosen()
+        params = self._params() if chosen is not None else None
         if params is None:
             return
+        run, step = chosen
         prompt = self.query_one("#comp-prompt", TextArea).text
         self.generating = True
         self.rows, self.completion = [], ""
         self._draw_output(mode, prompt)
-        self.run_worker(lambda: self._generate(run, step if isinstance(step, int) else None, prompt, mode, params),
+        self.run_worker(lambda: self._generate(run, step, prompt, mode, params),
                         thread=True, group="generate", exit_on_error=False)
+
+    def _chosen(self) -> tuple[str, int | None] | None:
+        """The run and checkpoint chosen (None: the latest), or None with a word on the status line."""
+        run = self.query_one("#comp-run", Select).value
+        if not isinstance(run, str):
+            self._set_status("choose a run with a checkpoint first", "yellow")
+            return None
+        step = self.query_one("#comp-step", Select).value
+        return run, step if isinstance(step, int) else None
 
     def _client(self, run: str, step: int | None) -> CompletionClient:
         if self.client is not None and (self.client_key != (run, step) or self.client.proc.poll() is not None):
@@ -235,12 +241,11 @@ class CompletionPane(Pane):
             self.run_worker(lambda: (server.stop(), self._to_ui(self._serve_line, NOT_SERVING, "")),
                             thread=True, group="serve", exit_on_error=False)
             return
-        run = self.query_one("#comp-run", Select).value
-        if not isinstance(run, str):
-            self._set_status("choose a run with a checkpoint first", "yellow")
+        chosen = self._chosen()
+        if chosen is None:
             return
-        step = self.query_one("#comp-step", Select).value
-        server = self.server = ServeProcess(self.runs_dir, run, step if isinstance(step, int) else None)
+        run, step = chosen
+        server = self.server = ServeProcess(self.runs_dir, run, step)
         self._serve_line(f"starting cockpit serve {run} ...", "dim")
         self.run_worker(lambda: self._await_server(server), thread=True, group="serve", exit_on_error=False)
 
