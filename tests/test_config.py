@@ -106,11 +106,16 @@ def test_time_budget_parsing():
 def test_every_example_config_is_valid():
     from pathlib import Path
 
+    from cockpit.sweep import load_sweep
+
     examples = sorted(Path(__file__).resolve().parent.parent.glob("examples/**/*.toml"))
-    run_configs = [p for p in examples if "corpora" not in p.parts]
-    assert run_configs
+    sweeps = [p for p in examples if "[sweep]" in p.read_text()]
+    run_configs = [p for p in examples if "corpora" not in p.parts and p not in sweeps]
+    assert run_configs and len(sweeps) >= 4
     for p in run_configs:
         assert isinstance(load_config(p), RunConfig), p
+    for p in sweeps:  # every run a sweep spec expands into is checked too
+        assert load_sweep(p).runs, p
 
 
 @pytest.mark.parametrize("model, label", [
