@@ -44,7 +44,7 @@ def cmd_scaling(args) -> int:
     for line in skipped:
         print(f"left out: {line}", file=sys.stderr)
     if len(points) < 5:
-        print(f"error: {label}: {len(points)} finished runs; a fit of 5 constants needs at least 5, and several sizes "
+        print(f"error: {len(points)} finished run{'s' if len(points) != 1 else ''} in {label}; a fit of 5 constants needs at least 5, and several sizes "
               f"at several token budgets to be worth trusting", file=sys.stderr)
         return 2
     n = [p.params(args.params) for p in points]

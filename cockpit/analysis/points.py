@@ -67,7 +67,7 @@ def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, lis
         if not refs:
             raise RunError("give runs or --sweep NAME")
         rds = [find_run(r, runs_dir) for r in refs]
-        label = f"{len(rds)} runs"
+        label = f"the {len(rds)} run{'s' if len(rds) != 1 else ''} given"
     points, skipped = [], []
     for rd in rds:
         p, why = read_point(rd)
