@@ -99,7 +99,7 @@ def trust_warnings(n: list[float], d: list[float], n_opt: float | None, n_iv) ->
     if len(sizes) < 3:
         out.append(f"only {len(sizes)} model sizes: the N exponent is barely determined; use 3 or more")
     elif max(sizes) / min(sizes) < 4:
-        out.append(f"the sizes span only {max(sizes) / min(sizes):.1f}x; a span of 4x or more pins the exponents")
+        out.append(f"the sizes span only {max(sizes) / min(sizes):.2f}x; a span of 4x or more pins the exponents")
     if budgets < 3:
         out.append(f"some size has only {budgets} token budget{'s' if budgets > 1 else ''}: the D exponent is barely "
                    f"determined; train each size at 3 or more")

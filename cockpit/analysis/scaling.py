@@ -9,6 +9,7 @@ drawn with replacement. With C ≈ 6ND the compute-optimal split has a closed fo
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,10 @@ class Law:
         return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
 
     def optimal(self, flops: float) -> tuple[float, float]:
-        """(N_opt, D_opt) for a budget of C = 6·N·D FLOPs, in closed form."""
+        """(N_opt, D_opt) for a budget of C = 6·N·D FLOPs, in closed form; NaN when the law has
+        no interior optimum (an exponent at 0: loss that does not fall with N or with D)."""
+        if self.alpha <= 1e-9 or self.beta <= 1e-9 or self.A <= 0 or self.B <= 0:
+            return math.nan, math.nan
         g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
         n = g * (flops / 6.0) ** (self.beta / (self.alpha + self.beta))
         return n, flops / 6.0 / n
@@ -74,7 +78,9 @@ GRID = [np.array(p, float) for p in itertools.product((0.0, 8.0, 16.0), (0.0, 8.
 def _fit_theta(log_n, log_d, log_l, starts) -> tuple[np.ndarray, float]:
     """L-BFGS from every start with a loose tolerance, then the best three polished tightly."""
     def run(x0, ftol, maxiter):
+        # the exponents stay >= 0 (a loss that grows with N or D is not a scaling law); a, b, e are free
         return minimize(_objective, x0, args=(log_n, log_d, log_l), jac=True, method="L-BFGS-B",
+                        bounds=[(None, None)] * 3 + [(0.0, 10.0)] * 2,
                         options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-13 if ftol < 1e-12 else 1e-9})
 
     rough = sorted((run(x0, 1e-9, 300) for x0 in starts), key=lambda r: r.fun)[:3]
@@ -100,7 +106,9 @@ class Fit:
         if not self.samples:
             n, d = self.law.optimal(flops)
             return (n, n), (d, d)
-        ns, ds = zip(*(s.optimal(flops) for s in self.samples))
+        pairs = [s.optimal(flops) for s in self.samples]
+        pairs = [(n, d) for n, d in pairs if math.isfinite(n)] or [(math.nan, math.nan)]
+        ns, ds = zip(*pairs)
         lo, hi = 50 * (1 - q), 50 * (1 + q)
         return (float(np.percentile(ns, lo)), float(np.percentile(ns, hi))), \
             (float(np.percentile(ds, lo)), float(np.percentile(ds, hi)))
