@@ -31,6 +31,22 @@ def quickstart_run(root: Path) -> Path:
     return rd.path
 
 
+def pipe_once(proc, i: int, tokens: int, **sampling) -> tuple[float, float, float, int]:
+    """One request through the completion process: (sent, first token, done) times and the count."""
+    req = {"op": "generate", "id": i, "prompt": "Once upon a time", "max_tokens": tokens, "seed": i, **sampling}
+    t0 = time.perf_counter()
+    proc.stdin.write(json.dumps(req) + "\n")
+    proc.stdin.flush()
+    first, n = None, 0
+    while True:
+        msg = json.loads(proc.stdout.readline())
+        if msg["type"] == "token":
+            n += 1
+            first = first or time.perf_counter()
+        elif msg["type"] in ("done", "error"):
+            return t0, first, time.perf_counter(), n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default=None)
@@ -43,20 +59,7 @@ def main() -> None:
     ready = json.loads(proc.stdout.readline())
     firsts, rates = [], []
     for i in range(args.repeats):
-        req = {"op": "generate", "id": i, "prompt": "Once upon a time", "max_tokens": args.tokens, "seed": i}
-        t0 = time.perf_counter()
-        proc.stdin.write(json.dumps(req) + "\n")
-        proc.stdin.flush()
-        first, n = None, 0
-        while True:
-            msg = json.loads(proc.stdout.readline())
-            if msg["type"] == "token":
-                n += 1
-                if first is None:
-                    first = time.perf_counter()
-            elif msg["type"] in ("done", "error"):
-                break
-        end = time.perf_counter()
+        t0, first, end, n = pipe_once(proc, i, args.tokens)
         firsts.append(first - t0)
         rates.append((n - 1) / (end - first) if n > 1 else float("nan"))
     proc.stdin.close()

@@ -25,26 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from completion_latency import quickstart_run  # noqa: E402
+from completion_latency import pipe_once, quickstart_run  # noqa: E402
 
-PROMPT = "Once upon a time"
+PROMPT = "Once upon a time"  # as completion_latency.pipe_once sends
 
 
-def pipe_once(proc, i: int, tokens: int) -> tuple[float, float]:
-    req = {"op": "generate", "id": i, "prompt": PROMPT, "max_tokens": tokens, "seed": i, "temperature": 0.8,
-           "top_k": 50}
-    t0 = time.perf_counter()
-    proc.stdin.write(json.dumps(req) + "\n")
-    proc.stdin.flush()
-    first, n = None, 0
-    while True:
-        msg = json.loads(proc.stdout.readline())
-        if msg["type"] == "token":
-            n += 1
-            first = first or time.perf_counter()
-        elif msg["type"] in ("done", "error"):
-            break
-    return first - t0, n / (time.perf_counter() - t0)
+def pipe_rate(proc, i: int, tokens: int) -> tuple[float, float]:
+    t0, first, end, n = pipe_once(proc, i, tokens, temperature=0.8, top_k=50)
+    return first - t0, n / (end - t0)
 
 
 def http_once(port: int, i: int, tokens: int) -> tuple[float, float]:
@@ -85,7 +73,7 @@ def main() -> None:
     try:
         http_once(port, 0, 8)  # the first HTTP connection's set-up is not what a client waits for each time
         for i in range(args.repeats):  # alternate, so a busy spell on the machine hits both
-            results["pipe"].append(pipe_once(pipe, i, args.tokens))
+            results["pipe"].append(pipe_rate(pipe, i, args.tokens))
             results["http"].append(http_once(port, i, args.tokens))
     finally:
         pipe.stdin.write('{"op": "quit"}\n')

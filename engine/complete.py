@@ -243,7 +243,7 @@ def _run_request(completer: Completer, req: dict, cancelled: set) -> None:
         prompt = req["prompt_ids"] if req.get("prompt_ids") is not None else req.get("prompt", "")
         if not isinstance(prompt, (str, list)):
             raise ValueError(f"prompt = {prompt!r} must be text or a list of token ids")
-        prompt_tokens = len(completer.encode(prompt))
+        ids = completer.encode(prompt)  # once: generate() takes the ids as they are
     except (ValueError, TypeError) as e:
         _emit({"type": "error", "id": rid, "message": f"bad request: {e}"})
         return
@@ -252,7 +252,8 @@ def _run_request(completer: Completer, req: dict, cancelled: set) -> None:
     n = 0
     reason = "length"
     piece = completer.piece
-    for tok in completer.generate(prompt, sampling.max_tokens, sampling.temperature, sampling.top_k, sampling.seed,
+    prompt_tokens = len(ids)
+    for tok in completer.generate(ids, sampling.max_tokens, sampling.temperature, sampling.top_k, sampling.seed,
                                   lambda: rid in cancelled, sampling.top_p, sampling.min_p, sampling.n_probs):
         if first is None:
             first = time.perf_counter() - t0
@@ -262,8 +263,10 @@ def _run_request(completer: Completer, req: dict, cancelled: set) -> None:
         if n == 1:
             msg["prompt_tokens"] = prompt_tokens
         if sampling.n_probs:
-            msg["top"] = [{"id": i, "token": piece(i), "prob": p} for i, p in tok.top]
-            msg["top_logprobs"] = [{"id": i, "token": piece(i), "logprob": lp} for i, lp in tok.top_raw]
+            raw = completer.tokenizer.token_bytes
+            msg["top"] = [{"id": i, "token": piece(i), "bytes": raw(i).hex(), "prob": p} for i, p in tok.top]
+            msg["top_logprobs"] = [{"id": i, "token": piece(i), "bytes": raw(i).hex(), "logprob": lp}
+                                   for i, lp in tok.top_raw]
         _emit(msg)
     if rid in cancelled:
         reason = "cancelled"

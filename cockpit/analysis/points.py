@@ -40,7 +40,7 @@ def read_point(rd) -> tuple[Point | None, str]:
     start = h.start
     if loss is None or not start.get("params"):
         return None, "no final validation loss (not completed, or [eval] final = false)"
-    rates = [y for y in h.series["train/tokens_per_s"].points()[1]] if "train/tokens_per_s" in h.series else []
+    rates = h.series["train/tokens_per_s"].points()[1] if "train/tokens_per_s" in h.series else []
     cfg = run_config(rd)
     meta = rd.read_meta()
     tokens = int(h.latest.get("train/tokens") or (h.step * int(start.get("tokens_per_step", 0))))

@@ -19,7 +19,7 @@ def parse(body: dict, max_tokens: int) -> Generation:
 def _with_sampled(top: list[dict], msg: dict, key: str) -> list[dict]:
     """The sampled token must be in the list (front-ends find its probability by string match);
     with top-k wider than n_probs it may not be among the n most likely."""
-    out = [{"id": t["id"], "token": t["token"], "bytes": list(t["token"].encode()), key: t[key]} for t in top]
+    out = [{"id": t["id"], "token": t["token"], "bytes": list(bytes.fromhex(t["bytes"])), key: t[key]} for t in top]
     if all(t["id"] != msg["token_id"] for t in top):
         value = msg["prob"] if key == "prob" else msg["logprob"]
         out.append({"id": msg["token_id"], "token": msg["piece"], "bytes": list(bytes.fromhex(msg["bytes"])),
