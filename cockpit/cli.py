@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cockpit.analyze_cli import add_parser as add_analyze
 
     add_analyze(sub)
+    from cockpit.compare_cli import add_parser as add_compare
+
+    add_compare(sub)
+    from cockpit.findings import add_parser as add_findings
+
+    add_findings(sub)
     from cockpit.sweep_cli import add_parser as add_sweep
 
     add_sweep(sub)
@@ -274,7 +280,17 @@ def _main(argv: list[str] | None) -> int:
 
         return analyze_main(a)
 
-    handlers = {"serve": cmd_serve, "sweep": cmd_sweep, "analyze": cmd_analyze, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
+    def cmd_compare(a) -> int:
+        from cockpit.compare_cli import main as compare_main
+
+        return compare_main(a)
+
+    def cmd_findings(a) -> int:
+        from cockpit.findings import main as findings_main
+
+        return findings_main(a)
+
+    handlers = {"compare": cmd_compare, "findings": cmd_findings, "serve": cmd_serve, "sweep": cmd_sweep, "analyze": cmd_analyze, "run": cmd_run, "resume": cmd_resume, "bench": cmd_bench, "complete": cmd_complete, "export": cmd_export,
                 "corpora": cmd_corpora, "queue": queue_cli.cmd_queue, "worker": queue_cli.cmd_worker,
                 "status": queue_cli.cmd_status, "keepawake": queue_cli.cmd_keepawake}
     if args.cmd is None:

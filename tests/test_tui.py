@@ -430,6 +430,48 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
         await wait_for(pilot, lambda: any(i.name == "mixed" for i in pane.items), "the new corpus listed")
 
 
+# -- compare ------------------------------------------------------------------------------
+
+async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit(trained, tmp_path):
+    from engine.rundir import RunDir, RunMeta
+
+    runs = copy_runs(trained, tmp_path)
+    conv, plain = trained[1]["conv"], trained[1]["plain"]
+    for rid in (conv, plain):  # as if one sweep had made them
+        rd = RunDir(runs / rid)
+        meta = rd.read_meta()
+        meta.sweep = "pair-20261124-000000"
+        rd.write_meta(meta)
+    # a queued run has nothing to compare yet: not listed
+    queued = cockpit("--runs-dir", str(runs), "queue", "add", str(trained[0].parent / "plain.toml"))
+    assert queued.returncode == 0, queued.stderr
+    app = CockpitApp(runs, tmp_path / "corpora", tab="compare", tick_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.pane("compare")
+        await wait_for(pilot, lambda: set(pane._listed) == {conv, plain}, "the runs listed")
+        await on_screen(pilot, "pick two or more runs")
+        # one run picked by hand (space on the focused list) is not yet a comparison
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(pane.chosen) == 1, "one pick")
+        await on_screen(pilot, "1 picked")
+        # the sweep picks both
+        pane.query_one("#cmp-sweep").value = "pair-20261124-000000"
+        await wait_for(pilot, lambda: len(pane._summaries) == 2, "the comparison")
+        screen = await on_screen(pilot, "conviction.enabled", "final val loss", "conviction AUROC", "chart line")
+        assert "model.d_model" not in screen  # the same in both: not shown
+        chart = pane.query_one("#cmp-chart")
+        await wait_for(pilot, lambda: len(chart.lines) == 2, "both validation curves")
+        assert all(xs[-1] == 30 for xs, _ in chart.lines.values())
+        await pilot.press("m")
+        await wait_for(pilot, lambda: chart.title == "train/loss" and len(chart.lines) == 2, "the next metric")
+        await pilot.press("f")
+        await on_screen(pilot, "a scaling fit needs 5 or more")
+        await pilot.press("f")
+        assert chart.display
+        await pilot.press("a")
+        await wait_for(pilot, lambda: not pane.chosen and not pane._summaries, "picks cleared")
+
+
 # -- help and palette ---------------------------------------------------------------------
 
 async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
@@ -439,11 +481,11 @@ async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
         await pilot.pause()
         text = str(app.screen.query_one("Static").render())  # the whole help text, scrolled or not
         for expected in ("Queue tab", "Add config", "Training tab", "Compare runs", "Completion tab",
-                         "Conviction", "Corpora tab", "Mix form"):
+                         "Conviction", "Corpora tab", "Mix form", "Compare tab", "Scaling fit"):
             assert expected in text
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for pane in ("corpora", "queue", "training", "completion"):
+        for pane in ("corpora", "queue", "training", "completion", "compare"):
             for b in app.pane(pane).BINDINGS:
                 assert f"{app.pane(pane).TITLE}: {b.description}" in titles
         # while the app closes its widgets leave the screen and the timer may still tick once:

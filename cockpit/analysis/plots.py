@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def scaling_plots(out: Path, points, counted: str, law, budget: float | None) -> list[Path]:
+def scaling_plots(out: Path, points, counted: str, law, budget: float | None, iso=None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +34,7 @@ def scaling_plots(out: Path, points, counted: str, law, budget: float | None) ->
         ax.axvline(budget, color="grey", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel="final validation loss",
            title=f"loss against compute (N: {counted.replace('_', '-')} parameters)")
-    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = out / "scaling_loss_vs_compute.png"
     fig.savefig(path, dpi=120)
@@ -53,4 +53,75 @@ def scaling_plots(out: Path, points, counted: str, law, budget: float | None) ->
     fig.savefig(path, dpi=120)
     plt.close(fig)
     written.append(path)
+    if iso is not None:
+        written.append(_isoflop_plot(out, iso, counted))
     return written
+
+
+def _isoflop_plot(out: Path, iso, counted: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.cm.plasma(np.linspace(0, 0.85, len(iso.curves)))
+    for c, col in zip(iso.curves, colours):
+        ax.scatter(c.n, c.loss, color=col, label=f"C = {c.flops:.2g}")
+        x = np.linspace(np.log(min(c.n)) - 0.2, np.log(max(c.n)) + 0.2, 80)
+        ax.plot(np.exp(x), np.polyval(c.coef, x), color=col, alpha=0.6)
+        if c.inside:
+            ax.plot([c.n_opt], [np.polyval(c.coef, np.log(c.n_opt))], marker="v", color=col, ms=9)
+    ax.set(xscale="log", xlabel=f"N ({counted.replace('_', '-')} parameters)", ylabel="final validation loss",
+           title="IsoFLOP curves (Approach 2); ▼ = each budget's minimum")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = out / "scaling_isoflop.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def lr_plot(out: Path, fit) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(fit.sizes), 1)))
+    for sz, col in zip(fit.sizes, colours):
+        ax.plot(sz.lrs, sz.losses, "o-", color=col, alpha=0.8,
+                label=f"{sz.params:,} params" + (f" (d {sz.width})" if sz.width else ""))
+        if sz.usable:
+            ax.plot([sz.lr_opt], [sz.loss_opt], marker="v", color=col, ms=9)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="final validation loss",
+           title="loss against learning rate; ▼ = fitted minimum")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = out / "lr.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def overlay_plot(out: Path, summaries, metric: str, name: str | None = None) -> Path:
+    """One metric of several runs by step, in one PNG (the legend outside the plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for s in summaries:
+        xs, ys = s.curves.get(metric, ([], []))
+        if xs:
+            ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=s.run)
+    ax.set(xlabel="step", ylabel=metric, title=f"{metric} by step")
+    if "loss" in metric:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = out / (name or f"compare_{metric.replace('/', '_')}.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

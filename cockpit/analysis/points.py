@@ -20,6 +20,7 @@ class Point:
     tokens_per_s: float | None  # median over the run's step events
     values: dict[str, Any] = field(default_factory=dict)  # the sweep's values for this run
     lr: float | None = None
+    width: int | None = None  # d_model
 
     def params(self, counted: str) -> int:
         return self.params_total if counted == "total" else self.params_non_embedding
@@ -47,7 +48,7 @@ def read_point(rd) -> tuple[Point | None, str]:
     return Point(rd.id, int(start["params"]), int(start.get("params_non_embedding", start["params"])), tokens,
                  float(loss), float(start.get("flops_per_token", 6 * start["params"])),
                  statistics.median(rates) if rates else None, meta.sweep_values,
-                 cfg.optim.lr if cfg is not None else None), ""
+                 cfg.optim.lr if cfg is not None else None, cfg.model.d_model if cfg is not None else None), ""
 
 
 def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, list[Point], list[str]]:

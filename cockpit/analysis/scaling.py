@@ -116,6 +116,15 @@ class Fit:
 
 def fit_law(n, d, loss, bootstrap: int = 0, seed: int = 0, q: float = 0.9) -> Fit:
     """Fit L(N, D) to runs with N parameters, D training tokens and final loss L."""
+    from threadpoolctl import threadpool_limits
+
+    # thousands of tiny L-BFGS problems: BLAS threads only contend, and on a machine busy with
+    # training they made the fit 3-40x slower (measured beside two CPU-bound processes)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_law(n, d, loss, bootstrap, seed, q)
+
+
+def _fit_law(n, d, loss, bootstrap: int, seed: int, q: float) -> Fit:
     log_n, log_d, log_l = (np.log(np.asarray(x, float)) for x in (n, d, loss))
     if len(log_n) < 5:
         raise ValueError(f"{len(log_n)} runs cannot determine 5 constants; a fit needs at least 5, and several "
@@ -134,3 +143,91 @@ def fit_law(n, d, loss, bootstrap: int = 0, seed: int = 0, q: float = 0.9) -> Fi
         vals = [getattr(s, name) for s in samples] or [getattr(_law(theta), name)]
         intervals[name] = (float(np.percentile(vals, lo)), float(np.percentile(vals, hi)))
     return Fit(_law(theta), val, intervals, samples, len(log_n))
+
+
+# --- Approach 2: IsoFLOP curves -------------------------------------------------------------
+
+@dataclass
+class IsoCurve:
+    """Runs of (about) one compute budget: loss against log N, a parabola, and its vertex."""
+    flops: float  # the group's median FLOPs
+    n: list[float]
+    d: list[float]
+    loss: list[float]
+    coef: tuple[float, float, float]  # loss ≈ c2·x² + c1·x + c0 with x = ln N
+    n_opt: float  # the vertex (NaN when the parabola opens downwards: no minimum)
+    d_opt: float  # tokens at the vertex (interpolated along the group's own runs)
+
+    @property
+    def edge(self) -> str:
+        """'smallest' or 'largest' when the best run is at that end of the sizes (a minimum not
+        bracketed by runs either side: a parabola through such points can still put a vertex
+        inside, so it is not trusted); '' otherwise."""
+        best = min(range(len(self.n)), key=lambda i: self.loss[i])
+        return "smallest" if self.n[best] == min(self.n) else "largest" if self.n[best] == max(self.n) else ""
+
+    @property
+    def inside(self) -> bool:
+        """The minimum lies within the sizes trained, with runs on both sides of it."""
+        return math.isfinite(self.n_opt) and min(self.n) <= self.n_opt <= max(self.n) and not self.edge
+
+
+@dataclass
+class IsoFit:
+    curves: list[IsoCurve]
+    a: float  # N_opt ∝ C^a (NaN with fewer than 2 usable curves)
+    b: float  # D_opt ∝ C^b
+    log_k: float  # ln N_opt = log_k + a·ln C
+
+    def optimal(self, flops: float) -> tuple[float, float]:
+        if not math.isfinite(self.a):
+            return math.nan, math.nan
+        n = math.exp(self.log_k + self.a * math.log(flops))
+        used = [c for c in self.curves if c.inside]
+        # D from the curves' own D_opt trend (C/6N would ignore attention and head FLOPs)
+        lc, ld = np.log([c.flops for c in used]), np.log([c.d_opt for c in used])
+        slope, icpt = np.polyfit(lc, ld, 1)
+        return n, float(math.exp(icpt + slope * math.log(flops)))
+
+
+def isoflop_groups(flops, tol: float = 0.15, min_sizes: int = 3, n=None) -> list[list[int]]:
+    """Indices of runs whose FLOPs agree within ±tol (relative), keeping groups with at least
+    min_sizes distinct model sizes (a parabola needs three)."""
+    order = sorted(range(len(flops)), key=lambda i: flops[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and flops[i] <= flops[groups[-1][0]] * (1 + tol) ** 2:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    sizes = (lambda g: len({n[i] for i in g})) if n is not None else len
+    return [g for g in groups if sizes(g) >= min_sizes]
+
+
+def fit_isoflop(n, d, flops, loss, tol: float = 0.15) -> IsoFit | None:
+    """Approach 2: for each FLOP-matched group with 3+ sizes, a parabola of loss in ln N and its
+    minimum; then N_opt ∝ C^a and D_opt ∝ C^b across the groups. None when no group qualifies."""
+    n, d, flops, loss = (np.asarray(x, float) for x in (n, d, flops, loss))
+    curves = []
+    for g in isoflop_groups(list(flops), tol, 3, list(n)):
+        x, y = np.log(n[g]), loss[g]
+        c2, c1, c0 = np.polyfit(x, y, 2)
+        n_opt = d_opt = math.nan
+        if c2 > 0:
+            x_opt = -c1 / (2 * c2)
+            n_opt = math.exp(x_opt)
+            srt = np.argsort(x)
+            # ln D is (nearly) linear in ln N along an IsoFLOP curve: extend the group's own line
+            s, i = np.polyfit(x[srt], np.log(d[g][srt]), 1)
+            d_opt = math.exp(i + s * x_opt)
+        curves.append(IsoCurve(float(np.median(flops[g])), n[g].tolist(), d[g].tolist(), y.tolist(),
+                               (float(c2), float(c1), float(c0)), n_opt, d_opt))
+    if not curves:
+        return None
+    used = [c for c in curves if c.inside]
+    a = log_k = b = math.nan
+    if len(used) >= 2:
+        lc = np.log([c.flops for c in used])
+        a, log_k = (float(v) for v in np.polyfit(lc, np.log([c.n_opt for c in used]), 1))
+        b = float(np.polyfit(lc, np.log([c.d_opt for c in used]), 1)[0])
+    return IsoFit(curves, a, b, log_k)

@@ -1,4 +1,4 @@
-"""The cockpit TUI: four tabs over the same files the CLI and the worker use.
+"""The cockpit TUI: five tabs over the same files the CLI and the worker use.
 
 Nothing here imports torch (a test pins it): training runs in engine subprocesses started
 by the worker, completion in one ``python -m engine complete`` process. Every tab reloads
@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from cockpit.tui.compare_pane import ComparePane
 from cockpit.tui.completion_pane import CompletionPane
 from cockpit.tui.corpora_pane import CorporaPane
 from cockpit.tui.dialogs import Help
@@ -24,8 +25,8 @@ from cockpit.tui.pane import Pane
 from cockpit.tui.queue_pane import QueuePane
 from cockpit.tui.training_pane import TrainingPane
 
-TABS = ("corpora", "queue", "training", "completion")
-POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0}
+TABS = ("corpora", "queue", "training", "completion", "compare")
+POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0, "compare": 3.0}
 
 
 class CockpitApp(App):
@@ -38,6 +39,7 @@ class CockpitApp(App):
         Binding("2", "tab('queue')", "Queue", show=False),
         Binding("3", "tab('training')", "Training", show=False),
         Binding("4", "tab('completion')", "Completion", show=False),
+        Binding("5", "tab('compare')", "Compare", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -63,6 +65,8 @@ class CockpitApp(App):
                 yield TrainingPane(self.runs_dir, id="training-pane")
             with TabPane("4 Completion", id="completion"):
                 yield CompletionPane(self.runs_dir, id="completion-pane")
+            with TabPane("5 Compare", id="compare"):
+                yield ComparePane(self.runs_dir, id="compare-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -96,7 +100,7 @@ class CockpitApp(App):
 
     def _focus_pane(self, tab: str, now: bool = False) -> None:
         # focus inside the pane, so the footer shows the tab's keys and they work at once
-        first = {"completion": "#comp-prompt", "training": "#train-run"}.get(tab, "DataTable")
+        first = {"completion": "#comp-prompt", "training": "#train-run", "compare": "#cmp-runs"}.get(tab, "DataTable")
         widget = self.pane(tab).query_one(first)
 
         def focus() -> None:
@@ -131,7 +135,7 @@ class CockpitApp(App):
 
     def action_help(self) -> None:
         sections = [("Everywhere", self._keys(self.BINDINGS) + [
-            ("escape", "leave a text field (then 1-4 and q work again)"), ("ctrl+p", "command palette"),
+            ("escape", "leave a text field (then 1-5 and q work again)"), ("ctrl+p", "command palette"),
             ("ctrl+q", "quit, also from inside a text field")])]
         for tab in TABS:
             pane = self.pane(tab)

@@ -108,7 +108,7 @@ def fill_table(table, headers: list[str], rows: list[tuple[str, list]]) -> None:
     """Replace a DataTable's columns and rows, each column as wide as its widest cell now.
     Textual's automatic widths keep the widest cell ever seen (clear() alone) or, after
     clear(columns=True) with rows added in the same tick, sometimes only the header's."""
-    widths = [len(h) for h in headers]
+    widths = [Text(h).cell_len if isinstance(h, str) else h.cell_len for h in headers]
     for _, cells in rows:
         for i, cell in enumerate(cells):
             widths[i] = max(widths[i], Text(cell).cell_len if isinstance(cell, str) else cell.cell_len)

@@ -60,9 +60,10 @@ class Chart(Widget):
 
     DEFAULT_CSS = "Chart { width: 1fr; height: 1fr; }"
 
-    def __init__(self, title: str, **kwargs):
+    def __init__(self, title: str, legend: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.title = title
+        self.legend = legend  # off where the lines' colours are named elsewhere (the compare table)
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
         self.log_y = False
         self.marks: list[int] = []
@@ -103,7 +104,7 @@ class Chart(Widget):
                 xs, ys = [x for x, _ in kept], [y for _, y in kept]
             xs, ys = thin(list(xs), list(ys), 2 * width)  # braille: two dots a column, no more
             if xs:
-                plt.plot(xs, ys, label=label if len(lines) > 1 else None, color=PALETTE[i % len(PALETTE)],
+                plt.plot(xs, ys, label=label if len(lines) > 1 and self.legend else None, color=PALETTE[i % len(PALETTE)],
                          marker="braille")
         seen = [x for xs, _ in lines.values() for x in xs]
         for step in marks:  # a stage boundary inside the plotted steps

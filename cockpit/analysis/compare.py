@@ -1,0 +1,154 @@
+"""Runs side by side (torch-free): the config keys that differ, sizes, tokens, wall clock,
+throughput, final losses and conviction statistics, and the curves to overlay. Shared by
+`cockpit compare`, `cockpit findings` and the TUI's compare tab."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+VAL_LOSS = "train_benchmarks/loss"
+# keys that differ between any two runs without saying anything about them
+NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
+
+
+@dataclass
+class Summary:
+    run: str
+    status: str
+    config: dict[str, Any]  # flattened resolved config (dotted keys)
+    params: int | None
+    params_non_embedding: int | None
+    tokens: int | None
+    wall_s: float
+    tokens_per_s: float | None
+    final: dict[str, float]
+    curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    sweep: str | None = None
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def summarize(rd) -> Summary:
+    from cockpit.history import RunHistory
+    from cockpit.runs import read_state, run_config
+    from engine.config import to_dict
+
+    h = RunHistory(rd, cap=4096)
+    h.poll()
+    cfg = run_config(rd)
+    config = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOISE} if cfg is not None else {}
+    rates = h.series["train/tokens_per_s"].points()[1] if "train/tokens_per_s" in h.series else []
+    tokens = h.latest.get("train/tokens")
+    if tokens is None and h.start.get("tokens_per_step"):
+        tokens = h.step * int(h.start["tokens_per_step"])
+    try:
+        status = read_state(rd).status
+    except Exception:  # an unreadable state file must not hide the run's numbers
+        status = "?"
+    curves = {name: s.points() for name, s in h.series.items()}
+    final_loss = h.final.get("final_benchmarks/loss")
+    if final_loss is not None and h.step:
+        # the final evaluation is the curve's last point (periodic evals may be rarer than the run is long)
+        xs, ys = curves.get(VAL_LOSS, ([], []))
+        if not xs or xs[-1] < h.step:
+            curves[VAL_LOSS] = ([*xs, float(h.step)], [*ys, float(final_loss)])
+    return Summary(rd.id, status, config, h.start.get("params"), h.start.get("params_non_embedding"),
+                   int(tokens) if tokens is not None else None, h.wall_s,
+                   statistics.median(rates) if rates else None, dict(h.final), curves, rd.read_meta().sweep)
+
+
+def differing(summaries: list[Summary]) -> list[str]:
+    """Config keys whose values are not the same in every run (a key one run lacks differs)."""
+    keys = sorted({k for s in summaries for k in s.config})
+    missing = object()
+    return [k for k in keys if len({repr(s.config.get(k, missing)) for s in summaries}) > 1]
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def _human(n: float | None) -> str:
+    from cockpit.sweep_cli import human
+
+    return "-" if n is None else human(n)
+
+
+def _duration(s: float) -> str:
+    if not s:
+        return "-"
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]" if v else "[]"
+    return "-" if v is None else str(v)
+
+
+# (label, final metric, format)
+FINALS = [("final val loss", "final_benchmarks/loss", ".4f"), ("final val bpb", "final_benchmarks/bpb", ".4f"),
+          ("test loss", "final_benchmarks/test_loss", ".4f"),
+          ("conviction AUROC", "final_benchmarks/conviction_auroc_top1", ".3f"),
+          ("conviction ρ(loss)", "final_benchmarks/conviction_spearman_loss", ".3f"),
+          ("conviction mean", "final_benchmarks/conviction_mean", ".4f")]
+
+
+def short_names(ids: list[str]) -> tuple[list[str], str]:
+    """Run ids without the creation stamp they all share (a sweep's runs end in the same
+    -YYYYMMDD-HHMMSS), and that suffix ('' when there is none)."""
+    m = re.search(r"-\d{8}-\d{6}$", ids[0]) if ids else None
+    if m and len(ids) > 1 and all(i.endswith(m.group()) for i in ids):
+        return [i[: -len(m.group())] for i in ids], m.group()
+    return list(ids), ""
+
+
+def table(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one column per run, one row per differing key and per figure."""
+    header = ["", *short_names([s.run for s in summaries])[0]]
+    rows = [[k, *(_value(s.config.get(k)) for s in summaries)] for k in differing(summaries)]
+    rows.append(["status", *(s.status for s in summaries)])
+    rows.append(["params", *(_human(s.params) for s in summaries)])
+    rows.append(["params (non-emb.)", *(_human(s.params_non_embedding) for s in summaries)])
+    rows.append(["tokens", *(_human(s.tokens) for s in summaries)])
+    rows.append(["wall clock", *(_duration(s.wall_s) for s in summaries)])
+    rows.append(["tokens/s", *(_num(s.tokens_per_s, ",.0f") for s in summaries)])
+    for label, key, fmt in FINALS:
+        if any(key in s.final for s in summaries):
+            rows.append([label, *(_num(s.final.get(key), fmt) for s in summaries)])
+    if not any(s.final for s in summaries) or any(not s.final for s in summaries):
+        rows.append(["last val loss", *(_num(s.curves.get(VAL_LOSS, ([], []))[1][-1]
+                                             if s.curves.get(VAL_LOSS, ([], []))[1] else None, ".4f")
+                                        for s in summaries)])
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(c) for c in header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plain(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join(fmt(r).rstrip() for r in [header, *rows])

@@ -1,0 +1,211 @@
+"""The Compare tab: pick runs (or a whole sweep), see the comparison table `cockpit compare`
+prints, an overlay of any metric, and the scaling fit of the runs picked. Reads the same run
+directories as the CLI, in a worker thread; the fit runs in the background on request."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+
+from rich.color import Color
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Select, SelectionList, Static
+
+from cockpit.analysis.compare import VAL_LOSS, Summary, short_names, table
+from cockpit.tui.pane import Pane, Readout, fill_table
+from cockpit.tui.training_pane import PALETTE, Chart
+
+NO_SWEEP = "(no sweep)"
+# the metrics `m` cycles through first (then whatever else the runs logged)
+FIRST_METRICS = [VAL_LOSS, "train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"]
+
+
+def _label(run_id: str) -> Text:
+    """The run's name, then its creation stamp dimmed (the part a narrow list may cut)."""
+    m = re.search(r"-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}$", run_id)
+    if not m:
+        return Text(run_id)
+    return Text.assemble(run_id[: m.start()], (f" {m[2]}-{m[3]} {m[4]}:{m[5]}", "dim"))
+
+
+@dataclass
+class CompareData:
+    runs: list[tuple[str, str]]  # (id, sweep or "") of every run with events, newest first
+    sweeps: list[str]
+    summaries: list[Summary] = field(default_factory=list)
+
+
+class ComparePane(Pane):
+    TITLE = "Compare"
+    BINDINGS = [
+        Binding("m", "metric", "Next metric"),
+        Binding("f", "fit", "Scaling fit"),
+        Binding("a", "clear", "Clear picks"),
+    ]
+
+    def __init__(self, runs_dir, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir = runs_dir
+        self.chosen: list[str] = []
+        self.metric = VAL_LOSS
+        self.metrics: list[str] = [VAL_LOSS]
+        self.fit_text = ""
+        self._listed: list[str] = []
+        self._sweeps: list[str] = []
+        self._sweep_of: dict[str, str] = {}
+        self._summaries: list[Summary] = []
+        self._syncing = False
+
+    def compose(self):
+        with Horizontal():
+            with Vertical(id="cmp-left"):
+                yield Select([(NO_SWEEP, NO_SWEEP)], value=NO_SWEEP, allow_blank=False, id="cmp-sweep")
+                yield SelectionList[str](id="cmp-runs")
+            with Vertical(id="cmp-right"):
+                yield Readout(Text("pick two or more runs (space), or a sweep above", style="dim"), id="cmp-hint")
+                yield DataTable(id="cmp-table", cursor_type="none", zebra_stripes=True)
+                yield Chart(VAL_LOSS, legend=False, id="cmp-chart")
+                with VerticalScroll(id="cmp-fit-box"):  # the fit's text is longer than 80x24 leaves
+                    yield Static("", id="cmp-fit")
+
+    def on_mount(self) -> None:
+        self.query_one("#cmp-fit-box").display = False
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self) -> CompareData:
+        from cockpit.analysis.compare import summarize
+        from cockpit.runs import list_runs
+
+        runs, sweeps = [], set()
+        for rd in reversed(list_runs(self.runs_dir)):
+            if not rd.events.exists() or rd.events.stat().st_size == 0:
+                continue  # queued and never started: nothing to compare
+            sweep = rd.read_meta().sweep or ""
+            runs.append((rd.id, sweep))
+            if sweep:
+                sweeps.add(sweep)
+        by_id = {rd.id: rd for rd in list_runs(self.runs_dir)}
+        summaries = [summarize(by_id[r]) for r in list(self.chosen) if r in by_id]
+        return CompareData(runs, sorted(sweeps, reverse=True), summaries)
+
+    def show(self, data: CompareData) -> None:
+        self._sweep_of = dict(data.runs)
+        ids = [r for r, _ in data.runs]
+        self._syncing = True
+        try:
+            if data.sweeps != self._sweeps:
+                self._sweeps = data.sweeps
+                sel = self.query_one("#cmp-sweep", Select)
+                keep = sel.value
+                sel.set_options([(NO_SWEEP, NO_SWEEP), *((s, s) for s in data.sweeps)])
+                sel.value = keep if keep in data.sweeps else NO_SWEEP
+            if ids != self._listed:
+                self._listed = ids
+                lst = self.query_one("#cmp-runs", SelectionList)
+                lst.clear_options()
+                lst.add_options([(_label(r), r, r in self.chosen) for r in ids])
+                if ids and lst.highlighted is None:
+                    lst.highlighted = 0  # space works at once on a focused list
+        finally:
+            self._syncing = False
+        self.chosen = [r for r in self.chosen if r in self._sweep_of]
+        self._summaries = [s for s in data.summaries if s.run in self.chosen]
+        self._refresh_view()
+
+    def _refresh_view(self) -> None:
+        summaries = self._summaries
+        hint = self.query_one("#cmp-hint", Readout)
+        tbl = self.query_one("#cmp-table", DataTable)
+        if len(summaries) < 2:
+            hint.set(Text(f"{len(summaries)} picked: pick two or more runs (space) or a sweep", style="dim"))
+            fill_table(tbl, [""], [])
+            self.query_one("#cmp-chart", Chart).draw({})
+            return
+        header, rows = table(summaries)
+        hint.set(Text(f"{len(summaries)} runs · m metric · f scaling fit · a clear", style="dim"))
+        # a first row in each run's line colour: the chart needs no legend over its data
+        key = ["chart line", *(Text("━━━━", style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
+                               for i in range(len(summaries)))]
+        fill_table(tbl, header, [("line", key), *((f"r{i}", r) for i, r in enumerate(rows))])
+        names = set().union(*(s.curves for s in summaries))
+        self.metrics = [m for m in FIRST_METRICS if m in names] + sorted(names - set(FIRST_METRICS))
+        short = dict(zip([s.run for s in summaries], short_names([s.run for s in summaries])[0]))
+        chart = self.query_one("#cmp-chart", Chart)
+        chart.title = self.metric
+        chart.draw({short[s.run]: s.curves.get(self.metric, ([], [])) for s in summaries},
+                   log_y="loss" in self.metric)
+
+    # -- picking ------------------------------------------------------------------------
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        if self._syncing:
+            return
+        picked = set(event.selection_list.selected)
+        # keep the order the runs were picked in (columns do not jump around)
+        self.chosen = [r for r in self.chosen if r in picked] + [r for r in self._listed if r in picked
+                                                                   and r not in self.chosen]
+        self.fit_text = ""
+        self.poll()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if self._syncing or event.select.id != "cmp-sweep" or event.value == NO_SWEEP:
+            return
+        self.pick([r for r, s in self._sweep_of.items() if s == event.value])
+
+    def pick(self, runs: list[str]) -> None:
+        """Check exactly these runs (a sweep, or a test)."""
+        self.chosen = [r for r in self._listed if r in runs]
+        lst = self.query_one("#cmp-runs", SelectionList)
+        self._syncing = True
+        try:
+            lst.deselect_all()
+            for r in self.chosen:
+                lst.select(r)
+        finally:
+            self._syncing = False
+        self.fit_text = ""
+        self.poll()
+
+    def action_clear(self) -> None:
+        self.query_one("#cmp-sweep", Select).value = NO_SWEEP
+        self.pick([])
+
+    def action_metric(self) -> None:
+        if not self.metrics:
+            return
+        i = self.metrics.index(self.metric) if self.metric in self.metrics else -1
+        self.metric = self.metrics[(i + 1) % len(self.metrics)]
+        self._refresh_view()
+
+    # -- the fit ------------------------------------------------------------------------
+    def action_fit(self) -> None:
+        """Toggle between the overlay and the scaling fit of the runs picked (computed in the
+        background: the bootstrap takes a few seconds)."""
+        box, chart = self.query_one("#cmp-fit-box"), self.query_one("#cmp-chart", Chart)
+        fit = self.query_one("#cmp-fit", Static)
+        if box.display:
+            box.display, chart.display = False, True
+            return
+        box.display, chart.display = True, False
+        if len(self.chosen) < 5:
+            fit.update(Text(f"{len(self.chosen)} runs picked: a scaling fit needs 5 or more finished runs "
+                            f"(several sizes at several token budgets); f: back to the chart", style="yellow"))
+            return
+        fit.update(Text("fitting…", style="dim"))
+        runs = list(self.chosen)
+        self.in_background(lambda: self._fit(runs), done=self._fitted, name="fit")
+
+    def _fit(self, runs: list[str]) -> str:
+        from cockpit.analyze_cli import cmd_scaling
+        from cockpit.findings import _captured
+
+        ns = argparse.Namespace(runs_dir=str(self.runs_dir), sweep=None, runs=runs, no_chart=True, out=None,
+                                budget=None, hours=None, params="non_embedding", bootstrap=30)
+        return _captured(cmd_scaling, ns)[1]
+
+    def _fitted(self, text: str) -> None:
+        self.fit_text = text
+        self.query_one("#cmp-fit", Static).update(Text(text + "\n(f: back to the chart)"))
