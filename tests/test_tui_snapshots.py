@@ -148,3 +148,20 @@ def test_training_overlay_layout(workspace, snap_compare):
 
 def test_help_layout(workspace, snap_compare):
     assert snap_compare(app_for("queue"), terminal_size=SIZES["small"], press=["question_mark"], run_before=settle)
+
+
+def test_compare_layout(workspace, snap_compare):
+    """The Compare tab at 80x24 with two runs picked: the table, its colour key and the overlay."""
+    async def picked(pilot):
+        pane = pilot.app.pane("compare")
+        deadline = time.monotonic() + 180
+        while len(pane._listed) < 2:
+            assert time.monotonic() < deadline, "the runs were never listed"
+            await pilot.pause(0.05)
+        pane.pick(["baseline-20261101-120000", "swiglu-20261101-130000"])
+        while len(pane._summaries) < 2:
+            assert time.monotonic() < deadline, "the comparison never loaded"
+            await pilot.pause(0.05)
+        await settle(pilot)
+
+    assert snap_compare(app_for("compare"), terminal_size=SIZES["small"], run_before=picked)

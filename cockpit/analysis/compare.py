@@ -111,12 +111,14 @@ FINALS = [("final val loss", "final_benchmarks/loss", ".4f"), ("final val bpb", 
 
 
 def short_names(ids: list[str]) -> tuple[list[str], str]:
-    """Run ids without the creation stamp they all share (a sweep's runs end in the same
-    -YYYYMMDD-HHMMSS), and that suffix ('' when there is none)."""
+    """Run ids without their creation stamps (-YYYYMMDD-HHMMSS) where the names stay unique,
+    and the stamp they all share ('' when they do not share one)."""
     m = re.search(r"-\d{8}-\d{6}$", ids[0]) if ids else None
     if m and len(ids) > 1 and all(i.endswith(m.group()) for i in ids):
         return [i[: -len(m.group())] for i in ids], m.group()
-    return list(ids), ""
+    # stamps that differ go too while the names alone still tell the runs apart
+    bare = [re.sub(r"-\d{8}-\d{6}$", "", i) for i in ids]
+    return (bare if len(set(bare)) == len(bare) else list(ids)), ""
 
 
 def table(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
