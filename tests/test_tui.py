@@ -170,6 +170,8 @@ async def test_queue_keys_move_pause_stop_retry_and_remove(write_config, tmp_pat
         pane = app.pane("queue")
         await wait_for(pilot, lambda: len(pane.rows) == 3, "three rows")
         assert pane.selected_id() == ids[0]
+        await pilot.press("2")  # the number of the tab already shown keeps focus in it (it dropped it)
+        await wait_for(pilot, lambda: app.focused is not None and pane in app.focused.ancestors_with_self, "focus")
         await pilot.press("J")  # move the first one down
         await wait_for(pilot, lambda: q.order == [ids[1], ids[0], ids[2]], "the move")
         await pilot.press("p")

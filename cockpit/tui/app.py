@@ -125,6 +125,11 @@ class CockpitApp(App):
 
     # -- actions ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
+        if tab == self.active_tab:
+            # the tab shown already: no TabActivated follows, so clearing focus here left the
+            # tab's keys dead until another tab was visited; make sure focus is inside it instead
+            self._focus_pane(tab, now=True)
+            return
         self.set_focus(None)  # the focused widget is in the tab being left
         self._tabs.active = tab
 
