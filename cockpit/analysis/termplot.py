@@ -33,7 +33,7 @@ def tick_label(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _ticks(lo: float, hi: float, log: bool, count: int = 5) -> list[float]:
+def ticks(lo: float, hi: float, log: bool, count: int = 5) -> list[float]:
     if lo == hi:
         return [lo]
     if log:
@@ -44,7 +44,13 @@ def _ticks(lo: float, hi: float, log: bool, count: int = 5) -> list[float]:
             return decades
         # less than a decade: spread ticks evenly in log space
         return [lo * (hi / lo) ** (i / (count - 1)) for i in range(count)]
-    return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+    # round numbers (0, 100, 200 ...; 0.25, 0.5 ...) at a step of 1, 2, 2.5 or 5 times a power of ten
+    raw = (hi - lo) / max(count - 1, 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    out = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+    return [round(v, 12) for v in out] if len(out) >= 2 else [lo, hi]
 
 
 def chart(series: list[Series], *, title: str = "", xlabel: str = "", ylabel: str = "", xlog: bool = False,
@@ -67,8 +73,8 @@ def chart(series: list[Series], *, title: str = "", xlabel: str = "", ylabel: st
     for i, s in enumerate(series):
         m = MARKERS[i % len(MARKERS)]
         (plt.plot if s.line and len(s.x) > 1 else plt.scatter)(s.x, s.y, marker=m)
-    xt = _ticks(min(xs), max(xs), xlog)
-    yt = _ticks(min(ys), max(ys), ylog)
+    xt = ticks(min(xs), max(xs), xlog)
+    yt = ticks(min(ys), max(ys), ylog)
     plt.xticks(xt, [tick_label(v) for v in xt])
     plt.yticks(yt, [tick_label(v) for v in yt])
     if title:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.color import Color
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -92,30 +94,55 @@ class Chart(Widget):
         self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
 
     def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
+        from cockpit.analysis.termplot import tick_label, ticks
+
+        # the legend is a line of its own above the plot: inside, it covered the data (the
+        # six-series grad-norm legend hid the first 40% of the run)
+        legend = None
+        if self.legend and len(lines) > 1 and height >= 6:
+            legend = Text(no_wrap=True, overflow="ellipsis")
+            for i, label in enumerate(lines):
+                legend.append("━━ ", style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
+                legend.append(f"{label}  ")
+        plot_h = height - 1 if legend is not None else height
         plt = Plot()
-        plt.plotsize(width, height)
+        plt.plotsize(width, plot_h)
         plt.theme("clear")  # the terminal's own colours; the lines get RGB
-        plt.title(self.title)
+        plt.title(self.title + (" (log)" if log_y and lines else ""))
         if log_y and lines:
             plt.yscale("log")
+        all_x: list[float] = []
+        all_y: list[float] = []
         for i, (label, (xs, ys)) in enumerate(lines.items()):
             if log_y:
                 kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
                 xs, ys = [x for x, _ in kept], [y for _, y in kept]
             xs, ys = thin(list(xs), list(ys), 2 * width)  # braille: two dots a column, no more
             if xs:
-                plt.plot(xs, ys, label=label if len(lines) > 1 and self.legend else None, color=PALETTE[i % len(PALETTE)],
-                         marker="braille")
-        seen = [x for xs, _ in lines.values() for x in xs]
+                plt.plot(xs, ys, color=PALETTE[i % len(PALETTE)], marker="braille")
+                all_x += xs
+                all_y += ys
+        if all_x:
+            # readable ticks: whole steps on x, 19.1k / 2.2e-3 / 0.25 on y (plotext printed 19131.3, 0.00224)
+            xt = [round(v) for v in ticks(min(all_x), max(all_x), False, 4 if width < 50 else 5)]
+            plt.xticks(xt, [tick_label(v) for v in xt])
+            yt = ticks(min(all_y), max(all_y), log_y, 4 if plot_h < 12 else 5)
+            plt.yticks(yt, [tick_label(v) for v in yt])
+            if plot_h >= 14:
+                plt.xlabel("step")
         for step in marks:  # a stage boundary inside the plotted steps
-            if seen and min(seen) <= step <= max(seen):
+            if all_x and min(all_x) <= step <= max(all_x):
                 plt.vline(step, color="gray")
         # the cells too are made here: turning a dense coloured Text into lines costs the UI
         # thread 10-30 ms a chart, which is what the flood benchmark measured as key lag
         console = self.app.console
         text = Text.from_ansi(plt.build())
         segments = console.render(text, console.options.update_width(width))
-        picture = [Strip(line, width) for line in Segment.split_and_crop_lines(segments, width, pad=True, include_new_lines=False)][:height]
+        picture = [Strip(line, width) for line in Segment.split_and_crop_lines(segments, width, pad=True, include_new_lines=False)][:plot_h]
+        if legend is not None:
+            head = Segment.split_and_crop_lines(console.render(legend, console.options.update_width(width)), width,
+                                                pad=True, include_new_lines=False)
+            picture = [Strip(list(head)[0], width), *picture]
         try:
             self.app.call_from_thread(self._show_picture, generation, picture)
         except RuntimeError:  # the app is closing
@@ -199,7 +226,7 @@ class TrainingPane(Pane):
         yield Readout("", id="train-message", classes="message")
         with Horizontal(id="train-body"):
             with Grid(id="charts"):
-                yield Chart("loss (train, val)", id="chart-loss")
+                yield Chart("loss", id="chart-loss")
                 yield Chart("learning rate", id="chart-lr")
                 yield Chart("grad norm", id="chart-grad")
                 yield Chart("tokens/s", id="chart-tps")
@@ -299,7 +326,7 @@ class TrainingPane(Pane):
         # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
         loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
         marks = v.stage_marks if v is not None else []
-        self.query_one("#chart-loss", Chart).draw(loss, marks=marks)
+        self.query_one("#chart-loss", Chart).draw(loss, log_y=True, marks=marks)  # linear put every curve in the bottom row
         self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))}, marks=marks)
         grads = {"global": series.get("train/grad_norm", ([], []))}
         grads.update({k[len(GRAD_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_PREFIX)})
