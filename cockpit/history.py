@@ -7,6 +7,8 @@ thousand do). Pure Python and torch-free; the TUI polls it from worker threads.
 
 from __future__ import annotations
 
+import collections
+import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +65,17 @@ def _number(v) -> float | None:
     return float(v)
 
 
-def eta_s(step: int, max_steps: int, latest: dict[str, float]) -> float | None:
-    """Seconds left at the newest step time, or None before there is one."""
-    step_ms = latest.get("train/step_ms")
+def eta_s(step: int, max_steps: int, latest: dict[str, float], recent_ms: list[float] | None = None) -> float | None:
+    """Seconds left, at the median of the recent step times when given (one slow step, an eval
+    or a checkpoint made the newest-step estimate jump 0:13 → 0:49 → 0:07), else the newest."""
+    step_ms = statistics.median(recent_ms) if recent_ms else latest.get("train/step_ms")
     return max(0, max_steps - step) * step_ms / 1000 if step_ms and max_steps else None
+
+
+def quiet_after_s(gaps: list[float]) -> float:
+    """How long a running engine may stay silent before the TUI flags it: several of its usual
+    gaps between step events, and never less than a minute (evals and checkpoints are slower)."""
+    return max(60.0, 5 * statistics.median(gaps)) if gaps else 120.0
 
 
 @dataclass
@@ -88,6 +97,9 @@ class RunView:
     stages: int = 0  # how many [[stage]] entries the run has
     stage_marks: list[int] = field(default_factory=list)  # steps where a stage begins (chart markers)
     parent: str = ""  # "RUN:STEP" this run was initialised from
+    last_time: float = 0.0  # when the newest event was written (time.time())
+    wall_s: float = 0.0  # engine time, summed over launches
+    gaps: list[float] = field(default_factory=list)  # recent seconds between step events
 
 
 class RunHistory:
@@ -110,6 +122,8 @@ class RunHistory:
         # wall clock: each engine launch (start event) to its last event, summed over resumes
         self.last_time = 0.0
         self.wall_s = 0.0
+        self.gaps: collections.deque[float] = collections.deque(maxlen=20)
+        self._last_step_time = 0.0
         self._segment = (0.0, 0.0)  # (launch's start time, wall time before it)
         self.lock = threading.Lock()  # the queue and training tabs may poll the same run
 
@@ -130,6 +144,12 @@ class RunHistory:
             self._segment = (ev.time, self.wall_s)
         self.wall_s = self._segment[1] + max(0.0, ev.time - self._segment[0])
         self.last_time = ev.time
+        if ev.kind == events.STEP:
+            if self._last_step_time and ev.kind != events.START:
+                self.gaps.append(max(0.0, ev.time - self._last_step_time))
+            self._last_step_time = ev.time
+        elif ev.kind == events.START:
+            self._last_step_time = 0.0
         if ev.step is not None:
             self.step = ev.step
         if ev.kind == events.START:
@@ -184,7 +204,8 @@ class RunHistory:
             return RunView(self.rd.id, state if state is not None else self._state(),
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
                            self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events,
-                           self.stage, self.stages, list(self.stage_marks), self.parent)
+                           self.stage, self.stages, list(self.stage_marks), self.parent, self.last_time,
+                           self.wall_s, list(self.gaps))
 
 
     def _state(self) -> RunState:

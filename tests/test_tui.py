@@ -247,6 +247,27 @@ async def test_training_tab_follows_a_live_run(tmp_path):
         await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, "the chart")
         # losses the model names are charted without the TUI knowing their names
         assert set(loss.lines) == {"train", "never_seen_before_loss", "aux/layer1_t1_loss"}
+        await on_screen(pilot, "last event", "elapsed")
+        assert "no event for" not in await shown(pilot)
+
+
+async def test_a_running_run_whose_engine_went_quiet_is_flagged(tmp_path):
+    """A run still 'running' whose last event is far older than its usual gap between steps."""
+    runs = tmp_path / "runs"
+    rd = RunDir(runs / "quiet-1")
+    rd.path.mkdir(parents=True)
+    rd.create_state("running", max_steps=1000)
+    t0 = time.time() - 600  # ten minutes ago, one step a second until step 20, then nothing
+    lines = [{"kind": "start", "time": t0, "step": 0, "max_steps": 1000, "params": 1000}]
+    lines += [{"kind": "step", "time": t0 + s, "step": s, "max_steps": 1000,
+               "metrics": {"train/loss": 3.0, "train/step_ms": 1000 if s != 20 else 9000}} for s in range(1, 21)]
+    lines.append({"kind": "eval", "time": t0 + 20, "step": 20, "metrics": {"train_benchmarks/loss": 3.1}})
+    rd.events.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", tick_s=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await on_screen(pilot, "no event for 0:09:", "engine may be stuck", "val @20")
+        # ETA from the median of recent step times (1 s), not the newest slow one (9 s)
+        assert "0:16:20" in screen
 
 
 async def test_a_run_with_stages_shows_stage_k_of_n_and_marks_the_boundaries(tmp_path):
@@ -269,7 +290,7 @@ async def test_a_run_with_stages_shows_stage_k_of_n_and_marks_the_boundaries(tmp
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 200, "step 200")
-        await on_screen(pilot, "stage      1/2", "from small-7:300")
+        await on_screen(pilot, "stage       1/2", "from small-7:300")
         for chart in ("#chart-loss", "#chart-lr", "#chart-tps"):
             assert pane.query_one(chart).marks == [100, 250]
         await pilot.press("2")  # the queue tab

@@ -25,7 +25,7 @@ from textual_plotext.plot import Plot
 from cockpit.gpu import GpuMonitor
 from cockpit.queue import Queue
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
-from cockpit.history import RunView, eta_s
+from cockpit.history import RunView, eta_s, quiet_after_s
 from cockpit.tui.pane import Pane, Readout
 from cockpit.runs import read_states
 from engine.rundir import RUNNING
@@ -351,16 +351,28 @@ class TrainingPane(Pane):
             if v.parent:
                 t.append(f"from {v.parent}\n", style="dim")
             m = v.latest
+            val_steps = v.series.get(VAL_LOSS, ([], []))[0]
+            # which step the validation loss is from (evals are rarer than steps)
+            val_label = f"val @{int(val_steps[-1]):,}" if val_steps else "val loss"
             rows = [("step", f"{v.step:,}/{v.max_steps:,}" if v.max_steps else f"{v.step:,}"),
-                    ("loss", _fmt(m.get("train/loss"))), ("val loss", _fmt(m.get(VAL_LOSS))),
+                    ("loss", _fmt(m.get("train/loss"))), (val_label, _fmt(m.get(VAL_LOSS))),
                     ("val bpb", _fmt(m.get("train_benchmarks/bpb"))), ("lr", _fmt(m.get("train/lr"), ".2e")),
                     ("grad norm", _fmt(m.get("train/grad_norm"), ".3f")),
                     ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
             if v.stages:
                 rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
-            left = eta_s(v.step, v.max_steps, m) if st.status == RUNNING else None
+            recent = v.series.get("train/step_ms", ([], []))[1][-20:]
+            left = eta_s(v.step, v.max_steps, m, recent) if st.status == RUNNING else None
             if left is not None:
                 rows.append(("ETA", eta(left)))
+            if v.wall_s:
+                rows.append(("elapsed", eta(v.wall_s)))
+            quiet = None
+            if st.status == RUNNING and v.last_time:
+                age = max(0.0, time.time() - v.last_time)
+                rows.append(("last event", f"{eta(age)} ago"))
+                if age > quiet_after_s(v.gaps):
+                    quiet = age
             if v.final:
                 rows += [("final loss", _fmt(v.final.get("final_benchmarks/loss"))),
                          ("final bpb", _fmt(v.final.get("final_benchmarks/bpb")))]
@@ -368,8 +380,12 @@ class TrainingPane(Pane):
                     rows += [("conv. AUROC", _fmt(v.final["final_benchmarks/conviction_auroc_top1"], ".3f")),
                              ("conv. ρ loss", _fmt(v.final.get("final_benchmarks/conviction_spearman_loss"), ".3f"))]
             for name, value in rows:
-                t.append(f"{name:<11}", style="bold")
+                t.append(f"{name:<11} ", style="bold")  # "conv. AUROC" is 11: a space after it
                 t.append(f"{value}\n")
+            if quiet is not None:
+                # a stopped or hung engine looked healthy for over a minute before this
+                t.append(f"no event for {eta(quiet)}: the engine may be stuck or gone (see engine.log)\n",
+                         style="bold yellow")
             if v.error:
                 t.append(f"error: {v.error}\n", style="red")
         self.query_one("#train-numbers", Readout).set(t)
