@@ -155,7 +155,7 @@ def isoflop_chart(iso) -> str:
         pts = sorted(zip(c.n, c.loss))
         series.append(Series(f"C = {c.flops:.3g}", [a for a, _ in pts], [b for _, b in pts]))
     return chart(series, title="IsoFLOP curves: loss against N at fixed compute", xlabel="N", ylabel="loss",
-                 xlog=True)
+                 xlog=True, ylog=True)
 
 
 def trust_warnings(n: list[float], d: list[float], n_opt: float | None, n_iv) -> list[str]:
