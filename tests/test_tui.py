@@ -375,12 +375,36 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         await pilot.press("ctrl+g")
         assert "top-k >= 0" in pane.status and not pane.generating
         pane.query_one("#comp-topk").value = "5"
+        await pilot.press("ctrl+g")  # nothing typed: said, nothing started
+        assert "type a prompt first" in pane.status and not pane.generating and pane.client is None
+        pane.query_one("#comp-prompt").text = "Once"
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: pane.status.startswith("error") and not pane.generating, "the error")
         assert "without [conviction]" in pane.status
+        # escape in an open dropdown closes it and nothing else: focus stays on the dropdown
+        select = pane.query_one("#comp-step")
+        select.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: select.expanded, "the dropdown open")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not select.expanded, "the dropdown closed")
+        assert app.focused is select
+        # the model process is let go IDLE_CLOSE_S after leaving the tab, counted from leaving it:
+        # switching between other tabs must not restart the clock
+        await pilot.press("escape")  # out of the dropdown's field: the number keys switch tabs
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.active_tab == "queue", "the Queue tab")
+        left = pane.left_at
+        assert left is not None
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.active_tab == "training", "the Training tab")
+        assert pane.left_at == left
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.active_tab == "completion", "back")
+        assert pane.left_at is None
         await pilot.click("#comp-prompt")
         await pilot.press("2")  # typing in the prompt ...
-        assert app.active_tab == "completion" and pane.query_one("#comp-prompt").text.endswith("2")
+        assert app.active_tab == "completion" and "2" in pane.query_one("#comp-prompt").text
         await pilot.press("escape", "2")  # ... until escape leaves it: then 2 is the Queue tab
         await wait_for(pilot, lambda: app.active_tab == "queue", "the Queue tab")
         await pilot.pause(0.5)

@@ -144,6 +144,12 @@ class CompletionPane(Pane):
             return
         run, step = chosen
         prompt = self.query_one("#comp-prompt", TextArea).text
+        if not prompt.strip():
+            # an empty prompt gives the model nothing to continue (and was often a prompt typed
+            # into another field): say so where the result would appear
+            self._set_status("type a prompt first (the prompt field is empty)", "yellow")
+            self.query_one("#comp-prompt").focus()
+            return
         self.generating = True
         self.rows, self.completion = [], ""
         self._draw_output(mode, prompt)
@@ -226,6 +232,13 @@ class CompletionPane(Pane):
         self.query_one("#comp-status", Static).update(Text(text, style=style))
 
     def action_stop(self) -> None:
+        for select in self.query(Select):
+            if select.expanded:
+                # escape in an open dropdown only closes it (it also left the field, and what was
+                # typed next landed elsewhere)
+                select.expanded = False
+                select.focus()
+                return
         if not self.generating or self.client is None:
             # nothing to stop: leave the prompt, so the tab keys (1-4, q) work again
             self.query_one("#comp-output").focus()
@@ -269,7 +282,10 @@ class CompletionPane(Pane):
 
     # -- process lifetime ---------------------------------------------------------------
     def on_hide_tab(self) -> None:
-        self.left_at = time.monotonic()
+        # called on every switch between the other tabs too: only the first one after leaving
+        # this tab starts the clock (resetting it kept the model alive past IDLE_CLOSE_S)
+        if self.left_at is None:
+            self.left_at = time.monotonic()
 
     def on_show_tab(self) -> None:
         self.left_at = None
