@@ -519,6 +519,21 @@ async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit
         await wait_for(pilot, lambda: not pane.chosen and not pane._summaries, "picks cleared")
 
 
+def test_corpora_tab_starts_on_the_tokenizer_the_newest_run_uses(tmp_path):
+    from cockpit.tui.app import default_tokenizer
+    from engine.rundir import RunMeta
+
+    runs = tmp_path / "runs"
+    assert default_tokenizer(runs) == "bytes"  # no runs: bytes, which needs nothing (gpt2 did not load offline)
+    for name, tok, created in (("old", "gpt2", 1.0), ("new", "cl100k_base", 2.0)):
+        rd = RunDir(runs / name)
+        rd.path.mkdir(parents=True)
+        rd.create_state("completed", max_steps=1)
+        (rd.path / "resolved.toml").write_text(f'[data]\ntokenizer = "{tok}"\n')
+        rd.write_meta(RunMeta(name=name, created=created))
+    assert default_tokenizer(runs) == "cl100k_base"
+
+
 # -- help and palette ---------------------------------------------------------------------
 
 async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):

@@ -29,6 +29,21 @@ TABS = ("corpora", "queue", "training", "completion", "compare")
 POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0, "compare": 3.0}
 
 
+def default_tokenizer(runs_dir: Path) -> str:
+    """The Corpora tab's first tokenizer: the newest run's (what the user trains with), else
+    bytes. gpt2 was the default and cannot load offline: every row read "uncounted"."""
+    from cockpit.runs import list_runs, run_config
+
+    try:
+        for rd in sorted(list_runs(runs_dir), key=lambda rd: rd.read_meta().created, reverse=True):
+            cfg = run_config(rd)
+            if cfg is not None:
+                return cfg.data.tokenizer
+    except (OSError, ValueError):  # a damaged run must not keep the TUI from opening
+        pass
+    return "bytes"
+
+
 class CockpitApp(App):
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "cockpit"
@@ -44,12 +59,12 @@ class CockpitApp(App):
     ]
 
     def __init__(self, runs_dir: Path | str = "runs", corpora_dir: Path | str = "corpora", tab: str = "queue",
-                 run: str | None = None, tokenizer: str = "gpt2", tick_s: float = 0.25):
+                 run: str | None = None, tokenizer: str | None = None, tick_s: float = 0.25):
         super().__init__()
         self.runs_dir, self.corpora_dir = Path(runs_dir), Path(corpora_dir)
         self.initial_tab = tab if tab in TABS else "queue"
         self.initial_run = run
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer or default_tokenizer(self.runs_dir)
         self.tick_s = tick_s
         self.histories = Histories()
         self._polled: dict[str, float] = {}

@@ -90,7 +90,8 @@ class CorporaPane(Pane):
         with Horizontal(id="corpora-top"):
             yield Label(f"{self.root}/", id="corpora-root")
             yield Label("tokenizer")
-            yield Select[str]([(t, t) for t in TOKENIZERS], value=self.tokenizer, allow_blank=False,
+            names = TOKENIZERS if self.tokenizer in TOKENIZERS else (*TOKENIZERS, self.tokenizer)
+            yield Select[str]([(t, t) for t in names], value=self.tokenizer, allow_blank=False,
                               id="corpora-tokenizer")
         yield DataTable(id="corpora-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="corpora-message")
@@ -241,7 +242,8 @@ class MixForm(ModalScreen[None]):
                 yield Input("", placeholder="all the ratios allow, or e.g. 200M", id="mix-tokens")
                 yield Label("seed")
                 yield Input("0", id="mix-seed", type="integer")
-                yield Select[str]([(t, t) for t in TOKENIZERS], value=self.tokenizer, allow_blank=False,
+                names = TOKENIZERS if self.tokenizer in TOKENIZERS else (*TOKENIZERS, self.tokenizer)
+            yield Select[str]([(t, t) for t in names], value=self.tokenizer, allow_blank=False,
                                   id="mix-tokenizer")
             with Horizontal(classes="buttons"):
                 yield Button("Preview (F5)", id="mix-preview", variant="primary")
