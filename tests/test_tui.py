@@ -222,6 +222,22 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
         await wait_for(pilot, lambda: f"{plain} val" in loss.lines, "the overlay")
         ours, theirs = loss.lines["val"], loss.lines[f"{plain} val"]
         assert theirs[0] == ours[0] and theirs[1] != ours[1]  # same eval steps, another run's losses
+        # o: the resolved config, and how it differs from the run overlaid
+        await pilot.press("o")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), "the config view")
+        text = "\n".join(str(line) for line in app.screen.query_one("#view-log").lines)
+        assert "[model]" in text and f"# differs from {plain}:" in text
+        assert "conviction.enabled: True here, False there" in text
+        await pilot.press("escape")
+        # l: the engine's log, following what is appended
+        await pilot.press("l")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), "the log view")
+        log = app.screen.query_one("#view-log")
+        assert any("step" in str(line) for line in log.lines)
+        with open(runs / conv / "engine.log", "a") as f:
+            f.write("a line written after the view opened\n")
+        await wait_for(pilot, lambda: any("written after the view opened" in str(x) for x in log.lines), "following")
+        await pilot.press("escape")
         await pilot.press("full_stop")  # next run
         await wait_for(pilot, lambda: pane.data.view.id != conv, "the next run")
 

@@ -5,6 +5,7 @@ history once it has finished."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class TrainingData:
     files: dict = field(default_factory=dict)
 
 
+_PLOTEXT_LOCK = threading.Lock()
+
+
 class Chart(Widget):
     """A plotext chart whose picture is built in a worker thread: plotext is pure Python and
     takes 20-60 ms a chart, which on the UI thread would stall keys four charts at a time.
@@ -94,6 +98,13 @@ class Chart(Widget):
         self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
 
     def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
+        # one picture at a time: plotext keeps state outside its figure objects, and four charts
+        # built at once in their threads now and then drew one chart with another's tick rows
+        # (a snapshot test caught it). The GIL let them take turns anyway: nothing is lost.
+        with _PLOTEXT_LOCK:
+            self._make_locked(generation, lines, log_y, width, height, marks)
+
+    def _make_locked(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
         from cockpit.analysis.termplot import tick_label, ticks
 
         # the legend is a line of its own above the plot: inside, it covered the data (the
@@ -126,7 +137,13 @@ class Chart(Widget):
             # readable ticks: whole steps on x, 19.1k / 2.2e-3 / 0.25 on y (plotext printed 19131.3, 0.00224)
             xt = [round(v) for v in ticks(min(all_x), max(all_x), False, 4 if width < 50 else 5)]
             plt.xticks(xt, [tick_label(v) for v in xt])
-            yt = ticks(min(all_y), max(all_y), log_y, 4 if plot_h < 12 else 5)
+            # no more ticks than every other row of the canvas: where two fall on one row plotext
+            # picks one label by an order that changes between processes (a flaky snapshot)
+            canvas = plot_h - 4 - (1 if plot_h >= 14 else 0)  # title, frame top/bottom, x labels, x title
+            most = max(2, (canvas + 1) // 2)
+            yt = ticks(min(all_y), max(all_y), log_y, min(5, most))
+            while len(yt) > most:
+                yt = yt[::2] if len(yt) % 2 else [*yt[:-1:2], yt[-1]]
             plt.yticks(yt, [tick_label(v) for v in yt])
             if plot_h >= 14:
                 plt.xlabel("step")
@@ -203,6 +220,8 @@ class TrainingPane(Pane):
     TITLE = "Training"
     BINDINGS = [
         Binding("c", "compare", "Compare runs"),
+        Binding("l", "log", "Engine log"),
+        Binding("o", "config", "Config"),
         Binding("g", "running", "Go to running"),
         Binding("comma", "cycle(-1)", "Prev run"),
         Binding("full_stop", "cycle(1)", "Next run"),
@@ -426,6 +445,65 @@ class TrainingPane(Pane):
                 self.poll()
 
         self.app.push_screen(CompareRuns([r for r, _ in self.runs], self.overlay), chosen)
+
+    def _shown_run(self) -> str | None:
+        return self.data.view.id if self.data and self.data.view else None
+
+    def action_log(self) -> None:
+        """The shown run's engine.log: its tail, then what the engine appends (a failed run's
+        whole traceback is at the end)."""
+        from cockpit.tui.dialogs import TextView
+
+        run = self._shown_run()
+        if run is None:
+            self.notify("no run shown")
+            return
+        self.app.push_screen(TextView(f"{run}: engine.log", path=self.runs_dir / run / "engine.log"))
+
+    def action_config(self) -> None:
+        """The shown run's resolved config with its overrides, and its differences from the runs overlaid."""
+        from cockpit.tui.dialogs import TextView
+
+        run = self._shown_run()
+        if run is None:
+            self.notify("no run shown")
+            return
+        others = list(self.overlay)
+        self.app.push_screen(TextView(f"{run}: resolved config" + (f" (against {', '.join(others)})" if others else ""),
+                                      make=lambda: config_text(self.runs_dir, run, others)))
+
+
+def config_text(runs_dir: Path, run_id: str, others: list[str]) -> str:
+    """A run's resolved config, the overrides it was created with, and where it differs from
+    the runs overlaid (the keys that differ, each run's value)."""
+    from cockpit.analysis.compare import differing, flatten
+    from cockpit.runs import RunError, find_run, run_config
+    from engine.config import to_dict
+
+    rd = find_run(run_id, runs_dir)
+    resolved = rd.path / "resolved.toml"
+    out = [resolved.read_text(encoding="utf-8") if resolved.exists() else f"# {resolved} is missing"]
+    overrides = rd.read_meta().overrides
+    out.append("# overrides given at creation (--set): " + (", ".join(f"{k} = {v!r}" for k, v in overrides.items())
+                                                             if overrides else "none"))
+    for other in others:
+        try:
+            a, b = run_config(rd), run_config(find_run(other, runs_dir))
+        except RunError as e:
+            out.append(f"# {other}: {e}")
+            continue
+        if a is None or b is None:
+            continue
+        fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
+        keys = differing([_Cfg(fa), _Cfg(fb)])
+        out.append(f"# differs from {other}: " + ("nothing" if not keys else ""))
+        out += [f"#   {k}: {fa.get(k, '-')!r} here, {fb.get(k, '-')!r} there" for k in keys]
+    return "\n".join(out)
+
+
+@dataclass
+class _Cfg:
+    config: dict
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
