@@ -7,16 +7,31 @@ from pathlib import Path
 import numpy as np
 
 
-def scaling_plots(out: Path, points, counted: str, law, budget: float | None, iso=None) -> list[Path]:
+def _figure(out: Path, size=(7, 4.5)):
+    """(pyplot, figure, axes) drawing off-screen (Agg: no display needed), out/ made."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=size)
+    return plt, fig, ax
+
+
+def _save(plt, fig, ax, path: Path) -> Path:
+    """The legend outside the plot (inside it covered data), then written and closed."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def scaling_plots(out: Path, points, counted: str, law, budget: float | None, iso=None) -> list[Path]:
     written = []
     # loss against compute, one line per size, with the fit's curve for that size
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plt, fig, ax = _figure(out)
     sizes = sorted({p.params(counted) for p in points})
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for n, c in zip(sizes, colours):
@@ -34,34 +49,22 @@ def scaling_plots(out: Path, points, counted: str, law, budget: float | None, is
         ax.axvline(budget, color="grey", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel="final validation loss",
            title=f"loss against compute (N: {counted.replace('_', '-')} parameters)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = out / "scaling_loss_vs_compute.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, ax, out / "scaling_loss_vs_compute.png"))
     # the compute-optimal N and D against compute
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _figure(out, (6, 4))
     opt = [law.optimal(x) for x in c]
     ax.plot(c, [o[0] for o in opt], label="N_opt")
     ax.plot(c, [o[1] for o in opt], label="D_opt (tokens)")
     ax.scatter([p.flops for p in points], [p.params(counted) for p in points], s=10, color="C0", alpha=0.5)
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs (6ND)", title="compute-optimal split")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "scaling_frontier.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, ax, out / "scaling_frontier.png"))
     if iso is not None:
         written.append(_isoflop_plot(out, iso, counted))
     return written
 
 
 def _isoflop_plot(out: Path, iso, counted: str) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plt, fig, ax = _figure(out)
     colours = plt.cm.plasma(np.linspace(0, 0.85, len(iso.curves)))
     for c, col in zip(iso.curves, colours):
         ax.scatter(c.n, c.loss, color=col, label=f"C = {c.flops:.2g}")
@@ -71,22 +74,11 @@ def _isoflop_plot(out: Path, iso, counted: str) -> Path:
             ax.plot([c.n_opt], [np.polyval(c.coef, np.log(c.n_opt))], marker="v", color=col, ms=9)
     ax.set(xscale="log", xlabel=f"N ({counted.replace('_', '-')} parameters)", ylabel="final validation loss",
            title="IsoFLOP curves (Approach 2); ▼ = each budget's minimum")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = out / "scaling_isoflop.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, out / "scaling_isoflop.png")
 
 
 def lr_plot(out: Path, fit) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plt, fig, ax = _figure(out)
     colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(fit.sizes), 1)))
     for sz, col in zip(fit.sizes, colours):
         ax.plot(sz.lrs, sz.losses, "o-", color=col, alpha=0.8,
@@ -95,23 +87,12 @@ def lr_plot(out: Path, fit) -> Path:
             ax.plot([sz.lr_opt], [sz.loss_opt], marker="v", color=col, ms=9)
     ax.set(xscale="log", xlabel="learning rate", ylabel="final validation loss",
            title="loss against learning rate; ▼ = fitted minimum")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = out / "lr.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, out / "lr.png")
 
 
 def overlay_plot(out: Path, summaries, metric: str, name: str | None = None) -> Path:
-    """One metric of several runs by step, in one PNG (the legend outside the plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    """One metric of several runs by step, in one PNG."""
+    plt, fig, ax = _figure(out, (7.5, 4.2))
     for s in summaries:
         xs, ys = s.curves.get(metric, ([], []))
         if xs:
@@ -119,9 +100,4 @@ def overlay_plot(out: Path, summaries, metric: str, name: str | None = None) -> 
     ax.set(xlabel="step", ylabel=metric, title=f"{metric} by step")
     if "loss" in metric:
         ax.set_yscale("log")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = out / (name or f"compare_{metric.replace('/', '_')}.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, out / (name or f"compare_{metric.replace('/', '_')}.png"))
