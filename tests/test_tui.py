@@ -199,6 +199,21 @@ async def test_queue_keys_move_pause_stop_retry_and_remove(write_config, tmp_pat
         assert ids[2] not in q.order
 
 
+async def test_x_on_a_running_run_says_stop_it_first_and_deletes_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    rd = RunDir(runs / "busy-1")
+    rd.path.mkdir(parents=True)
+    rd.create_state("running", max_steps=100)
+    app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.pane("queue")
+        await wait_for(pilot, lambda: len(pane.rows) == 1, "the row")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: any("press s to stop it first" in n.message for n in app._notifications),
+                       "the warning")
+        assert app.screen is app.screen_stack[0] and rd.path.exists()  # no question asked, nothing deleted
+
+
 # -- training -----------------------------------------------------------------------------
 
 async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, tmp_path):

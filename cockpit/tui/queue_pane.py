@@ -164,6 +164,10 @@ class QueuePane(Pane):
         if (run_id := self._selected()) is None:
             return
         row = next((r for r in self.rows if r.id == run_id), None)
+        if row is not None and row.status == RUNNING:
+            # deleting a training run's directory from under its engine is never what was meant
+            self.notify(f"{run_id} is running: press s to stop it first, then x to delete it", severity="warning")
+            return
         finished = row is not None and row.status != QUEUED
 
         def answered(yes: bool | None) -> None:
@@ -186,7 +190,8 @@ class QueuePane(Pane):
             self.notify("a worker is already running")
             return
         self.in_background(lambda: start_worker(self.runs_dir),
-                           lambda p: self.notify(f"worker started (pid {p.pid}); log: runs/.cockpit/worker.log"),
+                           lambda p: self.notify(f"worker started (pid {p.pid}): it trains the queue in order and "
+                                                 f"exits when the queue is empty; log: runs/.cockpit/worker.log"),
                            "queue-edit")
 
     def action_open_run(self) -> None:
