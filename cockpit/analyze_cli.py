@@ -204,6 +204,11 @@ def cmd_lr(args) -> int:
         opt = f"{sz.lr_opt:10.3g}" if math.isfinite(sz.lr_opt) else f"{'-':>10}"
         print(f"  {human(sz.params):>8}  {sz.width or '-':>5}  {len(set(sz.lrs)):>5}  {sz.best_tried:10.3g}  {opt}  "
               f"{sz.loss_opt:10.4f}" + (f"   ({sz.why})" if sz.why else ""))
+    for size in sorted({p.params_total for p in points}):
+        toks = [p.tokens for p in points if p.params_total == size and p.lr is not None]
+        if toks and max(toks) > 1.1 * min(toks):
+            print(f"  caution: the runs of size {human(size)} trained different token counts ({human(min(toks))} .. "
+                  f"{human(max(toks))}): their rates are not compared like for like")
     if math.isfinite(fit.exponent):
         print(f"  lr_opt ∝ width^{fit.exponent:.2f} over widths "
               f"{', '.join(str(s.width) for s in fit.sizes if s.usable)} (μP predicts -1 for Adam's hidden "

@@ -78,6 +78,7 @@ def test_analyze_lr_finds_a_rate_per_size_or_says_why_not(swept):
         assert float(best) in (1e-3, 3e-3, 1e-2)
         assert fitted != "-" or why.strip().startswith("("), r.stdout  # a minimum, or the reason there is none
     assert "final validation loss against learning rate" in r.stdout
+    assert "not compared like for like" not in r.stdout  # equal steps in the sweep: no caution
     assert (tmp / "lrpng" / "lr.png").stat().st_size > 10_000
     # a sweep without learning rates to compare is one line
     r = cockpit("--runs-dir", str(runs), "analyze", "lr", "--sweep", "tiny")
