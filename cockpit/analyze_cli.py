@@ -231,5 +231,21 @@ def cmd_lr(args) -> int:
     return 0
 
 
+def report(kind: str, runs_dir, runs: list[str], out: str | None = None, budget: float | None = None,
+           bootstrap: int = 100) -> tuple[int, str]:
+    """(exit code, the text `cockpit analyze KIND RUN...` prints, charts left out): for the
+    findings document and the TUI's Compare tab."""
+    import argparse
+    import contextlib
+    import io
+
+    ns = argparse.Namespace(runs_dir=str(runs_dir), sweep=None, runs=runs, no_chart=True, out=out, budget=budget,
+                            hours=None, params="non_embedding", bootstrap=bootstrap)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        code = cmd_lr(ns) if kind == "lr" else cmd_scaling(ns)
+    return code, buf.getvalue().rstrip()
+
+
 def main(args) -> int:
     return cmd_lr(args) if args.analysis == "lr" else cmd_scaling(args)

@@ -19,9 +19,6 @@ only when every entry could be read, so a typo never costs the last good documen
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
 import re
 import sys
@@ -116,13 +113,6 @@ def _resolve(entry: Entry, runs_dir: Path) -> tuple[list, list[str], str]:
     return found, gone, ", ".join(entry.runs)
 
 
-def _captured(fn, args) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = fn(args)
-    return code, out.getvalue().rstrip()
-
-
 def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
     from cockpit.analysis.compare import markdown, summarize, table
     from cockpit.compare_cli import check_metric
@@ -150,12 +140,10 @@ def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
         else:
             lines += [f"*No {entry.metric} curve in these runs yet.*", ""]
         return lines
-    from cockpit import analyze_cli
+    from cockpit.analyze_cli import report
 
-    ns = argparse.Namespace(runs_dir=str(runs_dir), sweep=None, runs=[rd.id for rd in rds], no_chart=True,
-                            out=str(plots / entry.slug), budget=entry.budget, hours=None, params="non_embedding",
-                            bootstrap=entry.bootstrap)
-    code, text = _captured(analyze_cli.cmd_lr if entry.show == "lr" else analyze_cli.cmd_scaling, ns)
+    code, text = report(entry.show, runs_dir, [rd.id for rd in rds], out=str(plots / entry.slug),
+                        budget=entry.budget, bootstrap=entry.bootstrap)
     lines += ["```", text, "```", ""]
     if code == 0:
         lines += [f"![{p.name}](plots/{entry.slug}/{p.name})" for p in sorted((plots / entry.slug).glob("*.png"))]

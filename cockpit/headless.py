@@ -16,12 +16,11 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cockpit.history import RunHistory
+from cockpit.history import VAL_LOSS, RunHistory
 from cockpit.runs import record_engine_exit
 from engine import events
 from engine.rundir import COMPLETED, FAILED, RunDir
 
-VAL_LOSS = "train_benchmarks/loss"
 
 
 def fields(h: RunHistory) -> str:

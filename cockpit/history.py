@@ -59,6 +59,9 @@ class Series:
         return xs, ys
 
 
+VAL_LOSS = "train_benchmarks/loss"  # the validation loss series: headless, analyses and the TUI read it
+
+
 def _number(v) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None  # "nan"/"inf" arrive as strings (JSON has neither); a chart skips them
@@ -145,7 +148,7 @@ class RunHistory:
         self.wall_s = self._segment[1] + max(0.0, ev.time - self._segment[0])
         self.last_time = ev.time
         if ev.kind == events.STEP:
-            if self._last_step_time and ev.kind != events.START:
+            if self._last_step_time:
                 self.gaps.append(max(0.0, ev.time - self._last_step_time))
             self._last_step_time = ev.time
         elif ev.kind == events.START:

@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-VAL_LOSS = "train_benchmarks/loss"
+from cockpit.history import VAL_LOSS
 # keys that differ between any two runs without saying anything about them
 NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
 
@@ -70,11 +70,11 @@ def summarize(rd) -> Summary:
                    statistics.median(rates) if rates else None, dict(h.final), curves, rd.read_meta().sweep)
 
 
-def differing(summaries: list[Summary]) -> list[str]:
-    """Config keys whose values are not the same in every run (a key one run lacks differs)."""
-    keys = sorted({k for s in summaries for k in s.config})
+def differing(configs: list[dict[str, Any]]) -> list[str]:
+    """Flattened config keys whose values are not the same in every config (a key one lacks differs)."""
+    keys = sorted({k for c in configs for k in c})
     missing = object()
-    return [k for k in keys if len({repr(s.config.get(k, missing)) for s in summaries}) > 1]
+    return [k for k in keys if len({repr(c.get(k, missing)) for c in configs}) > 1]
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -124,7 +124,7 @@ def short_names(ids: list[str]) -> tuple[list[str], str]:
 def table(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one column per run, one row per differing key and per figure."""
     header = ["", *short_names([s.run for s in summaries])[0]]
-    rows = [[k, *(_value(s.config.get(k)) for s in summaries)] for k in differing(summaries)]
+    rows = [[k, *(_value(s.config.get(k)) for s in summaries)] for k in differing([s.config for s in summaries])]
     rows.append(["status", *(s.status for s in summaries)])
     rows.append(["params", *(_human(s.params) for s in summaries)])
     rows.append(["params (non-emb.)", *(_human(s.params_non_embedding) for s in summaries)])

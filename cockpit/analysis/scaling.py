@@ -190,7 +190,7 @@ class IsoFit:
         return n, float(math.exp(icpt + slope * math.log(flops)))
 
 
-def isoflop_groups(flops, tol: float = 0.15, min_sizes: int = 3, n=None) -> list[list[int]]:
+def isoflop_groups(flops, n, tol: float = 0.15, min_sizes: int = 3) -> list[list[int]]:
     """Indices of runs whose FLOPs agree within ±tol (relative), keeping groups with at least
     min_sizes distinct model sizes (a parabola needs three)."""
     order = sorted(range(len(flops)), key=lambda i: flops[i])
@@ -200,8 +200,7 @@ def isoflop_groups(flops, tol: float = 0.15, min_sizes: int = 3, n=None) -> list
             groups[-1].append(i)
         else:
             groups.append([i])
-    sizes = (lambda g: len({n[i] for i in g})) if n is not None else len
-    return [g for g in groups if sizes(g) >= min_sizes]
+    return [g for g in groups if len({n[i] for i in g}) >= min_sizes]
 
 
 def fit_isoflop(n, d, flops, loss, tol: float = 0.15) -> IsoFit | None:
@@ -209,7 +208,7 @@ def fit_isoflop(n, d, flops, loss, tol: float = 0.15) -> IsoFit | None:
     minimum; then N_opt ∝ C^a and D_opt ∝ C^b across the groups. None when no group qualifies."""
     n, d, flops, loss = (np.asarray(x, float) for x in (n, d, flops, loss))
     curves = []
-    for g in isoflop_groups(list(flops), tol, 3, list(n)):
+    for g in isoflop_groups(list(flops), list(n), tol):
         x, y = np.log(n[g]), loss[g]
         c2, c1, c0 = np.polyfit(x, y, 2)
         n_opt = d_opt = math.nan

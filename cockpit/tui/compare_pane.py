@@ -4,7 +4,6 @@ directories as the CLI, in a worker thread; the fit runs in the background on re
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass, field
 
@@ -81,14 +80,15 @@ class ComparePane(Pane):
         from cockpit.runs import list_runs
 
         runs, sweeps = [], set()
-        for rd in reversed(list_runs(self.runs_dir)):
+        all_runs = list_runs(self.runs_dir)
+        for rd in reversed(all_runs):
             if not rd.events.exists() or rd.events.stat().st_size == 0:
                 continue  # queued and never started: nothing to compare
             sweep = rd.read_meta().sweep or ""
             runs.append((rd.id, sweep))
             if sweep:
                 sweeps.add(sweep)
-        by_id = {rd.id: rd for rd in list_runs(self.runs_dir)}
+        by_id = {rd.id: rd for rd in all_runs}
         summaries = [summarize(by_id[r]) for r in list(self.chosen) if r in by_id]
         return CompareData(runs, sorted(sweeps, reverse=True), summaries)
 
@@ -199,12 +199,9 @@ class ComparePane(Pane):
         self.in_background(lambda: self._fit(runs), done=self._fitted, name="fit")
 
     def _fit(self, runs: list[str]) -> str:
-        from cockpit.analyze_cli import cmd_scaling
-        from cockpit.findings import _captured
+        from cockpit.analyze_cli import report
 
-        ns = argparse.Namespace(runs_dir=str(self.runs_dir), sweep=None, runs=runs, no_chart=True, out=None,
-                                budget=None, hours=None, params="non_embedding", bootstrap=30)
-        return _captured(cmd_scaling, ns)[1]
+        return report("scaling", self.runs_dir, runs, bootstrap=30)[1]
 
     def _fitted(self, text: str) -> None:
         self.fit_text = text

@@ -26,12 +26,11 @@ from textual_plotext.plot import Plot
 from cockpit.gpu import GpuMonitor
 from cockpit.queue import Queue
 from cockpit.status import control_files, eta, gpu_lines, keepawake_line
-from cockpit.history import RunView, eta_s, quiet_after_s
+from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
 from cockpit.tui.pane import Pane, Readout
 from cockpit.runs import read_states
 from engine.rundir import RUNNING
 
-VAL_LOSS = "train_benchmarks/loss"
 CHART_INTERVAL_S = 1.0
 GPU_STALE_S = 5.0  # gpus.json older than this: the worker is not sampling  # charts redraw at most this often, however fast events arrive
 GRAD_PREFIX = "debug/grad_norm/"
@@ -495,15 +494,10 @@ def config_text(runs_dir: Path, run_id: str, others: list[str]) -> str:
         if a is None or b is None:
             continue
         fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
-        keys = differing([_Cfg(fa), _Cfg(fb)])
+        keys = differing([fa, fb])
         out.append(f"# differs from {other}: " + ("nothing" if not keys else ""))
         out += [f"#   {k}: {fa.get(k, '-')!r} here, {fb.get(k, '-')!r} there" for k in keys]
     return "\n".join(out)
-
-
-@dataclass
-class _Cfg:
-    config: dict
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
