@@ -100,6 +100,9 @@ class TrainConfig:
     seed: int = 1337
     checkpoint_every: int = 250  # 0: only at the end and on a stop signal
     peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
+    # ranks on this machine (torchrun; NCCL on CUDA, gloo on the CPU); batch_size is per rank
+    gpus: int = 1
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
 
 
 @dataclass
@@ -214,7 +217,8 @@ class RunConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.train.batch_size * self.train.grad_accum * self.model.block_size
+        """Global: batch_size and grad_accum are per rank."""
+        return self.train.batch_size * self.train.grad_accum * self.model.block_size * self.train.gpus
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]
@@ -505,6 +509,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
         raise ConfigError(source, "[train] max_time", str(exc)) from None
     for key in ("batch_size", "grad_accum"):
         need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
+    need(1 <= t.gpus <= 1024, "[train] gpus", f"found {t.gpus}, must be between 1 and 1024 (ranks on this machine)")
     for key in ("grad_clip", "checkpoint_every", "peak_tflops"):
         need(getattr(t, key) >= 0, f"[train] {key}", f"found {getattr(t, key)}, must be >= 0")
     need(t.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,

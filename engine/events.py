@@ -97,6 +97,19 @@ class EventWriter:
         self._f.close()
 
 
+class NullWriter(EventWriter):
+    """What ranks other than 0 of a distributed run write: nothing (rank 0 speaks for all)."""
+
+    def __init__(self) -> None:
+        self.path = None
+
+    def emit(self, kind: str, step: int | None = None, **data: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class EventReader:
     """Incremental reader: each ``read_new()`` returns the whole lines appended since the
     last call. A partial trailing line is kept back until its newline arrives."""

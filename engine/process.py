@@ -88,3 +88,26 @@ class Proc:
 
     def __str__(self) -> str:
         return f"{self.kind or 'process'} {self.pid}"
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (a launcher's ranks): /proc on Linux, else pgrep."""
+    if os.path.isdir("/proc"):
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+                fields = stat[stat.rindex(b")") + 2:].split()
+                if int(fields[1]) == pid and fields[0] != b"Z":
+                    out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+        return sorted(out)
+    try:
+        res = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(x) for x in res.stdout.split() if x.isdigit()]

@@ -11,8 +11,10 @@ import signal
 class StopFlag:
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.count = 0  # how many stop signals arrived (a launcher escalates on the second)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.signal = signal.Signals(signum).name
+        self.count += 1

@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine import checkpoint, events
+from engine import checkpoint, events, launch
 from engine.config import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from engine.corpus import CorpusError
 from engine.process import Proc
@@ -29,8 +29,12 @@ class StoppedBeforeStart(Exception):
     pass
 
 
+_quiet = False  # ranks other than 0 of a distributed run: rank 0 speaks for all of them
+
+
 def log(msg: str) -> None:
-    print(msg, flush=True)
+    if not _quiet:
+        print(msg, flush=True)
 
 
 def attach(rd: RunDir, me: Proc, max_steps: int | None) -> RunState:
@@ -71,15 +75,21 @@ def remove_stale_temporaries(rd: RunDir) -> None:
 
 
 def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
+    """Train (one process), launch the ranks (``gpus`` > 1), or be one of them (under torchrun)."""
+    global _quiet
     rd = RunDir(run_dir)
     stop = stop or StopFlag()
-    me = Proc.me("engine")
+    ranked = launch.rank_env()
+    main = ranked is None or ranked[0] == 0
+    _quiet = not main
+    # under torchrun the run's engine is the launcher (or the torchrun agent): stop signals it
+    me = launch.identity() if ranked else Proc.me("engine")
     try:
-        writer = events.EventWriter(rd.events)
+        writer = events.EventWriter(rd.events) if main else events.NullWriter()
     except OSError as e:
         print(f"{rd.path}: cannot write events ({e})", file=sys.stderr, flush=True)
         return 2
-    wandb = trainer = None
+    wandb = trainer = dist = None
     attached = False
     step: int | None = None  # known only once a checkpoint is loaded or a step trained
     try:
@@ -87,19 +97,35 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
             cfg, bad_config = rd.read_config(), None
         except ConfigError as e:  # attach first, so the failure is recorded as this run's
             cfg, bad_config = None, e
-        state = attach(rd, me, cfg.train.max_steps if cfg is not None else None)
-        attached = True
+        if main and not (ranked and launch.LAUNCHER_ENV in os.environ):  # (cockpit's launcher attached)
+            state = attach(rd, me, cfg.train.max_steps if cfg is not None else None)
+            writer.emit(events.STATUS, status=RUNNING, pid=me.pid)
+        else:
+            state = rd.read_state()
+        attached = main
         if bad_config is not None:
             raise bad_config
-        writer.emit(events.STATUS, status=RUNNING, pid=me.pid)
-        if state.stop_requested or stop.signal:  # asked to stop while starting: no need to load anything
+        if ranked is None and cfg.train.gpus > 1:
+            if state.stop_requested or stop.signal:
+                raise StoppedBeforeStart
+            return _launch(rd, cfg, me, writer, stop)
+        if ranked is None and (state.stop_requested or stop.signal):  # no need to load anything
             raise StoppedBeforeStart
-        remove_stale_temporaries(rd)
-        from engine.trainer import Trainer  # torch import after the state is visible
+        if main:
+            remove_stale_temporaries(rd)
+        from engine import distributed  # torch import after the state is visible
+        from engine.trainer import Trainer
 
-        trainer = Trainer(cfg, log)
+        dist, device = distributed.init(cfg.train.device)
+        if dist.enabled and dist.any(state.stop_requested or stop.signal)[0]:  # all ranks or none
+            raise StoppedBeforeStart
+        trainer = Trainer(cfg, log, dist, device)
         resumed_from = None
-        found = checkpoint.load_newest(rd.checkpoints, trainer.device)
+        # rank 0 finds the newest intact checkpoint (setting damaged ones aside); the others load it
+        found = checkpoint.load_newest(rd.checkpoints, trainer.device) if main else None
+        path = dist.broadcast(str(found.path) if found is not None else None)
+        if found is None and path is not None:
+            found = checkpoint.Loaded(Path(path), checkpoint.load(Path(path), trainer.device), [])
         if found is not None:
             for problem in found.skipped:
                 message = f"{problem}; set aside, resuming from the newest intact checkpoint instead"
@@ -118,7 +144,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         wb_config = resolved_dict(cfg)
         if meta.sweep:  # the varied values as config keys of their own, to group and colour by
             wb_config = {**wb_config, "sweep": meta.sweep, "sweep_values": meta.sweep_values}
-        wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep)
+        wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep) if main else WandbLogger.off()
         writer.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())
@@ -154,6 +180,37 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     if wandb is not None:
         wandb.finish(exit_code=code)
     writer.close()
+    if dist is not None:
+        dist.close()
+    return code
+
+
+def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag) -> int:
+    """Run the ranks under torchrun; record the end when rank 0 could not (a rank died)."""
+    code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log)
+    try:
+        state = rd.read_state()
+    except StateError as e:
+        log(f"could not read the run's state after its ranks ended: {e}")
+        writer.close()
+        return code or 1
+    if state.status == RUNNING and state.pid == me.pid:  # rank 0 left without recording the end
+        reason = why or f"the ranks ended without recording the end of the run (torchrun exit code {code}); see engine.log"
+        writer.emit(events.ERROR, reason=reason)
+        writer.emit(events.STATUS, status=FAILED, reason=reason)
+        try:
+            rd.transition(FAILED, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
+                          f"the run now belongs to pid {s.pid}, not this launcher ({me.pid})", reason=reason,
+                          exit_code=code or 1, pid=None, pid_start=None, launch=None, stop_requested=False)
+        except StateError as e:
+            log(f"could not record the end of the run: {e}")
+        log(reason)
+        code = code or 1
+    elif code and why and not why.startswith("rank 0 ") and state.status == FAILED:
+        # rank 0 saw only the consequence (a collective that broke, in engine.log); the cause was another rank
+        writer.emit(events.ERROR, reason=why)
+        rd.update(reason=why)
+    writer.close()
     return code
 
 
@@ -176,6 +233,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     from engine.device import sync
 
     t, e = cfg.train, cfg.eval
+    dist = trainer.dist
+    main = dist.main  # rank 0 evaluates, samples, checkpoints and speaks; the others only train
     budget = parse_time_budget(t.max_time)
     started = time.monotonic()
     last_ckpt = trainer.step
@@ -183,17 +242,22 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
 
     def save() -> None:
         nonlocal last_ckpt
-        path = checkpoint.save(rd.checkpoints, trainer.step, trainer.state())
         last_ckpt = trainer.step
+        if not main:
+            return
+        path = checkpoint.save(rd.checkpoints, trainer.step, trainer.state())
         writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
         rd.update(expected=RUNNING, step=trainer.step)
 
     def diverged() -> str:
-        """'' while every loss so far was finite (one host sync: called only where the loop
-        syncs anyway); else the failure reason."""
+        """'' while every loss so far was finite on every rank (one host sync: called only where
+        the loop syncs anyway, at the same steps on each rank); else the failure reason."""
         bad = trainer.divergence()
-        if bad is None:
+        if not dist.any(bad is not None)[0]:
             return ""
+        if bad is None:
+            return (f"the loss became non-finite on another rank by step {trainer.step}; the last good checkpoint "
+                    f"is step {last_ckpt}; lower the learning rate or check the data")
         at, value, last = bad
         last_text = f"last finite loss {last:.4f} at step {at - 1}" if at > 1 else "no finite loss before it"
         kept = f"the last good checkpoint is step {last_ckpt}" if last_ckpt else "no checkpoint was written"
@@ -223,10 +287,12 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
 
     reason = ""
     while trainer.step < t.max_steps:
-        if stop.signal:
-            reason = f"stopped by {stop.signal} at step {trainer.step}/{t.max_steps}"
+        # every rank must leave at the same step: the stop (any rank's signal) and the budget are agreed
+        halt, spent = dist.any(stop.signal is not None, bool(budget) and time.monotonic() - started >= budget)
+        if halt:
+            reason = f"stopped by {stop.signal or 'a stop signal'} at step {trainer.step}/{t.max_steps}"
             break
-        if budget and time.monotonic() - started >= budget:
+        if spent:
             reason = f"time budget {t.max_time} reached at step {trainer.step}/{t.max_steps}"
             break
         for change in trainer.advance():
@@ -242,13 +308,13 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         if want:
             sync(trainer.device)
             dt = max(1e-9, time.perf_counter() - interval_t0 - excluded)
-            tok_s = steps_in_interval * trainer.cfg.tokens_per_step / dt
+            tok_s = steps_in_interval * trainer.tokens_per_step / dt  # global: every rank's tokens
             metrics = {
                 **trainer.interval_means(),
                 "train/lr": trainer.lr,
                 "train/tokens_per_s": tok_s,
                 "train/step_ms": 1000 * dt / steps_in_interval,
-                "train/mfu": tok_s * trainer.flops_per_token / trainer.peak_flops,
+                "train/mfu": tok_s * trainer.flops_per_token / (trainer.peak_flops * dist.world),
                 "train/tokens": trainer.tokens_seen,
                 **{k: v.item() for k, v in m.items()},
             }
@@ -262,7 +328,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         if (want or evaluating or saving) and (failure := diverged()):
             log(failure)
             return FAILED, failure, last_ckpt
-        if evaluating:
+        if evaluating and main:
             run_eval(full_pass)
         if saving:
             save()
@@ -279,6 +345,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     if trainer.step < t.max_steps:
         log(reason)
         return STOPPED, reason, trainer.step
+    if not main:
+        return COMPLETED, "", trainer.step
     if e.final:
         res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)
         final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}

@@ -6,6 +6,7 @@ step reads them), no Python work per token (a batch is B slices of a memory-mapp
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -15,6 +16,7 @@ import torch
 
 from engine.config import RunConfig, resolved_dict
 from engine.device import autocast_context, peak_flops, pick_device
+from engine.distributed import Dist
 from engine.generate import sample_tokens
 from engine.kinds import count_params, model_label
 from engine import stages
@@ -96,12 +98,23 @@ def step_hooks(cfg: RunConfig, model) -> list[StepHook]:
     return hooks
 
 
+def may_leave_params_unused(cfg: RunConfig) -> bool:
+    """Whether a step can leave trainable parameters without a gradient: an auxiliary loss
+    dropped on its schedule, an expert no token was routed to. DDP must then look for them
+    (a walk over the graph each step), else it waits for their gradients for ever."""
+    return cfg.aux.enabled(cfg.model.n_layer) or cfg.model.ffn.kind == "moe"
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print):
+    def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print, dist: Dist | None = None,
+                 device: str | None = None):
         self.cfg = self.base_cfg = cfg  # cfg: the current stage's config; base_cfg: the run's, stages and all
         t = cfg.train
         self.log = log
-        self.device = pick_device(t.device)
+        # several ranks: each draws its share of one global batch; the same seed everywhere, so
+        # every rank builds the same model (and a stage's new weights are the same on each)
+        self.dist = dist or Dist()
+        self.device = pick_device(device or t.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
         torch.manual_seed(t.seed)
@@ -142,7 +155,16 @@ class Trainer:
         """Make ``model`` (stage ``self.stage``) the one trained: optimizer, hooks, groups."""
         self.cfg = self.plan.configs[self.stage]
         self.raw_model = model
-        self.model = torch.compile(model) if self.cfg.train.compile else model
+        self.ddp = None
+        wrapped = model
+        if self.dist.enabled:  # rebuilt with each stage's model: DDP holds its parameters
+            from torch.nn.parallel import DistributedDataParallel
+
+            wrapped = self.ddp = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # a loss can drop out on a schedule (T12), leaving its classifier without a gradient
+                find_unused_parameters=may_leave_params_unused(self.cfg))
+        self.model = torch.compile(wrapped) if self.cfg.train.compile else wrapped
         self.opt = opt or build_optimizers(model, self.cfg, self.device.type, train_tokens=len(self.data.train))
         self.hooks = step_hooks(self.cfg, model)
         self.groups = model.module_groups()
@@ -202,9 +224,22 @@ class Trainer:
             xy = xy.to(self.device)
         return xy[:, :-1], xy[:, 1:]
 
-    def next_offsets(self) -> torch.Tensor:
+    @property
+    def tokens_per_step(self) -> int:
+        """Global: every rank's micro-batches."""
+        t = self.cfg.train
+        return t.batch_size * t.grad_accum * self.cfg.model.block_size * self.dist.world
+
+    def step_offsets(self) -> list[torch.Tensor]:
+        """This rank's micro-batches of the next step. One global draw of world x grad_accum x
+        batch_size windows, rank r taking micro-batches r*grad_accum ..: two ranks of batch b
+        see exactly what one process with grad_accum 2 sees, and every rank keeps the same
+        generator state (the data position in a checkpoint is the same whoever saved it)."""
+        t = self.cfg.train
         high = window_count(len(self.data.train), self.cfg.model.block_size)
-        return torch.randint(high, (self.cfg.train.batch_size,), generator=self.batch_gen)
+        offsets = torch.randint(high, (self.dist.world * t.grad_accum * t.batch_size,), generator=self.batch_gen)
+        first = self.dist.rank * t.grad_accum
+        return [offsets[(first + m) * t.batch_size: (first + m + 1) * t.batch_size] for m in range(t.grad_accum)]
 
     # -- one optimizer step ---------------------------------------------------------------
     def train_step(self, want_metrics: bool = False, grad_norms: bool = True
@@ -218,7 +253,7 @@ class Trainer:
         objective: torch.Tensor | None = None  # the weighted sum optimized, when other losses weigh in
         metrics: dict[str, torch.Tensor] = {}
         samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
-        batches = [self.batch(self.data.train, self.next_offsets()) for _ in range(t.grad_accum)]
+        batches = [self.batch(self.data.train, offsets) for offsets in self.step_offsets()]
         share = 1.0 / (t.grad_accum * samples)
         for sample in range(samples):
             last_sample = sample == samples - 1
@@ -227,9 +262,12 @@ class Trainer:
                     self.opt.zero_grad()  # IVON has taken the previous sample's gradient
                 for micro, (x, y) in enumerate(batches):
                     last = last_sample and micro == t.grad_accum - 1
-                    with self.autocast():
-                        out = self.model(x, y, progress=progress, metrics=want_metrics and last)
-                    self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
+                    # ranks average gradients once per sample, on its last micro-batch
+                    quiet = self.ddp is not None and micro < t.grad_accum - 1
+                    with self.ddp.no_sync() if quiet else contextlib.nullcontext():
+                        with self.autocast():
+                            out = self.model(x, y, progress=progress, metrics=want_metrics and last)
+                        self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
                     lm = out.losses["ce"].detach()
                     loss_sum += lm * share if share != 1.0 else lm
                     if out.loss is not out.losses["ce"]:
@@ -253,7 +291,7 @@ class Trainer:
         for hook in self.hooks:
             hook.after_step(self)
         self.step += 1
-        self.tokens_seen += self.cfg.tokens_per_step
+        self.tokens_seen += self.tokens_per_step
         self._interval["train/loss"] += loss_sum
         if objective is not None:
             self._accumulate("train/objective", objective)
@@ -313,6 +351,7 @@ class Trainer:
     def interval_means(self) -> dict[str, float]:
         """Mean losses since the last call (one host sync), then start a new interval."""
         n = max(1, self._interval_steps)
+        self.dist.mean_([self._interval[k] for k in sorted(self._interval)])  # every rank's share of the batch
         out = {"train/loss": self._interval["train/loss"].item() / n}
         for name, count in self._interval_counts.items():
             key = name if name.startswith("train/") else f"debug/{name}_loss"
@@ -490,7 +529,8 @@ class Trainer:
                      f"ctx={m.block_size}",
             "params_expected": counts["total"],
             "kv_cache_per_token": m.n_layer * m.attention.cache_per_token(m),
-            "tokens_per_step": self.cfg.tokens_per_step,
+            "tokens_per_step": self.tokens_per_step,
+            "world_size": self.dist.world,  # ranks; batch_size is per rank, tokens_per_step global
             "train_tokens": len(self.data.train),
             "val_tokens": len(self.data.val),
             "flops_per_token": self.flops_per_token,

@@ -34,6 +34,13 @@ class WandbLogger:
             self.run = None
             warn(f"wandb disabled for this run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
+    @classmethod
+    def off(cls) -> "WandbLogger":
+        """A logger that logs nothing (ranks other than 0 of a distributed run)."""
+        logger = cls.__new__(cls)
+        logger.run, logger.warn = None, print
+        return logger
+
     @property
     def directory(self) -> str | None:
         return getattr(self.run, "dir", None) if self.run else None
