@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config")
     r.add_argument("--name", help="run name (default: the config file's stem)")
     r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
+    r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="train on N devices of this machine under torchrun (same as --set train.gpus=N)")
     _add_set(r)
 
     s = sub.add_parser("resume", help="continue a stopped, interrupted or partial run from its checkpoint")
@@ -151,6 +153,8 @@ def cmd_tui(args, tab: str = "queue", run: str | None = None) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.nproc is not None:
+        args.set = [*(args.set or []), f"train.gpus={args.nproc}"]
     from cockpit.headless import follow
     from cockpit.runs import claim, create_run, runs_root, start_engine
     from engine.process import Proc

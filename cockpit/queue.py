@@ -277,15 +277,17 @@ class Queue:
             q["paused"] = paused
 
     # -- for the worker -----------------------------------------------------------------
-    def next_ready(self, skip: Callable[[str, str], None] = lambda run_id, why: None) -> RunDir | None:
+    def next_ready(self, skip: Callable[[str, str], None] = lambda run_id, why: None,
+                   accept: Callable[[RunDir], bool] = lambda rd: True) -> RunDir | None:
         """The first queued run that may start now: still queued, its state readable, every
         run it depends on completed. Entries no longer queued are dropped from the order;
         a damaged one is dropped and reported through ``skip``; waiting ones stay, except those
         whose dependency failed or is gone: they can never start, so they are failed (with the
-        reason) instead of waiting for ever."""
+        reason) instead of waiting for ever. ``accept`` sees each ready run in order and says
+        whether it may start now (the worker's GPU policy); the first it accepts is taken."""
         blocked: list[tuple[RunDir, str]] = []
         try:
-            return self._next_ready(skip, blocked)
+            return self._next_ready(skip, blocked, accept)
         finally:  # run state changes after the queue lock is released: the two are never held together
             failed = []
             for rd, why in blocked:
@@ -299,7 +301,8 @@ class Queue:
                 with self.edit() as q:
                     q["order"] = [r for r in q["order"] if r not in failed]
 
-    def _next_ready(self, skip: Callable[[str, str], None], blocked: list[tuple[RunDir, str]]) -> RunDir | None:
+    def _next_ready(self, skip: Callable[[str, str], None], blocked: list[tuple[RunDir, str]],
+                    accept: Callable[[RunDir], bool]) -> RunDir | None:
         with self.edit() as q:
             if q["paused"]:
                 return None
@@ -324,6 +327,9 @@ class Queue:
                         blocked.append((rd, f"it depends on {waiting}, which {'failed' if status == FAILED else 'is gone'}; "
                                             f"retry that run, then this one (cockpit queue retry)"))
                     keep.append(run_id)  # (a blocked one is failed, and dropped, after the lock is released)
+                    continue
+                if not accept(rd):
+                    keep.append(run_id)
                     continue
                 chosen = rd
             q["order"] = keep

@@ -70,6 +70,7 @@ def cmd_queue(args) -> int:
             print(f"queued {rd.id} {where}")
     elif c == "ls":
         from cockpit.status import collect
+        from cockpit.worker import device_label
 
         st = collect(q.runs_dir, warn=warn)
         if args.json:
@@ -77,7 +78,8 @@ def cmd_queue(args) -> int:
         else:
             print("queue is PAUSED" if st["paused"] else "queue", f"({len(st['queue'])} queued)")
             for r in st["running"]:
-                print(f"  running  {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}")
+                where = f"  [{device_label(r['slot'].split(','))}]" if r.get("slot") else ""
+                print(f"  running  {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}{where}")
             for item in st["queue"]:
                 waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
                 print(f"  {item['position']:>7}  {item['id']}  {item['model']}{waiting}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
-from cockpit.worker import live_workers
+from cockpit.worker import device_label, live_workers
 from engine.kinds import model_label
 from engine.rundir import QUEUED, RUNNING
 
@@ -97,7 +97,7 @@ def worker_line(w: dict) -> str:
         return "not running (start: cockpit worker)"
     parts = []
     for x in w["workers"]:
-        slots = ", ".join(("CPU" if s["slot"] == "cpu" else f"GPU {s['slot']}") + (f": {s['run']}" if s.get("run") else "")
+        slots = ", ".join(device_label([s["slot"]]) + (f": {s['run']}" if s.get("run") else "")
                           for s in x["slots"])
         parts.append(f"pid {x['pid']} ({slots})")
     return "alive, " + "; ".join(parts)
@@ -108,7 +108,7 @@ def render(st: dict) -> str:
     lines = [f"worker     {worker_line(w)}{'   PAUSED' if st['paused'] else ''}"]
     for r in st["running"]:
         loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
-        where = f"  [{'CPU' if r.get('slot') == 'cpu' else 'GPU ' + r['slot']}]" if r.get("slot") else ""
+        where = f"  [{device_label(r['slot'].split(','))}]" if r.get("slot") else ""
         if r["engine"] == "gone":
             lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
                          f"a worker marks it interrupted and resumes it")

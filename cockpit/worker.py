@@ -1,4 +1,10 @@
-"""``cockpit worker``: start queued runs one after another (one per GPU with --gpus).
+"""``cockpit worker``: start queued runs one after another (with --gpus, as many at once as
+the GPUs hold: a run asking for ``[train] gpus = N`` takes N of them).
+
+GPUs are handed out in queue order with conservative backfill: when the run at the head of
+the queue needs more GPUs than are free, it waits, and a run behind it may start on free GPUs
+only if the GPUs not taken by such gap-fillers still number what the head needs. So smaller
+runs fill gaps, and the head never waits for a run that started after it became the head.
 
 Engines run in their own sessions, so a worker that dies (or is closed with the terminal)
 never takes training with it. Each worker owns the runs it started: their state names it as
@@ -40,15 +46,38 @@ class WorkerBusy(RuntimeError):
 
 @dataclass
 class Slot:
-    name: str  # "cpu" or the GPU index
-    rd: RunDir | None = None
+    """A run this worker started or adopted, and the devices it holds."""
+
+    devices: list[str]  # ["cpu"] or GPU indices
+    rd: RunDir
     proc: subprocess.Popen | None = None  # None for an adopted engine (not our child)
     state: RunState | None = None  # as of the launch or adoption: identifies the engine
     launch: str | None = None
+    filler: bool = False  # started behind a head run that was waiting for GPUs
+
+    @property
+    def name(self) -> str:
+        """What the run's state records as its slot: "cpu" or "0,1"."""
+        return ",".join(self.devices)
 
     @property
     def label(self) -> str:
-        return "CPU" if self.name == "cpu" else f"GPU {self.name}"
+        return device_label(self.devices)
+
+
+def device_label(devices: list[str]) -> str:
+    if devices == ["cpu"]:
+        return "CPU"
+    return f"GPU {devices[0]}" if len(devices) == 1 else f"GPUs {','.join(devices)}"
+
+
+def gpus_wanted(rd: RunDir) -> int:
+    """The GPUs a queued run asks for ([train] gpus); 1 when its config cannot be read (the
+    engine then fails it with the reason)."""
+    try:
+        return max(1, rd.read_config().train.gpus)
+    except Exception:  # noqa: BLE001 - a broken config is the engine's to report
+        return 1
 
 
 def workers_dir(runs_dir: Path) -> Path:
@@ -85,20 +114,22 @@ class Worker:
                  threshold: float = 10.0, grace: float = 300.0, log=print):
         self.runs_dir, self.once, self.log = runs_dir, once, log
         self.queue = Queue(runs_dir, warn=lambda m: log(f"warning: {m}"))
-        self.slots = [Slot(str(g)) for g in gpus] if gpus else [Slot("cpu")]
+        self.devices = [str(g) for g in gpus] if gpus else ["cpu"]
+        self.slots: list[Slot] = []  # the runs this worker is training
         self.gpus = GpuMonitor()
         self.keepawake = KeepAwake(threshold, grace)
         self.stop = threading.Event()
         self.me = Proc.me("worker")
         self.file = workers_dir(runs_dir) / f"{self.me.pid}.json"
         self._locks = []
+        self._said: set[str] = set()
         self._recovered_at = 0.0
         self.recovered = 0.0  # wall time of the last recovery pass, in the worker's file
 
     # -- ownership ----------------------------------------------------------------------
     def check_gpus(self) -> None:
         """--gpus names devices this machine has (NVML, or COCKPIT_FAKE_GPUS for tests)."""
-        wanted = [int(s.name) for s in self.slots if s.name != "cpu"]
+        wanted = [int(d) for d in self.devices if d != "cpu"]
         if not wanted:
             return
         count = self.gpus.device_count()
@@ -111,20 +142,25 @@ class Worker:
                              f"(indices 0-{count - 1})")
 
     def lock_slots(self) -> None:
-        for slot in self.slots:
-            f = open(self.queue.dir / f"worker-{slot.name}.lock", "a+")
+        for device in self.devices:
+            f = open(self.queue.dir / f"worker-{device}.lock", "a+")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 f.seek(0)
                 owner = f.read().strip() or "?"
-                raise WorkerBusy(f"another worker (pid {owner}) owns the {slot.label}; only one worker may use "
+                raise WorkerBusy(f"another worker (pid {owner}) owns the {device_label([device])}; only one worker may use "
                                  f"it (cockpit status lists the workers)") from None
             f.seek(0)
             f.truncate()
             f.write(str(os.getpid()))
             f.flush()
             self._locks.append(f)
+
+    def log_once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.log(message)
 
     def owns(self, state: RunState) -> bool:
         owner = state.owner_proc()
@@ -146,9 +182,9 @@ class Worker:
             if engine_alive(rd, state):
                 if owner_alive or (owner is not None and owner.kind != "worker"):
                     continue  # its owner (another worker, a headless CLI) is alive, or it is not a worker's
-                slot = next((s for s in self.slots if s.rd is None and s.name == (state.slot or "cpu")), None)
-                if slot is not None:
-                    self.adopt(slot, rd, state)
+                devices = (state.slot or "cpu").split(",")
+                if set(devices) <= set(self.free()):
+                    self.adopt(devices, rd, state)
                 continue
             if owner_alive:
                 continue  # starting, or its owner reaps it
@@ -162,7 +198,11 @@ class Worker:
         if resume:
             self.queue.push_front(resume)
 
-    def adopt(self, slot: Slot, rd: RunDir, state: RunState) -> None:
+    def free(self) -> list[str]:
+        held = {d for s in self.slots for d in s.devices}
+        return [d for d in self.devices if d not in held]
+
+    def adopt(self, devices: list[str], rd: RunDir, state: RunState) -> None:
         old = state.owner
 
         def take(s: RunState) -> None:
@@ -174,7 +214,8 @@ class Worker:
             state = rd.modify(take)
         except StateError:
             return
-        slot.rd, slot.proc, slot.state, slot.launch = rd, None, state, state.launch
+        slot = Slot(devices, rd, None, state, state.launch)
+        self.slots.append(slot)
         self.log(f"adopted {rd.id}: its engine (pid {state.pid}) is still training on the {slot.label}")
 
     def requeue(self, rd: RunDir, state: RunState) -> bool:
@@ -201,7 +242,8 @@ class Worker:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
-        self.log(f"worker {os.getpid()} on {', '.join(s.label for s in self.slots)}; waiting for queued runs")
+        self.log(f"worker {os.getpid()} on {', '.join(device_label([d]) for d in self.devices)}; "
+                 f"waiting for queued runs")
         try:
             self.tick()
             for _ in watch(self.queue.dir, stop_event=self.stop, yield_on_timeout=True, rust_timeout=1000,
@@ -211,7 +253,7 @@ class Worker:
                     break
         finally:
             self.keepawake.close()
-            busy = [s.rd.id for s in self.slots if s.rd is not None]
+            busy = [s.rd.id for s in self.slots]
             self.file.unlink(missing_ok=True)
             if busy:
                 self.log(f"worker leaving; still training on their own: {', '.join(busy)} "
@@ -220,25 +262,24 @@ class Worker:
 
     def tick(self) -> bool:
         """One round: reap, recover, sample, keep awake, start runs. True when --once is done."""
-        for slot in self.slots:
-            if slot.rd is not None:
-                self.reap(slot)
+        for slot in list(self.slots):
+            self.reap(slot)
         if time.monotonic() - self._recovered_at >= RECOVER_EVERY_S:
             self.recover()
         snap = self.gpus.snapshot()
         atomic_write(self.queue.dir / "gpus.json", json.dumps({**snap, "time": time.time()}))
-        running = any(s.rd is not None for s in self.slots)
+        running = bool(self.slots)
         utils = [g["util"] for g in snap["gpus"]] if snap["available"] else None
         ka = self.keepawake.update(utils, running)
         atomic_write(self.queue.dir / "keepawake.json", json.dumps(ka))
-        for slot in self.slots:
-            while slot.rd is None and not self.stop.is_set():
-                rd = self.queue.next_ready(skip=lambda run_id, why: self.log(f"skipped {run_id}: {why}"))
-                if rd is None:
-                    break
-                self.launch(slot, rd)
+        while self.free() and not self.stop.is_set():
+            pick = Picker(self)
+            rd = self.queue.next_ready(skip=lambda run_id, why: self.log(f"skipped {run_id}: {why}"), accept=pick)
+            if rd is None:
+                break
+            self.launch(pick.chosen, rd, filler=pick.filler)
         self.write_status(alive=True)
-        idle = all(s.rd is None for s in self.slots)
+        idle = not self.slots
         if not (self.once and idle):
             return False
         if not self.queue.order or self.queue.paused:
@@ -249,24 +290,28 @@ class Worker:
             return True
         return False
 
-    def launch(self, slot: Slot, rd: RunDir) -> None:
+    def launch(self, devices: list[str], rd: RunDir, filler: bool = False) -> None:
         """Claim the run (queued -> running, compare-and-set: a stop that came first wins) and
-        start its engine on this slot."""
+        start its engine on these devices."""
+        slot = Slot(devices, rd, filler=filler)
         try:
             launch = claim(rd, self.me, expected=QUEUED, slot=slot.name)
         except StateError as e:
             self.log(f"not starting {rd.id}: {e}")
             return
-        env = {"CUDA_VISIBLE_DEVICES": slot.name} if slot.name != "cpu" else {}
+        if not filler:  # the head started: the runs that filled its gaps are ordinary runs now
+            for other in self.slots:
+                other.filler = False
+        env = {"CUDA_VISIBLE_DEVICES": slot.name} if devices != ["cpu"] else {}
         try:
             proc = start_engine(rd, launch, env)
         except OSError as e:
             self.log(f"could not start {rd.id}: {e}")
             rd.transition("failed", expected=RUNNING, reason=f"could not start the engine: {e}")
             return
-        slot.rd, slot.proc, slot.launch = rd, proc, launch
-        slot.state = None
-        self.log(f"started {rd.id} (pid {proc.pid}) on the {slot.label}")
+        slot.proc, slot.launch = proc, launch
+        self.slots.append(slot)
+        self.log(f"started {rd.id} (pid {proc.pid}) on the {slot.label}" + (" (filling a gap)" if filler else ""))
 
     def reap(self, slot: Slot) -> None:
         rd = slot.rd
@@ -282,10 +327,10 @@ class Worker:
             state = record_engine_exit(rd, code, slot.launch)
         except Exception as e:  # noqa: BLE001 - the directory may have been removed by hand
             self.log(f"{rd.id}: {e}")
-            slot.rd = slot.proc = slot.state = slot.launch = None
+            self.slots.remove(slot)
             return
         self.log(f"{rd.id}: {state.status}" + (f" ({state.reason})" if state.reason else ""))
-        slot.rd = slot.proc = slot.state = slot.launch = None
+        self.slots.remove(slot)
         if state.status == INTERRUPTED and self.requeue(rd, state):
             self.queue.push_front([rd.id])
 
@@ -293,5 +338,41 @@ class Worker:
         atomic_write(self.file, json.dumps({
             "proc": self.me.to_dict(), "pid": self.me.pid, "alive": alive, "heartbeat": time.time(),
             "recovered": self.recovered,
-            "slots": [{"slot": s.name, "run": s.rd.id if s.rd else None,
-                       "pid": (s.proc.pid if s.proc else s.state.pid if s.state else None)} for s in self.slots]}))
+            "slots": [self._device_status(d) for d in self.devices]}))
+
+    def _device_status(self, device: str) -> dict:
+        s = next((s for s in self.slots if device in s.devices), None)
+        return {"slot": device, "run": s.rd.id if s else None,
+                "pid": (s.proc.pid if s.proc else s.state.pid if s.state else None) if s else None}
+
+
+class Picker:
+    """Chooses, in queue order, the run to start on the free devices (see the module's
+    docstring for the policy); ``chosen`` and ``filler`` say where and how it starts."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.free = worker.free()
+        self.head_needs: int | None = None  # set when the first ready run has to wait
+        self.fillers = sum(len(s.devices) for s in worker.slots if s.filler)
+        self.chosen: list[str] = []
+        self.filler = False
+
+    def __call__(self, rd: RunDir) -> bool:
+        devices = self.worker.devices
+        need = 1 if devices == ["cpu"] else gpus_wanted(rd)  # on the CPU, a run's ranks share it
+        if need > len(devices):
+            if self.head_needs is None:
+                self.worker.log_once(rd.id, f"{rd.id} asks for {need} GPUs; this worker has {len(devices)} "
+                                            f"({','.join(devices)}): it waits for a worker with enough")
+            return False
+        if self.head_needs is None:
+            if need <= len(self.free):
+                self.chosen = self.free[:need]
+                return True
+            self.head_needs = need
+            return False
+        if need <= len(self.free) and len(devices) - (self.fillers + need) >= self.head_needs:
+            self.chosen, self.filler = self.free[:need], True
+            return True
+        return False

@@ -103,6 +103,7 @@ class TrainConfig:
     # ranks on this machine (torchrun; NCCL on CUDA, gloo on the CPU); batch_size is per rank
     gpus: int = 1
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
+    prefetch: int = 2  # steps of batches built ahead in a background thread; 0: built in the step
 
 
 @dataclass
@@ -510,7 +511,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     for key in ("batch_size", "grad_accum"):
         need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
     need(1 <= t.gpus <= 1024, "[train] gpus", f"found {t.gpus}, must be between 1 and 1024 (ranks on this machine)")
-    for key in ("grad_clip", "checkpoint_every", "peak_tflops"):
+    for key in ("grad_clip", "checkpoint_every", "peak_tflops", "prefetch"):
         need(getattr(t, key) >= 0, f"[train] {key}", f"found {getattr(t, key)}, must be >= 0")
     need(t.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,
          "[train] device", f"found '{t.device}', allowed: auto, cpu, cuda, cuda:N, mps")

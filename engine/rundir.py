@@ -103,6 +103,8 @@ class RunState:
         entry: dict[str, Any] = {"status": status, "time": round(time.time(), 3), "step": self.step}
         if self.reason:
             entry["reason"] = self.reason
+        if status == RUNNING and self.slot:  # which devices a launch held (cpu, or GPU indices)
+            entry["slot"] = self.slot
         self.history.append(entry)
 
     def engine(self) -> Proc | None:

@@ -180,6 +180,8 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     if wandb is not None:
         wandb.finish(exit_code=code)
     writer.close()
+    if trainer is not None:
+        trainer.batches.close()
     if dist is not None:
         dist.close()
     return code
@@ -316,6 +318,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
                 "train/step_ms": 1000 * dt / steps_in_interval,
                 "train/mfu": tok_s * trainer.flops_per_token / (trainer.peak_flops * dist.world),
                 "train/tokens": trainer.tokens_seen,
+                # share of the interval the step waited for its batches (the input pipeline's stall)
+                "train/data_wait": min(1.0, trainer.batches.take_waited() / dt),
                 **{k: v.item() for k, v in m.items()},
             }
             writer.emit(events.STEP, step=trainer.step, max_steps=t.max_steps, metrics=metrics, **staged())

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from engine.config import RunConfig, resolved_dict
+from engine.batches import BatchPipeline
 from engine.device import autocast_context, peak_flops, pick_device
 from engine.distributed import Dist
 from engine.generate import sample_tokens
@@ -128,6 +129,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.autocast = lambda: autocast_context(self.device, t.precision)
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
+        self.batches = BatchPipeline(self.batch_gen, self.step_offsets, lambda o: self.batch(self.data.train, o),
+                                     t.prefetch)
         self.step = 0
         self.tokens_seen = 0
         self.has_conviction = self.raw_model.conviction_head is not None
@@ -155,6 +158,8 @@ class Trainer:
         """Make ``model`` (stage ``self.stage``) the one trained: optimizer, hooks, groups."""
         self.cfg = self.plan.configs[self.stage]
         self.raw_model = model
+        if hasattr(self, "batches"):  # a stage may change the batch: what was built ahead is redrawn
+            self.batches.rewind()
         self.ddp = None
         wrapped = model
         if self.dist.enabled:  # rebuilt with each stage's model: DDP holds its parameters
@@ -253,7 +258,7 @@ class Trainer:
         objective: torch.Tensor | None = None  # the weighted sum optimized, when other losses weigh in
         metrics: dict[str, torch.Tensor] = {}
         samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
-        batches = [self.batch(self.data.train, offsets) for offsets in self.step_offsets()]
+        batches = self.batches.next()
         share = 1.0 / (t.grad_accum * samples)
         for sample in range(samples):
             last_sample = sample == samples - 1
@@ -464,7 +469,7 @@ class Trainer:
 
     # -- checkpoint state -----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batch_gen.get_state()}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batches.position()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -501,6 +506,7 @@ class Trainer:
         self.tokens_seen = int(payload.get("tokens_seen", 0))
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
+        self.batches.rewind()
         self.batch_gen.set_state(rng["batch"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])

@@ -148,3 +148,47 @@ def test_bad_gpus_is_one_line(write_config, runs_dir, key, value, message):
     r = cockpit("--runs-dir", str(runs_dir), "--headless", "run", str(write_config("ddp", base=DDP)),
                 "--set", f"train.{key}={value}")
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def spans(rd: RunDir) -> tuple[float, float, str]:
+    """(started, ended, GPUs held) of a run's one launch."""
+    history = state(rd)["history"]
+    began = next(h for h in history if h["status"] == "running")
+    ended = next(h for h in history if h["status"] in ("completed", "failed", "stopped"))
+    assert ended["status"] == "completed", history
+    return began["time"], ended["time"], began["slot"]
+
+
+@pytest.mark.parametrize("gpus,asks,expect,filler", [
+    # two GPUs; queue: 1, 2, 1, 1. The 2-GPU run at the head waits for the first to end (the
+    # third may not fill the free GPU: that would leave the head fewer than it needs); the last
+    # two then run side by side
+    ("0,1", [1, 2, 1, 1], [("0", []), ("0,1", [0]), ("0", [1]), ("1", [1])], None),
+    # three GPUs; queue: 2, 2, 1. The second waits for GPUs; the 1-GPU run behind it fills the
+    # free one at once (the head still has two GPUs no filler holds)
+    ("0,1,2", [2, 2, 1], [("0,1", []), ("0,1", [0]), ("2", [])], 2),
+], ids=["head-waits", "backfill"])
+def test_the_worker_hands_out_gpus_in_the_documented_order(write_config, runs_dir, gpus, asks, expect, filler):
+    from cockpit.queue import Queue
+
+    q = Queue(runs_dir)
+    cfg = write_config("ddp", base=DDP)
+    ids = []
+    for i, n in enumerate(asks):
+        (rd,) = q.add([str(cfg)], name=f"r{i}-{n}gpu", overrides=[f"train.gpus={n}", "train.max_steps=30"])
+        ids.append(rd.id)
+    r = subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "worker", "--gpus", gpus,
+                        "--once"], capture_output=True, text=True, timeout=PATIENCE,
+                       env={**os.environ, "COCKPIT_FAKE_GPUS": str(len(gpus.split(",")))})
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = {rid: spans(RunDir(runs_dir / rid)) for rid in ids}
+    for rid, (slot, after) in zip(ids, expect):
+        began, _, held = got[rid]
+        assert held == slot, (rid, held, r.stdout)
+        for k in after:  # started only once run k had ended
+            assert began >= got[ids[k]][1], (rid, ids[k], r.stdout)
+    if filler is not None:
+        assert got[ids[filler]][0] < got[ids[0]][1]  # it ran beside the first run
+        assert f"started {ids[filler]}" in r.stdout and "(filling a gap)" in r.stdout
+    else:
+        assert "filling a gap" not in r.stdout

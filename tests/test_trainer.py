@@ -82,3 +82,19 @@ def test_samples_are_deterministic_and_leave_the_training_rng_alone(tiny):
     a, b = tr.sample(seed=5), tr.sample(seed=5)
     assert a == b and len(a.encode()) >= 30
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_prefetching_changes_neither_the_batches_nor_the_checkpointed_data_position(tiny):
+    """Batches built ahead in a thread are the ones built in the step, and the data position a
+    checkpoint records is the next step's, not the prefetcher's."""
+    ahead, inline = tiny(train={"prefetch": 3}), tiny(train={"prefetch": 0})
+    for _ in range(5):
+        la, _ = ahead.train_step()
+        lb, _ = inline.train_step()
+        assert la.item() == lb.item()
+    assert len(ahead.batches.pending) == 3  # three steps are waiting, drawn from the generator
+    assert torch.equal(ahead.state()["rng"]["batch"], inline.state()["rng"]["batch"])
+    resumed = tiny(train={"prefetch": 3})
+    resumed.train_step()  # it has prefetched from its own position: loading must drop that
+    resumed.load_state(ahead.state())
+    assert resumed.train_step()[0].item() == ahead.train_step()[0].item() == inline.train_step()[0].item()

@@ -84,10 +84,12 @@ class QueuePane(Pane):
                 progress += f" {100 * r.step / r.max_steps:3.0f}%"
             if r.stages:
                 progress += f" stage {r.stage}/{r.stages}"
+            note = r.reason or (f"on {r.devices}" if r.devices else f"asks for {r.gpus} GPUs"
+                                if r.status == QUEUED and r.gpus > 1 else "")
             cells.append((r.id, [str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")),
                                  r.size, progress, f"{r.loss:.4f}" if r.loss is not None else "",
                                  eta(r.eta_s) if r.eta_s is not None else "",
-                                 Text(r.reason, style="red" if r.status in (FAILED, BROKEN) else "dim")]))
+                                 Text(note, style="red" if r.status in (FAILED, BROKEN) else "dim")]))
         if not rows:
             cells.append(("", ["", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", ""]))
         fill_table(table, ["#", "run", "state", "size", "progress", "loss", "ETA", "note"], cells)

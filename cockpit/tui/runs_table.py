@@ -12,6 +12,7 @@ from pathlib import Path
 from cockpit.history import Histories, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
+from cockpit.worker import device_label
 from engine.kinds import model_label
 from engine.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
 
@@ -35,6 +36,8 @@ class RunRow:
     updated: float = 0.0  # time of the newest state transition
     stage: int = 0
     stages: int = 0  # [[stage]] entries: the progress column shows "stage k/n"
+    devices: str = ""  # where a running run trains: "GPU 0", "GPUs 0,1" (empty on the CPU)
+    gpus: int = 1  # what its config asks for ([train] gpus)
 
 
 def human_params(n: int | None) -> str:
@@ -61,6 +64,9 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
                      else 0), reason=state.reason, updated=state.updated,
                      size=model_label(cfg.model) if cfg else "?")
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
+        row.gpus = cfg.train.gpus if cfg else 1
+        if state.status == RUNNING and state.slot and state.slot != "cpu":
+            row.devices = device_label(state.slot.split(","))
         if rd.events.exists():
             h = histories.get(rd)
             h.poll()

@@ -379,6 +379,10 @@ class TrainingPane(Pane):
                     ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
             if v.stages:
                 rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
+            if m.get("train/data_wait") is not None:  # share of step time spent waiting for batches
+                rows.append(("data wait", _fmt(m.get("train/data_wait"), ".1%")))
+            if (v.start.get("world_size") or 1) > 1:
+                rows.append(("ranks", str(v.start["world_size"])))
             recent = v.series.get("train/step_ms", ([], []))[1][-20:]
             left = eta_s(v.step, v.max_steps, m, recent) if st.status == RUNNING else None
             if left is not None:
