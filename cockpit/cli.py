@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run id, unique id prefix, or run directory")
     s.add_argument("--max-steps", type=int, default=None, help="new total step count")
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
+    s.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="continue on N devices (the global batch changes with them; the data stream continues)")
 
     c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
     c.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
@@ -192,7 +194,7 @@ def cmd_resume(args) -> int:
     from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
 
     rd = find_run(args.run, runs_root(args.runs_dir))
-    cfg = prepare_resume(rd, args.max_steps, args.max_time)
+    cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc)
     try:  # a running record whose engine is gone (prepare_resume checked) may be resumed too
         launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))
     except StateConflict as e:

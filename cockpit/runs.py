@@ -326,8 +326,10 @@ def record_engine_exit(rd: RunDir, code: int | None, launch: str | None = None) 
         raise RunError(str(e)) from None
 
 
-def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None) -> RunConfig:
-    """Apply --max-steps/--max-time to resolved.toml after checking the run can continue."""
+def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, nproc: int | None = None) -> RunConfig:
+    """Apply --max-steps/--max-time/--nproc to resolved.toml after checking the run can continue.
+    Another number of ranks continues the data stream where it stopped, each step drawing
+    batch_size x grad_accum windows per rank: the global batch changes with the ranks."""
     state = read_state(rd)
     if state.status == RUNNING and (engine_alive(rd, state) or starting(state)):
         raise RunError(f"{rd.id} is running (pid {state.pid or 'starting'}); stop it first")
@@ -337,8 +339,10 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None) -> R
         data["train"]["max_steps"] = max_steps
     if max_time is not None:
         data["train"]["max_time"] = max_time
+    if nproc is not None:
+        data["train"]["gpus"] = nproc
     try:
-        cfg = config_from_dict(data, "--max-steps/--max-time")
+        cfg = config_from_dict(data, "--max-steps/--max-time/--nproc")
     except ConfigError as e:
         raise RunError(str(e)) from None
     steps = rd.checkpoint_steps()

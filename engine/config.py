@@ -511,6 +511,15 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     for key in ("batch_size", "grad_accum"):
         need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
     need(1 <= t.gpus <= 1024, "[train] gpus", f"found {t.gpus}, must be between 1 and 1024 (ranks on this machine)")
+    if t.fsdp:  # what FSDP2 sharding supports here; the rest trains under DDP (fsdp = false)
+        need(o.name == "adamw", "[train] fsdp", f"works with optim.name = 'adamw' (found '{o.name}': Muon and IVON "
+                                                f"need whole matrices); set fsdp = false to use DDP")
+        need(not o.orthograd, "[train] fsdp", "⊥Grad projects whole gradients; set fsdp = false or orthograd = false")
+        need(m.block.kind != "ngpt", "[train] fsdp", "nGPT renormalizes whole weight matrices each step; "
+                                                     "set fsdp = false to train it under DDP")
+        need(not cfg.stage, "[train] fsdp", "[[stage]] rebuilds the model from whole weights; set fsdp = false "
+                                            "to grow or adapt under DDP")
+        need(not cfg.init.from_, "[train] fsdp", "[init] from loads whole weights into the model; set fsdp = false")
     for key in ("grad_clip", "checkpoint_every", "peak_tflops", "prefetch"):
         need(getattr(t, key) >= 0, f"[train] {key}", f"found {getattr(t, key)}, must be >= 0")
     need(t.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,

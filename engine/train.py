@@ -236,7 +236,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
 
     t, e = cfg.train, cfg.eval
     dist = trainer.dist
-    main = dist.main  # rank 0 evaluates, samples, checkpoints and speaks; the others only train
+    main = dist.main  # rank 0 evaluates, samples, checkpoints and speaks; the others train (and, under
+    # FSDP, join each evaluation and sample, whose forward passes gather the weights from every rank)
     budget = parse_time_budget(t.max_time)
     started = time.monotonic()
     last_ckpt = trainer.step
@@ -245,9 +246,10 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     def save() -> None:
         nonlocal last_ckpt
         last_ckpt = trainer.step
+        payload = trainer.state() if main or trainer.sharded else None  # FSDP: every rank gathers
         if not main:
             return
-        path = checkpoint.save(rd.checkpoints, trainer.step, trainer.state())
+        path = checkpoint.save(rd.checkpoints, trainer.step, payload)
         writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
         rd.update(expected=RUNNING, step=trainer.step)
 
@@ -332,7 +334,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         if (want or evaluating or saving) and (failure := diverged()):
             log(failure)
             return FAILED, failure, last_ckpt
-        if evaluating and main:
+        if evaluating and (main or trainer.sharded):  # (FSDP: a forward needs every rank)
             run_eval(full_pass)
         if saving:
             save()
@@ -349,7 +351,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
     if trainer.step < t.max_steps:
         log(reason)
         return STOPPED, reason, trainer.step
-    if not main:
+    if not main and not trainer.sharded:
         return COMPLETED, "", trainer.step
     if e.final:
         res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)

@@ -115,6 +115,7 @@ class Trainer:
         # several ranks: each draws its share of one global batch; the same seed everywhere, so
         # every rank builds the same model (and a stage's new weights are the same on each)
         self.dist = dist or Dist()
+        self.sharded = self.dist.enabled and t.fsdp  # FSDP2: parameters, gradients, optimizer state sharded
         self.device = pick_device(device or t.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
@@ -162,7 +163,18 @@ class Trainer:
             self.batches.rewind()
         self.ddp = None
         wrapped = model
-        if self.dist.enabled:  # rebuilt with each stage's model: DDP holds its parameters
+        if self.sharded:  # FSDP2: each block is a unit gathered for its forward/backward, the rest the root's
+            import warnings
+
+            from torch.distributed.fsdp import fully_shard
+
+            # the model's output holds views (logits, hidden state); nothing here changes them in place
+            warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+
+            for block in model.blocks:
+                fully_shard(block)
+            fully_shard(model)
+        elif self.dist.enabled:  # rebuilt with each stage's model: DDP holds its parameters
             from torch.nn.parallel import DistributedDataParallel
 
             wrapped = self.ddp = DistributedDataParallel(
@@ -268,8 +280,10 @@ class Trainer:
                 for micro, (x, y) in enumerate(batches):
                     last = last_sample and micro == t.grad_accum - 1
                     # ranks average gradients once per sample, on its last micro-batch
-                    quiet = self.ddp is not None and micro < t.grad_accum - 1
-                    with self.ddp.no_sync() if quiet else contextlib.nullcontext():
+                    quiet = self.dist.enabled and micro < t.grad_accum - 1
+                    if self.sharded:
+                        self.raw_model.set_requires_gradient_sync(not quiet)
+                    with self.ddp.no_sync() if quiet and self.ddp is not None else contextlib.nullcontext():
                         with self.autocast():
                             out = self.model(x, y, progress=progress, metrics=want_metrics and last)
                         self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
@@ -289,6 +303,8 @@ class Trainer:
                 norm = group_norm(params)
                 if norm is not None:
                     metrics[f"debug/grad_norm/{name}"] = norm
+            if self.sharded:  # norms of sharded gradients are partial on each rank: combine them
+                metrics = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in metrics.items()}
         for opt in self.opt.optimizers:
             self.scaler.step(opt)
         self.scaler.update()
@@ -472,9 +488,17 @@ class Trainer:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batches.position()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.sharded:  # gathered whole on rank 0 (every rank takes part), as a plain checkpoint
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            model_state, optim_state = get_state_dict(self.raw_model, self.opt.optimizers,
+                                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            optim_state = {"fsdp": optim_state}
+        else:
+            model_state, optim_state = self.raw_model.state_dict(), self.opt.state_dict()
         return {
-            "model": self.raw_model.state_dict(),
-            "optim": self.opt.state_dict(),
+            "model": model_state,
+            "optim": optim_state,
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "tokens_seen": self.tokens_seen,
@@ -497,8 +521,18 @@ class Trainer:
             if merged:
                 stages.set_trainable(model, None)
             self._install(model)
-        self.raw_model.load_state_dict(payload["model"])
-        self.opt.load_state_dict(payload["optim"])
+        written_sharded = isinstance(payload["optim"], dict) and "fsdp" in payload["optim"]
+        if self.sharded and not written_sharded:
+            raise stages.ConfigError("checkpoint", "[train] fsdp", "the checkpoint was written without FSDP (its "
+                                     "optimizer state is laid out per parameter); resume it with fsdp = false")
+        if written_sharded:  # whole tensors keyed by name: they load into a sharded or a plain model alike
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            set_state_dict(self.raw_model, self.opt.optimizers, model_state_dict=payload["model"],
+                           optim_state_dict=payload["optim"]["fsdp"], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.raw_model.load_state_dict(payload["model"])
+            self.opt.load_state_dict(payload["optim"])
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.step = int(payload["step"])

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import tomli_w
 import torch
 
 from conftest import PATIENCE, cockpit
@@ -23,7 +24,7 @@ from engine.rundir import RunDir
 DDP = {
     "model": {"n_layer": 2, "d_model": 48, "n_head": 2, "block_size": 32},
     "train": {"max_steps": 8, "batch_size": 4, "checkpoint_every": 0, "device": "cpu"},
-    "optim": {"warmup_steps": 0, "lr": 1e-2},
+    "optim": {"warmup_steps": 0, "lr": 3e-3},
     "eval": {"every": 0, "sample_tokens": 0, "final": False},
     "log": {"every": 1, "wandb": False},
 }
@@ -57,9 +58,31 @@ def train(runs_dir, config, name: str, *sets: str) -> RunDir:
     return run_dir(runs_dir, name)
 
 
-def test_two_ranks_match_one_process_accumulating_their_batches(write_config, runs_dir):
-    cfg = write_config("ddp", base=DDP)
-    one = train(runs_dir, cfg, "one", "train.grad_accum=2")
+def with_sections(**extra) -> dict:
+    out = {k: dict(v) for k, v in DDP.items()}
+    for section, values in extra.items():
+        out[section] = {**out.get(section, {}), **values} if isinstance(values, dict) else values
+    return out
+
+
+# what trains under several ranks: every variant matches one process accumulating the ranks' batches
+VARIANTS = {
+    "ddp": with_sections(),
+    "fsdp+conviction": with_sections(train={**DDP["train"], "fsdp": True}, conviction={"enabled": True}),
+    "ddp+conviction+t12": with_sections(conviction={"enabled": True}, aux={"intermediate": True, "targets": 1}),
+    "ddp+mla+moe": with_sections(model={**DDP["model"], "attention": "mla",
+                                        "ffn": {"kind": "moe", "experts": 3, "top_k": 2}}),
+    # growth at step 3 (DDP is rebuilt around the new model), LoRA adapters from step 6
+    "ddp+growth+lora": with_sections(stage=[{"at_step": 3, "grow": {"d_model": 96, "ramp_steps": 2}},
+                                            {"at_step": 6, "lora": {"rank": 2}}]),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_two_ranks_match_one_process_accumulating_their_batches(tmp_path, runs_dir, variant):
+    cfg = tmp_path / "ddp.toml"
+    cfg.write_text(tomli_w.dumps(VARIANTS[variant]))
+    one = train(runs_dir, cfg, "one", "train.grad_accum=2", "train.fsdp=false")
     two = train(runs_dir, cfg, "two", "train.gpus=2")
     la, lb = losses(one), losses(two)
     assert sorted(la) == list(range(1, 9)) and sorted(lb) == sorted(la)
@@ -192,3 +215,28 @@ def test_the_worker_hands_out_gpus_in_the_documented_order(write_config, runs_di
         assert f"started {ids[filler]}" in r.stdout and "(filling a gap)" in r.stdout
     else:
         assert "filling a gap" not in r.stdout
+
+
+def test_a_two_rank_run_resumes_on_one_with_the_data_stream_continuing(write_config, runs_dir):
+    cfg = write_config("ddp", base=DDP)
+    proc, rd = start(runs_dir, cfg, "shrink", "train.gpus=2", "train.max_steps=100000", "log.every=5")
+    wait_for(lambda: trained_steps(rd) >= 10, "10 steps")
+    os.kill(state(rd)["pid"], signal.SIGTERM)
+    proc.communicate(timeout=PATIENCE)
+    stopped = state(rd)["step"]
+    r = cockpit("--runs-dir", str(runs_dir), "--headless", "resume", rd.id, "--nproc", "1",
+                "--max-steps", str(stopped + 10))
+    assert r.returncode == 0, r.stdout + r.stderr
+    starts = [e.data for e in events.read_events(rd.events) if e.kind == events.START]
+    assert [s["world_size"] for s in starts] == [2, 1]
+    assert starts[1]["tokens_per_step"] == starts[0]["tokens_per_step"] // 2  # per-rank batch: the global halves
+    steps = [e.data["metrics"] for e in events.read_events(rd.events) if e.kind == events.STEP]
+    assert steps[-1]["train/tokens"] == stopped * 2 * 4 * 32 + 10 * 4 * 32  # counted on from where it stopped
+    # an FSDP checkpoint holds whole tensors by name: it resumes in one process too
+    r = cockpit("--runs-dir", str(runs_dir), "--headless", "run", str(cfg), "--name", "sharded",
+                "--set", "train.gpus=2", "--set", "train.fsdp=true", "--set", "train.max_steps=3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    sharded = run_dir(runs_dir, "sharded")
+    r = cockpit("--runs-dir", str(runs_dir), "--headless", "resume", sharded.id, "--max-steps", "5", "--nproc", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state(sharded)["status"] == "completed" and state(sharded)["step"] == 5
