@@ -148,6 +148,9 @@ def orthogonalize_grads(params: list[torch.Tensor]) -> None:
         perp = gf - (torch.dot(w, gf) / (ww + 1e-30)) * w
         perp_norm = perp.norm()
         scaled = perp * (gf.norm() / (perp_norm + 1e-30))
-        # a gradient parallel to the weight has no orthogonal part: the step is zero, not noise
-        orth = torch.where(perp_norm > 1e-12 * gf.norm(), scaled, torch.zeros_like(gf))
+        # a gradient parallel to the weight has no orthogonal part: the step is zero, not noise.
+        # "Parallel" up to float32 rounding (~1e-7 relative): a one-element tensor (a scalar gain,
+        # a lambda) is always parallel, and rescaling its rounding residue (one ulp, when it is not
+        # exactly zero) to ||g|| made a full-size step of random sign
+        orth = torch.where(perp_norm > 1e-5 * gf.norm(), scaled, torch.zeros_like(gf))
         g.copy_(torch.where(ww > 0, orth, gf).view_as(g).to(g.dtype))

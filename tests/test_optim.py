@@ -153,3 +153,16 @@ def test_orthograd_wraps_the_chosen_optimizer_in_a_real_run(write_config, runs_d
     assert start.get("optimizer") == "muon + orthograd"
     losses = _losses(rd)
     assert losses[10] < losses[5]
+
+
+def test_orthograd_gives_a_one_element_tensor_no_step():
+    """Its gradient is always parallel to its weight: the orthogonal part is zero or one ulp of
+    rounding, which must not be rescaled into a full-size step of random sign."""
+    from engine.optim import orthogonalize_grads
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        w = torch.nn.Parameter(torch.rand(1, generator=g) + 0.1)
+        w.grad = torch.rand(1, generator=g) - 0.5
+        orthogonalize_grads([w])
+        assert w.grad.item() == 0.0
