@@ -47,12 +47,13 @@ class CompletionClient:
         self.proc.stdin.flush()
 
     def generate(self, prompt: str, mode: str = "text", max_tokens: int = 256, temperature: float = 0.8,
-                 top_k: int = 50, seed: int | None = None) -> Iterator[dict]:
-        """Yield token messages, then the done message. Raises CompletionError for an error reply."""
+                 top_k: int = 50, seed: int | None = None, n_probs: int = 0) -> Iterator[dict]:
+        """Yield token messages, then the done message. Raises CompletionError for an error reply.
+        ``n_probs``: each token message also lists the most likely alternatives ("top")."""
         rid = next(self._ids)
         self.current = rid
         self._send({"op": "generate", "id": rid, "prompt": prompt, "mode": mode, "max_tokens": max_tokens,
-                    "temperature": temperature, "top_k": top_k, "seed": seed})
+                    "temperature": temperature, "top_k": top_k, "seed": seed, "n_probs": n_probs})
         while True:
             msg = self._read()
             if msg.get("id") != rid:

@@ -214,6 +214,43 @@ async def test_x_on_a_running_run_says_stop_it_first_and_deletes_nothing(tmp_pat
         assert app.screen is app.screen_stack[0] and rd.path.exists()  # no question asked, nothing deleted
 
 
+async def test_queue_table_shows_results_speed_time_and_asks_before_stopping_a_long_run(trained, tmp_path):
+    from cockpit.tui.queue_pane import short_ids
+
+    runs = copy_runs(trained, tmp_path)
+    conv = trained[1]["conv"]
+    long = RunDir(runs / "an-evening-long-ablation-of-attention-variants-20260101-000000")
+    long.path.mkdir()
+    long.create_state("running", max_steps=1000)
+    t0 = time.time() - 900
+    long.events.write_text("".join(json.dumps(e) + "\n" for e in [
+        {"kind": "start", "time": t0, "step": 0, "max_steps": 1000},
+        {"kind": "step", "time": t0 + 700, "step": 400, "max_steps": 1000,
+         "metrics": {"train/loss": 2.5, "train/tokens_per_s": 19_131.3, "train/step_ms": 1750.0}}]))
+    app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.pane("queue")
+        await wait_for(pilot, lambda: len(pane.rows) == 3, "the rows")
+        done = next(r for r in pane.rows if r.id == conv)
+        final = RunHistory(RunDir(runs / conv))
+        final.poll()
+        assert done.final and done.val_loss == final.final["final_benchmarks/loss"]  # not the last train loss
+        # names lose their stamps and are cut: progress and the ETA stay on an 80-column screen
+        shown = short_ids([r.id for r in pane.rows])
+        assert shown[long.id] == "an-evening-long-ablation-…" and shown[conv] == "conv"
+        screen = await on_screen(pilot, "an-evening-long-ablation-…", "400/1000", "ETA 0:17:30", f"{done.val_loss:.4f}")
+        table = pane.query_one("#queue-table")
+        assert "19.1k" in [str(c) for c in table.get_row(long.id)]  # tokens/s, further right
+        # s on a run that has trained for 11 minutes asks first; no leaves it running
+        table.move_cursor(row=table.get_row_index(long.id))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.screen is not app.screen_stack[0], "the question")
+        assert "It has trained for 0:11:40" in str(app.screen.query_one(".question").render())
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert long.read_state().status == "running" and not long.read_state().stop_requested
+
+
 # -- training -----------------------------------------------------------------------------
 
 async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, tmp_path):
@@ -255,6 +292,65 @@ async def test_training_tab_shows_a_finished_run_and_overlays_another(trained, t
         await pilot.press("escape")
         await pilot.press("full_stop")  # next run
         await wait_for(pilot, lambda: pane.data.view.id != conv, "the next run")
+
+
+async def test_training_tab_at_80x24_one_chart_ema_picker_system_and_keys(trained, tmp_path):
+    runs = copy_runs(trained, tmp_path)
+    conv, plain = trained[1]["conv"], trained[1]["plain"]
+    (runs / "empty-20260101-000000").mkdir()  # a run directory with nothing in it is never offered
+    app = CockpitApp(runs, tmp_path / "corpora", tab="training", run=conv, tick_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.pane("training")
+        await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.final, "the history")
+        charts = {name: pane.query_one(f"#chart-{name}") for name in ("loss", "lr", "grad", "tps")}
+        assert pane.mode == "loss" and [n for n, c in charts.items() if c.display] == ["loss"]
+        await wait_for(pilot, lambda: charts["loss"].size.height > 12, "one large chart")
+        await pilot.press("v")
+        assert pane.mode == "lr" and [n for n, c in charts.items() if c.display] == ["lr"]
+        for _ in range(3):
+            await pilot.press("v")
+        assert pane.mode is None and all(c.display for c in charts.values())
+        await pilot.press("v")  # and round again
+        assert pane.mode == "loss"
+        # e: the training loss smoothed; validation drawn as markers under it
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "train (EMA)" in charts["loss"].lines, "the smoothed line")
+        assert charts["loss"].points >= {"val"}
+        # c: the picker offers neither the run shown nor a run without events, and says what is checked
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.screen.query("#compare-list"), "the picker")
+        picker = app.screen.query_one("#compare-list")
+        offered = [picker.get_option_at_index(i).value for i in range(picker.option_count)]
+        assert offered == [plain]
+        checked = app.screen.query_one("#compare-checked")
+        assert "checked: none" in str(checked.render())
+        picker.select(plain)
+        await wait_for(pilot, lambda: f"checked (1): {plain}" in str(checked.render()), "the checked line")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: f"{plain} val" in charts["loss"].lines, "the overlay")
+        # i: GPU, keep-awake and host figures in full; toasts wait while a dialog is open
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), "the details")
+        text = "\n".join(str(line) for line in app.screen.query_one("#view-log").lines)
+        assert "GPUs (NVML):" in text and "keep-awake:" in text and "this machine:" in text
+        app.notify("held back")
+        assert app._held and not any("held back" in str(n.message) for n in app._notifications)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app._held, "the held toast")
+        assert any("held back" in str(n.message) for n in app._notifications)
+        # alt+number switches tabs from inside the completion prompt (digits there are text)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.active_tab == "completion", "the completion tab")
+        app.query_one("#comp-prompt").focus()
+        await pilot.press("alt+3")
+        await wait_for(pilot, lambda: app.active_tab == "training", "the training tab again")
+    # the overlay survives a restart; at 160x48 the tab opens on all four charts
+    again = CockpitApp(runs, tmp_path / "corpora", tab="training", run=conv, tick_s=0.1)
+    async with again.run_test(size=(160, 48)) as pilot:
+        pane = again.pane("training")
+        assert pane.overlay == [plain]
+        await wait_for(pilot, lambda: pane.data and pane.data.view, "the history")
+        assert pane.mode is None
 
 
 async def test_training_tab_follows_a_live_run(tmp_path):
@@ -375,9 +471,22 @@ async def test_completion_tab_generates_text_and_conviction_rows_and_stops(train
         await wait_for(pilot, lambda: not pane.generating and pane.status.startswith(("max tokens", "end of")),
                        "conviction rows")
         assert 1 <= len(pane.rows) <= 24
-        assert all(0.0 <= c <= 1.0 for _, c in pane.rows)
-        tok, c = pane.rows[-1]  # the view follows the newest row
-        await on_screen(pilot, f"| {c:.4f}")
+        assert all(0.0 <= r["conviction"] <= 1.0 for r in pane.rows)
+        assert all(r["top"] and r["prob"] is not None for r in pane.rows)  # the inspector's alternatives
+        # the heat map: the prompt, then the text; the inspector on the newest token, colours relative
+        last = pane.rows[-1]
+        n = len(pane.rows)
+        await on_screen(pilot, f"token {n}/{n}", f"conviction {last['conviction']:.4f}", "alternatives",
+                        "(this text)")
+        if n > 1:  # escape leaves the prompt; left moves the inspector back a token
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.focused is pane.query_one("#comp-output"), "the output focused")
+            await pilot.press("left")
+            await on_screen(pilot, f"token {n - 1}/{n}", f"conviction {pane.rows[-2]['conviction']:.4f}")
+        await pilot.press("r")  # rows, in as many columns as fit
+        await on_screen(pilot, f"| {last['conviction']:.4f}")
+        assert pane.as_rows
+        await pilot.click("#comp-prompt")
         # stop: a long generation ends early on escape, and the process is kept for the next one
         # greedy (top-k 1): a barely trained model repeats itself instead of ending its text, so
         # the generation is still going when the key lands
@@ -409,9 +518,8 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
         await pilot.press("ctrl+g")  # nothing typed: said, nothing started
         assert "type a prompt first" in pane.status and not pane.generating and pane.client is None
         pane.query_one("#comp-prompt").text = "Once"
-        await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: pane.status.startswith("error") and not pane.generating, "the error")
-        assert "without [conviction]" in pane.status
+        await pilot.press("ctrl+o")  # refused from the run's config, before any model is loaded
+        assert "without [conviction]" in pane.status and not pane.generating and pane.client is None
         # escape in an open dropdown closes it and nothing else: focus stays on the dropdown
         select = pane.query_one("#comp-step")
         select.focus()
@@ -504,8 +612,44 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
         assert (corpora / "mixed" / "mix.toml").exists()
         await pilot.press("f6")  # a second write refuses to replace the first
         await wait_for(pilot, lambda: "already exists" in str(form.query_one("#mix-result").render()), "refusal")
+        # more tokens than a source holds at its share: an error, unless repeating is allowed
+        form.query_one("#mix-out").value = str(corpora / "repeated")
+        form.query_one("#mix-tokens").value = "200K"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "too small" in str(form.query_one("#mix-result").render()), "the shortfall")
+        form.query_one("#mix-repeat").value = True
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "would hold 200,000" in str(form.query_one("#mix-result").render()),
+                       "a preview that repeats")
         await pilot.press("escape")
         await wait_for(pilot, lambda: any(i.name == "mixed" for i in pane.items), "the new corpus listed")
+
+
+async def test_corpora_tab_keeps_why_a_tokenizer_cannot_count_and_still_shows_documents(tmp_path, monkeypatch):
+    from engine.tokenizers import get_tokenizer
+
+    # a tiktoken cache that is a file: the encoding can neither be read nor downloaded into it
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "not-a-dir"))
+    get_tokenizer.cache_clear()
+    corpora = tmp_path / "corpora"
+    write_jsonl(corpora / "alpha" / "a.jsonl", [f"alpha {i}" for i in range(200)])
+    write_jsonl(corpora / "beta.jsonl", [f"beta {i}" for i in range(300)])
+    app = CockpitApp(tmp_path / "runs", corpora, tab="corpora", tokenizer="r50k_base", tick_s=0.1)
+    async with app.run_test(size=(160, 30)) as pilot:
+        pane = app.pane("corpora")
+        await wait_for(pilot, lambda: "r50k_base" in pane.count_errors and not pane.counting and
+                       all(i.status == "counted" for i in pane.items), "the count with bytes")
+        screen = await on_screen(pilot, "500", "no r50k_base tokens:", "r50k_base cannot count here", "total")
+        assert "200" in screen and "300" in screen  # each corpus's documents, though no r50k_base tokens
+        table = pane.query_one("#corpora-table")
+        assert table.row_count == 3  # two corpora and the totals row
+        # choosing a tokenizer hands focus back to the table (space there marks; in the dropdown it reopened it)
+        pane.query_one("#corpora-tokenizer").value = "bytes"
+        await wait_for(pilot, lambda: app.focused is table, "focus on the table")
+        await wait_for(pilot, lambda: not pane.counting and not pane.needs_count(), "the bytes count")
+        await on_screen(pilot, "counted")
+    get_tokenizer.cache_clear()
 
 
 # -- compare ------------------------------------------------------------------------------

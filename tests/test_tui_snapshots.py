@@ -165,3 +165,14 @@ def test_compare_layout(workspace, snap_compare):
         await settle(pilot)
 
     assert snap_compare(app_for("compare"), terminal_size=SIZES["small"], run_before=picked)
+
+
+def test_training_live_layout(workspace, snap_compare, monkeypatch):
+    """A run still training, at 80x24: one large chart, ETA, elapsed time and the last event's
+    age (the clock is fixed: the age would otherwise change with every run of the test)."""
+    from cockpit.tui import training_pane
+
+    fake_run(workspace / "runs", "live-20261101-150000", "running", 250, 400, lr=2e-3)
+    monkeypatch.setattr(training_pane, "clock", lambda: T0 + 250 + 12)
+    assert snap_compare(app_for("training", run="live-20261101-150000"), terminal_size=SIZES["small"],
+                        run_before=settle)

@@ -20,17 +20,27 @@ class Series:
     line: bool = True  # a line through the points, or markers only
 
 
-def tick_label(v: float) -> str:
+def tick_label(v: float, digits: int = 3) -> str:
     if v == 0:
         return "0"
     a = abs(v)
     if a >= 1e5 or a < 1e-3:
-        m, e = f"{v:.1e}".split("e")
-        m = m.rstrip("0").rstrip(".")
+        m, e = f"{v:.{digits - 2}e}".split("e")
+        m = m.rstrip("0").rstrip(".") if "." in m else m
         return f"{m}e{int(e)}"
     if a >= 1000:
-        return f"{v / 1000:.3g}k"
-    return f"{v:.3g}"
+        return f"{v / 1000:.{digits}g}k"
+    return f"{v:.{digits}g}"
+
+
+def tick_labels(values: list[float]) -> list[str]:
+    """Labels for ticks, with as many digits as it takes to tell neighbours apart (a narrow
+    range, a learning rate decaying from 1e-2 to 9.9e-3, printed '0.01' twice)."""
+    for digits in range(3, 8):
+        labels = [tick_label(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def ticks(lo: float, hi: float, log: bool, count: int = 5) -> list[float]:
@@ -75,8 +85,8 @@ def chart(series: list[Series], *, title: str = "", xlabel: str = "", ylabel: st
         (plt.plot if s.line and len(s.x) > 1 else plt.scatter)(s.x, s.y, marker=m)
     xt = ticks(min(xs), max(xs), xlog)
     yt = ticks(min(ys), max(ys), ylog)
-    plt.xticks(xt, [tick_label(v) for v in xt])
-    plt.yticks(yt, [tick_label(v) for v in yt])
+    plt.xticks(xt, tick_labels(xt))
+    plt.yticks(yt, tick_labels(yt))
     if title:
         plt.title(title)
     if xlabel or ylabel:

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from cockpit.tui.compare_pane import ComparePane
@@ -55,6 +55,9 @@ class CockpitApp(App):
         Binding("3", "tab('training')", "Training", show=False),
         Binding("4", "tab('completion')", "Completion", show=False),
         Binding("5", "tab('compare')", "Compare", show=False),
+        # from inside a text field too (the completion prompt): digits there are text
+        *[Binding(f"alt+{i}", f"tab('{tab}')", tab.capitalize(), show=False, priority=True)
+          for i, tab in enumerate(("corpora", "queue", "training", "completion", "compare"), 1)],
         Binding("q", "quit", "Quit"),
     ]
 
@@ -69,6 +72,7 @@ class CockpitApp(App):
         self.histories = Histories()
         self._polled: dict[str, float] = {}
         self._panes: dict[str, Pane] = {}
+        self._held: list[tuple[tuple, dict]] = []  # toasts kept while a dialog is open
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=self.initial_tab, id="tabs"):
@@ -105,7 +109,19 @@ class CockpitApp(App):
     def active_tab(self) -> str:
         return self._tabs.active or self.initial_tab
 
+    def notify(self, message, *args, **kwargs) -> None:
+        """Toasts wait while a dialog is open (they stacked over it and hid its fields);
+        errors are shown at once."""
+        if isinstance(self.screen, ModalScreen) and kwargs.get("severity", "information") != "error":
+            self._held.append(((message, *args), kwargs))
+            return
+        super().notify(message, *args, **kwargs)
+
     def _tick(self) -> None:
+        if self._held and not isinstance(self.screen, ModalScreen):
+            held, self._held = self._held[-3:], []  # the newest few: older news is stale by now
+            for args, kwargs in held:
+                super().notify(*args, **kwargs)
         tab = self.active_tab
         now = time.monotonic()
         if now - self._polled.get(tab, 0.0) >= POLL_S[tab]:  # only the visible tab reads files
@@ -160,6 +176,13 @@ class CockpitApp(App):
         for tab in TABS:
             pane = self.pane(tab)
             sections.append((f"{pane.TITLE} tab", self._keys(pane.BINDINGS)))
+        from cockpit.tui.corpora_pane import MixForm
+        from cockpit.tui.dialogs import TextView
+        from cockpit.tui.training_pane import CompareRuns
+
+        sections += [("Mix form (Corpora, m)", self._keys(MixForm.BINDINGS)),
+                     ("Overlay picker (Training, c)", self._keys(CompareRuns.BINDINGS) + [("space", "check a run")]),
+                     ("Log and config views (Training, l / o; i)", self._keys(TextView.BINDINGS))]
         sections.append(("Tables and lists", [("up/down", "move"), ("tab", "next field"),
                                               ("escape", "close a dialog")]))
         self.push_screen(Help(sections))
@@ -170,6 +193,7 @@ class CockpitApp(App):
         for b in bindings:
             if isinstance(b, Binding):
                 keys = ", ".join(k.replace("question_mark", "?").replace("full_stop", ".").replace("comma", ",")
+                                 .replace("left_square_bracket", "[").replace("right_square_bracket", "]")
                                  for k in b.key.split(","))
                 out.append((keys, b.description or b.action))
         return out

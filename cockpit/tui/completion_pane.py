@@ -1,6 +1,8 @@
 """The Completion tab: choose a run and checkpoint, type a prompt, generate in text mode
-(prompt dim, completion streaming after it) or conviction mode (``tok | conviction`` rows,
-whitespace as grey dots, conviction on a heat scale). It talks to one long-running
+(prompt dim, completion streaming after it) or conviction mode: the text as a heat map (each
+token's background from red, the lowest conviction of this generation, to green, the highest)
+with a cursor that inspects one token (conviction, probability, the likeliest alternatives),
+or ``tok | conviction`` rows in as many columns as fit; space, newline and tab have glyphs. It talks to one long-running
 ``python -m engine complete`` process through CompletionClient, started on demand in a
 worker thread and kept while the tab is in use."""
 
@@ -27,22 +29,96 @@ FLUSH_S = 0.05  # tokens reach the screen in batches, not one UI update per toke
 NOT_SERVING = "ctrl+s: serve over HTTP: a page with conviction, llama.cpp and OpenAI APIs"
 
 
-def heat(conviction: float) -> str:
-    """Red (low) through yellow to green (high) for a conviction in [0, 1]."""
-    c = min(1.0, max(0.0, conviction))
+GLYPHS = {" ": "·", "\n": "⏎", "\t": "⇥", "\r": "␍"}  # whitespace made visible, each its own
+ROW_WIDTH = 20  # one ``tok | conviction`` row and its gap, for laying rows out in columns
+
+
+def heat(conviction: float, lo: float = 0.0, hi: float = 1.0) -> str:
+    """Red (lo) through yellow to green (hi): relative to the range this generation produced
+    (a model whose convictions all lie in 0.53-0.94 was all green on an absolute scale)."""
+    c = 0.5 if hi <= lo else min(1.0, max(0.0, (conviction - lo) / (hi - lo)))
     r, g = (255, int(510 * c)) if c < 0.5 else (int(510 * (1 - c)), 255)
     return f"rgb({r},{g},60)"
 
 
-def conviction_text(token: str, conviction: float) -> Text:
-    """One row: the token in 8 columns with whitespace as grey dots, then the conviction."""
-    row = Text()
+def conviction_range(values: list[float]) -> tuple[float, float]:
+    """The 5th-95th percentile of the convictions (the whole range below 20 tokens), so one
+    outlier does not wash out the rest."""
+    if not values:
+        return 0.0, 1.0
+    v = sorted(values)
+    if len(v) < 20:
+        return v[0], v[-1]
+    return v[len(v) * 5 // 100], v[min(len(v) - 1, len(v) * 95 // 100)]
+
+
+def visible(token: str) -> Text:
+    out = Text()
     for ch in token:
-        row.append("·" if ch.isspace() else ch, style="grey50" if ch.isspace() else "")
-    row.append(" " * max(0, 8 - len(token)))
+        glyph = GLYPHS.get(ch)
+        out.append(glyph or ch, style="grey50" if glyph else "")
+    return out
+
+
+def conviction_text(token: str, conviction: float, lo: float = 0.0, hi: float = 1.0) -> Text:
+    """One row: the token in 8 columns with whitespace as glyphs, then the conviction."""
+    row = visible(token)
+    row.append(" " * max(0, 8 - row.cell_len))
     row.append("| ")
-    row.append(f"{conviction:.4f}", style=f"bold {heat(conviction)}")
+    row.append(f"{conviction:.4f}", style=f"bold {heat(conviction, lo, hi)}")
     return row
+
+
+def heat_map(prompt: str, rows: list[dict], lo: float, hi: float, cursor: int | None) -> Text:
+    """The prompt (dim), then the completion with each token on its conviction's colour; the
+    token under the cursor reversed. A newline shows its glyph and then breaks the line."""
+    out = Text(prompt, style="dim")
+    for i, row in enumerate(rows):
+        style = f"black on {heat(row['conviction'], lo, hi)}"
+        if i == cursor:
+            style += " reverse bold"
+        for ch in row["token"]:
+            glyph = GLYPHS.get(ch)
+            out.append(glyph if glyph and ch != " " else ch, style=style)
+            if ch == "\n":
+                out.append("\n")
+    return out
+
+
+def inspect_line(row: dict, i: int, n: int) -> Text:
+    """One token in detail: conviction, probability, the likeliest alternatives."""
+    t = Text()
+    t.append(f"token {i + 1}/{n} ", style="bold")
+    t.append_text(visible(row["token"]))
+    t.append(f"  conviction {row['conviction']:.4f}")
+    if row.get("prob") is not None:
+        t.append(f"  p {row['prob']:.3f}")
+    if row.get("top"):
+        t.append("  alternatives ", style="dim")
+        for j, (tok, p) in enumerate(row["top"][:4]):
+            if j:
+                t.append(", ", style="dim")
+            t.append_text(visible(tok))
+            t.append(f" {p:.2f}", style="dim")
+    return t
+
+
+class TokenView(VerticalScroll):
+    """The output area; with focus (escape from the prompt), left/right move the inspector
+    over the tokens of a conviction generation and r switches heat map / rows."""
+
+    BINDINGS = [Binding("left", "inspect(-1)", "Previous token", show=False),
+                Binding("right", "inspect(1)", "Next token", show=False),
+                Binding("r", "rows", "Heat map / rows", show=False)]
+
+    def action_inspect(self, delta: int) -> None:
+        self.parent_pane().inspect(delta)
+
+    def action_rows(self) -> None:
+        self.parent_pane().toggle_rows()
+
+    def parent_pane(self) -> "CompletionPane":
+        return next(a for a in self.ancestors if isinstance(a, CompletionPane))
 
 
 class CompletionPane(Pane):
@@ -61,7 +137,11 @@ class CompletionPane(Pane):
         self.client_key: tuple[str, int | None] | None = None
         self.client_lock = threading.Lock()  # one generation at a time talks to the process
         self.generating = False
-        self.rows: list[tuple[str, float]] = []  # conviction rows of the last generation
+        self.rows: list[dict] = []  # conviction generation: token, conviction, prob, top alternatives
+        self.prompt_text = ""
+        self.cursor: int | None = None  # the token the inspector shows (None: follow the newest)
+        self.as_rows = False  # conviction shown as rows instead of the heat map
+        self.mode = "text"  # of the last generation
         self.completion = ""  # text of the last generation
         self.status = ""
         self.left_at: float | None = None
@@ -83,8 +163,9 @@ class CompletionPane(Pane):
         yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop, or leave the prompt",
                      id="comp-status")
         yield Static(NOT_SERVING, id="comp-serve")
-        with VerticalScroll(id="comp-output"):
+        with TokenView(id="comp-output"):
             yield Static("", id="comp-text")
+        yield Static("", id="comp-inspect")
 
     # -- runs and checkpoints (worker thread) -------------------------------------------
     def load(self) -> list[tuple[str, list[int]]]:
@@ -143,6 +224,11 @@ class CompletionPane(Pane):
         if params is None:
             return
         run, step = chosen
+        if mode == "conviction" and not self._has_head(run):
+            # said before a model is loaded (seconds, and GPU memory, for nothing)
+            self._set_status(f"{run} was trained without [conviction]: no conviction to show; use text mode (ctrl+g)",
+                             "yellow")
+            return
         prompt = self.query_one("#comp-prompt", TextArea).text
         if not prompt.strip():
             # an empty prompt gives the model nothing to continue (and was often a prompt typed
@@ -151,7 +237,7 @@ class CompletionPane(Pane):
             self.query_one("#comp-prompt").focus()
             return
         self.generating = True
-        self.rows, self.completion = [], ""
+        self.rows, self.completion, self.cursor, self.prompt_text = [], "", None, prompt
         self._draw_output(mode, prompt)
         self.run_worker(lambda: self._generate(run, step, prompt, mode, params),
                         thread=True, group="generate", exit_on_error=False)
@@ -164,6 +250,13 @@ class CompletionPane(Pane):
             return None
         step = self.query_one("#comp-step", Select).value
         return run, step if isinstance(step, int) else None
+
+    def _has_head(self, run: str) -> bool:
+        from cockpit.runs import run_config
+        from engine.rundir import RunDir
+
+        cfg = run_config(RunDir(self.runs_dir / run)) if (self.runs_dir / run).is_dir() else None
+        return cfg is None or cfg.conviction.enabled  # unknown: let the model say
 
     def _client(self, run: str, step: int | None) -> CompletionClient:
         if self.client is not None and (self.client_key != (run, step) or self.client.proc.poll() is not None):
@@ -186,7 +279,7 @@ class CompletionPane(Pane):
                 pending: list[dict] = []
                 flushed = time.monotonic()
                 done = {}
-                for msg in client.generate(prompt, mode, **params):
+                for msg in client.generate(prompt, mode, **params, n_probs=5 if mode == "conviction" else 0):
                     if msg["type"] == "done":
                         done = msg
                         break
@@ -210,22 +303,62 @@ class CompletionPane(Pane):
     def _append(self, msgs: list[dict], mode: str, prompt: str) -> None:
         for msg in msgs:
             if mode == "conviction":
-                self.rows.append((token_label(msg), float(msg.get("conviction", 0.0))))
+                self.rows.append({"token": token_label(msg), "conviction": float(msg.get("conviction") or 0.0),
+                                  "prob": msg.get("prob"),
+                                  "top": [(token_label(t), float(t.get("prob", 0.0))) for t in msg.get("top") or []]})
             else:
                 self.completion += msg["token"]
         self._draw_output(mode, prompt)
 
     def _draw_output(self, mode: str, prompt: str) -> None:
+        self.mode = mode
+        inspector = self.query_one("#comp-inspect", Static)
         if mode == "conviction":
-            out = Text()
-            for tok, conv in self.rows:
-                out.append_text(conviction_text(tok, conv))
-                out.append("\n")
+            lo, hi = conviction_range([r["conviction"] for r in self.rows])
+            cursor = self.cursor if self.cursor is not None else (len(self.rows) - 1 if self.rows else None)
+            if self.as_rows:
+                out = self._rows_text(lo, hi)
+            else:
+                out = heat_map(prompt, self.rows, lo, hi, cursor)
+            line = inspect_line(self.rows[cursor], cursor, len(self.rows)) if cursor is not None else Text()
+            if self.rows:
+                line.append(f"\nred {lo:.3f} → green {hi:.3f} (this text) · esc, ←/→: inspect · r: rows",
+                            style="dim")
+            inspector.update(line)
+            inspector.display = True
         else:
             out = Text.assemble((prompt, "dim"), (self.completion, "bold"))
+            inspector.display = False
         self.query_one("#comp-text", Static).update(out)
-        # after the new text is laid out: scrolling now would stop at the old end
-        self.call_after_refresh(self.query_one("#comp-output", VerticalScroll).scroll_end, animate=False)
+        if self.cursor is None:  # following the newest token: after layout, or it stops at the old end
+            self.call_after_refresh(self.query_one("#comp-output", VerticalScroll).scroll_end, animate=False)
+
+    def _rows_text(self, lo: float, hi: float) -> Text:
+        """``tok | conviction`` rows in as many columns as the width holds, in reading order."""
+        width = max(ROW_WIDTH, self.query_one("#comp-output").size.width - 2)
+        columns = max(1, width // ROW_WIDTH)
+        out = Text(self.prompt_text.replace("\n", " ⏎ ") + "\n", style="dim")
+        for i, row in enumerate(self.rows):
+            cell = conviction_text(row["token"], row["conviction"], lo, hi)
+            if i == self.cursor:
+                cell.stylize("reverse")
+            cell.append(" " * max(1, ROW_WIDTH - cell.cell_len))
+            out.append_text(cell)
+            if (i + 1) % columns == 0:
+                out.append("\n")
+        return out
+
+    def inspect(self, delta: int) -> None:
+        if getattr(self, "mode", "") != "conviction" or not self.rows:
+            return
+        current = self.cursor if self.cursor is not None else len(self.rows) - 1
+        self.cursor = max(0, min(len(self.rows) - 1, current + delta))
+        self._draw_output("conviction", self.prompt_text)
+
+    def toggle_rows(self) -> None:
+        self.as_rows = not self.as_rows
+        if getattr(self, "mode", "") == "conviction":
+            self._draw_output("conviction", self.prompt_text)
 
     def _set_status(self, text: str, style: str) -> None:
         self.status = text

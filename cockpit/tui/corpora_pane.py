@@ -12,9 +12,9 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static, TextArea
 
 from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
@@ -68,6 +68,24 @@ def config_paths(runs_dir: Path, root: Path) -> list[Path]:
     return sorted(out)
 
 
+TOTAL = "\0total"  # the totals row's key: not a path
+
+
+def totals(items: list[Listed], tokenizer: str) -> list[str]:
+    """Documents, bytes and tokens summed over the corpora; '≥' where some are not counted."""
+    def fmt(values: list[int | None], human: bool = False) -> str:
+        known = [v for v in values if v is not None]
+        if not known:
+            return "-"
+        text = _human(sum(known)) if human else f"{sum(known):,}"
+        return text if len(known) == len(values) else f"≥{text}"
+
+    counted = [i.status == "counted" for i in items]
+    return [fmt([i.documents if c else None for i, c in zip(items, counted)]),
+            fmt([i.bytes if c else None for i, c in zip(items, counted)], human=True),
+            fmt([i.tokens.get(tokenizer) for i in items])]
+
+
 class CorporaPane(Pane):
     TITLE = "Corpora"
     BINDINGS = [
@@ -85,6 +103,7 @@ class CorporaPane(Pane):
         self.counting = False
         self.cancel = threading.Event()
         self.auto_counted: set[str] = set()  # tokenizers already counted automatically
+        self.count_errors: dict[str, str] = {}  # tokenizer -> why it counted nothing (kept on the rows)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="corpora-top"):
@@ -111,7 +130,8 @@ class CorporaPane(Pane):
 
     def show(self, data: tuple[list[Listed], str]) -> None:
         items, message = data
-        self.query_one("#corpora-message", Static).update(Text(message, style="yellow"))
+        if message or self.tokenizer not in self.count_errors:
+            self.query_one("#corpora-message", Static).update(Text(message, style="yellow"))
         key = [(i.path, i.counted, i.stale, i.tokens.get(self.tokenizer)) for i in items]
         if key != [(i.path, i.counted, i.stale, i.tokens.get(self.tokenizer)) for i in self.items] or not self.polls:
             self.items = items
@@ -122,21 +142,36 @@ class CorporaPane(Pane):
                 self.action_count()
 
     def needs_count(self) -> list[Listed]:
+        if self.tokenizer in self.count_errors:  # it cannot count: the rows say why; c tries again
+            return [i for i in self.items if i.status != "counted"]
         return [i for i in self.items if i.status != "counted" or self.tokenizer not in i.tokens]
 
     def _fill(self) -> None:
         table = self.query_one("#corpora-table", DataTable)
         cursor = table.cursor_row
         rows = []
+        why = self.count_errors.get(self.tokenizer)
         for it in self.items:
             counted = it.status == "counted"
             tokens = it.tokens.get(self.tokenizer)
-            status = "counted" if counted and tokens is not None else it.status if not counted else "no tokens yet"
+            if counted and tokens is not None:
+                status = "counted"
+            elif why:  # the reason stays (on the row, whole below the table) after the toast has gone
+                status = f"no {self.tokenizer} tokens: {why}"
+            else:
+                status = it.status if not counted else "no tokens yet"
             rows.append((str(it.path), ["✓" if it.path in self.marked else "", it.name, str(it.files),
                                         f"{it.documents:,}" if counted else "-", _human(it.bytes) if counted else "-",
                                         f"{tokens:,}" if tokens is not None else "-",
                                         Text(status, style="green" if status == "counted" else "yellow")]))
+        if len(self.items) > 1:
+            rows.append((TOTAL, ["", Text("total", style="bold"), str(sum(i.files for i in self.items)),
+                                 *totals(self.items, self.tokenizer), ""]))
         fill_table(table, ["mix", "corpus", "files", "documents", "bytes", f"tokens ({self.tokenizer})", "status"], rows)
+        if why:
+            self.query_one("#corpora-message", Static).update(Text(
+                f"{self.tokenizer} cannot count here: {why}. Documents and bytes were counted; c tries again.",
+                style="yellow"))
         if self.items:
             table.move_cursor(row=min(cursor, len(self.items) - 1), animate=False)
 
@@ -167,10 +202,19 @@ class CorporaPane(Pane):
                     raise Cancelled()  # the meta file is written only after a whole file is counted
                 bar(n)
 
+            use = tokenizer
+            try:
+                get_tokenizer(tokenizer)
+                self.count_errors.pop(tokenizer, None)
+            except TokenizerError as e:
+                # documents and bytes still come from a count with bytes (it needs nothing to load)
+                self.count_errors[tokenizer] = str(e).split(";")[0][:120]
+                self._to_ui(self.notify, f"{e}; counting documents and bytes only", severity="warning", timeout=10)
+                use = "bytes"
             for i, f in enumerate(files, 1):
-                self._to_ui(line.label, f"counting {f.name} ({i}/{len(files)} files) with {tokenizer}")
-                count_file(f, tokenizer, progress=progress)
-            self._to_ui(self.notify, f"counted {len(files)} file(s) with {tokenizer}")
+                self._to_ui(line.label, f"counting {f.name} ({i}/{len(files)} files) with {use}")
+                count_file(f, use, progress=progress)
+            self._to_ui(self.notify, f"counted {len(files)} file(s) with {use}")
         except Cancelled:
             self._to_ui(self.notify, "counting cancelled; what was counted is kept", severity="warning")
         except (CorpusError, TokenizerError, OSError) as e:
@@ -181,6 +225,7 @@ class CorporaPane(Pane):
     def _count_done(self) -> None:
         self.counting = False
         self.query_one("#corpora-progress", ProgressLine).finish()
+        self._fill()
         self.poll()
 
     def action_cancel_count(self) -> None:
@@ -192,13 +237,16 @@ class CorporaPane(Pane):
             self.tokenizer = event.value
             self._fill()
             self.poll()  # counts what this tokenizer is missing
+            # back to the table: space there marks for the mix (in the dropdown it reopened it)
+            self.call_after_refresh(self.query_one("#corpora-table", DataTable).focus)
 
     # -- mixing -------------------------------------------------------------------------
     def _cursor_path(self) -> Path | None:
         table = self.query_one("#corpora-table", DataTable)
         if not self.items or table.row_count == 0:
             return None
-        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return None if key == TOTAL else Path(key)
 
     def action_mark(self) -> None:
         if (p := self._cursor_path()) is None:
@@ -232,25 +280,29 @@ class MixForm(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog mix"):
-            yield Label("Mix corpora by token ratio: one PATH=RATIO a line, ratios adding up to 1")
+            # short enough for 80 columns: the title and placeholders were cut there
+            yield Label("Mix by tokens: PATH=RATIO a line, ratios summing to 1")
             yield TextArea(self.sources_text, id="mix-sources", show_line_numbers=False)
             with Horizontal(classes="form-row"):
                 yield Label("out")
                 yield Input(str(self.root / f"mix-{time.strftime('%Y%m%d-%H%M%S')}"), id="mix-out")
             with Horizontal(classes="form-row"):
                 yield Label("tokens")
-                yield Input("", placeholder="all the ratios allow, or e.g. 200M", id="mix-tokens")
+                yield Input("", placeholder="all / 200M", id="mix-tokens")
                 yield Label("seed")
                 yield Input("0", id="mix-seed", type="integer")
                 names = TOKENIZERS if self.tokenizer in TOKENIZERS else (*TOKENIZERS, self.tokenizer)
-            yield Select[str]([(t, t) for t in names], value=self.tokenizer, allow_blank=False,
+                yield Select[str]([(t, t) for t in names], value=self.tokenizer, allow_blank=False,
                                   id="mix-tokenizer")
-            with Horizontal(classes="buttons"):
-                yield Button("Preview (F5)", id="mix-preview", variant="primary")
-                yield Button("Write (F6)", id="mix-write", variant="success")
-                yield Button("Close (esc)", id="mix-close")
+            with Horizontal(classes="form-row"):
+                # a source smaller than its share: an error, unless repeating its documents is fine
+                yield Checkbox("allow repeat", id="mix-repeat")
+                yield Button("Preview F5", id="mix-preview", variant="primary")
+                yield Button("Write F6", id="mix-write", variant="success")
+                yield Button("Close", id="mix-close")
             yield ProgressLine(id="mix-progress")
-            yield Static("", id="mix-result")
+            with VerticalScroll(id="mix-result-box"):  # the per-source table and whole errors, scrolled
+                yield Static("", id="mix-result")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         {"mix-preview": self.action_preview, "mix-write": self.action_write, "mix-close": self.action_close}[
@@ -266,7 +318,7 @@ class MixForm(ModalScreen[None]):
         check_name(tokenizer)
         return MixSpec(out=self.query_one("#mix-out", Input).value.strip(), sources=[parse_source(x) for x in lines],
                        tokens=parse_tokens(tokens) if tokens else None, seed=int(seed), tokenizer=tokenizer,
-                       origin="cockpit TUI")
+                       allow_repeat=self.query_one("#mix-repeat", Checkbox).value, origin="cockpit TUI")
 
     def action_preview(self) -> None:
         self._start(write=False)
@@ -322,10 +374,12 @@ class MixForm(ModalScreen[None]):
         head = f"wrote {spec.out}: {total:,} {spec.tokenizer} tokens\n" if written else \
             f"{spec.out} would hold {total:,} {spec.tokenizer} tokens:\n"
         t.append(head, style="bold green" if written else "bold")
-        t.append(f"{'source':<34}{'ratio':>7}{'tokens':>15}{'available':>15}{'uses':>7}\n", style="bold")
+        # 61 columns: the table fits the dialog at 80x24 without wrapping
+        t.append(f"{'source':<24}{'ratio':>6}{'tokens':>12}{'available':>12}{'uses':>7}\n", style="bold")
         for s in spec.sources:
             n = s.tokens if written else s.target
-            t.append(f"{s.path[-33:]:<34}{s.ratio:>7.3g}{n:>15,}{s.available_tokens:>15,}"
+            name = s.path if len(s.path) <= 23 else "…" + s.path[-22:]
+            t.append(f"{name:<24}{s.ratio:>6.3g}{n:>12,}{s.available_tokens:>12,}"
                      f"{n / max(1, s.available_tokens):>6.2f}x\n")
         if written:
             t.append(f"manifest: {spec.out}/mix.toml; train on it with [data] path = \"{spec.out}\"", style="dim")

@@ -11,13 +11,27 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from cockpit.queue import Queue
-from cockpit.status import control_files, eta, keepawake_line, worker_status
+from cockpit.analysis.termplot import tick_label
+from cockpit.status import control_files, eta, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows, start_worker
 from engine.config import ConfigError, load_config
 from engine.rundir import FAILED, QUEUED, RUNNING
 
+
+
+ASK_BEFORE_STOPPING_S = 600  # s asks first on a run that has trained this long
+NAME_WIDTH = 26  # longer run names are cut (the line under the table has the whole id)
+
+
+def short_ids(ids: list[str]) -> dict[str, str]:
+    """Run ids without their creation stamps where the names stay unique, cut to NAME_WIDTH,
+    so at 80 columns progress and ETA stay on screen."""
+    from cockpit.analysis.compare import short_names
+
+    bare = short_names(ids)[0] if ids else []
+    return {i: (b if len(b) <= NAME_WIDTH else b[: NAME_WIDTH - 1] + "…") for i, b in zip(ids, bare)}
 
 
 class QueuePane(Pane):
@@ -67,8 +81,8 @@ class QueuePane(Pane):
             line.append("not running (w starts one)", style="yellow")
         if self.paused:
             line.append("   QUEUE PAUSED (p resumes)", style="bold yellow")
-        line.append("   keep-awake ", style="bold")
-        line.append(keepawake_line(files["keepawake"]))
+        line.append("   keep-awake ", style="bold")  # its state; the Training tab's i explains it
+        line.append((files["keepawake"] or {}).get("state", "unknown"))
         self.query_one("#queue-status", Static).update(line)
         if rows != self.rows or not rows:
             self.rows = rows
@@ -78,6 +92,7 @@ class QueuePane(Pane):
         table = self.query_one("#queue-table", DataTable)
         selected = self.selected_id()
         cells = []
+        names = short_ids([r.id for r in rows])
         for r in rows:
             progress = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or "")
             if r.max_steps and r.status == RUNNING:
@@ -86,13 +101,21 @@ class QueuePane(Pane):
                 progress += f" stage {r.stage}/{r.stages}"
             note = r.reason or (f"on {r.devices}" if r.devices else f"asks for {r.gpus} GPUs"
                                 if r.status == QUEUED and r.gpus > 1 else "")
-            cells.append((r.id, [str(r.position or ""), r.id, Text(r.status, style=STATE_STYLE.get(r.status, "")),
-                                 r.size, progress, f"{r.loss:.4f}" if r.loss is not None else "",
-                                 eta(r.eta_s) if r.eta_s is not None else "",
+            # loss: the final validation loss of a finished run (bold), else the latest running
+            # validation, else the training loss (dim): never a last train loss passed off as the result
+            if r.val_loss is not None:
+                loss = Text(f"{r.val_loss:.4f}", style="bold" if r.final else "")
+            else:
+                loss = Text(f"{r.loss:.4f}" if r.loss is not None else "", style="dim")
+            when = f"ETA {eta(r.eta_s)}" if r.eta_s is not None else (eta(r.elapsed) if r.elapsed else "")
+            # what matters first comes first: at 80 columns the table is cut after the loss
+            cells.append((r.id, [str(r.position or ""), names[r.id], Text(r.status, style=STATE_STYLE.get(r.status, "")),
+                                 progress, when, loss, f"{r.bpb:.3f}" if r.bpb is not None else "",
+                                 tick_label(r.tok_s) if r.tok_s else "", r.size,
                                  Text(note, style="red" if r.status in (FAILED, BROKEN) else "dim")]))
         if not rows:
-            cells.append(("", ["", Text("no runs yet: press a to add a config", style="dim"), "", "", "", "", "", ""]))
-        fill_table(table, ["#", "run", "state", "size", "progress", "loss", "ETA", "note"], cells)
+            cells.append(("", ["", Text("no runs yet: press a to add a config", style="dim"), *[""] * 8]))
+        fill_table(table, ["#", "run", "state", "progress", "ETA/time", "val loss", "bpb", "tok/s", "size", "note"], cells)
         if rows and selected is not None and selected in {r.id for r in rows}:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         self._detail()
@@ -153,8 +176,20 @@ class QueuePane(Pane):
         self.in_background(move, lambda pos: self.notify(f"{run_id} is now at position {pos}"), "queue-edit")
 
     def action_stop(self) -> None:
-        if (run_id := self._selected()) is not None:
-            self.in_background(lambda: Queue(self.runs_dir).stop(run_id), self.notify, "queue-edit")
+        if (run_id := self._selected()) is None:
+            return
+        row = next((r for r in self.rows if r.id == run_id), None)
+
+        def stop(yes: bool | None = True) -> None:
+            if yes:
+                self.in_background(lambda: Queue(self.runs_dir).stop(run_id), self.notify, "queue-edit")
+
+        if row is not None and row.status == RUNNING and row.elapsed >= ASK_BEFORE_STOPPING_S:
+            # a slip of the finger should not cost an evening's run its momentum (it resumes, but still)
+            self.app.push_screen(Confirm(f"Stop {run_id}? It has trained for {eta(row.elapsed)} (step {row.step:,}/"
+                                         f"{row.max_steps:,}); it checkpoints first and r resumes it."), stop)
+        else:
+            stop()
 
     def action_retry(self) -> None:
         if (run_id := self._selected()) is not None:

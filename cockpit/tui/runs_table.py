@@ -37,6 +37,11 @@ class RunRow:
     stage: int = 0
     stages: int = 0  # [[stage]] entries: the progress column shows "stage k/n"
     devices: str = ""  # where a running run trains: "GPU 0", "GPUs 0,1" (empty on the CPU)
+    val_loss: float | None = None  # the final pass's validation loss, else the latest running validation
+    bpb: float | None = None
+    final: bool = False  # val_loss/bpb are the final pass's
+    tok_s: float | None = None
+    elapsed: float = 0.0  # engine time over every launch
     gpus: int = 1  # what its config asks for ([train] gpus)
 
 
@@ -75,6 +80,11 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
             row.step = max(row.step, h.step)
             row.max_steps = h.max_steps or row.max_steps
             row.loss = h.latest.get("train/loss")
+            row.final = "final_benchmarks/loss" in h.final
+            row.val_loss = h.final.get("final_benchmarks/loss", h.latest.get("train_benchmarks/loss"))
+            row.bpb = h.final.get("final_benchmarks/bpb", h.latest.get("train_benchmarks/bpb"))
+            row.tok_s = h.latest.get("train/tokens_per_s")
+            row.elapsed = h.wall_s
             row.stage, row.stages = h.stage, h.stages
             if state.status == RUNNING:
                 row.eta_s = eta_s(row.step, row.max_steps, h.latest)

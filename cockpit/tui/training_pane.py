@@ -29,8 +29,10 @@ from cockpit.status import control_files, eta, gpu_lines, keepawake_line
 from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
 from cockpit.tui.pane import Pane, Readout
 from cockpit.runs import read_states
+from cockpit.sysinfo import HostMonitor
 from engine.rundir import RUNNING
 
+clock = time.time  # wall time for the age of the last event (a snapshot test fixes it)
 CHART_INTERVAL_S = 1.0
 GPU_STALE_S = 5.0  # gpus.json older than this: the worker is not sampling  # charts redraw at most this often, however fast events arrive
 GRAD_PREFIX = "debug/grad_norm/"
@@ -70,6 +72,7 @@ class Chart(Widget):
         self.title = title
         self.legend = legend  # off where the lines' colours are named elsewhere (the compare table)
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
+        self.points: set[str] = set()  # series drawn as markers, under the lines (validation)
         self.log_y = False
         self.marks: list[int] = []
         self.draws = 0  # pictures finished and shown
@@ -78,9 +81,14 @@ class Chart(Widget):
         self._shown_generation = 0
 
     def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False,
-             marks: list[int] | None = None) -> None:
-        """``marks``: steps drawn as vertical lines (where a stage begins)."""
+             marks: list[int] | None = None, points: set[str] | frozenset = frozenset(), title: str | None = None) -> None:
+        """``marks``: steps drawn as vertical lines (where a stage begins); ``points``: series
+        drawn as markers beneath the lines, so a sparse validation curve and the training line
+        never hide each other."""
         self.lines = {k: v for k, v in lines.items() if v[0]}
+        self.points = set(points)
+        if title is not None:
+            self.title = title
         self.log_y = log_y
         self.marks = list(marks or [])
         self._build()
@@ -93,18 +101,20 @@ class Chart(Widget):
         if width < 10 or height < 3:
             return
         self._generation += 1
-        job = (self._generation, dict(self.lines), self.log_y, width, height, list(self.marks))
+        job = (self._generation, dict(self.lines), self.log_y, width, height, list(self.marks), set(self.points))
         self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
 
-    def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
+    def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int],
+              points: set[str]) -> None:
         # one picture at a time: plotext keeps state outside its figure objects, and four charts
         # built at once in their threads now and then drew one chart with another's tick rows
         # (a snapshot test caught it). The GIL let them take turns anyway: nothing is lost.
         with _PLOTEXT_LOCK:
-            self._make_locked(generation, lines, log_y, width, height, marks)
+            self._make_locked(generation, lines, log_y, width, height, marks, points)
 
-    def _make_locked(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int]) -> None:
-        from cockpit.analysis.termplot import tick_label, ticks
+    def _make_locked(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int],
+                     points: set[str]) -> None:
+        from cockpit.analysis.termplot import tick_labels, ticks
 
         # the legend is a line of its own above the plot: inside, it covered the data (the
         # six-series grad-norm legend hid the first 40% of the run)
@@ -112,7 +122,8 @@ class Chart(Widget):
         if self.legend and len(lines) > 1 and height >= 6:
             legend = Text(no_wrap=True, overflow="ellipsis")
             for i, label in enumerate(lines):
-                legend.append("━━ ", style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
+                legend.append("•  " if label in points else "━━ ",
+                              style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
                 legend.append(f"{label}  ")
         plot_h = height - 1 if legend is not None else height
         plt = Plot()
@@ -123,19 +134,24 @@ class Chart(Widget):
             plt.yscale("log")
         all_x: list[float] = []
         all_y: list[float] = []
-        for i, (label, (xs, ys)) in enumerate(lines.items()):
+        colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(lines)}  # the legend's order
+        for label in sorted(lines, key=lambda name: name not in points):  # markers first, lines over them
+            xs, ys = lines[label]
             if log_y:
                 kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
                 xs, ys = [x for x, _ in kept], [y for _, y in kept]
             xs, ys = thin(list(xs), list(ys), 2 * width)  # braille: two dots a column, no more
             if xs:
-                plt.plot(xs, ys, color=PALETTE[i % len(PALETTE)], marker="braille")
+                if label in points:
+                    plt.scatter(xs, ys, color=colours[label], marker="•")
+                else:
+                    plt.plot(xs, ys, color=colours[label], marker="braille")
                 all_x += xs
                 all_y += ys
         if all_x:
             # readable ticks: whole steps on x, 19.1k / 2.2e-3 / 0.25 on y (plotext printed 19131.3, 0.00224)
             xt = [round(v) for v in ticks(min(all_x), max(all_x), False, 4 if width < 50 else 5)]
-            plt.xticks(xt, [tick_label(v) for v in xt])
+            plt.xticks(xt, tick_labels(xt))
             # no more ticks than every other row of the canvas: where two fall on one row plotext
             # picks one label by an order that changes between processes (a flaky snapshot)
             canvas = plot_h - 4 - (1 if plot_h >= 14 else 0)  # title, frame top/bottom, x labels, x title
@@ -143,7 +159,7 @@ class Chart(Widget):
             yt = ticks(min(all_y), max(all_y), log_y, min(5, most))
             while len(yt) > most:
                 yt = yt[::2] if len(yt) % 2 else [*yt[:-1:2], yt[-1]]
-            plt.yticks(yt, [tick_label(v) for v in yt])
+            plt.yticks(yt, tick_labels(yt))
             if plot_h >= 14:
                 plt.xlabel("step")
         for step in marks:  # a stage boundary inside the plotted steps
@@ -195,18 +211,55 @@ def thin(xs: list[float], ys: list[float], n: int) -> tuple[list[float], list[fl
     return out_x + [xs[-1]], out_y + [ys[-1]]
 
 
-class CompareRuns(ModalScreen[list[str] | None]):
-    AUTO_FOCUS = "*"  # the app sets none; a dialog focuses its first field
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True)]
+def ema(ys: list[float], keep: float = 0.8) -> list[float]:
+    """Exponential moving average, debiased (the first points are not pulled toward zero)."""
+    out, s, w = [], 0.0, 0.0
+    for y in ys:
+        s, w = keep * s + (1 - keep) * y, keep * w + (1 - keep)
+        out.append(s / w)
+    return out
 
-    def __init__(self, runs: list[str], chosen: list[str]):
+
+# the chart shown alone in single-chart mode, in the order `v` cycles through (None: all four)
+CHART_MODES: list[str | None] = [None, "loss", "lr", "grad", "tps"]
+SMALL = (110, 32)  # below this size (columns, rows) the tab opens on one large chart
+
+
+class CompareRuns(ModalScreen[list[str] | None]):
+    """Which runs' validation loss to overlay: the shown run and runs with no events yet are
+    not offered; the checked ones are named above the list as they change."""
+
+    AUTO_FOCUS = "*"  # the app sets none; a dialog focuses its first field
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "done", "Overlay", priority=True),
+                Binding("a", "clear", "Clear all")]
+
+    def __init__(self, runs: list[str], chosen: list[str], shown: str | None = None):
         super().__init__()
-        self.runs, self.chosen = runs, chosen
+        self.runs, self.chosen, self.shown = runs, [r for r in chosen if r in runs], shown
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Overlay the validation loss of (space: toggle, enter: overlay, escape: cancel)")
+            yield Label(f"Overlay on {self.shown or 'the shown run'} the validation loss of (space: check, a: clear "
+                        f"all, enter: overlay, escape: cancel; any metric: the Compare tab, 5)")
+            yield Label("", id="compare-checked")
             yield SelectionList[str](*[(r, r, r in self.chosen) for r in self.runs], id="compare-list")
+
+    def on_mount(self) -> None:
+        self._checked()
+        if not self.runs:
+            self.query_one("#compare-checked", Label).update("no other run has data yet")
+
+    def on_selection_list_selected_changed(self, event) -> None:
+        self._checked()
+
+    def _checked(self) -> None:
+        picked = list(self.query_one(SelectionList).selected)
+        self.query_one("#compare-checked", Label).update(
+            Text(f"checked ({len(picked)}): " + ", ".join(picked), style="bold") if picked else
+            Text("checked: none", style="dim"))
+
+    def action_clear(self) -> None:
+        self.query_one(SelectionList).deselect_all()
 
     def action_done(self) -> None:
         self.dismiss(list(self.query_one(SelectionList).selected))
@@ -224,18 +277,27 @@ class TrainingPane(Pane):
         Binding("g", "running", "Go to running"),
         Binding("comma", "cycle(-1)", "Prev run"),
         Binding("full_stop", "cycle(1)", "Next run"),
+        Binding("v", "chart_mode", "One chart / all"),
+        Binding("e", "smooth", "EMA on/off"),
+        Binding("i", "system", "GPU/system details"),
+        Binding("left_square_bracket", "scroll_side(-4)", "Numbers up", show=False),
+        Binding("right_square_bracket", "scroll_side(4)", "Numbers down", show=False),
     ]
 
     def __init__(self, runs_dir: Path, **kwargs):
         super().__init__(**kwargs)
         self.runs_dir = runs_dir
         self.run_id: str | None = None  # None: follow the running run
-        self.overlay: list[str] = []
         self.runs: list[tuple[str, str]] = []
         self.data: TrainingData | None = None
         self._drawn_at = 0.0
         self._monitor: GpuMonitor | None = None
+        self._host = HostMonitor()
         self._drawn_events = -1
+        self.mode: str | None = None  # one chart alone (CHART_MODES), or all four
+        self._mode_chosen = False  # by the user: then a resize no longer picks it
+        self.smooth = False  # EMA of the training loss
+        self.overlay = load_overlay(runs_dir)  # the compare picks survive a restart
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="train-top"):
@@ -260,6 +322,7 @@ class TrainingPane(Pane):
         runs = [(x.rd.id, x.status) for x in newest_first]
         data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
         data.files["gpus"] = self._gpus(data.files.get("gpus") or {})
+        data.files["host"] = self._host.sample().line()
         run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
         if run_id is None:
             data.message = f"no runs under {self.runs_dir}/ yet: queue one on the Queue tab (a) or cockpit run x.toml"
@@ -339,12 +402,16 @@ class TrainingPane(Pane):
     def _draw(self, data: TrainingData) -> None:
         v = data.view
         series = v.series if v is not None else {}
-        loss = {"train": series.get("train/loss", ([], [])), "val": series.get(VAL_LOSS, ([], []))}
+        train = series.get("train/loss", ([], []))
+        if self.smooth:
+            train = (train[0], ema(train[1]))
+        loss = {"train (EMA)" if self.smooth else "train": train, "val": series.get(VAL_LOSS, ([], []))}
         loss.update({f"{k} val": pts for k, pts in data.overlays.items()})
         # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
         loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
         marks = v.stage_marks if v is not None else []
-        self.query_one("#chart-loss", Chart).draw(loss, log_y=True, marks=marks)  # linear put every curve in the bottom row
+        points = {"val", *(f"{k} val" for k in data.overlays)}  # validation as markers, train drawn over them
+        self.query_one("#chart-loss", Chart).draw(loss, log_y=True, marks=marks, points=points)  # linear put every curve in the bottom row
         self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))}, marks=marks)
         grads = {"global": series.get("train/grad_norm", ([], []))}
         grads.update({k[len(GRAD_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_PREFIX)})
@@ -363,9 +430,10 @@ class TrainingPane(Pane):
             if st.reason:
                 t.append(f": {st.reason}", style="red" if st.status == "failed" else "dim")
             t.append("\n")
-            if v.start:
-                t.append(f"{v.start.get('model', '')} {v.start.get('params', 0):,} params on {v.start.get('device', '?')}\n",
-                         style="dim")
+            if v.start:  # the whole description where it fits; its label (2L×32) where it would wrap (o: config)
+                wide = self.size.width >= 120
+                what = v.start.get("model", "") if wide else v.start.get("label") or v.start.get("model", "")
+                t.append(f"{what} {v.start.get('params', 0):,} params on {v.start.get('device', '?')}\n", style="dim")
             if v.parent:
                 t.append(f"from {v.parent}\n", style="dim")
             m = v.latest
@@ -391,7 +459,7 @@ class TrainingPane(Pane):
                 rows.append(("elapsed", eta(v.wall_s)))
             quiet = None
             if st.status == RUNNING and v.last_time:
-                age = max(0.0, time.time() - v.last_time)
+                age = max(0.0, clock() - v.last_time)
                 rows.append(("last event", f"{eta(age)} ago"))
                 if age > quiet_after_s(v.gaps):
                     quiet = age
@@ -411,13 +479,7 @@ class TrainingPane(Pane):
             if v.error:
                 t.append(f"error: {v.error}\n", style="red")
         self.query_one("#train-numbers", Readout).set(t)
-        s = Text()
-        s.append("GPU\n", style="bold")
-        for line in gpu_lines(data.files.get("gpus", {})):
-            s.append(line.strip() + "\n")
-        s.append("keep-awake ", style="bold")
-        s.append(keepawake_line(data.files.get("keepawake", {})))
-        self.query_one("#train-system", Readout).set(s)
+        self.query_one("#train-system", Readout).set(system_text(data.files))
 
     # -- actions ------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -444,10 +506,49 @@ class TrainingPane(Pane):
         def chosen(runs: list[str] | None) -> None:
             if runs is not None:
                 self.overlay = runs
+                save_overlay(self.runs_dir, runs)
                 self._drawn_events = -1
                 self.poll()
 
-        self.app.push_screen(CompareRuns([r for r, _ in self.runs], self.overlay), chosen)
+        shown = self._shown_run()
+        offered = [r for r, _ in self.runs if r != shown and has_events(self.runs_dir / r)]
+        self.app.push_screen(CompareRuns(offered, self.overlay, shown), chosen)
+
+    # -- layout -------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        if not self._mode_chosen:
+            small = self.size.width < SMALL[0] or self.size.height < SMALL[1] - 4
+            self._apply_mode("loss" if small else None)
+
+    def action_chart_mode(self) -> None:
+        """All four charts, or one large one: loss, learning rate, grad norm, tokens/s in turn."""
+        self._mode_chosen = True
+        self._apply_mode(CHART_MODES[(CHART_MODES.index(self.mode) + 1) % len(CHART_MODES)])
+
+    def _apply_mode(self, mode: str | None) -> None:
+        self.mode = mode
+        grid = self.query_one("#charts", Grid)
+        for name in CHART_MODES[1:]:
+            self.query_one(f"#chart-{name}", Chart).display = mode is None or mode == name
+        grid.styles.grid_size_columns = 1 if mode else 2
+        grid.styles.grid_size_rows = 1 if mode else 2
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.notify(f"training loss {'smoothed (EMA 0.8)' if self.smooth else 'as logged'}", timeout=2)
+        if self.data is not None:
+            self._draw(self.data)
+
+    def action_system(self) -> None:
+        """The GPU, keep-awake and host figures in full (the panel shows one line of each)."""
+        from cockpit.tui.dialogs import TextView
+
+        files = self.data.files if self.data else {}
+        self.app.push_screen(TextView("GPU, keep-awake and this machine", make=lambda: system_details(files)))
+
+    def action_scroll_side(self, lines: int) -> None:
+        side = self.query_one("#train-side", VerticalScroll)
+        side.scroll_relative(y=lines, animate=False)
 
     def _shown_run(self) -> str | None:
         return self.data.view.id if self.data and self.data.view else None
@@ -502,6 +603,69 @@ def config_text(runs_dir: Path, run_id: str, others: list[str]) -> str:
         out.append(f"# differs from {other}: " + ("nothing" if not keys else ""))
         out += [f"#   {k}: {fa.get(k, '-')!r} here, {fb.get(k, '-')!r} there" for k in keys]
     return "\n".join(out)
+
+
+def system_text(files: dict) -> Text:
+    """One line per GPU (or 'none'), the host's CPU and memory, keep-awake's state: at 80x24
+    the explanations took three to eight lines; ``i`` shows them."""
+    s = Text()
+    g = files.get("gpus") or {}
+    if g.get("gpus"):
+        for x in g["gpus"]:
+            s.append(f"GPU {x['index']} ", style="bold")
+            s.append(f"{x['util']:.0f}% {x['mem_used_mb'] / 1024:.1f}/{x['mem_total_mb'] / 1024:.0f}G "
+                     f"{x['temp_c']:.0f}C\n")
+    else:  # without a GPU, what the run uses is this machine's CPUs and memory
+        s.append("GPU ", style="bold")
+        s.append("none (i: why)\n", style="dim")
+        s.append("host ", style="bold")
+        s.append(f"{files.get('host', '')}\n")
+    ka = files.get("keepawake") or {}
+    s.append("awake ", style="bold")
+    s.append(ka.get("state", "unknown"), style={"active": "green"}.get(ka.get("state", ""), "dim"))
+    return s
+
+
+def system_details(files: dict) -> str:
+    lines = ["GPUs (NVML):", *[f"  {line.strip()}" for line in gpu_lines(files.get("gpus") or {})],
+             "", f"this machine: {files.get('host', '')}", "",
+             f"keep-awake: {keepawake_line(files.get('keepawake') or {})}"]
+    return "\n".join(lines)
+
+
+def has_events(run_dir: Path) -> bool:
+    try:
+        return (run_dir / "events.jsonl").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _overlay_file(runs_dir: Path) -> Path:
+    return runs_dir / ".cockpit" / "tui.json"
+
+
+def load_overlay(runs_dir: Path) -> list[str]:
+    """The runs last overlaid in the Training tab (runs/.cockpit/tui.json)."""
+    import json
+
+    try:
+        data = json.loads(_overlay_file(runs_dir).read_text(encoding="utf-8"))
+        runs = data.get("overlay", [])
+        return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def save_overlay(runs_dir: Path, runs: list[str]) -> None:
+    import json
+
+    from engine.rundir import atomic_write
+
+    try:
+        _overlay_file(runs_dir).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(_overlay_file(runs_dir), json.dumps({"overlay": runs}))
+    except OSError:
+        pass  # a read-only runs directory: the choice lasts this session
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
