@@ -238,7 +238,7 @@ async def test_queue_table_shows_results_speed_time_and_asks_before_stopping_a_l
         # names lose their stamps and are cut: progress and the ETA stay on an 80-column screen
         shown = short_ids([r.id for r in pane.rows])
         assert shown[long.id] == "an-evening-long-ablation-…" and shown[conv] == "conv"
-        screen = await on_screen(pilot, "an-evening-long-ablation-…", "400/1000", "ETA 0:17:30", f"{done.val_loss:.4f}")
+        await on_screen(pilot, "an-evening-long-ablation-…", "400/1000", "ETA 0:17:30", f"{done.val_loss:.4f}")
         table = pane.query_one("#queue-table")
         assert "19.1k" in [str(c) for c in table.get_row(long.id)]  # tokens/s, further right
         # s on a run that has trained for 11 minutes asks first; no leaves it running

@@ -96,7 +96,9 @@ class MoE(nn.Module):
             if tok.numel() == 0:
                 continue
             y = self.expert(e, xf[tok])
-            out.index_add_(0, tok, y * weights[tok, slot].unsqueeze(-1).to(y.dtype))
+            # summed in the residual stream's dtype: under autocast the experts give bf16/fp16
+            # while the stream stays fp32 (index_add_ takes no mixed dtypes; found on an H200)
+            out.index_add_(0, tok, (y * weights[tok, slot].unsqueeze(-1).to(y.dtype)).to(out.dtype))
         if collect is not None:
             share = F.one_hot(top_i, self.E).sum(dim=(0, 1)).float() / (N * self.k)  # f_i, sums to 1
             collect.loss("moe_balance", self.E * (share * probs.mean(0)).sum(), self.spec.balance_weight)
