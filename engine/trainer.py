@@ -539,11 +539,13 @@ class Trainer:
         self._step_t.fill_(self.step)
         self.tokens_seen = int(payload.get("tokens_seen", 0))
         rng = payload["rng"]
-        torch.set_rng_state(rng["torch"])
+        # generator states are CPU byte tensors, whatever device the checkpoint was mapped to
+        # (loaded onto the GPU, they were refused: resuming on CUDA failed; found on an H200)
+        torch.set_rng_state(rng["torch"].cpu())
         self.batches.rewind()
-        self.batch_gen.set_state(rng["batch"])
+        self.batch_gen.set_state(rng["batch"].cpu())
         if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
 
     def summary(self) -> dict[str, Any]:
         m = self.cfg.model
