@@ -511,6 +511,11 @@ async def test_completion_tab_explains_what_it_cannot_do(trained, tmp_path):
     app = CockpitApp(runs, tmp_path / "corpora", tab="completion", tick_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         pane = await completion_for(pilot, plain)
+        topk = pane.query_one("#comp-topk")
+        topk.focus()
+        await pilot.press("x")  # a letter in a whole-number field: refused, and the field says why
+        await wait_for(pilot, lambda: topk.border_subtitle == "whole numbers", "the reason on the field")
+        assert topk.value == "50"
         pane.query_one("#comp-topk").value = "-3"
         await pilot.press("ctrl+g")
         assert "top-k >= 0" in pane.status and not pane.generating

@@ -22,7 +22,7 @@ from cockpit.completion import CompletionClient, CompletionError
 from cockpit.complete_cli import token_label
 from cockpit.runs import list_runs
 from cockpit.serve.launcher import ServeProcess
-from cockpit.tui.pane import Pane
+from cockpit.tui.pane import NumberInput, Pane
 
 IDLE_CLOSE_S = 120  # the model process is let go this long after the tab was left
 FLUSH_S = 0.05  # tokens reach the screen in batches, not one UI update per token
@@ -154,11 +154,11 @@ class CompletionPane(Pane):
             yield Select[int]([], prompt="checkpoint (latest)", id="comp-step")
         with Horizontal(id="comp-params"):
             yield Label("temperature")
-            yield Input("0.8", id="comp-temperature", type="number")
+            yield NumberInput("0.8", id="comp-temperature", type="number")
             yield Label("top-k")
-            yield Input("50", id="comp-topk", type="integer")
+            yield NumberInput("50", id="comp-topk", type="integer")
             yield Label("max tokens")
-            yield Input("256", id="comp-max", type="integer")
+            yield NumberInput("256", id="comp-max", type="integer")
         yield TextArea("", id="comp-prompt", soft_wrap=True, show_line_numbers=False)
         yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop, or leave the prompt",
                      id="comp-status")

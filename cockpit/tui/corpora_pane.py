@@ -20,7 +20,7 @@ from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
-from cockpit.tui.pane import Pane, ProgressLine, fill_table
+from cockpit.tui.pane import NumberInput, Pane, ProgressLine, fill_table
 from cockpit.runs import run_config
 from engine.config import BUILTIN_STORIES
 from engine.corpus import CorpusError, corpus_files
@@ -290,7 +290,7 @@ class MixForm(ModalScreen[None]):
                 yield Label("tokens")
                 yield Input("", placeholder="all / 200M", id="mix-tokens")
                 yield Label("seed")
-                yield Input("0", id="mix-seed", type="integer")
+                yield NumberInput("0", id="mix-seed", type="integer")
                 names = TOKENIZERS if self.tokenizer in TOKENIZERS else (*TOKENIZERS, self.tokenizer)
                 yield Select[str]([(t, t) for t in names], value=self.tokenizer, allow_blank=False,
                                   id="mix-tokenizer")

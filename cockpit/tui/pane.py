@@ -9,7 +9,7 @@ from typing import Any, Callable
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Label, ProgressBar
+from textual.widgets import Input, Label, ProgressBar
 from textual.worker import get_current_worker
 
 
@@ -145,3 +145,17 @@ class ProgressLine(Horizontal):
 
     def finish(self) -> None:
         self.display = False
+
+
+class NumberInput(Input):
+    """A numeric field that says why a key was refused (Textual only rings the bell, and a
+    refused letter looked like a dead field): the reason shows on its border until the next
+    accepted edit."""
+
+    def restricted(self) -> None:
+        self.app.bell()
+        self.border_subtitle = "whole numbers" if self.type == "integer" else "numbers only"
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is self:
+            self.border_subtitle = ""
