@@ -723,7 +723,9 @@ async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
         await pilot.pause()
         text = str(app.screen.query_one("Static").render())  # the whole help text, scrolled or not
         for expected in ("Queue tab", "Add config", "Training tab", "Compare runs", "Completion tab",
-                         "Conviction", "Corpora tab", "Mix form", "Compare tab", "Scaling fit"):
+                         "Conviction", "Corpora tab", "Mix form", "Compare tab", "Scaling fit",
+                         "Mix form (Corpora, m)", "Preview", "Overlay picker (Training, c)", "Clear all",
+                         "alt+3", "One chart / all", "GPU/system details"):
             assert expected in text
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
