@@ -72,7 +72,7 @@ class Chart(Widget):
         self.title = title
         self.legend = legend  # off where the lines' colours are named elsewhere (the compare table)
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
-        self.points: set[str] = set()  # series drawn as markers, under the lines (validation)
+        self.points: set[str] = set()  # series drawn as markers, over the lines (validation)
         self.log_y = False
         self.marks: list[int] = []
         self.draws = 0  # pictures finished and shown
@@ -83,7 +83,7 @@ class Chart(Widget):
     def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False,
              marks: list[int] | None = None, points: set[str] | frozenset = frozenset(), title: str | None = None) -> None:
         """``marks``: steps drawn as vertical lines (where a stage begins); ``points``: series
-        drawn as markers beneath the lines, so a sparse validation curve and the training line
+        drawn as markers over the lines, so a sparse validation curve and the training line
         never hide each other."""
         self.lines = {k: v for k, v in lines.items() if v[0]}
         self.points = set(points)
@@ -135,7 +135,9 @@ class Chart(Widget):
         all_x: list[float] = []
         all_y: list[float] = []
         colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(lines)}  # the legend's order
-        for label in sorted(lines, key=lambda name: name not in points):  # markers first, lines over them
+        # lines first, markers over them: a marker hides one cell of a line, while a line drawn
+        # over the markers hid every validation point that sat on the training curve
+        for label in sorted(lines, key=lambda name: name in points):
             xs, ys = lines[label]
             if log_y:
                 kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
@@ -410,7 +412,7 @@ class TrainingPane(Pane):
         # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
         loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
         marks = v.stage_marks if v is not None else []
-        points = {"val", *(f"{k} val" for k in data.overlays)}  # validation as markers, train drawn over them
+        points = {"val", *(f"{k} val" for k in data.overlays)}  # validation as markers over the train line
         self.query_one("#chart-loss", Chart).draw(loss, log_y=True, marks=marks, points=points)  # linear put every curve in the bottom row
         self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))}, marks=marks)
         grads = {"global": series.get("train/grad_norm", ([], []))}
