@@ -160,7 +160,7 @@ class CompletionPane(Pane):
             yield Label("max tokens")
             yield NumberInput("256", id="comp-max", type="integer")
         yield TextArea("", id="comp-prompt", soft_wrap=True, show_line_numbers=False)
-        yield Static("ctrl+g: text   ctrl+o: conviction per token   escape: stop, or leave the prompt",
+        yield Static("ctrl+g text · ctrl+o conviction per token · esc stop, or leave the prompt",
                      id="comp-status")
         yield Static(NOT_SERVING, id="comp-serve")
         with TokenView(id="comp-output"):
