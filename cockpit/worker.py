@@ -32,7 +32,7 @@ from pathlib import Path
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
-from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, start_engine
+from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, run_config, start_engine
 from engine.process import Proc
 from engine.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError, atomic_write
 
@@ -73,11 +73,10 @@ def device_label(devices: list[str]) -> str:
 
 def gpus_wanted(rd: RunDir) -> int:
     """The GPUs a queued run asks for ([train] gpus); 1 when its config cannot be read (the
-    engine then fails it with the reason)."""
-    try:
-        return max(1, rd.read_config().train.gpus)
-    except Exception:  # noqa: BLE001 - a broken config is the engine's to report
-        return 1
+    engine then fails it with the reason). Asked each tick for every waiting run: the config
+    is parsed again only when its file changes."""
+    cfg = run_config(rd)
+    return max(1, cfg.train.gpus) if cfg is not None else 1
 
 
 def workers_dir(runs_dir: Path) -> Path:

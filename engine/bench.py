@@ -29,7 +29,7 @@ def bench(config_path: str, steps: int, warmup: int, overrides: list[str]) -> di
         sync(trainer.device)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    tok_s = cfg.tokens_per_step / med
+    tok_s = trainer.tokens_per_step / med  # one process: a config's gpus do not count here
     s = trainer.summary()
     return {
         "config": config_path,
@@ -38,7 +38,7 @@ def bench(config_path: str, steps: int, warmup: int, overrides: list[str]) -> di
         "compile": s["compile"],
         "params": s["params"],
         "params_non_embedding": s["params_non_embedding"],
-        "tokens_per_step": cfg.tokens_per_step,
+        "tokens_per_step": trainer.tokens_per_step,
         "steps": steps,
         "warmup_steps": warmup,
         "median_step_ms": 1000 * med,

@@ -217,9 +217,13 @@ class RunConfig:
         return self.optim.decay_steps or self.train.max_steps
 
     @property
+    def tokens_per_rank(self) -> int:
+        return self.train.batch_size * self.train.grad_accum * self.model.block_size
+
+    @property
     def tokens_per_step(self) -> int:
-        """Global: batch_size and grad_accum are per rank."""
-        return self.train.batch_size * self.train.grad_accum * self.model.block_size * self.train.gpus
+        """Global, for ``gpus`` ranks: batch_size and grad_accum are per rank."""
+        return self.tokens_per_rank * self.train.gpus
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]

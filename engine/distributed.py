@@ -60,14 +60,6 @@ class Dist:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
-    def gather(self, value: Any) -> list[Any]:
-        """Every rank's ``value``, in rank order, on every rank."""
-        if not self.enabled:
-            return [value]
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, value, group=self.control)
-        return out
-
     def mean_(self, tensors: list[torch.Tensor]) -> None:
         """Average device tensors across ranks in place (log steps only: the losses)."""
         if not self.enabled or not tensors:
@@ -77,10 +69,6 @@ class Dist:
         flat /= self.world
         for t, v in zip(tensors, flat):
             t.copy_(v.to(t.dtype))
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier(group=self.control)
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():

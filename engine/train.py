@@ -165,18 +165,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         traceback.print_exc()
         status, reason, code = FAILED, f"{type(e).__name__}: {e}".splitlines()[0], 1
     if attached:  # a refused attach (another engine runs it) must not write into its run
-        if status == FAILED:
-            writer.emit(events.ERROR, reason=reason)
-        writer.emit(events.STATUS, status=status, reason=reason)
-        finish = {"reason": reason, "exit_code": code, "pid": None, "pid_start": None, "launch": None,
-                  "stop_requested": False}
-        if step is not None:  # a start that failed before loading never lowers the recorded step
-            finish["step"] = step
-        try:
-            rd.transition(status, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
-                          f"the run now belongs to pid {s.pid}, not this engine ({me.pid})", **finish)
-        except StateError as e:
-            log(f"could not record the end of the run: {e}")
+        record_end(rd, writer, me, status, reason, code, step)
     if wandb is not None:
         wandb.finish(exit_code=code)
     writer.close()
@@ -185,6 +174,23 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     if dist is not None:
         dist.close()
     return code
+
+
+def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int, step: int | None = None) -> None:
+    """The end of the run, as this engine (or launcher) saw it: events, then state.json by
+    compare-and-set, unless the run has meanwhile passed to another process."""
+    if status == FAILED:
+        writer.emit(events.ERROR, reason=reason)
+    writer.emit(events.STATUS, status=status, reason=reason)
+    finish = {"reason": reason, "exit_code": code, "pid": None, "pid_start": None, "launch": None,
+              "stop_requested": False}
+    if step is not None:  # a start that failed before loading never lowers the recorded step
+        finish["step"] = step
+    try:
+        rd.transition(status, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
+                      f"the run now belongs to pid {s.pid}, not this engine ({me.pid})", **finish)
+    except StateError as e:
+        log(f"could not record the end of the run: {e}")
 
 
 def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag) -> int:
@@ -198,16 +204,9 @@ def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag) -> int
         return code or 1
     if state.status == RUNNING and state.pid == me.pid:  # rank 0 left without recording the end
         reason = why or f"the ranks ended without recording the end of the run (torchrun exit code {code}); see engine.log"
-        writer.emit(events.ERROR, reason=reason)
-        writer.emit(events.STATUS, status=FAILED, reason=reason)
-        try:
-            rd.transition(FAILED, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
-                          f"the run now belongs to pid {s.pid}, not this launcher ({me.pid})", reason=reason,
-                          exit_code=code or 1, pid=None, pid_start=None, launch=None, stop_requested=False)
-        except StateError as e:
-            log(f"could not record the end of the run: {e}")
-        log(reason)
         code = code or 1
+        record_end(rd, writer, me, FAILED, reason, code)
+        log(reason)
     elif code and why and not why.startswith("rank 0 ") and state.status == FAILED:
         # rank 0 saw only the consequence (a collective that broke, in engine.log); the cause was another rank
         writer.emit(events.ERROR, reason=why)

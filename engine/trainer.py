@@ -126,12 +126,12 @@ class Trainer:
         self.vocab = padded_vocab(self.data.vocab_size)
         self.stage, self.merged = 0, False
         stages.check_all(self.plan, self.vocab)
-        self._install(stages.build(self.plan, 0, self.vocab, self.device))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
-        self.autocast = lambda: autocast_context(self.device, t.precision)
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
         self.batches = BatchPipeline(self.batch_gen, self.step_offsets, lambda o: self.batch(self.data.train, o),
                                      t.prefetch)
+        self._install(stages.build(self.plan, 0, self.vocab, self.device))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        self.autocast = lambda: autocast_context(self.device, t.precision)
         self.step = 0
         self.tokens_seen = 0
         self.has_conviction = self.raw_model.conviction_head is not None
@@ -159,8 +159,7 @@ class Trainer:
         """Make ``model`` (stage ``self.stage``) the one trained: optimizer, hooks, groups."""
         self.cfg = self.plan.configs[self.stage]
         self.raw_model = model
-        if hasattr(self, "batches"):  # a stage may change the batch: what was built ahead is redrawn
-            self.batches.rewind()
+        self.batches.rewind()  # a stage may change the batch: what was built ahead is redrawn
         self.ddp = None
         wrapped = model
         if self.sharded:  # FSDP2: each block is a unit gathered for its forward/backward, the rest the root's
@@ -244,8 +243,7 @@ class Trainer:
     @property
     def tokens_per_step(self) -> int:
         """Global: every rank's micro-batches."""
-        t = self.cfg.train
-        return t.batch_size * t.grad_accum * self.cfg.model.block_size * self.dist.world
+        return self.cfg.tokens_per_rank * self.dist.world
 
     def step_offsets(self) -> list[torch.Tensor]:
         """This rank's micro-batches of the next step. One global draw of world x grad_accum x

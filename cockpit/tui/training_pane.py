@@ -324,7 +324,8 @@ class TrainingPane(Pane):
         runs = [(x.rd.id, x.status) for x in newest_first]
         data = TrainingData(runs, files=control_files(Queue(self.runs_dir)))
         data.files["gpus"] = self._gpus(data.files.get("gpus") or {})
-        data.files["host"] = self._host.sample().line()
+        if not data.files["gpus"].get("gpus"):  # shown only where there is no GPU
+            data.files["host"] = self._host.sample().line()
         run_id = self.run_id or next((r for r, s in runs if s == RUNNING), runs[0][0] if runs else None)
         if run_id is None:
             data.message = f"no runs under {self.runs_dir}/ yet: queue one on the Queue tab (a) or cockpit run x.toml"
