@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cockpit.corpora.count import count_file  # noqa: E402
-from engine.tokenizers import get_tokenizer  # noqa: E402
+from runspec.data.tokenizers import get_tokenizer  # noqa: E402
 
 
 def documents(text: str, mb: float) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.events import FINAL, STAGE, START, STEP, read_events  # noqa: E402
+from runspec.run.events import FINAL, STAGE, START, STEP, read_events  # noqa: E402
 
 
 def run(config: Path, runs: Path, name: str, *sets: str) -> Path:
@@ -56,9 +56,9 @@ def summary(rd: Path) -> dict:
 
 def big_ratio(rd: Path) -> float:
     """FLOPs per token of the grown shape over the starting one (from the resolved config)."""
-    from engine.config import load_config
-    from engine.kinds import flops_per_token
-    from engine.stage_config import stage_plan
+    from runspec.config.schema import load_config
+    from runspec.config.kinds import flops_per_token
+    from runspec.config.stages import stage_plan
 
     cfg = load_config(rd / "resolved.toml")
     plan = stage_plan(cfg)

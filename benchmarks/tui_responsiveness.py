@@ -47,7 +47,7 @@ Probe(sys.argv[1], sys.argv[2]).run(headless=True, size=(120, 40))
 
 WRITER = """
 import sys, time
-from engine.events import EventWriter, STEP
+from runspec.run.events import EventWriter, STEP
 path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 w = EventWriter(path)
 t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def first_paint(runs: Path, corpora: Path, repeats: int = 3) -> list[tuple[float
 
 
 def make_run(runs: Path) -> Path:
-    from engine.rundir import RunDir
+    from runspec.run.rundir import RunDir
 
     rd = RunDir(runs / "flood-1")
     rd.path.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.events import EVAL, FINAL, START, STEP, read_events  # noqa: E402
+from runspec.run.events import EVAL, FINAL, START, STEP, read_events  # noqa: E402
 
 
 def summarize(run: Path) -> dict:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.config import ConfigError
+from runspec.config.schema import ConfigError
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -159,8 +159,8 @@ def cmd_run(args) -> int:
         args.set = [*(args.set or []), f"train.gpus={args.nproc}"]
     from cockpit.headless import follow
     from cockpit.runs import claim, create_run, runs_root, start_engine
-    from engine.process import Proc
-    from engine.rundir import QUEUED, RunMeta
+    from runspec.run.process import Proc
+    from runspec.run.rundir import QUEUED, RunMeta
 
     if not args.headless:
         if _interactive():
@@ -190,8 +190,8 @@ def _run_in_tui(args) -> int:
 def cmd_resume(args) -> int:
     from cockpit.headless import follow
     from cockpit.runs import RunError, claim, find_run, prepare_resume, runs_root, start_engine
-    from engine.process import Proc
-    from engine.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
+    from runspec.run.process import Proc
+    from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
 
     rd = find_run(args.run, runs_root(args.runs_dir))
     cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc)
@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from cockpit.runs import RunError
-    from engine.corpus import CorpusError
-    from engine.rundir import StateError
-    from engine.tokenizers import TokenizerError
+    from runspec.data.corpus import CorpusError
+    from runspec.run.rundir import StateError
+    from runspec.data.tokenizers import TokenizerError
 
     from cockpit.complete_cli import main as cmd_complete
     from cockpit.corpora_cli import main as cmd_corpora

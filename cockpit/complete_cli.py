@@ -92,7 +92,7 @@ def read_prompt(stream: TextIO) -> tuple[str, str] | None:
 
 def main(args) -> int:
     from cockpit.runs import find_run, runs_root
-    from engine.config import ConfigError
+    from runspec.config.schema import ConfigError
 
     exported = Path(args.run)
     if exported.is_file():  # a checkpoint file (cockpit export): no run directory around it

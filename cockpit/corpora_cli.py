@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 from rich.table import Table
 
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN
-from engine.tokenizers import TokenizerError, check_name, get_tokenizer
+from runspec.data.tokenizers import TokenizerError, check_name, get_tokenizer
 
 
 def corpora_root(explicit: str | None = None) -> Path:
@@ -135,7 +135,7 @@ def _human(n: int | None) -> str:
 
 def cmd_mix(args) -> int:
     from cockpit.corpora.mix import MixError, MixSpec, load_spec, mix, parse_source, parse_tokens
-    from engine.corpus import CorpusError
+    from runspec.data.corpus import CorpusError
 
     console = Console()
     try:
@@ -180,7 +180,7 @@ def cmd_mix(args) -> int:
 
 def cmd_ls(args) -> int:
     from cockpit.corpora.size import list_corpora
-    from engine.corpus import CorpusError
+    from runspec.data.corpus import CorpusError
 
     root = corpora_root(args.dir)
     try:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import tomllib
+from runspec.config.schema import tomllib
 
 SHOWS = ("compare", "scaling", "lr")
 KEYS = {"title", "runs", "sweep", "show", "metric", "budget", "bootstrap"}

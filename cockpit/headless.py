@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cockpit.history import VAL_LOSS, RunHistory
 from cockpit.runs import record_engine_exit
-from engine import events
-from engine.rundir import COMPLETED, FAILED, RunDir
+from runspec.run import events
+from runspec.run.rundir import COMPLETED, FAILED, RunDir
 
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from engine import events
-from engine.rundir import BROKEN, RunDir, RunState, StateError
+from runspec.run import events
+from runspec.run.rundir import BROKEN, RunDir, RunState, StateError
 
 READ_CHUNK = 4 << 20  # bytes of events.jsonl parsed per step of a catch-up read
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from cockpit.runs import (RunError, check_config, create_run, engine_alive, find_run, read_state, read_states,
                           record_engine_exit, signal_engine, starting)
-from engine.rundir import (COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunMeta, StateConflict,
+from runspec.run.rundir import (COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunMeta, StateConflict,
                            StateError, atomic_write)
 
 RETRYABLE = (FAILED, STOPPED, INTERRUPTED)

@@ -132,7 +132,7 @@ def cmd_keepawake(args) -> int:
     from cockpit.gpu import GpuMonitor
     from cockpit.keepawake import KeepAwake
     from cockpit.queue import control_dir
-    from engine.rundir import atomic_write
+    from runspec.run.rundir import atomic_write
 
     monitor, ka = GpuMonitor(), KeepAwake(args.threshold, args.grace)
     stop = threading.Event()
@@ -159,6 +159,6 @@ def cmd_keepawake(args) -> int:
 
 def _any_running(runs_dir) -> bool:
     from cockpit.runs import read_states
-    from engine.rundir import RUNNING
+    from runspec.run.rundir import RUNNING
 
     return any(x.status == RUNNING for x in read_states(runs_dir).values())

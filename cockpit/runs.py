@@ -22,13 +22,13 @@ from pathlib import Path
 
 import tomli_w
 
-from engine import events
-from engine.config import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config,
+from runspec.run import events
+from runspec.config.schema import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config,
                            parse_overrides, resolved_dict)
-from engine.corpus import preflight
-from engine.process import Proc, start_token
-from engine.stage_config import parse_ref
-from engine.rundir import (BROKEN, COMPLETED, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
+from runspec.data.corpus import preflight
+from runspec.run.process import Proc, start_token
+from runspec.config.stages import parse_ref
+from runspec.run.rundir import (BROKEN, COMPLETED, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
                            RunState, StateError, new_run_id)
 
 

@@ -10,8 +10,8 @@ from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.worker import device_label, live_workers
-from engine.kinds import model_label
-from engine.rundir import QUEUED, RUNNING
+from runspec.config.kinds import model_label
+from runspec.run.rundir import QUEUED, RUNNING
 
 
 def _read_json(path: Path) -> dict:

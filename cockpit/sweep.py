@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from engine.config import ConfigError, RunConfig, tomllib
+from runspec.config.schema import ConfigError, RunConfig, tomllib
 
 # the sizes our users work with: (n_layer, d_model); heads of 64
 PRESETS: dict[str, tuple[int, int]] = {"10M": (4, 256), "15M": (4, 384), "25M": (4, 512), "100M": (12, 768)}
@@ -118,7 +118,7 @@ def combinations(spec: Path, mode: str, axes: dict[str, Any], count: int, seed: 
 
 
 def vocab_of(tokenizer: str) -> int:
-    from engine.tokenizers import TokenizerError, get_tokenizer
+    from runspec.data.tokenizers import TokenizerError, get_tokenizer
 
     try:
         return get_tokenizer(tokenizer).vocab_size
@@ -129,7 +129,7 @@ def vocab_of(tokenizer: str) -> int:
 
 
 def _measure(run: PlannedRun) -> None:
-    from engine.kinds import count_params, flops_per_token
+    from runspec.config.kinds import count_params, flops_per_token
 
     cfg = run.cfg
     vocab = vocab_of(cfg.data.tokenizer)
@@ -213,7 +213,7 @@ def load_sweep(spec_path: str | Path) -> Sweep:
 def queue_sweep(sweep: Sweep, runs_dir: Path) -> tuple[str, list]:
     """Create every run (all were checked already) and queue them together, in order."""
     from cockpit.queue import Queue
-    from engine.rundir import RunMeta
+    from runspec.run.rundir import RunMeta
 
     sweep_id = f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     items = [(str(sweep.base), r.overrides, r.name, RunMeta(sweep=sweep_id, sweep_values=r.values))

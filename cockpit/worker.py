@@ -33,8 +33,8 @@ from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
 from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, run_config, start_engine
-from engine.process import Proc
-from engine.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError, atomic_write
+from runspec.run.process import Proc
+from runspec.run.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError, atomic_write
 
 HEARTBEAT_STALE_S = 10  # a worker file older than this belongs to a worker that is gone
 RECOVER_EVERY_S = 10  # how often a running worker looks for runs whose engine vanished

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     bm.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.cmd == "train":
-        from engine.stopflag import StopFlag
+        from runspec.run.stopflag import StopFlag
 
         stop = StopFlag()  # before torch is imported: a stop during start-up is honoured, not fatal
         from engine.train import run
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(args.run_dir, args.step, args.merged)
     if args.cmd == "bench":
         from engine.bench import main as bench_main
-        from engine.config import ConfigError
-        from engine.corpus import CorpusError
-        from engine.tokenizers import TokenizerError
+        from runspec.config.schema import ConfigError
+        from runspec.data.corpus import CorpusError
+        from runspec.data.tokenizers import TokenizerError
 
         try:
             return bench_main(args)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.cmd == "bench-modules":
         from engine.bench_modules import main as modules_main
-        from engine.config import ConfigError
+        from runspec.config.schema import ConfigError
 
         try:
             return modules_main(args)

@@ -10,7 +10,7 @@ import json
 import statistics
 import time
 
-from engine.config import load_config
+from runspec.config.schema import load_config
 from engine.device import sync
 
 

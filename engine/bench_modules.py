@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from engine.config import ModelConfig, config_from_dict
+from runspec.config.schema import ModelConfig, config_from_dict
 from engine.device import pick_device, sync
 
 MB = 1024 * 1024

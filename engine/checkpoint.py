@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine.rundir import atomic_write, checkpoint_name, checkpoint_steps, latest_checkpoint
+from runspec.run.rundir import atomic_write, checkpoint_name, checkpoint_steps, latest_checkpoint
 
 
 class CheckpointError(ValueError):

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 from engine import checkpoint
-from engine.config import ConfigError
+from runspec.config.schema import ConfigError
 
 
 def main(run_dir: str, step: int | None, out: str) -> int:
     import torch
 
-    from engine.rundir import RunDir
+    from runspec.run.rundir import RunDir
     from engine.stages import export_merged
 
     target = Path(out)

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from engine.process import Proc, children
+from runspec.run.process import Proc, children
 
 LAUNCHER_ENV = "COCKPIT_LAUNCHER"  # "pid:start" of the launcher; ranks name it as the run's engine
 

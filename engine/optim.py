@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from engine.config import RunConfig
+from runspec.config.schema import RunConfig
 from engine.model.roles import param_table
 from engine.muon import Muon
 

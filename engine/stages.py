@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import ConfigError, RunConfig, config_from_dict
+from runspec.config.schema import ConfigError, RunConfig, config_from_dict
 from engine.model import GPT, padded_vocab
 from engine.model.growth import (add_masked_norms, grow, masked_norms, set_rms_eps, transfer_optimizer_state,
                                  unmask_norms)
 from engine.model.lora import add_adapters, adapters, merge_adapters, merge_and_reinit, merge_state_dict
 from engine.model.norms import RMS_EPS
-from engine.stage_config import StageConfig, StagePlan, new_positions, parse_ref, stage_plan
+from runspec.config.stages import StageConfig, StagePlan, new_positions, parse_ref, stage_plan
 
 
 def _seed(cfg: RunConfig, stage: int, restart: int = 0) -> int:
@@ -253,7 +253,7 @@ def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> tupl
 def export_merged(payload: dict[str, Any]) -> dict[str, Any]:
     """A plain checkpoint: adapters merged, the stage's model as the run's only shape (no
     stages, no [init]), no optimizer state. Loads in ``cockpit complete`` and as an [init] from."""
-    from engine.config import resolved_dict
+    from runspec.config.schema import resolved_dict
 
     plan, k = payload_plan(payload)
     data = resolved_dict(plan.configs[k])

@@ -12,14 +12,15 @@ import time
 import traceback
 from pathlib import Path
 
-from engine import checkpoint, events, launch
-from engine.config import ConfigError, RunConfig, parse_time_budget, resolved_dict
-from engine.corpus import CorpusError
-from engine.process import Proc
-from engine.stopflag import StopFlag
-from engine.rundir import (COMPLETED, FAILED, LAUNCH_ENV, RUNNING, STOPPED, RunDir, RunState, StateConflict,
+from engine import checkpoint, launch
+from runspec.run import events
+from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
+from runspec.data.corpus import CorpusError
+from runspec.run.process import Proc
+from runspec.run.stopflag import StopFlag
+from runspec.run.rundir import (COMPLETED, FAILED, LAUNCH_ENV, RUNNING, STOPPED, RunDir, RunState, StateConflict,
                            StateError)
-from engine.tokenizers import TokenizerError
+from runspec.data.tokenizers import TokenizerError
 
 BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError)
 STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a killed writer

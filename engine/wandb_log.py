@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import RunConfig
+from runspec.config.schema import RunConfig
 
 
 class WandbLogger:

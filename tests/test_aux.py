@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PATIENCE
-from engine.config import ConfigError, config_from_dict
+from runspec.config.schema import ConfigError, config_from_dict
 from engine.model.aux import active_from, shifted_targets
 from engine.model.gpt import build_model
 
@@ -124,7 +124,7 @@ def test_evaluation_and_generation_never_use_the_auxiliary_heads():
 
 
 def test_parameter_counts_include_the_classifiers():
-    from engine.kinds import count_params
+    from runspec.config.kinds import count_params
 
     cfg, model = model_with({"layers": [1, 3], "targets": 1})
     counts = count_params(cfg.model, V, aux=cfg.aux)
@@ -147,7 +147,7 @@ def test_bad_aux_keys_are_one_line_errors(aux, message):
 
 def test_a_run_logs_every_auxiliary_loss_by_name(write_config, runs_dir):
     from cockpit.runs import create_run
-    from engine.events import EVAL, STEP, read_events
+    from runspec.run.events import EVAL, STEP, read_events
 
     cfg = write_config("t12", {"model": {"n_layer": 3}, "aux": {"intermediate": True, "targets": 1},
                                "train": {"max_steps": 24, "checkpoint_every": 0}, "log": {"every": 4}})

@@ -9,10 +9,10 @@ import time
 import torch
 
 from conftest import PATIENCE, ROOT, cockpit
-from engine import events
-from engine.config import config_from_dict, tomllib
+from runspec.run import events
+from runspec.config.schema import config_from_dict, tomllib
 from engine.model import build_model
-from engine.rundir import RunDir
+from runspec.run.rundir import RunDir
 
 
 def only_run(runs_dir) -> RunDir:

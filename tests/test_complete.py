@@ -18,7 +18,7 @@ import tomli_w
 from cockpit.complete_cli import conviction_row
 from cockpit.runs import create_run
 from conftest import PATIENCE, TINY, cockpit, merge
-from engine.rundir import RunDir
+from runspec.run.rundir import RunDir
 
 # whitespace of every kind in a memorizable pattern: the model will generate it
 CORPUS = "one\ttwo three\nfour\tfive six\n" * 600

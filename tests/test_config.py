@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.config import ConfigError, RunConfig, load_config, parse_time_budget, resolved_dict
+from runspec.config.schema import ConfigError, RunConfig, load_config, parse_time_budget, resolved_dict
 
 
 def write(tmp_path, text: str):
@@ -128,6 +128,6 @@ def test_every_example_config_is_valid():
      "4L×128 mla/dint+ngpt"),
 ])
 def test_a_run_is_named_by_its_kinds(tmp_path, model, label):
-    from engine.kinds import model_label
+    from runspec.config.kinds import model_label
 
     assert model_label(load_config(write(tmp_path, model)).model) == label

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import RunConfig
+from runspec.config.schema import RunConfig
 from engine.model import build_model
 from engine.stats import auroc, rankdata, spearman
 

@@ -14,10 +14,10 @@ from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, meta_path, read_meta
 from cockpit.corpora.mix import MixError, MixSpec, Source, load_spec, mix, parse_tokens
 from cockpit.corpora.size import list_corpora
 from conftest import PATIENCE, cockpit
-from engine.config import DataConfig
-from engine.shards import load_tokens
-from engine.stories import generate_stories
-from engine.tokenizers import get_tokenizer
+from runspec.config.schema import DataConfig
+from runspec.data.shards import load_tokens
+from runspec.data.stories import generate_stories
+from runspec.data.tokenizers import get_tokenizer
 
 STORIES = generate_stories(400, seed=7)
 WEB = [f"Lesson {i}: water boils at {90 + i % 20} degrees when the pressure is low. " * (1 + i % 5)

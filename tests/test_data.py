@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.config import DataConfig
-from engine.corpus import CorpusError
-from engine.shards import cache_key, cache_root, load_tokens
-from engine.tokenizers import BytesTokenizer, TokenizerError, get_tokenizer
+from runspec.config.schema import DataConfig
+from runspec.data.corpus import CorpusError
+from runspec.data.shards import cache_key, cache_root, load_tokens
+from runspec.data.tokenizers import BytesTokenizer, TokenizerError, get_tokenizer
 
 DOCS = ["The cat sat on the mat. " * 8, "A dog ran in the park, happily. " * 8, "Ünïcödé text — works. " * 8]
 
@@ -85,7 +85,7 @@ def test_shards_are_built_once_and_rebuilt_when_the_file_changes(tmp_path):
 
 
 def test_builtin_stories_are_deterministic_and_large_enough():
-    from engine.stories import generate_stories
+    from runspec.data.stories import generate_stories
 
     a, b = generate_stories(50), generate_stories(50)
     assert a == b and all(s.startswith("Once upon a time") for s in a)

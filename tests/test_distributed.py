@@ -15,9 +15,9 @@ import tomli_w
 import torch
 
 from conftest import PATIENCE, cockpit
-from engine import events
-from engine.process import children, pid_exists
-from engine.rundir import RunDir
+from runspec.run import events
+from runspec.run.process import children, pid_exists
+from runspec.run.rundir import RunDir
 
 # a model big enough that a step takes a few milliseconds (a stop lands mid-run), small enough
 # that 2 ranks on 2 busy cores still finish in seconds; no warm-up so the weights move at once

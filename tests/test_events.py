@@ -2,7 +2,7 @@
 
 import json
 
-from engine import events
+from runspec.run import events
 
 
 def test_round_trip_and_non_finite_numbers(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import RunConfig, config_from_dict
+from runspec.config.schema import RunConfig, config_from_dict
 from engine.model import build_model
 from engine.model.mlp import GeluSigmoid, ReLU2, SoLU
 from engine.model.positions import Rotary

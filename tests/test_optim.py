@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from engine.config import RunConfig
+from runspec.config.schema import RunConfig
 from engine.model import build_model
 from engine.muon import Muon, orthogonalize
 from engine.optim import build_optimizers, lr_factor
@@ -90,7 +90,7 @@ def test_muon_rejects_non_matrices():
 
 
 def test_muon_never_gets_experts_routers_or_scales():
-    from engine.config import config_from_dict
+    from runspec.config.schema import config_from_dict
     from engine.model.roles import param_table
 
     cfg = config_from_dict({"model": {"n_layer": 1, "d_model": 32, "n_head": 4, "ffn": {"kind": "moe", "experts": 2},
@@ -113,7 +113,7 @@ def _train(rd, timeout=None):
 
 
 def _losses(rd):
-    from engine import events
+    from runspec.run import events
 
     return {e.step: e.metrics["train/loss"] for e in events.read_events(rd.events) if e.kind == events.STEP}
 
@@ -121,7 +121,7 @@ def _losses(rd):
 @pytest.mark.slow
 def test_ivon_trains_resumes_exactly_and_scores_the_posterior(write_config, runs_dir):
     from cockpit.runs import create_run, prepare_resume
-    from engine import events
+    from runspec.run import events
 
     extra = {"optim": {"name": "ivon", "lr": 0.1, "warmup_steps": 2, "decay_steps": 12, "ivon_mc_samples": 2},
              "train": {"max_steps": 12, "checkpoint_every": 0}, "log": {"every": 1},
@@ -144,7 +144,7 @@ def test_ivon_trains_resumes_exactly_and_scores_the_posterior(write_config, runs
 @pytest.mark.slow
 def test_orthograd_wraps_the_chosen_optimizer_in_a_real_run(write_config, runs_dir):
     from cockpit.runs import create_run
-    from engine import events
+    from runspec.run import events
 
     rd = create_run(write_config("og", {"optim": {"name": "muon", "orthograd": True}, "train": {"max_steps": 10}}),
                     runs_dir=runs_dir)

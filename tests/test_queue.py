@@ -14,9 +14,9 @@ from cockpit.queue import Queue
 from cockpit.runs import RunError
 from cockpit.worker import live_workers
 from conftest import PATIENCE, ROOT, cockpit
-from engine import events
-from engine.config import ConfigError
-from engine.rundir import RunDir
+from runspec.run import events
+from runspec.config.schema import ConfigError
+from runspec.run.rundir import RunDir
 
 
 def ids(q: Queue) -> list[str]:
@@ -271,7 +271,7 @@ def test_killing_the_engine_under_a_live_worker_marks_it_interrupted_and_resumes
 
 def test_an_interrupted_run_that_makes_no_progress_is_not_restarted_forever():
     from cockpit.worker import should_resume
-    from engine.rundir import RunState
+    from runspec.run.rundir import RunState
 
     def state(*steps):
         return RunState(status="interrupted", history=[{"status": "interrupted", "step": s} for s in steps])

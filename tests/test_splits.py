@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PATIENCE, TINY, merge
-from engine.config import ConfigError, config_from_dict
-from engine.corpus import CorpusError
-from engine.shards import load_tokens
+from runspec.config.schema import ConfigError, config_from_dict
+from runspec.data.corpus import CorpusError
+from runspec.data.shards import load_tokens
 
 
 def raw_corpus(tmp_path, n: int = 3000, name: str = "data.txt"):
@@ -145,7 +145,7 @@ def test_sliding_window_evaluation_equals_a_hand_computation(tmp_path):
 
 def test_a_run_evaluates_the_whole_split_periodically_and_the_test_split_at_the_end(write_config, runs_dir, tmp_path):
     from cockpit.runs import create_run
-    from engine.events import EVAL, FINAL, read_events
+    from runspec.run.events import EVAL, FINAL, read_events
 
     p, _ = raw_corpus(tmp_path, 6000)
     cfg = write_config("t12data", {"data": {"path": str(p), "raw_bytes": True, "val_tokens": 600, "test_tokens": 500},

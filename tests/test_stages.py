@@ -12,13 +12,14 @@ import torch
 
 from cockpit.runs import create_run
 from conftest import TINY, cockpit, merge
-from engine import events, train
-from engine.config import ConfigError, config_from_dict
+from engine import train
+from runspec.run import events
+from runspec.config.schema import ConfigError, config_from_dict
 from engine.model.lora import LoRALinear, merge_adapters, merge_and_reinit
 from engine.optim import build_optimizers
-from engine.stage_config import stage_plan
+from runspec.config.stages import stage_plan
 from engine.stages import build, carry_optimizer_state, enter, relora_ramp
-from engine.stopflag import StopFlag
+from runspec.run.stopflag import StopFlag
 
 V = 256
 
@@ -68,7 +69,7 @@ def test_growth_preserves_the_function(norm, grow):
 
 def test_d_model_growth_keeps_the_mlp_ratio_from_the_config_and_from_resolved_toml(tmp_path):
     """resolved.toml writes d_ff out as a number; growing from it gives the same shape."""
-    from engine.config import resolved_dict
+    from runspec.config.schema import resolved_dict
 
     cfg = staged({"ffn": {"mlp_ratio": 4.0}}, [{"at_step": 10, "grow": {"d_model": 128, "ramp_steps": 50}}])
     resolved = config_from_dict(resolved_dict(cfg), "resolved.toml")
@@ -242,7 +243,7 @@ def test_resume_is_exact_across_growth_lora_and_a_relora_restart(tmp_path, runs_
     straight = create_run(path, runs_dir=runs_dir, name="straight")
     assert train.run(straight.path, StopAfter(10**9)) == 0
     split = create_run(path, runs_dir=runs_dir, name="split")
-    from engine.rundir import QUEUED, STOPPED
+    from runspec.run.rundir import QUEUED, STOPPED
 
     for reads in (7, 7):  # stop at the growth boundary (step 6), then at the LoRA one (12)
         assert train.run(split.path, StopAfter(reads)) == 0

@@ -15,8 +15,8 @@ import pytest
 from cockpit.queue import Queue
 from cockpit.runs import RunError, claim, engine_alive, read_states
 from conftest import PATIENCE, ROOT, cockpit
-from engine.process import Proc, start_token
-from engine.rundir import RUNNING, RunDir, StateConflict, StateDamaged
+from runspec.run.process import Proc, start_token
+from runspec.run.rundir import RUNNING, RunDir, StateConflict, StateDamaged
 
 
 def queued_runs(write_config, runs_dir, n: int) -> list[RunDir]:
@@ -59,8 +59,8 @@ def test_claims_racing_for_the_same_runs_have_exactly_one_winner(write_config, r
 import json
 from pathlib import Path
 from cockpit.runs import claim
-from engine.process import Proc
-from engine.rundir import RunDir, StateConflict
+from runspec.run.process import Proc
+from runspec.run.rundir import RunDir, StateConflict
 won = []
 for run_id in {[rd.id for rd in runs]!r}:
     try:
@@ -85,8 +85,8 @@ import json
 from pathlib import Path
 from cockpit.queue import Queue
 from cockpit.runs import claim
-from engine.process import Proc
-from engine.rundir import StateConflict
+from runspec.run.process import Proc
+from runspec.run.rundir import StateConflict
 q = Queue(Path({str(runs_dir)!r}))
 started = []
 while True:
@@ -132,8 +132,8 @@ import json
 from pathlib import Path
 from cockpit.queue import Queue
 from cockpit.runs import claim
-from engine.process import Proc
-from engine.rundir import StateError
+from runspec.run.process import Proc
+from runspec.run.rundir import StateError
 q = Queue(Path({str(runs_dir)!r}))
 started = []
 while True:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from engine.config import load_config
+from runspec.config.schema import load_config
 from engine.trainer import Trainer
 
 

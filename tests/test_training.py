@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from cockpit.runs import create_run, prepare_resume
-from engine import events
-from engine.corpus import CorpusError
-from engine.rundir import RunDir
+from runspec.run import events
+from runspec.data.corpus import CorpusError
+from runspec.run.rundir import RunDir
 from conftest import PATIENCE, cockpit
 
 

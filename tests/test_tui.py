@@ -15,8 +15,8 @@ import pytest
 from cockpit.queue import Queue
 from cockpit.tui.app import CockpitApp
 from cockpit.history import RunHistory, Series
-from engine import events
-from engine.rundir import RunDir
+from runspec.run import events
+from runspec.run.rundir import RunDir
 from tests.conftest import ROOT, TINY, cockpit, merge
 
 pytestmark = pytest.mark.slow
@@ -631,7 +631,7 @@ async def test_corpora_tab_counts_then_mixes_two_corpora(tmp_path):
 
 
 async def test_corpora_tab_keeps_why_a_tokenizer_cannot_count_and_still_shows_documents(tmp_path, monkeypatch):
-    from engine.tokenizers import get_tokenizer
+    from runspec.data.tokenizers import get_tokenizer
 
     # a tiktoken cache that is a file: the encoding can neither be read nor downloaded into it
     (tmp_path / "not-a-dir").write_text("")
@@ -660,7 +660,7 @@ async def test_corpora_tab_keeps_why_a_tokenizer_cannot_count_and_still_shows_do
 # -- compare ------------------------------------------------------------------------------
 
 async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit(trained, tmp_path):
-    from engine.rundir import RunDir, RunMeta
+    from runspec.run.rundir import RunDir, RunMeta
 
     runs = copy_runs(trained, tmp_path)
     conv, plain = trained[1]["conv"], trained[1]["plain"]
@@ -701,7 +701,7 @@ async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit
 
 def test_corpora_tab_starts_on_the_tokenizer_the_newest_run_uses(tmp_path):
     from cockpit.tui.app import default_tokenizer
-    from engine.rundir import RunMeta
+    from runspec.run.rundir import RunMeta
 
     runs = tmp_path / "runs"
     assert default_tokenizer(runs) == "bytes"  # no runs: bytes, which needs nothing (gpt2 did not load offline)

@@ -16,7 +16,7 @@ import pytest
 from cockpit.corpora.count import count_file
 from cockpit.queue import Queue
 from cockpit.tui.app import CockpitApp
-from engine.rundir import RunDir
+from runspec.run.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 SIZES = {"small": (80, 24), "large": (160, 48)}

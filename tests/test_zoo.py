@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import config_from_dict
-from engine.kinds import FAMILIES, count_params, flops_per_token
+from runspec.config.schema import config_from_dict
+from runspec.config.kinds import FAMILIES, count_params, flops_per_token
 from engine.model import build_model
 from engine.model.attention.base import allowed
 from engine.model.losses import stablemax, stablemax_s
@@ -415,7 +415,7 @@ def test_solu_identities():
 
 
 def test_sparse_patterns_are_what_they_say():
-    from engine.kinds import MHASpec
+    from runspec.config.kinds import MHASpec
 
     pos = torch.arange(12)
     sliding = allowed(pos, pos, MHASpec(pattern="sliding", window=3))
@@ -446,8 +446,8 @@ def test_an_old_style_config_and_an_old_resolved_toml_still_train_and_resume(wri
     they are. A run dir whose resolved.toml has the old layout resumes and completes."""
     from conftest import cockpit
     import tomli_w
-    from engine.config import tomllib
-    from engine.rundir import RunDir
+    from runspec.config.schema import tomllib
+    from runspec.run.rundir import RunDir
 
     old = {"model": {"n_layer": 2, "d_model": 32, "n_head": 2, "block_size": 32, "activation": "silu", "gated": True,
                      "d_ff": 96}, "train": {"max_steps": 10, "batch_size": 4, "checkpoint_every": 5},

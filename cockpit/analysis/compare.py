@@ -44,7 +44,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 def summarize(rd) -> Summary:
     from cockpit.history import RunHistory
     from cockpit.runs import read_state, run_config
-    from engine.config import to_dict
+    from runspec.config.schema import to_dict
 
     h = RunHistory(rd, cap=4096)
     h.poll()

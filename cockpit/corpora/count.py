@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.corpus import CorpusError, iter_parquet_batches, iter_text_batches, stamp
-from engine.tokenizers import get_tokenizer
+from runspec.data.corpus import CorpusError, iter_parquet_batches, iter_text_batches, stamp
+from runspec.data.tokenizers import get_tokenizer
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, Meta, read_meta, token_entry, write_meta
 
 BATCH_ROWS = 2048

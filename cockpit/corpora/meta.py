@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.corpus import stamp
-from engine.rundir import atomic_write
-from engine.shards import cache_root
+from runspec.data.corpus import stamp
+from runspec.run.rundir import atomic_write
+from runspec.data.shards import cache_root
 
 FORMAT, VERSION = "cockpit-corpus-meta", 1
 # The separator policy of the counts: one separator token before each non-empty document,

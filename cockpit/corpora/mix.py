@@ -23,9 +23,9 @@ import tomli_w
 
 from cockpit.corpora.count import count_file
 from cockpit.corpora.meta import Meta, token_entry, write_meta
-from engine.config import tomllib
-from engine.corpus import corpus_files, iter_text_batches, parquet_file, stamp
-from engine.tokenizers import Tokenizer
+from runspec.config.schema import tomllib
+from runspec.data.corpus import corpus_files, iter_text_batches, parquet_file, stamp
+from runspec.data.tokenizers import Tokenizer
 
 ROWS_PER_FILE = 100_000
 ROWS_PER_GROUP = 10_000

@@ -8,7 +8,7 @@ from typing import Callable
 
 from cockpit.corpora.count import FileCount, count_file
 from cockpit.corpora.meta import meta_path, read_meta
-from engine.corpus import CorpusError, corpus_files
+from runspec.data.corpus import CorpusError, corpus_files
 
 
 @dataclass

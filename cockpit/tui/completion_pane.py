@@ -253,7 +253,7 @@ class CompletionPane(Pane):
 
     def _has_head(self, run: str) -> bool:
         from cockpit.runs import run_config
-        from engine.rundir import RunDir
+        from runspec.run.rundir import RunDir
 
         cfg = run_config(RunDir(self.runs_dir / run)) if (self.runs_dir / run).is_dir() else None
         return cfg is None or cfg.conviction.enabled  # unknown: let the model say

@@ -22,9 +22,9 @@ from cockpit.corpora_cli import _human
 from cockpit.runs import list_runs
 from cockpit.tui.pane import NumberInput, Pane, ProgressLine, fill_table
 from cockpit.runs import run_config
-from engine.config import BUILTIN_STORIES
-from engine.corpus import CorpusError, corpus_files
-from engine.tokenizers import TokenizerError, check_name, get_tokenizer
+from runspec.config.schema import BUILTIN_STORIES
+from runspec.data.corpus import CorpusError, corpus_files
+from runspec.data.tokenizers import TokenizerError, check_name, get_tokenizer
 
 TOKENIZERS = ("bytes", "gpt2", "cl100k_base")
 

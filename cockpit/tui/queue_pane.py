@@ -16,8 +16,8 @@ from cockpit.status import control_files, eta, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows, start_worker
-from engine.config import ConfigError, load_config
-from engine.rundir import FAILED, QUEUED, RUNNING
+from runspec.config.schema import ConfigError, load_config
+from runspec.run.rundir import FAILED, QUEUED, RUNNING
 
 
 

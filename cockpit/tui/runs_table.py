@@ -13,8 +13,8 @@ from cockpit.history import Histories, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
 from cockpit.worker import device_label
-from engine.kinds import model_label
-from engine.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
+from runspec.config.kinds import model_label
+from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
 
 
 # how each state reads in the tables and panels

@@ -30,7 +30,7 @@ from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
 from cockpit.tui.pane import Pane, Readout
 from cockpit.runs import read_states
 from cockpit.sysinfo import HostMonitor
-from engine.rundir import RUNNING
+from runspec.run.rundir import RUNNING
 
 clock = time.time  # wall time for the age of the last event (a snapshot test fixes it)
 CHART_INTERVAL_S = 1.0
@@ -585,7 +585,7 @@ def config_text(runs_dir: Path, run_id: str, others: list[str]) -> str:
     the runs overlaid (the keys that differ, each run's value)."""
     from cockpit.analysis.compare import differing, flatten
     from cockpit.runs import RunError, find_run, run_config
-    from engine.config import to_dict
+    from runspec.config.schema import to_dict
 
     rd = find_run(run_id, runs_dir)
     resolved = rd.path / "resolved.toml"
@@ -662,7 +662,7 @@ def load_overlay(runs_dir: Path) -> list[str]:
 def save_overlay(runs_dir: Path, runs: list[str]) -> None:
     import json
 
-    from engine.rundir import atomic_write
+    from runspec.run.rundir import atomic_write
 
     try:
         _overlay_file(runs_dir).parent.mkdir(parents=True, exist_ok=True)

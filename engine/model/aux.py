@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import AuxConfig, ModelConfig
+from runspec.config.schema import AuxConfig, ModelConfig
 from engine.model.collect import Collector
 
 

@@ -13,8 +13,8 @@ import math
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.kinds import NGPTSpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import NGPTSpec
 from engine.model.layers import Scale, unit
 from engine.model.norms import make_norm
 

@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from engine.config import AuxConfig, ConvictionConfig, ModelConfig
-from engine.kinds import flops_per_token, padded_vocab
+from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
+from runspec.config.kinds import flops_per_token, padded_vocab
 from engine.model.aux import AuxHeads
 from engine.model.blocks import ngpt_normalize
 from engine.model.collect import Collector

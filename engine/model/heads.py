@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ConvictionConfig
+from runspec.config.schema import ConvictionConfig
 from engine.stats import auroc, spearman
 
 

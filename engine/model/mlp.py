@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.kinds import FFNSpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import FFNSpec
 from engine.model.layers import Scale, linear
 
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.kinds import MoESpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import MoESpec
 from engine.model.collect import Collector
 from engine.model.mlp import make_activation
 

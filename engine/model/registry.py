@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from engine.config import ModelConfig
+from runspec.config.schema import ModelConfig
 from engine.model.attention.diff import Diff, Dint
 from engine.model.attention.mha import MHA
 from engine.model.attention.mla import MLA

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.kinds import AttentionSpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import AttentionSpec
 from engine.model.layers import Scale, unit
 from engine.model.norms import make_norm
 from engine.model.positions import Rotary

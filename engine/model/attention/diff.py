@@ -22,8 +22,8 @@ import math
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.kinds import DiffSpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import DiffSpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.config import ModelConfig
-from engine.kinds import MHASpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import MHASpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.config import ModelConfig
-from engine.kinds import MLASpec
+from runspec.config.schema import ModelConfig
+from runspec.config.kinds import MLASpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.attention.diff import Differential
 from engine.model.layers import linear

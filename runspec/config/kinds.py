@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
-    from engine.config import ModelConfig
+    from runspec.config.schema import ModelConfig
 
 Need = Callable[[bool, str, str], None]  # need(ok, key, message): raise a ConfigError naming key unless ok
 

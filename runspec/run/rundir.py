@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from engine.config import ConfigError, RunConfig, config_from_dict, tomllib
-from engine.process import Proc
+from runspec.config.schema import ConfigError, RunConfig, config_from_dict, tomllib
+from runspec.run.process import Proc
 
 QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
     "queued", "running", "completed", "failed", "stopped", "interrupted",

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import BUILTIN_STORIES, DataConfig
-from engine.corpus import CorpusError, corpus_files, iter_text_batches, stamp
-from engine.rundir import atomic_write
-from engine.tokenizers import Tokenizer, get_tokenizer, token_dtype
+from runspec.config.schema import BUILTIN_STORIES, DataConfig
+from runspec.data.corpus import CorpusError, corpus_files, iter_text_batches, stamp
+from runspec.run.rundir import atomic_write
+from runspec.data.tokenizers import Tokenizer, get_tokenizer, token_dtype
 
 MAGIC = b"CKPTTOK1"
 VERSION = 1
@@ -54,7 +54,7 @@ class TokenData:
 
 def _fingerprint(cfg: DataConfig) -> tuple[str, list]:
     if cfg.path == BUILTIN_STORIES:
-        from engine import stories
+        from runspec.data import stories
 
         # the generator's source is its content: a changed generator gets new shards
         return hashlib.sha256(Path(stories.__file__).read_bytes()).hexdigest(), [BUILTIN_STORIES]
@@ -74,7 +74,7 @@ def cache_key(cfg: DataConfig) -> str:
 
 def _documents(cfg: DataConfig):
     if cfg.path == BUILTIN_STORIES:
-        from engine.stories import generate_stories
+        from runspec.data.stories import generate_stories
 
         yield generate_stories()
         return
@@ -103,7 +103,7 @@ def _shard_file(out: Path):
 def _write_raw_shard(cfg: DataConfig, out: Path) -> None:
     """Each file's bytes as they are, one after another, no separators: a byte-level
     benchmark's stream (enwik8: 100,000,000 bytes, 100,000,000 tokens)."""
-    from engine.corpus import read_bytes
+    from runspec.data.corpus import read_bytes
 
     files = corpus_files(cfg.path)
     n_tokens = 0

@@ -157,7 +157,7 @@ def lora_target_names(m: Any) -> list[str]:
 
 def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
     """Every stage's RunConfig, checked: a stage that cannot apply is a ConfigError naming it."""
-    from engine.config import ConfigError, check
+    from runspec.config.schema import ConfigError, check
 
     configs, origins = [cfg], [0]
     prev = cfg
@@ -196,7 +196,7 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
         if st.optim and "warmup_steps" not in st.optim:
             data["optim"]["warmup_steps"] = 0
         try:
-            from engine.config import config_from_dict
+            from runspec.config.schema import config_from_dict
             stage_cfg = config_from_dict(data, f"{source} {where}")
         except ConfigError as e:
             raise ConfigError(source, f"{where}", str(e).split(": ", 1)[1]) from None
@@ -216,7 +216,7 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
 
 
 def _asdict_for_stage(cfg: Any) -> dict[str, Any]:
-    from engine.config import to_dict
+    from runspec.config.schema import to_dict
 
     data = to_dict(cfg)
     data.pop("stage", None)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.stage_config import InitConfig, StageConfig
-from engine.kinds import (DEFAULT_KIND, FAMILIES, AttentionSpec, BlockSpec, DenseSpec, FFNSpec, MHASpec, PreNormSpec,
+from runspec.config.stages import InitConfig, StageConfig
+from runspec.config.kinds import (DEFAULT_KIND, FAMILIES, AttentionSpec, BlockSpec, DenseSpec, FFNSpec, MHASpec, PreNormSpec,
                           kind_of_key, spec_keys)
 
 if sys.version_info >= (3, 11):
@@ -499,7 +499,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
          f"reads files as raw bytes, which only the bytes tokenizer can take (found tokenizer '{d.tokenizer}')")
     need(d.tokenizer != "", "[data] tokenizer", "is empty; use 'bytes' or a tiktoken encoding such as 'gpt2'")
     if d.tokenizer != "bytes":  # only the name; loading the encoding (maybe a download) waits for training
-        from engine.tokenizers import TokenizerError, check_name
+        from runspec.data.tokenizers import TokenizerError, check_name
 
         try:
             check_name(d.tokenizer)
@@ -572,7 +572,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     need(ref == "" or (ref.strip() == ref and not ref.endswith(":")), "[init] from",
          f"found '{ref}'; give a run id, 'RUN:STEP', a run directory or a checkpoint file")
     if cfg.stage:
-        from engine.stage_config import stage_plan
+        from runspec.config.stages import stage_plan
 
         stage_plan(cfg, source)
 

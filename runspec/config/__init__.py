@@ -1,0 +1,1 @@
+"""A run's configuration: the schema and its checks, the kinds' specs, stages and starting points."""

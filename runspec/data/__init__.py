@@ -1,0 +1,1 @@
+"""What a run reads: corpora, tokenizers, token shards and the built-in story corpus."""
