@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runspec.config.schema import load_config  # noqa: E402
 from engine.device import sync  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
+from runspec.config.schema import load_config  # noqa: E402
 
 
 def main() -> int:

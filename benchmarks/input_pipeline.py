@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runspec.config.schema import load_config  # noqa: E402
 from engine.device import sync  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
+from runspec.config.schema import load_config  # noqa: E402
 
 
 def measure(trainer: Trainer, steps: int) -> tuple[float, float]:

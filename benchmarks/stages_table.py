@@ -56,9 +56,9 @@ def summary(rd: Path) -> dict:
 
 def big_ratio(rd: Path) -> float:
     """FLOPs per token of the grown shape over the starting one (from the resolved config)."""
-    from runspec.config.schema import load_config
     from runspec.config.kinds import flops_per_token
-    from runspec.config.stages import stage_plan
+    from runspec.config.load import load_config
+    from runspec.config.plan import stage_plan
 
     cfg = load_config(rd / "resolved.toml")
     plan = stage_plan(cfg)

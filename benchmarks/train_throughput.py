@@ -23,8 +23,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runspec.config.schema import load_config  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
+from runspec.config.schema import load_config  # noqa: E402
 
 
 class PlainBlock(nn.Module):

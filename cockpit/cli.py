@@ -261,15 +261,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from cockpit.runs import RunError
-    from runspec.data.corpus import CorpusError
-    from runspec.run.rundir import StateError
-    from runspec.data.tokenizers import TokenizerError
-
+    from cockpit import queue_cli
     from cockpit.complete_cli import main as cmd_complete
     from cockpit.corpora_cli import main as cmd_corpora
-
-    from cockpit import queue_cli
+    from cockpit.runs import RunError
+    from runspec.data.corpus import CorpusError
+    from runspec.data.tokenizers import TokenizerError
+    from runspec.run.rundir import StateError
 
     def cmd_serve(a) -> int:
         from cockpit.serve.main import main as serve_main

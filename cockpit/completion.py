@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 
 class CompletionError(RuntimeError):
@@ -74,3 +74,22 @@ class CompletionClient:
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+
+
+# -- how a completion's tokens are shown (the CLI's rows and the TUI's heat map) -----------------
+GREY, RESET = "\x1b[90m", "\x1b[0m"
+
+
+def use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def token_label(msg: dict) -> str:
+    # a token that ends mid-character (byte-level or BPE) has no text of its own yet
+    return msg["token"] if msg["token"] else f"<{msg['bytes']}>"
+
+
+def conviction_row(token: str, conviction: float, color: bool) -> str:
+    dot = f"{GREY}.{RESET}" if color else "."
+    shown = "".join(dot if ch.isspace() else ch for ch in token)
+    return f"{shown}{' ' * max(0, 8 - len(token))}| {conviction:.4f}"

@@ -19,7 +19,6 @@ only when every entry could be read, so a typo never costs the last good documen
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runspec.config.schema import tomllib
+from runspec.fs import atomic_write
 
 SHOWS = ("compare", "scaling", "lr")
 KEYS = {"title", "runs", "sweep", "show", "metric", "budget", "bootstrap"}
@@ -174,9 +174,7 @@ def build(root: Path, runs_dir: Path) -> tuple[Path, int]:
     for e in entries:
         body += render_entry(e, runs_dir, root)
     out = root / "FINDINGS.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(body).rstrip() + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write(out, "\n".join(body).rstrip() + "\n")
     return out, len(entries)
 
 

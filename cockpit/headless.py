@@ -22,7 +22,6 @@ from runspec.run import events
 from runspec.run.rundir import COMPLETED, FAILED, RunDir
 
 
-
 def fields(h: RunHistory) -> str:
     """loss, last validation loss and tokens/s, as far as the run has reported them."""
     m, parts = h.latest, []

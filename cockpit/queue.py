@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -24,10 +23,32 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cockpit.runs import (RunError, check_config, create_run, engine_alive, find_run, read_state, read_states,
-                          record_engine_exit, signal_engine, starting)
-from runspec.run.rundir import (COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir, RunMeta, StateConflict,
-                           StateError, atomic_write)
+from cockpit.runs import (
+    RunError,
+    check_config,
+    create_run,
+    engine_alive,
+    find_run,
+    read_state,
+    read_states,
+    record_engine_exit,
+    signal_engine,
+    starting,
+)
+from runspec.fs import locked
+from runspec.run.rundir import (
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    RunDir,
+    RunMeta,
+    StateConflict,
+    StateError,
+    atomic_write,
+)
 
 RETRYABLE = (FAILED, STOPPED, INTERRUPTED)
 
@@ -66,8 +87,7 @@ class Queue:
     # -- storage ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.dir / "queue.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.dir / "queue.lock"):
             yield
 
     def _load(self) -> tuple[dict, str]:

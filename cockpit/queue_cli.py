@@ -132,7 +132,7 @@ def cmd_keepawake(args) -> int:
     from cockpit.gpu import GpuMonitor
     from cockpit.keepawake import KeepAwake
     from cockpit.queue import control_dir
-    from runspec.run.rundir import atomic_write
+    from runspec.fs import atomic_write
 
     monitor, ka = GpuMonitor(), KeepAwake(args.threshold, args.grace)
     stop = threading.Event()

@@ -22,14 +22,28 @@ from pathlib import Path
 
 import tomli_w
 
-from runspec.run import events
-from runspec.config.schema import (BUILTIN_STORIES, ConfigError, RunConfig, config_from_dict, load_config,
-                           parse_overrides, resolved_dict)
-from runspec.data.corpus import preflight
-from runspec.run.process import Proc, start_token
+from runspec.config.load import config_from_dict, load_config, parse_overrides
+from runspec.config.schema import BUILTIN_STORIES, ConfigError, RunConfig, resolved_dict
 from runspec.config.stages import parse_ref
-from runspec.run.rundir import (BROKEN, COMPLETED, FAILED, INTERRUPTED, LAUNCH_ENV, QUEUED, RUNNING, STOPPED, RunDir, RunMeta,
-                           RunState, StateError, new_run_id)
+from runspec.data.corpus import preflight
+from runspec.fs import atomic_write
+from runspec.run import events
+from runspec.run.process import Proc, start_token
+from runspec.run.rundir import (
+    BROKEN,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    LAUNCH_ENV,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    RunDir,
+    RunMeta,
+    RunState,
+    StateError,
+    new_run_id,
+)
 
 
 class RunError(ValueError):
@@ -50,7 +64,7 @@ def _absolute_data_path(cfg: RunConfig) -> None:
 
 
 def write_resolved(rd: RunDir, cfg: RunConfig) -> None:
-    rd.resolved.write_text(tomli_w.dumps(resolved_dict(cfg)), encoding="utf-8")
+    atomic_write(rd.resolved, tomli_w.dumps(resolved_dict(cfg)))  # a resume rewrites it: never half a file
 
 
 def check_config(config_path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -19,7 +19,6 @@ to sample the GPUs, update keep-awake and reap finished engines.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -33,8 +32,9 @@ from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
 from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, run_config, start_engine
+from runspec.fs import LockHeld, acquire, atomic_write
 from runspec.run.process import Proc
-from runspec.run.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError, atomic_write
+from runspec.run.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError
 
 HEARTBEAT_STALE_S = 10  # a worker file older than this belongs to a worker that is gone
 RECOVER_EVERY_S = 10  # how often a running worker looks for runs whose engine vanished
@@ -142,19 +142,11 @@ class Worker:
 
     def lock_slots(self) -> None:
         for device in self.devices:
-            f = open(self.queue.dir / f"worker-{device}.lock", "a+")
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                owner = f.read().strip() or "?"
-                raise WorkerBusy(f"another worker (pid {owner}) owns the {device_label([device])}; only one worker may use "
+                self._locks.append(acquire(self.queue.dir / f"worker-{device}.lock", timeout=0))
+            except LockHeld as e:
+                raise WorkerBusy(f"another worker ({e.holder}) owns the {device_label([device])}; only one worker may use "
                                  f"it (cockpit status lists the workers)") from None
-            f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
-            self._locks.append(f)
 
     def log_once(self, key: str, message: str) -> None:
         if key not in self._said:

@@ -10,8 +10,8 @@ import json
 import statistics
 import time
 
-from runspec.config.schema import load_config
 from engine.device import sync
+from runspec.config.load import load_config
 
 
 def bench(config_path: str, steps: int, warmup: int, overrides: list[str]) -> dict:

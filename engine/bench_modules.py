@@ -20,8 +20,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from runspec.config.schema import ModelConfig, config_from_dict
 from engine.device import pick_device, sync
+from runspec.config.load import config_from_dict
+from runspec.config.schema import ModelConfig
 
 MB = 1024 * 1024
 

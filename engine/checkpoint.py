@@ -12,7 +12,6 @@ removed before the next write.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 
 import torch
 
-from runspec.run.rundir import atomic_write, checkpoint_name, checkpoint_steps, latest_checkpoint
+from runspec.fs import atomic_file, atomic_write
+from runspec.run.rundir import checkpoint_name, checkpoint_steps, latest_checkpoint
 
 
 class CheckpointError(ValueError):
@@ -28,7 +28,7 @@ class CheckpointError(ValueError):
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Half-written checkpoint files (``.step_N.pt.PID.tmp``) whose writer is gone. One engine
+    """Half-written checkpoint files (``.step_N.pt.*.tmp``) whose writer is gone. One engine
     writes a run's checkpoints, so at its start or before its own next write every such file
     is stale."""
     removed = []
@@ -48,22 +48,15 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> 
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(directory)
     path = directory / checkpoint_name(step)
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:  # a Python file: a failed write keeps its OSError (errno) in the chain
+        with atomic_file(path) as f:  # a Python file: a failed write keeps its OSError (errno) in the chain
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         atomic_write(directory / "latest", path.name + "\n")
     except (OSError, RuntimeError) as e:  # torch reports ENOSPC as RuntimeError from its zip writer
         last = latest_checkpoint(directory)
         kept = f"the checkpoint at {last.name} is kept" if last is not None else "no earlier checkpoint exists"
         raise CheckpointError(f"{path}: could not be written ({_os_reason(e)}); {kept}. "
                               f"Free disk space, then resume the run") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     for old in checkpoint_steps(directory)[:-keep] if keep > 0 else []:
         (directory / checkpoint_name(old)).unlink(missing_ok=True)
     return path

@@ -41,11 +41,11 @@ from typing import Callable, Iterator
 import torch
 
 from engine import checkpoint
-from runspec.config.schema import config_from_dict
 from engine.device import pick_device
 from engine.generate import sample_tokens
-from runspec.run.rundir import RunDir
+from runspec.config.load import config_from_dict
 from runspec.data.tokenizers import get_tokenizer
+from runspec.run.rundir import RunDir
 
 # Below this size, one decode step is a handful of tiny matmuls on CPU, and spreading them
 # over threads costs more in synchronization than it saves (measured on the quickstart model:

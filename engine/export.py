@@ -7,19 +7,19 @@ file is written atomically; an existing OUT is never overwritten.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from engine import checkpoint
 from runspec.config.schema import ConfigError
+from runspec.fs import atomic_file
 
 
 def main(run_dir: str, step: int | None, out: str) -> int:
     import torch
 
-    from runspec.run.rundir import RunDir
     from engine.stages import export_merged
+    from runspec.run.rundir import RunDir
 
     target = Path(out)
     try:
@@ -31,13 +31,8 @@ def main(run_dir: str, step: int | None, out: str) -> int:
         source = checkpoint.find(rd.checkpoints, step)
         payload = checkpoint.load(source)
         plain = export_merged(payload)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(plain, f)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(target) as f:
+            torch.save(plain, f)
     except (ConfigError, checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

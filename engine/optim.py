@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from runspec.config.schema import RunConfig
 from engine.model.roles import param_table
 from engine.muon import Muon
+from runspec.config.schema import RunConfig
 
 
 def lr_factor(cfg: RunConfig, step: int) -> float:

@@ -18,13 +18,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from runspec.config.schema import ConfigError, RunConfig, config_from_dict
 from engine.model import GPT, padded_vocab
-from engine.model.growth import (add_masked_norms, grow, masked_norms, set_rms_eps, transfer_optimizer_state,
-                                 unmask_norms)
-from engine.model.lora import add_adapters, adapters, merge_adapters, merge_and_reinit, merge_state_dict
+from engine.model.growth import (
+    add_masked_norms,
+    grow,
+    masked_norms,
+    set_rms_eps,
+    transfer_optimizer_state,
+    unmask_norms,
+)
+from engine.model.lora import adapters, add_adapters, merge_adapters, merge_and_reinit, merge_state_dict
 from engine.model.norms import RMS_EPS
-from runspec.config.stages import StageConfig, StagePlan, new_positions, parse_ref, stage_plan
+from runspec.config.load import config_from_dict
+from runspec.config.plan import StagePlan, stage_plan
+from runspec.config.schema import ConfigError, RunConfig
+from runspec.config.stages import StageConfig, new_positions, parse_ref
 
 
 def _seed(cfg: RunConfig, stage: int, restart: int = 0) -> int:

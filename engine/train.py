@@ -13,14 +13,23 @@ import traceback
 from pathlib import Path
 
 from engine import checkpoint, launch
-from runspec.run import events
 from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
-from runspec.run.process import Proc
-from runspec.run.stopflag import StopFlag
-from runspec.run.rundir import (COMPLETED, FAILED, LAUNCH_ENV, RUNNING, STOPPED, RunDir, RunState, StateConflict,
-                           StateError)
 from runspec.data.tokenizers import TokenizerError
+from runspec.run import events
+from runspec.run.process import Proc
+from runspec.run.rundir import (
+    COMPLETED,
+    FAILED,
+    LAUNCH_ENV,
+    RUNNING,
+    STOPPED,
+    RunDir,
+    RunState,
+    StateConflict,
+    StateError,
+)
+from runspec.run.stopflag import StopFlag
 
 BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError)
 STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a killed writer

@@ -14,18 +14,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from runspec.config.schema import RunConfig, resolved_dict
+from engine import stages
 from engine.batches import BatchPipeline
 from engine.device import autocast_context, peak_flops, pick_device
 from engine.distributed import Dist
 from engine.generate import sample_tokens
-from runspec.config.kinds import count_params, model_label
-from engine import stages
 from engine.model import padded_vocab
 from engine.model.heads import Features
 from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
+from runspec.config.kinds import count_params, model_label
+from runspec.config.plan import StagePlan, stage_plan
+from runspec.config.schema import RunConfig, resolved_dict
 from runspec.data.shards import load_tokens
-from runspec.config.stages import StagePlan, stage_plan
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
 MAX_STAT_TOKENS = 2_000_000

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import tomli_w
-
 from conftest import PATIENCE, TINY, cockpit, merge
 
 

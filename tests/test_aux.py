@@ -10,11 +10,12 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import PATIENCE
-from runspec.config.schema import ConfigError, config_from_dict
+
 from engine.model.aux import active_from, shifted_targets
 from engine.model.gpt import build_model
+from runspec.config.load import config_from_dict
+from runspec.config.schema import ConfigError
 
 V = 256
 

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tomli_w
+from conftest import ROOT, TINY, cockpit, merge
 
 from cockpit.queue import Queue
-from conftest import ROOT, TINY, cockpit, merge
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,12 @@ import sys
 import time
 
 import torch
-
 from conftest import PATIENCE, ROOT, cockpit
-from runspec.run import events
-from runspec.config.schema import config_from_dict, tomllib
+
 from engine.model import build_model
+from runspec.config.load import config_from_dict
+from runspec.config.schema import tomllib
+from runspec.run import events
 from runspec.run.rundir import RunDir
 
 

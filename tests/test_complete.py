@@ -14,10 +14,10 @@ import time
 
 import pytest
 import tomli_w
+from conftest import PATIENCE, TINY, cockpit, merge
 
 from cockpit.complete_cli import conviction_row
 from cockpit.runs import create_run
-from conftest import PATIENCE, TINY, cockpit, merge
 from runspec.run.rundir import RunDir
 
 # whitespace of every kind in a memorizable pattern: the model will generate it

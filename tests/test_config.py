@@ -2,7 +2,8 @@
 
 import pytest
 
-from runspec.config.schema import ConfigError, RunConfig, load_config, parse_time_budget, resolved_dict
+from runspec.config.load import load_config
+from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
 
 
 def write(tmp_path, text: str):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from runspec.config.schema import RunConfig
 from engine.model import build_model
 from engine.stats import auroc, rankdata, spearman
+from runspec.config.schema import RunConfig
 
 
 def make(tied: bool = True, target: str = "cosine", output_projection: bool = False, **conv):

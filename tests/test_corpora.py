@@ -8,12 +8,12 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import PATIENCE, cockpit
 
 from cockpit.corpora.count import count_file
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, meta_path, read_meta
 from cockpit.corpora.mix import MixError, MixSpec, Source, load_spec, mix, parse_tokens
 from cockpit.corpora.size import list_corpora
-from conftest import PATIENCE, cockpit
 from runspec.config.schema import DataConfig
 from runspec.data.shards import load_tokens
 from runspec.data.stories import generate_stories

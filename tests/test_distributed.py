@@ -13,8 +13,8 @@ import time
 import pytest
 import tomli_w
 import torch
-
 from conftest import PATIENCE, cockpit
+
 from runspec.run import events
 from runspec.run.process import children, pid_exists
 from runspec.run.rundir import RunDir

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from runspec.config.schema import RunConfig, config_from_dict
 from engine.model import build_model
 from engine.model.mlp import GeluSigmoid, ReLU2, SoLU
 from engine.model.positions import Rotary
+from runspec.config.load import config_from_dict
+from runspec.config.schema import RunConfig
 
 
 def make(vocab: int = 64, **model) -> tuple[RunConfig, nn.Module]:

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from runspec.config.schema import RunConfig
 from engine.model import build_model
 from engine.muon import Muon, orthogonalize
 from engine.optim import build_optimizers, lr_factor
+from runspec.config.schema import RunConfig
 
 
 def cfg_with(**optim) -> RunConfig:
@@ -90,8 +90,8 @@ def test_muon_rejects_non_matrices():
 
 
 def test_muon_never_gets_experts_routers_or_scales():
-    from runspec.config.schema import config_from_dict
     from engine.model.roles import param_table
+    from runspec.config.load import config_from_dict
 
     cfg = config_from_dict({"model": {"n_layer": 1, "d_model": 32, "n_head": 4, "ffn": {"kind": "moe", "experts": 2},
                                       "attention": "diff"}, "optim": {"name": "muon"}})

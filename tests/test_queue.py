@@ -7,15 +7,15 @@ import sys
 import time
 
 import pytest
+from conftest import PATIENCE, ROOT, cockpit
 
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake, Policy
 from cockpit.queue import Queue
 from cockpit.runs import RunError
 from cockpit.worker import live_workers
-from conftest import PATIENCE, ROOT, cockpit
-from runspec.run import events
 from runspec.config.schema import ConfigError
+from runspec.run import events
 from runspec.run.rundir import RunDir
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-from cockpit.serve.stops import StopMatcher
 from conftest import PATIENCE, cockpit
 from test_complete import train
+
+from cockpit.serve.stops import StopMatcher
 
 
 @pytest.fixture(scope="module")

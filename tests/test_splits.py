@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import PATIENCE, TINY, merge
-from runspec.config.schema import ConfigError, config_from_dict
+
+from runspec.config.load import config_from_dict
+from runspec.config.schema import ConfigError
 from runspec.data.corpus import CorpusError
 from runspec.data.shards import load_tokens
 

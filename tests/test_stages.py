@@ -9,16 +9,17 @@ import math
 import pytest
 import tomli_w
 import torch
+from conftest import TINY, cockpit, merge
 
 from cockpit.runs import create_run
-from conftest import TINY, cockpit, merge
 from engine import train
-from runspec.run import events
-from runspec.config.schema import ConfigError, config_from_dict
 from engine.model.lora import LoRALinear, merge_adapters, merge_and_reinit
 from engine.optim import build_optimizers
-from runspec.config.stages import stage_plan
 from engine.stages import build, carry_optimizer_state, enter, relora_ramp
+from runspec.config.load import config_from_dict
+from runspec.config.plan import stage_plan
+from runspec.config.schema import ConfigError
+from runspec.run import events
 from runspec.run.stopflag import StopFlag
 
 V = 256

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
+from conftest import PATIENCE, ROOT, cockpit
 
 from cockpit.queue import Queue
 from cockpit.runs import RunError, claim, engine_alive, read_states
-from conftest import PATIENCE, ROOT, cockpit
 from runspec.run.process import Proc, start_token
 from runspec.run.rundir import RUNNING, RunDir, StateConflict, StateDamaged
 

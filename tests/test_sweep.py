@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import TINY, cockpit
 
 from cockpit.sweep import PRESETS, SweepError, load_sweep
-from conftest import TINY, cockpit
 
 
 def spec(tmp_path: Path, body: str, name: str = "s") -> Path:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from runspec.config.schema import load_config
 from engine.trainer import Trainer
+from runspec.config.load import load_config
 
 
 @pytest.fixture

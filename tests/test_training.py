@@ -9,12 +9,12 @@ import time
 
 import pytest
 import torch
+from conftest import PATIENCE, cockpit
 
 from cockpit.runs import create_run, prepare_resume
-from runspec.run import events
 from runspec.data.corpus import CorpusError
+from runspec.run import events
 from runspec.run.rundir import RunDir
-from conftest import PATIENCE, cockpit
 
 
 def engine_train(rd: RunDir, timeout: int = PATIENCE) -> subprocess.CompletedProcess:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.history import RunHistory, Series
 from cockpit.queue import Queue
 from cockpit.tui.app import CockpitApp
-from cockpit.history import RunHistory, Series
 from runspec.run import events
 from runspec.run.rundir import RunDir
 from tests.conftest import ROOT, TINY, cockpit, merge
@@ -660,7 +660,7 @@ async def test_corpora_tab_keeps_why_a_tokenizer_cannot_count_and_still_shows_do
 # -- compare ------------------------------------------------------------------------------
 
 async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit(trained, tmp_path):
-    from runspec.run.rundir import RunDir, RunMeta
+    from runspec.run.rundir import RunDir
 
     runs = copy_runs(trained, tmp_path)
     conv, plain = trained[1]["conv"], trained[1]["plain"]

@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import config_from_dict
-from runspec.config.kinds import FAMILIES, count_params, flops_per_token
 from engine.model import build_model
 from engine.model.attention.base import allowed
 from engine.model.losses import stablemax, stablemax_s
 from engine.model.mlp import MLP, SoLU
-from engine.model.registry import ATTENTION, FFN, BLOCKS
+from engine.model.registry import ATTENTION, BLOCKS, FFN
 from engine.model.roles import ROLES, param_table
 from engine.optim import build_optimizers, orthogonalize_grads
+from runspec.config.kinds import FAMILIES, count_params, flops_per_token
+from runspec.config.load import config_from_dict
 
 V = 64
 BASE = {"n_layer": 2, "d_model": 32, "n_head": 4, "block_size": 16, "pos": "rope"}
@@ -444,8 +444,9 @@ def test_the_default_kinds_keep_the_parameter_names_older_checkpoints_have():
 def test_an_old_style_config_and_an_old_resolved_toml_still_train_and_resume(write_config, runs_dir):
     """[model] activation/gated/d_ff/mlp_ratio moved to [model.ffn]; files written before load as
     they are. A run dir whose resolved.toml has the old layout resumes and completes."""
-    from conftest import cockpit
     import tomli_w
+    from conftest import cockpit
+
     from runspec.config.schema import tomllib
     from runspec.run.rundir import RunDir
 

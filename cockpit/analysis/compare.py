@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cockpit.history import VAL_LOSS
+
 # keys that differ between any two runs without saying anything about them
 NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, Meta, read_meta, token_entry, write_meta
 from runspec.data.corpus import CorpusError, iter_parquet_batches, iter_text_batches, stamp
 from runspec.data.tokenizers import get_tokenizer
-from cockpit.corpora.meta import TOKEN_COUNT_COLUMN, Meta, read_meta, token_entry, write_meta
 
 BATCH_ROWS = 2048
 Progress = Callable[[int], None]  # called with bytes of the file done since the last call

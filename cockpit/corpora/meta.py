@@ -10,7 +10,6 @@ drop each other's tokenizer entries.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import time
@@ -18,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from runspec import fs
 from runspec.data.corpus import stamp
-from runspec.run.rundir import atomic_write
 from runspec.data.shards import cache_root
+from runspec.fs import atomic_write
 
 FORMAT, VERSION = "cockpit-corpus-meta", 1
 # The separator policy of the counts: one separator token before each non-empty document,
@@ -76,12 +76,8 @@ def locked(path: Path) -> Iterator[None]:
     lock_dir = cache_root().parent / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
-    with open(lock_dir / key, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with fs.locked(lock_dir / key):
+        yield
 
 
 def write_meta(path: Path, meta: Meta) -> None:

@@ -16,11 +16,11 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from cockpit.history import Histories
 from cockpit.tui.compare_pane import ComparePane
 from cockpit.tui.completion_pane import CompletionPane
 from cockpit.tui.corpora_pane import CorporaPane
 from cockpit.tui.dialogs import Help
-from cockpit.history import Histories
 from cockpit.tui.pane import Pane
 from cockpit.tui.queue_pane import QueuePane
 from cockpit.tui.training_pane import TrainingPane

@@ -19,9 +19,8 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, S
 from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
 from cockpit.corpora_cli import _human
-from cockpit.runs import list_runs
+from cockpit.runs import list_runs, run_config
 from cockpit.tui.pane import NumberInput, Pane, ProgressLine, fill_table
-from cockpit.runs import run_config
 from runspec.config.schema import BUILTIN_STORIES
 from runspec.data.corpus import CorpusError, corpus_files
 from runspec.data.tokenizers import TokenizerError, check_name, get_tokenizer

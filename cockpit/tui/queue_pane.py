@@ -10,16 +10,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from cockpit.queue import Queue
 from cockpit.analysis.termplot import tick_label
+from cockpit.queue import Queue
 from cockpit.status import control_files, eta, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows, start_worker
-from runspec.config.schema import ConfigError, load_config
+from runspec.config.load import load_config
+from runspec.config.schema import ConfigError
 from runspec.run.rundir import FAILED, QUEUED, RUNNING
-
-
 
 ASK_BEFORE_STOPPING_S = 600  # s asks first on a run that has trained this long
 NAME_WIDTH = 26  # longer run names are cut (the line under the table has the whole id)

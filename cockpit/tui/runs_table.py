@@ -14,8 +14,7 @@ from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
 from cockpit.worker import device_label
 from runspec.config.kinds import model_label
-from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, RunDir
-
+from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED
 
 # how each state reads in the tables and panels
 STATE_STYLE = {RUNNING: "bold green", QUEUED: "cyan", FAILED: "bold red", INTERRUPTED: "yellow",

@@ -11,25 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.color import Color
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Select, SelectionList
-from rich.segment import Segment
 from textual.strip import Strip
 from textual.widget import Widget
+from textual.widgets import Label, Select, SelectionList
 from textual_plotext.plot import Plot
 
 from cockpit.gpu import GpuMonitor
-from cockpit.queue import Queue
-from cockpit.status import control_files, eta, gpu_lines, keepawake_line
 from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
-from cockpit.tui.pane import Pane, Readout
+from cockpit.queue import Queue
 from cockpit.runs import read_states
+from cockpit.status import control_files, eta, gpu_lines, keepawake_line
 from cockpit.sysinfo import HostMonitor
+from cockpit.tui.pane import Pane, Readout
 from runspec.run.rundir import RUNNING
 
 clock = time.time  # wall time for the age of the last event (a snapshot test fixes it)
@@ -662,7 +662,7 @@ def load_overlay(runs_dir: Path) -> list[str]:
 def save_overlay(runs_dir: Path, runs: list[str]) -> None:
     import json
 
-    from runspec.run.rundir import atomic_write
+    from runspec.fs import atomic_write
 
     try:
         _overlay_file(runs_dir).parent.mkdir(parents=True, exist_ok=True)

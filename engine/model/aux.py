@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import AuxConfig, ModelConfig
 from engine.model.collect import Collector
+from runspec.config.schema import AuxConfig, ModelConfig
 
 
 def active_from(layers: list[int], n_layer: int, schedule: str, progress: float) -> int:

@@ -13,10 +13,10 @@ import math
 import torch
 from torch import nn
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import NGPTSpec
 from engine.model.layers import Scale, unit
 from engine.model.norms import make_norm
+from runspec.config.kinds import NGPTSpec
+from runspec.config.schema import ModelConfig
 
 
 class PreNorm(nn.Module):

@@ -11,8 +11,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
-from runspec.config.kinds import flops_per_token, padded_vocab
 from engine.model.aux import AuxHeads
 from engine.model.blocks import ngpt_normalize
 from engine.model.collect import Collector
@@ -23,6 +21,8 @@ from engine.model.norms import make_norm
 from engine.model.positions import LearnedPositions
 from engine.model.registry import build_block
 from engine.model.roles import param_table
+from runspec.config.kinds import flops_per_token, padded_vocab
+from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 
 
 class Output(NamedTuple):

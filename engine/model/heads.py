@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import ConvictionConfig
 from engine.stats import auroc, spearman
+from runspec.config.schema import ConvictionConfig
 
 
 @dataclass

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import FFNSpec
 from engine.model.layers import Scale, linear
+from runspec.config.kinds import FFNSpec
+from runspec.config.schema import ModelConfig
 
 
 class ReLU2(nn.Module):

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import MoESpec
 from engine.model.collect import Collector
 from engine.model.mlp import make_activation
+from runspec.config.kinds import MoESpec
+from runspec.config.schema import ModelConfig
 
 
 class MoE(nn.Module):

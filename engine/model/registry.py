@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from runspec.config.schema import ModelConfig
 from engine.model.attention.diff import Diff, Dint
 from engine.model.attention.mha import MHA
 from engine.model.attention.mla import MLA
 from engine.model.blocks import NGPTBlock, PreNorm
 from engine.model.mlp import MLP
 from engine.model.moe import MoE
+from runspec.config.schema import ModelConfig
 
 ATTENTION: dict[str, type[nn.Module]] = {"mha": MHA, "mla": MLA, "diff": Diff, "dint": Dint}
 FFN: dict[str, type[nn.Module]] = {"dense": MLP, "moe": MoE}

@@ -15,17 +15,27 @@ import re
 import sys
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from runspec.config.kinds import (
+    DEFAULT_KIND,
+    FAMILIES,
+    AttentionSpec,
+    BlockSpec,
+    DenseSpec,
+    FFNSpec,
+    MHASpec,
+    PreNormSpec,
+    kind_of_key,
+    spec_keys,
+)
 from runspec.config.stages import InitConfig, StageConfig
-from runspec.config.kinds import (DEFAULT_KIND, FAMILIES, AttentionSpec, BlockSpec, DenseSpec, FFNSpec, MHASpec, PreNormSpec,
-                          kind_of_key, spec_keys)
 
+# tomllib is imported from here by the modules that read TOML (one place for the 3.10 fallback)
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib  # noqa: F401
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # noqa: F401
 
 BUILTIN_STORIES = "builtin:stories"
 MAX_STEPS = 1_000_000_000  # beyond any run on one machine; a larger value is a typo
@@ -388,8 +398,8 @@ def migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Build and check a RunConfig from parsed TOML. Raises ConfigError on the first problem."""
+def parse(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Build a RunConfig from parsed TOML without checking it (``load.config_from_dict`` checks)."""
     migrate(data, source)
     sections: dict[str, Any] = {}
     for name, table in data.items():
@@ -402,65 +412,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfi
             sections[name] = [_build_section(StageConfig, t, f"stage.{i + 1}", source) for i, t in enumerate(table)]
             continue
         sections[name] = _build_section(_SECTION_TYPES[name], table, name, source)
-    cfg = RunConfig(**sections)
-    check(cfg, source)
-    return cfg
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML run config; ``overrides`` are 'section.key=value' strings (TOML values)."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "file", "does not exist; give the path of a .toml run config") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(source, "file", f"cannot be read ({e})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(source, "TOML syntax", f"{e}; fix the file and try again") from None
-    apply_overrides(data, overrides or [])
-    return config_from_dict(data, source)
-
-
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """'--set section.key=value' strings -> {"section.key": value}; the value is parsed as
-    TOML (so numbers and booleans keep their type), falling back to a bare string."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        dotted, sep, raw = item.partition("=")
-        dotted = dotted.strip()
-        parts = dotted.split(".")
-        if not sep or len(parts) < 2 or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
-            raise ConfigError("--set", item, "expected section.key=value, e.g. train.max_steps=200")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[dotted] = value
-    return out
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
-    """Apply '--set a.b.c=value' overrides in place, at any depth (model.attention.kind=mla)."""
-    for dotted, value in parse_overrides(overrides).items():
-        *path, key = dotted.split(".")
-        table = data
-        for i, part in enumerate(path):
-            nxt = table.get(part, {})
-            if isinstance(nxt, str) and i > 0:  # a kind given by name (attention = "mla") becomes its table
-                nxt = {"kind": nxt}
-            if not isinstance(nxt, dict):
-                raise ConfigError("--set", dotted, f"[{'.'.join(path[:i + 1])}] is not a table")
-            table[part] = nxt
-            table = nxt
-        table[key] = value
+    return RunConfig(**sections)
 
 
 def check(cfg: RunConfig, source: str = "<config>") -> None:
-    """Reject impossible combinations with the key and what is allowed."""
+    """Reject impossible combinations with the key and what is allowed (stages: ``plan.stage_plan``)."""
     m, t, o, d, e = cfg.model, cfg.train, cfg.optim, cfg.data, cfg.eval
 
     def need(ok: bool, key: str, msg: str) -> None:
@@ -571,10 +527,6 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     ref = cfg.init.from_
     need(ref == "" or (ref.strip() == ref and not ref.endswith(":")), "[init] from",
          f"found '{ref}'; give a run id, 'RUN:STEP', a run directory or a checkpoint file")
-    if cfg.stage:
-        from runspec.config.stages import stage_plan
-
-        stage_plan(cfg, source)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

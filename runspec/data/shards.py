@@ -24,8 +24,8 @@ import numpy as np
 
 from runspec.config.schema import BUILTIN_STORIES, DataConfig
 from runspec.data.corpus import CorpusError, corpus_files, iter_text_batches, stamp
-from runspec.run.rundir import atomic_write
 from runspec.data.tokenizers import Tokenizer, get_tokenizer, token_dtype
+from runspec.fs import atomic_file, atomic_write
 
 MAGIC = b"CKPTTOK1"
 VERSION = 1
@@ -87,17 +87,9 @@ def _shard_file(out: Path):
     """The shard's file, written beside ``out`` under a temporary name (its header left blank
     for the writer to fill) and moved into place only when the writer finishes: a failure or a
     kill never leaves a half shard where a run would read it."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(b"\0" * HEADER_SIZE)
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(out) as f:
+        f.write(b"\0" * HEADER_SIZE)
+        yield f
 
 
 def _write_raw_shard(cfg: DataConfig, out: Path) -> None:

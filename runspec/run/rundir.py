@@ -13,17 +13,16 @@ Torch-free.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from runspec.config.schema import ConfigError, RunConfig, config_from_dict, tomllib
+from runspec.config.load import config_from_dict
+from runspec.config.schema import ConfigError, RunConfig, tomllib
+from runspec.fs import acquire, atomic_write
 from runspec.run.process import Proc
 
 QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
@@ -34,24 +33,6 @@ FINISHED = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
 BROKEN = "broken"  # not a state a run can be in: its state.json could not be read
 LAUNCH_ENV = "COCKPIT_LAUNCH"  # the launcher (worker, CLI) that claimed a run hands its engine this token
 MAX_ID_LEN = 80  # run ids are directory names: keep them well under NAME_MAX with the suffixes
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class StateError(ValueError):
@@ -201,14 +182,15 @@ class RunDir:
     def locked(self) -> Iterator[None]:
         """The run's lock: every change of state.json happens inside it."""
         try:
-            f = open(self.path / ".lock", "a")
+            lock = acquire(self.path / ".lock")
         except (FileNotFoundError, NotADirectoryError):
             raise RunGone(f"{self.id}: the run directory {self.path} is gone") from None
-        with f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
             if not self.path.is_dir():  # removed while we waited for the lock
                 raise RunGone(f"{self.id}: the run directory {self.path} is gone")
             yield
+        finally:
+            lock.release()
 
     def read_state(self) -> RunState:
         """The current state. Raises StateDamaged (one line) when state.json is missing or not

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import AttentionSpec
 from engine.model.layers import Scale, unit
 from engine.model.norms import make_norm
 from engine.model.positions import Rotary
+from runspec.config.kinds import AttentionSpec
+from runspec.config.schema import ModelConfig
 
 
 def allowed(q_pos: torch.Tensor, k_pos: torch.Tensor, spec: AttentionSpec) -> torch.Tensor:

@@ -22,10 +22,10 @@ import math
 import torch
 from torch import nn
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import DiffSpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
+from runspec.config.kinds import DiffSpec
+from runspec.config.schema import ModelConfig
 
 
 def lambda_init_for(layer: int) -> float:

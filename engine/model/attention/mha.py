@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import MHASpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
+from runspec.config.kinds import MHASpec
+from runspec.config.schema import ModelConfig
 
 
 class MHA(AttentionBase):

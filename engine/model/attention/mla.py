@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import torch
 
-from runspec.config.schema import ModelConfig
-from runspec.config.kinds import MLASpec
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.attention.diff import Differential
 from engine.model.layers import linear
 from engine.model.norms import make_norm
+from runspec.config.kinds import MLASpec
+from runspec.config.schema import ModelConfig
 
 
 class MLA(AttentionBase):
