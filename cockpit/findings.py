@@ -20,7 +20,6 @@ only when every entry could be read, so a typo never costs the last good documen
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +113,7 @@ def _resolve(entry: Entry, runs_dir: Path) -> tuple[list, list[str], str]:
 
 
 def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
-    from cockpit.analysis.compare import markdown, summarize, table
-    from cockpit.compare_cli import check_metric
+    from cockpit.analysis.compare import check_metric, markdown, summarize, table
 
     lines = [f"## {entry.title}", "", entry.prose, ""] if entry.prose else [f"## {entry.title}", ""]
     rds, gone, asked = _resolve(entry, runs_dir)
@@ -140,12 +138,13 @@ def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
         else:
             lines += [f"*No {entry.metric} curve in these runs yet.*", ""]
         return lines
-    from cockpit.analyze_cli import report
+    from cockpit.analysis import report
 
-    code, text = report(entry.show, runs_dir, [rd.id for rd in rds], out=str(plots / entry.slug),
-                        budget=entry.budget, bootstrap=entry.bootstrap)
-    lines += ["```", text, "```", ""]
-    if code == 0:
+    ids, out = [rd.id for rd in rds], str(plots / entry.slug)
+    rep = (report.lr(runs_dir, None, ids, out=out, charts=False) if entry.show == "lr" else
+           report.scaling(runs_dir, None, ids, budget=entry.budget, bootstrap=entry.bootstrap, out=out, charts=False))
+    lines += ["```", rep.render(), "```", ""]
+    if rep.code == 0:
         lines += [f"![{p.name}](plots/{entry.slug}/{p.name})" for p in sorted((plots / entry.slug).glob("*.png"))]
         lines.append("")
     return lines
@@ -197,37 +196,3 @@ def _toml_str(s: str) -> str:
     import tomli_w
 
     return tomli_w.dumps({"x": s}).split("=", 1)[1].strip()
-
-
-def add_parser(sub) -> None:
-    f = sub.add_parser("findings", help="build findings/FINDINGS.md from your entries (findings new: start one)")
-    f.add_argument("--dir", default="findings", help="the findings directory (default ./findings)")
-    fsub = f.add_subparsers(dest="findings_cmd")
-    n = fsub.add_parser("new", help="start an entry: a claim and the runs or sweep that support it")
-    n.add_argument("title")
-    n.add_argument("--runs", nargs="+", default=[], help="the runs behind the claim")
-    n.add_argument("--sweep", help="or the sweep behind it")
-    n.add_argument("--show", choices=SHOWS, default=None, help="what to regenerate under the claim (default: "
-                                                                "compare for runs, scaling for a sweep)")
-
-
-def main(args) -> int:
-    from cockpit.runs import RunError, find_run, runs_root
-
-    root, runs_dir = Path(args.dir), runs_root(args.runs_dir)
-    try:
-        if args.findings_cmd == "new":
-            if bool(args.runs) == bool(args.sweep):
-                raise FindingsError("give --runs RUN... or --sweep NAME (one of them)")
-            for r in args.runs:  # a typo now is cheaper than a "runs gone" later
-                find_run(r, runs_dir)
-            path = new_entry(root, args.title, [find_run(r, runs_dir).id for r in args.runs], args.sweep,
-                             args.show or ("scaling" if args.sweep else "compare"))
-            print(f"wrote {path}: write the claim under its header, then: cockpit findings")
-            return 0
-        out, count = build(root, runs_dir)
-        print(f"wrote {out} ({count} entr{'y' if count == 1 else 'ies'})")
-        return 0
-    except (FindingsError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2

@@ -35,22 +35,19 @@ from cockpit.runs import (
     signal_engine,
     starting,
 )
-from runspec.fs import locked
+from runspec.fs import atomic_write, locked
+from runspec.run.lifecycle import RETRYABLE
 from runspec.run.rundir import (
     COMPLETED,
     FAILED,
     INTERRUPTED,
     QUEUED,
     RUNNING,
-    STOPPED,
     RunDir,
     RunMeta,
     StateConflict,
     StateError,
-    atomic_write,
 )
-
-RETRYABLE = (FAILED, STOPPED, INTERRUPTED)
 
 
 def control_dir(runs_dir: Path) -> Path:
@@ -253,7 +250,7 @@ class Queue:
         and a worker's start lands first wins; the other sees the new state."""
         rd = self.run(ref)
         try:
-            rd.transition(STOPPED, expected=QUEUED, reason="stopped while queued")
+            rd.transition("stop", expected=QUEUED, reason="stopped while queued")
         except StateConflict:
             pass
         except StateError as e:
@@ -281,7 +278,7 @@ class Queue:
         if state.status == RUNNING and not engine_alive(rd, state) and not starting(state):
             record_engine_exit(rd, None, state.launch)  # its engine is gone: interrupted, then queued
         try:
-            rd.transition(QUEUED, expected=RETRYABLE, stop_requested=False)
+            rd.transition("retry", stop_requested=False)
         except StateConflict:
             state = read_state(rd)
             raise RunError(f"{rd.id} is {state.status}; only {', '.join(RETRYABLE)} runs can be retried") from None
@@ -312,7 +309,7 @@ class Queue:
             failed = []
             for rd, why in blocked:
                 try:
-                    rd.transition(FAILED, expected=QUEUED, reason=why)
+                    rd.transition("fail", expected=QUEUED, reason=why)
                     skip(rd.id, why)
                     failed.append(rd.id)
                 except StateError:

@@ -27,7 +27,7 @@ from runspec.config.schema import BUILTIN_STORIES, ConfigError, RunConfig, resol
 from runspec.config.stages import parse_ref
 from runspec.data.corpus import preflight
 from runspec.fs import atomic_write
-from runspec.run import events
+from runspec.run import events, lifecycle
 from runspec.run.process import Proc, start_token
 from runspec.run.rundir import (
     BROKEN,
@@ -274,7 +274,7 @@ def claim(rd: RunDir, owner: Proc, expected, slot: str | None = None) -> str:
     """Move a run to ``running`` on behalf of a launcher, before its engine exists. Returns the
     launch token to hand the engine; raises StateConflict if the run was not in ``expected``."""
     token = new_launch_token()
-    rd.transition(RUNNING, expected=expected, owner=owner.to_dict(), slot=slot, launch=token, pid=None,
+    rd.transition("claim", expected=expected, owner=owner.to_dict(), slot=slot, launch=token, pid=None,
                   pid_start=None, exit_code=None, stop_requested=False)
     return token
 
@@ -329,7 +329,7 @@ def record_engine_exit(rd: RunDir, code: int | None, launch: str | None = None) 
             status, reason = exit_reason(code, state.step)
             if status == INTERRUPTED and state.stop_requested:  # it was asked to stop: do not resume it
                 status, reason = STOPPED, f"stopped ({reason})"
-            state.move(status, reason + (f"; last log line: {context}" if context else ""), exit_code=code,
+            state.move(lifecycle.ENDS[status], reason + (f"; last log line: {context}" if context else ""), exit_code=code,
                        pid=None, pid_start=None, launch=None)
         elif code is not None and state.exit_code is None:
             state.exit_code = code

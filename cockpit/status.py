@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cockpit.format import hms
 from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
@@ -84,14 +85,6 @@ def collect(runs_dir: Path, warn=None) -> dict:
     }
 
 
-def eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}"
-
-
 def worker_line(w: dict) -> str:
     if not w["alive"]:
         return "not running (start: cockpit worker)"
@@ -114,7 +107,7 @@ def render(st: dict) -> str:
                          f"a worker marks it interrupted and resumes it")
         else:
             lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  {loss}  "
-                         f"ETA {eta(r.get('eta_s'))}{where}")
+                         f"ETA {hms(r.get('eta_s'))}{where}")
     if not st["running"]:
         lines.append("running    -")
     lines.append(f"queue      {len(st['queue'])} run(s)")

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ class Worker:
                      f"(cockpit queue retry {rd.id} to try again)")
             return False
         try:
-            rd.transition(QUEUED, expected=INTERRUPTED, reason="")
+            rd.transition("requeue", reason="")
         except StateError:
             return False
         self.log(f"{rd.id} was interrupted; it resumes from step {step} ahead of the queue")
@@ -298,7 +299,7 @@ class Worker:
             proc = start_engine(rd, launch, env)
         except OSError as e:
             self.log(f"could not start {rd.id}: {e}")
-            rd.transition("failed", expected=RUNNING, reason=f"could not start the engine: {e}")
+            rd.transition("fail", expected=RUNNING, reason=f"could not start the engine: {e}")
             return
         slot.proc, slot.launch = proc, launch
         self.slots.append(slot)
@@ -367,3 +368,13 @@ class Picker:
             self.chosen, self.filler = self.free[:need], True
             return True
         return False
+
+
+def start_worker(runs_dir: Path) -> subprocess.Popen:
+    """A ``cockpit worker --once`` of its own (its own session, output to
+    runs/.cockpit/worker.log), so closing the TUI never stops training."""
+    q = Queue(runs_dir)
+    with open(q.dir / "worker.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "worker", "--once"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

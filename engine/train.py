@@ -16,7 +16,7 @@ from engine import checkpoint, launch
 from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
-from runspec.run import events
+from runspec.run import events, lifecycle
 from runspec.run.process import Proc
 from runspec.run.rundir import (
     COMPLETED,
@@ -63,7 +63,7 @@ def attach(rd: RunDir, me: Proc, max_steps: int | None) -> RunState:
                 owner = state.owner_proc()
                 if other is None and owner is not None and owner.alive() and owner.pid != me.pid:
                     raise StateConflict(f"{rd.id} is being started by {owner}; let it, or stop it first")
-            state.move(RUNNING, owner=me.to_dict(), launch=None, slot=None)
+            state.move("attach", owner=me.to_dict(), launch=None, slot=None)
         state.pid, state.pid_start, state.exit_code = me.pid, me.start, None
         if max_steps is not None:
             state.max_steps = max_steps
@@ -197,7 +197,7 @@ def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int
     if step is not None:  # a start that failed before loading never lowers the recorded step
         finish["step"] = step
     try:
-        rd.transition(status, expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
+        rd.transition(lifecycle.ENDS[status], expected=RUNNING, guard=lambda s: "" if s.pid == me.pid else
                       f"the run now belongs to pid {s.pid}, not this engine ({me.pid})", **finish)
     except StateError as e:
         log(f"could not record the end of the run: {e}")

@@ -16,6 +16,47 @@ ROOT = Path(__file__).resolve().parent.parent
 # laptop training beside the tests), where a step can take ten times as long as on an idle one.
 PATIENCE = 600
 
+# The fast tier (-m "not slow") is the pure tests. A test that starts a process (the engine, the
+# CLI, a worker, a server) or a TUI must say so with @pytest.mark.slow; one that does not, and
+# still starts one, fails here with the reason instead of slowing the fast tier down unnoticed.
+_current: dict[str, object] = {"item": None}
+
+
+def _refuse_unmarked(what: str) -> None:
+    item = _current["item"]
+    if item is not None and item.get_closest_marker("slow") is None:
+        raise RuntimeError(f"{item.nodeid} {what}: mark it @pytest.mark.slow (the fast tier runs no processes "
+                           f"and no TUI)")
+
+
+def pytest_configure(config):
+    real_init = subprocess.Popen.__init__
+
+    def guarded_init(self, *args, **kwargs):
+        _refuse_unmarked("starts a process")
+        real_init(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = guarded_init
+    try:
+        from textual.app import App
+
+        real_run_test = App.run_test
+
+        def guarded_run_test(self, *args, **kwargs):
+            _refuse_unmarked("runs a TUI")
+            return real_run_test(self, *args, **kwargs)
+
+        App.run_test = guarded_run_test
+    except ImportError:  # pragma: no cover - textual is a dependency
+        pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _current["item"] = item  # its fixtures' set-up and tear-down count as the test's own
+    yield
+    _current["item"] = None
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):

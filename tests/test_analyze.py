@@ -29,6 +29,7 @@ def swept(tmp_path_factory):
     return tmp, runs
 
 
+@pytest.mark.slow
 def test_sweep_status_shows_finished_runs_with_their_loss(swept):
     tmp, runs = swept
     st = cockpit("--runs-dir", str(runs), "sweep", "status", "tiny")
@@ -36,6 +37,7 @@ def test_sweep_status_shows_finished_runs_with_their_loss(swept):
     assert len(re.findall(r"val +\d\.\d{4}", st.stdout)) == 6
 
 
+@pytest.mark.slow
 def test_analyze_scaling_fits_reports_a_budget_and_cautions(swept):
     tmp, runs = swept
     out = tmp / "png"
@@ -58,6 +60,7 @@ def test_analyze_scaling_fits_reports_a_budget_and_cautions(swept):
     assert r.returncode == 0 and "0.01 h at the runs' median" in r.stdout and "N = total parameters" in r.stdout
 
 
+@pytest.mark.slow
 def test_analyze_refuses_too_few_runs_in_one_line(swept):
     tmp, runs = swept
     ids = sorted(p.name for p in runs.iterdir() if p.name.startswith("tiny-"))
@@ -67,6 +70,7 @@ def test_analyze_refuses_too_few_runs_in_one_line(swept):
     assert r.returncode == 2 and "cockpit sweep ls" in r.stderr
 
 
+@pytest.mark.slow
 def test_analyze_lr_finds_a_rate_per_size_or_says_why_not(swept):
     tmp, runs = swept
     r = cockpit("--runs-dir", str(runs), "analyze", "lr", "--sweep", "lrs", "--out", str(tmp / "lrpng"))
@@ -84,6 +88,7 @@ def test_analyze_lr_finds_a_rate_per_size_or_says_why_not(swept):
     assert r.returncode == 2 and "1 learning rate" in r.stderr and "optim.lr" in r.stderr
 
 
+@pytest.mark.slow
 def test_compare_shows_what_differs_and_overlays_curves(swept):
     tmp, runs = swept
     ids = sorted(p.name for p in runs.iterdir() if p.name.startswith("lrs-"))
@@ -106,6 +111,7 @@ def test_compare_shows_what_differs_and_overlays_curves(swept):
     assert one.returncode == 2 and "two or more different runs" in one.stderr
 
 
+@pytest.mark.slow
 def test_findings_keep_the_prose_regenerate_the_evidence_and_notice_gone_runs(swept):
     import shutil
 

@@ -146,6 +146,7 @@ def test_bad_aux_keys_are_one_line_errors(aux, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_run_logs_every_auxiliary_loss_by_name(write_config, runs_dir):
     from cockpit.runs import create_run
     from runspec.run.events import EVAL, STEP, read_events

@@ -117,6 +117,7 @@ CASES = ["malformed TOML", "unknown key", "wrong type", "zero steps", "negative 
          "bench with zero steps", "--gpus without that GPU", "garbage --gpus"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_exit_2_and_damages_nothing(workspace, case):
     runs = workspace / "runs"
@@ -136,6 +137,7 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(workspace, case):
     assert Queue(runs).order == order
 
 
+@pytest.mark.slow
 def test_a_run_id_from_a_300_character_name_is_cut_to_fit(write_config, runs_dir):
     r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(write_config("n")), "--name", "x" * 300)
     assert r.returncode == 0, r.stderr
@@ -143,6 +145,7 @@ def test_a_run_id_from_a_300_character_name_is_cut_to_fit(write_config, runs_dir
     assert len(run.name) <= 80 and run.name.startswith("xxxx")
 
 
+@pytest.mark.slow
 def test_runs_dir_that_is_a_file_is_one_line(write_config, tmp_path):
     f = tmp_path / "afile"
     f.write_text("")
@@ -157,6 +160,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_failing_writes_are_one_line_and_leave_the_queue_as_it_was(write_config, runs_dir):
     """A full disk, here as a file-size limit: writes fail with an OSError as they would."""
     q = Queue(runs_dir)
@@ -170,6 +174,7 @@ def test_failing_writes_are_one_line_and_leave_the_queue_as_it_was(write_config,
         assert fingerprint(runs_dir) == before  # no half-created run, the queue as it was
 
 
+@pytest.mark.slow
 def test_a_failing_checkpoint_write_is_one_line_and_the_run_fails_cleanly(write_config, runs_dir, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("small corpus for a failing disk. " * 200)
@@ -183,6 +188,7 @@ def test_a_failing_checkpoint_write_is_one_line_and_the_run_fails_cleanly(write_
     assert not list((run / "checkpoints").glob("*.tmp")) and not list((run / "checkpoints").glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(write_config, runs_dir):
     Queue(runs_dir).add([str(write_config("q"))] * 40)
     r = subprocess.run(f"{sys.executable} -m cockpit --runs-dir {runs_dir} queue ls | head -1", shell=True, cwd=ROOT,

@@ -19,6 +19,7 @@ def result():
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_every_registered_kind_has_a_row(result):
     from engine.model.registry import ATTENTION, FFN
 
@@ -29,6 +30,7 @@ def test_every_registered_kind_has_a_row(result):
         assert any(n.split()[0] == kind for n in names["ffn"]), (kind, names)
 
 
+@pytest.mark.slow
 def test_figures_are_measured_and_agree_with_the_specs(result):
     from engine.bench_modules import Shape, attention_rows, ffn_rows, model_config
 
@@ -52,6 +54,7 @@ def test_figures_are_measured_and_agree_with_the_specs(result):
     assert rows["qkv: fused (one matmul)"]["params"] == rows["qkv: separate (three)"]["params"]
 
 
+@pytest.mark.slow
 def test_the_table_names_every_row():
     r = cockpit("bench", "modules", *TINY)
     assert r.returncode == 0, r.stderr
@@ -66,6 +69,7 @@ def test_the_table_names_every_row():
     (["--device", "gpu"], "--device 'gpu'"),
     (["--seq", "0"], "--seq"),
 ])
+@pytest.mark.slow
 def test_bad_shapes_are_one_line_errors(args, message):
     r = cockpit("bench", "modules", *args)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import PATIENCE, ROOT, cockpit
 
@@ -21,6 +22,7 @@ def only_run(runs_dir) -> RunDir:
     return RunDir(run)
 
 
+@pytest.mark.slow
 def test_headless_run_end_to_end(write_config, runs_dir):
     cfg = write_config("e2e", {"log": {"wandb": True}})
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg), "--name", "first")
@@ -46,6 +48,7 @@ def test_headless_run_end_to_end(write_config, runs_dir):
     assert "final       val loss" in r.stdout
 
 
+@pytest.mark.slow
 def test_config_error_is_one_line_and_creates_nothing(write_config, runs_dir):
     cfg = write_config("bad", {"model": {"n_layers": 3}})
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
@@ -55,6 +58,7 @@ def test_config_error_is_one_line_and_creates_nothing(write_config, runs_dir):
     assert list(runs_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_missing_data_is_refused_before_a_run_exists(write_config, runs_dir, tmp_path):
     cfg = write_config("nodata", {"data": {"path": str(tmp_path / "missing.txt")}})
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg))
@@ -63,6 +67,7 @@ def test_missing_data_is_refused_before_a_run_exists(write_config, runs_dir, tmp
     assert [p for p in runs_dir.iterdir() if not p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_data_that_fails_in_the_engine_exits_2_with_the_reason(write_config, runs_dir, tmp_path):
     data = tmp_path / "latin1.txt"
     data.write_bytes("caf\xe9 ".encode("latin-1") * 100)
@@ -72,6 +77,7 @@ def test_data_that_fails_in_the_engine_exits_2_with_the_reason(write_config, run
     assert only_run(runs_dir).read_state().status == "failed"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
     cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
                                 "eval": {"every": 0}})
@@ -99,11 +105,13 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
     assert r.returncode == 2 and "already trained" in r.stderr and "--max-steps" in r.stderr
 
 
+@pytest.mark.slow
 def test_resume_of_an_unknown_run_says_so(runs_dir):
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", "nope")
     assert r.returncode == 2 and "no run 'nope'" in r.stderr
 
 
+@pytest.mark.slow
 def test_bench_train_reports_throughput_as_json(write_config):
     r = cockpit("bench", "train", str(write_config("bench")), "--steps", "4", "--warmup", "1", "--json")
     assert r.returncode == 0, r.stderr
@@ -112,6 +120,7 @@ def test_bench_train_reports_throughput_as_json(write_config):
     assert figures["params"] > 0 and figures["device"] == "cpu" and figures["steps"] == 4
 
 
+@pytest.mark.slow
 def test_importing_the_cli_does_not_import_torch():
     code = "import sys, cockpit, cockpit.cli, cockpit.runs, cockpit.headless; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 from conftest import PATIENCE, TINY, cockpit, merge
 
-from cockpit.complete_cli import conviction_row
+from cockpit.completion import conviction_row
 from cockpit.runs import create_run
 from runspec.run.rundir import RunDir
 
@@ -63,6 +63,7 @@ class Server:
                 return out
 
 
+@pytest.mark.slow
 def test_protocol_round_trip_same_seed_and_cancel(runs):
     s = Server(runs["conv"])
     ready = s.read()
@@ -86,6 +87,7 @@ def test_protocol_round_trip_same_seed_and_cancel(runs):
     assert s.proc.wait(timeout=PATIENCE) == 0
 
 
+@pytest.mark.slow
 def test_no_conviction_head_is_one_line_and_text_still_works(runs):
     s = Server(runs["plain"])
     assert s.read()["conviction"] is False
@@ -107,6 +109,7 @@ def test_no_conviction_head_is_one_line_and_text_still_works(runs):
 
 @pytest.mark.parametrize("flag,value,why", [("-m", "0", "must be at least 1"), ("-m", "-5", "must be at least 1"),
                                             ("-k", "-3", "must be 0 or more"), ("-t", "-1", "finite number >= 0")])
+@pytest.mark.slow
 def test_bad_completion_parameters_are_refused(runs, flag, value, why):
     r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", flag, value)
     assert r.returncode == 2 and why in r.stderr and r.stdout == ""
@@ -119,6 +122,7 @@ def expected_rows(run: RunDir, color: bool, seed: int = 3, n: int = 64) -> list[
     return [conviction_row(t["token"], t["conviction"], color) for t in tokens], tokens
 
 
+@pytest.mark.slow
 def test_conviction_rows_through_a_pipe_have_no_colour(runs):
     rows, tokens = expected_rows(runs["conv"], color=False)
     # 64 tokens of this barely trained model hold all three (24 did for some seeds only)
@@ -132,6 +136,7 @@ def test_conviction_rows_through_a_pipe_have_no_colour(runs):
         assert line[8:] == f"| {tok['conviction']:.4f}" or len(tok["token"]) > 8
 
 
+@pytest.mark.slow
 def test_same_seed_same_text(runs):
     a = cockpit("complete", str(runs["conv"].path), "--prompt", "four", "-m", "30", "--seed", "11")
     b = cockpit("complete", str(runs["conv"].path), "--prompt", "four", "-m", "30", "--seed", "11")
@@ -177,6 +182,7 @@ class Terminal:
         return self.buf.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_conviction_and_text_modes_on_a_terminal_with_colours(runs):
     rows, _ = expected_rows(runs["conv"], color=True, seed=5, n=16)
     term = Terminal("complete", str(runs["conv"].path), "-m", "16", "--seed", "5")
@@ -198,6 +204,7 @@ def test_conviction_and_text_modes_on_a_terminal_with_colours(runs):
     assert term.proc.wait(timeout=PATIENCE) == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_interrupts_a_generation_and_keeps_the_session(runs):
     term = Terminal("complete", str(runs["conv"].path), "-m", "1000000", "--seed", "1")
     term.read_until(lambda s: "Ctrl-D quits" in s)
@@ -213,6 +220,7 @@ def test_ctrl_c_interrupts_a_generation_and_keeps_the_session(runs):
     assert term.proc.wait(timeout=PATIENCE) == 0
 
 
+@pytest.mark.slow
 def test_missing_and_corrupt_checkpoints_are_clear_errors(runs, tmp_path):
     empty = tmp_path / "empty-run"
     empty.mkdir()

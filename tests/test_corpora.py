@@ -96,6 +96,7 @@ def test_cache_hit_miss_stale_and_corrupt(corpora):
         assert read_meta(f, "text").token_count("bytes") == first.tokens
 
 
+@pytest.mark.slow
 def test_size_cli_reports_per_file_and_totals_and_keeps_going_after_errors(corpora):
     (corpora / "broken").mkdir()
     pq.write_table(pa.table({"content": ["x"]}), corpora / "broken" / "a.parquet")
@@ -117,11 +118,13 @@ def test_size_cli_reports_per_file_and_totals_and_keeps_going_after_errors(corpo
     assert r.returncode == 2 and "tokenizer 'gpt9' is unknown" in r.stderr
 
 
+@pytest.mark.slow
 def test_use_token_count_column_says_so(corpora):
     r = cockpit("corpora", "size", str(corpora / "fineweb-edu"), "--use-token-count-column")
     assert r.returncode == 0 and "token_count column" in r.stdout
 
 
+@pytest.mark.slow
 def test_two_size_commands_at_once_leave_a_whole_meta_with_both_counts(corpora):
     f = str(corpora / "fineweb-edu")
     procs = [subprocess.Popen([sys.executable, "-m", "cockpit", "corpora", "size", f, *extra],
@@ -132,6 +135,7 @@ def test_two_size_commands_at_once_leave_a_whole_meta_with_both_counts(corpora):
     assert set(meta.tokens) == {"bytes", TOKEN_COUNT_COLUMN}
 
 
+@pytest.mark.slow
 def test_ls_marks_counted_stale_and_uncounted(corpora):
     count_file(corpora / "tinystories" / "train-00000.parquet", "bytes")
     count_file(corpora / "tinystories" / "train-00001.parquet", "bytes")
@@ -211,6 +215,7 @@ def test_mix_errors_and_force(corpora):
         parse_tokens("lots")
 
 
+@pytest.mark.slow
 def test_a_mix_inside_a_source_directory_is_refused(corpora):
     """Before: it was written there and silently became part of that corpus."""
     before = sorted(p.name for p in (corpora / "tinystories").iterdir())
@@ -230,6 +235,7 @@ def test_a_share_too_small_for_one_token_is_a_clear_error(corpora):
     assert not (corpora / "mix").exists()
 
 
+@pytest.mark.slow
 def test_mix_from_a_spec_file_and_the_cli(corpora, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(f'out = "{corpora / "from_spec"}"\ntokenizer = "bytes"\ntokens = "20k"\nseed = 1\n'
@@ -253,7 +259,8 @@ def test_the_50_50_example_spec_is_valid():
     assert [s.ratio for s in spec.sources] == [0.5, 0.5] and spec.tokens == 200_000_000
 
 
+@pytest.mark.slow
 def test_corpus_tools_do_not_import_torch():
-    code = ("import sys, cockpit.corpora.size, cockpit.corpora.mix, cockpit.corpora_cli; "
+    code = ("import sys, cockpit.corpora.size, cockpit.corpora.mix, cockpit.commands.corpora; "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -78,6 +78,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_two_ranks_match_one_process_accumulating_their_batches(tmp_path, runs_dir, variant):
     cfg = tmp_path / "ddp.toml"
@@ -124,6 +125,7 @@ def trained_steps(rd: RunDir) -> int:
     return max(losses(rd), default=0)
 
 
+@pytest.mark.slow
 def test_a_stopped_two_rank_run_resumes_to_the_same_weights(write_config, runs_dir):
     cfg = write_config("ddp", base=DDP)
     sets = ("train.gpus=2", "train.max_steps=300", "log.every=5")
@@ -148,6 +150,7 @@ def test_a_stopped_two_rank_run_resumes_to_the_same_weights(write_config, runs_d
     assert after and all(abs(losses(whole)[k] - v) < 1e-5 for k, v in after.items())
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_fails_the_run_with_a_reason(write_config, runs_dir):
     cfg = write_config("ddp", base=DDP)
     proc, rd = start(runs_dir, cfg, "dies", "train.gpus=2", "train.max_steps=100000", "log.every=5")
@@ -166,6 +169,7 @@ def test_a_rank_that_dies_fails_the_run_with_a_reason(write_config, runs_dir):
     assert errors and errors[-1].data["reason"] == s["reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key,value,message", [("gpus", "0", "[train] gpus")])
 def test_bad_gpus_is_one_line(write_config, runs_dir, key, value, message):
     r = cockpit("--runs-dir", str(runs_dir), "--headless", "run", str(write_config("ddp", base=DDP)),
@@ -191,6 +195,7 @@ def spans(rd: RunDir) -> tuple[float, float, str]:
     # free one at once (the head still has two GPUs no filler holds)
     ("0,1,2", [2, 2, 1], [("0,1", []), ("0,1", [0]), ("2", [])], 2),
 ], ids=["head-waits", "backfill"])
+@pytest.mark.slow
 def test_the_worker_hands_out_gpus_in_the_documented_order(write_config, runs_dir, gpus, asks, expect, filler):
     from cockpit.queue import Queue
 
@@ -217,6 +222,7 @@ def test_the_worker_hands_out_gpus_in_the_documented_order(write_config, runs_di
         assert "filling a gap" not in r.stdout
 
 
+@pytest.mark.slow
 def test_a_two_rank_run_resumes_on_one_with_the_data_stream_continuing(write_config, runs_dir):
     cfg = write_config("ddp", base=DDP)
     proc, rd = start(runs_dir, cfg, "shrink", "train.gpus=2", "train.max_steps=100000", "log.every=5")

@@ -54,6 +54,7 @@ def test_queue_semantics(write_config, runs_dir):
     assert statuses == ["queued", "stopped", "queued"] and all("time" in h for h in d.read_state().history)
 
 
+@pytest.mark.slow
 def test_a_bad_config_is_rejected_and_the_queue_is_unchanged(write_config, runs_dir):
     q = Queue(runs_dir)
     good = write_config("good")
@@ -67,6 +68,7 @@ def test_a_bad_config_is_rejected_and_the_queue_is_unchanged(write_config, runs_
     assert r.returncode == 2 and "n_embd" in r.stderr and (ids(q), sorted(p.name for p in runs_dir.iterdir())) == before
 
 
+@pytest.mark.slow
 def test_two_processes_adding_100_runs_each_lose_nothing(write_config, runs_dir):
     cfg = write_config("many")
     code = ("import sys; from pathlib import Path; from cockpit.queue import Queue\n"
@@ -102,6 +104,7 @@ def checkpoints_written(rd: RunDir) -> list[int]:
     return [e.step for e in events.read_events(rd.events) if e.kind == events.CHECKPOINT]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine_dies_too", [True, False], ids=["machine-crash", "worker-only"])
 def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs_dir, engine_dies_too):
     q = Queue(runs_dir)
@@ -135,6 +138,7 @@ def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs
         assert f"adopted {a.id}" in out and "interrupted" not in [h["status"] for h in state.history]
 
 
+@pytest.mark.slow
 def test_a_second_worker_for_the_same_device_says_so(runs_dir):
     first = start_worker(runs_dir)
     wait_for(lambda: bool(live_workers(runs_dir)))
@@ -144,6 +148,7 @@ def test_a_second_worker_for_the_same_device_says_so(runs_dir):
     assert r.returncode == 2 and "another worker" in r.stderr and "owns the CPU" in r.stderr
 
 
+@pytest.mark.slow
 def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):
     q = Queue(runs_dir)
     (a,) = q.add([str(long_run(write_config))])
@@ -177,6 +182,7 @@ def test_keepawake_policy_threshold_grace_and_fallback():
     assert nvml_less.wants_awake(None, run_running=False, now=31) is False
 
 
+@pytest.mark.slow
 def test_real_keepawake_call_reports_its_state_without_crashing():
     ka = KeepAwake(threshold=10, grace=0)
     try:
@@ -200,6 +206,7 @@ def test_gpu_monitor_without_nvidia_reports_instead_of_failing():
 
 # -- damage and faults -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_damaged_queue_json_is_recovered_from_its_backup_and_reported(write_config, runs_dir):
     """Before: it read as an empty queue and the next worker wrote it back empty, orphaning
     every queued run."""
@@ -228,6 +235,7 @@ def test_without_a_backup_the_queue_is_rebuilt_from_the_queued_runs(write_config
     assert len(lines) == 1 and "rebuilt the queue from 2 run(s) in state queued" in lines[0]
 
 
+@pytest.mark.slow
 def test_a_worker_never_empties_a_damaged_queue(write_config, runs_dir):
     q = Queue(runs_dir)
     q.set_paused(True)  # the worker reads the queue but starts nothing
@@ -239,6 +247,7 @@ def test_a_worker_never_empties_a_damaged_queue(write_config, runs_dir):
     assert cockpit("--runs-dir", str(runs_dir), "queue", "retry", runs[0].id).returncode == 2  # queued: no retry
 
 
+@pytest.mark.slow
 def test_queue_add_after_a_run_that_is_not_queued_creates_nothing(write_config, runs_dir):
     """Before: the run directories were created, then the add failed: they stayed queued
     without being in the queue, and never ran."""
@@ -251,6 +260,7 @@ def test_queue_add_after_a_run_that_is_not_queued_creates_nothing(write_config, 
     assert sorted(p.name for p in runs_dir.iterdir()) == before and q.order == []
 
 
+@pytest.mark.slow
 def test_killing_the_engine_under_a_live_worker_marks_it_interrupted_and_resumes_it(write_config, runs_dir):
     """Before: it was marked failed with the last log line as the reason, and never resumed."""
     q = Queue(runs_dir)
@@ -280,6 +290,7 @@ def test_an_interrupted_run_that_makes_no_progress_is_not_restarted_forever():
     assert not should_resume(state(20, 40, 40))  # died twice at the same checkpoint: a person decides
 
 
+@pytest.mark.slow
 def test_a_run_whose_dependency_failed_fails_too_and_worker_once_exits(write_config, runs_dir):
     """Before: the dependent run waited for ever, and so did `worker --once` (which `cockpit run`
     starts), e.g. a fine-tune queued with [init] from a run that diverged."""
@@ -299,11 +310,12 @@ def test_a_run_whose_dependency_failed_fails_too_and_worker_once_exits(write_con
     assert Queue(runs_dir).order == []
 
 
+@pytest.mark.slow
 def test_worker_once_exits_when_what_is_left_waits_on_a_stopped_run(write_config, runs_dir):
     q = Queue(runs_dir)
     (parent,) = q.add([str(write_config("p"))])
     (child,) = q.add([str(write_config("c"))], depends_on=[parent.id])
-    parent.transition("stopped", expected="queued", reason="stopped by the user")
+    parent.transition("stop", expected="queued", reason="stopped by the user")
     r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
     assert r.returncode == 0 and "wait on stopped runs" in r.stdout + r.stderr
     assert child.read_state().status == "queued"  # it starts once the parent is resumed and completes

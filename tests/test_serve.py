@@ -115,6 +115,7 @@ def server(runs):
 
 # -- llama.cpp --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("post", [True, False])
 def test_llama_stream_carries_conviction_and_the_sampled_token_in_its_probabilities(server, post):
     body = {"prompt": "one\ttwo", "n_predict": 12, "n_probs": 2, "top_k": 50, "seed": 7, "stream": True,
@@ -142,6 +143,7 @@ def test_llama_stream_carries_conviction_and_the_sampled_token_in_its_probabilit
     assert len(whole["completion_probabilities"]) == len(tokens)
 
 
+@pytest.mark.slow
 def test_tokenize_detokenize_health_props(server):
     assert server.get("/health") == (200, {"status": "ok"})
     status, toks = server.post("/tokenize", {"content": "héllo"})
@@ -154,6 +156,7 @@ def test_tokenize_detokenize_health_props(server):
     assert props["default_generation_settings"]["n_ctx"] == 32 and props["cockpit"]["conviction"] is True
 
 
+@pytest.mark.slow
 def test_stop_string_ends_the_text_before_it(server):
     body = {"prompt": "one", "n_predict": 40, "temperature": 0, "stream": False}
     free = server.post("/completion", body)[1]["content"]
@@ -185,6 +188,7 @@ def test_stop_matcher_holds_back_what_may_start_a_stop_string():
 
 # -- OpenAI -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_openai_completions_whole_and_streamed(server):
     status, models = server.get("/v1/models")
     assert status == 200 and models["data"][0]["id"].startswith("conv")
@@ -209,6 +213,7 @@ def test_openai_completions_whole_and_streamed(server):
 
 # -- bad requests ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bad_requests_get_a_400_in_each_apis_shape(server):
     status, err = server.post("/completion", None, raw=b"{not json")
     assert status == 400 and err["error"]["code"] == 400 and "not valid JSON" in err["error"]["message"]
@@ -234,6 +239,7 @@ def test_bad_requests_get_a_400_in_each_apis_shape(server):
 
 # -- one generation at a time -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_client_that_disconnects_cancels_its_generation(server):
     before = server.props()["finished"].get("cancelled", 0)
     c, r, events = server.stream("/completion", {"prompt": "one", "n_predict": 4096, "temperature": 0, "stream": True})
@@ -252,6 +258,7 @@ def test_a_client_that_disconnects_cancels_its_generation(server):
     assert server.post("/v1/completions", {"prompt": "one", "max_tokens": 2})[0] == 200
 
 
+@pytest.mark.slow
 def test_requests_wait_in_order_and_past_the_limit_get_503(runs):
     s = Server(runs["dir"], runs["conv"].id, "--queue", "2")
     try:
@@ -280,6 +287,7 @@ def test_requests_wait_in_order_and_past_the_limit_get_503(runs):
     assert code == 0
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_running_stream_and_the_server_cleanly(runs):
     s = Server(runs["dir"], runs["conv"].id)
     c, r, events = s.stream("/completion", {"prompt": "one", "n_predict": 4096, "temperature": 0, "stream": True})
@@ -293,6 +301,7 @@ def test_sigterm_ends_a_running_stream_and_the_server_cleanly(runs):
 
 # -- the key -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_server_bound_beyond_loopback_requires_its_key(runs):
     s = Server(runs["dir"], runs["conv"].id, "--host", "0.0.0.0")
     try:
@@ -313,6 +322,7 @@ def test_a_server_bound_beyond_loopback_requires_its_key(runs):
 
 # -- runs --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_page_can_switch_runs_and_a_bad_switch_keeps_the_model(runs, server):
     status, listed = server.get("/cockpit/runs")
     assert status == 200 and {r["id"]: r["conviction"] for r in listed["runs"]} == {
@@ -331,6 +341,7 @@ def test_the_page_can_switch_runs_and_a_bad_switch_keeps_the_model(runs, server)
         assert server.post("/cockpit/load", {"run": runs["conv"].id})[0] == 200
 
 
+@pytest.mark.slow
 def test_serve_refuses_bad_input_in_one_line(runs):
     r = cockpit("--runs-dir", str(runs["dir"]), "serve", "nope")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no run 'nope'" in r.stderr
@@ -367,6 +378,7 @@ def browser():
     driver.quit()
 
 
+@pytest.mark.slow
 def test_the_page_generates_conviction_coloured_tokens_in_a_browser(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

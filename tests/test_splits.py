@@ -144,6 +144,7 @@ def test_sliding_window_evaluation_equals_a_hand_computation(tmp_path):
     assert full.tokens == (len(val) - 1) // T * T
 
 
+@pytest.mark.slow
 def test_a_run_evaluates_the_whole_split_periodically_and_the_test_split_at_the_end(write_config, runs_dir, tmp_path):
     from cockpit.runs import create_run
     from runspec.run.events import EVAL, FINAL, read_events

@@ -244,12 +244,12 @@ def test_resume_is_exact_across_growth_lora_and_a_relora_restart(tmp_path, runs_
     straight = create_run(path, runs_dir=runs_dir, name="straight")
     assert train.run(straight.path, StopAfter(10**9)) == 0
     split = create_run(path, runs_dir=runs_dir, name="split")
-    from runspec.run.rundir import QUEUED, STOPPED
+    from runspec.run.rundir import STOPPED
 
     for reads in (7, 7):  # stop at the growth boundary (step 6), then at the LoRA one (12)
         assert train.run(split.path, StopAfter(reads)) == 0
         assert split.read_state().status == STOPPED
-        split.transition(QUEUED, expected=STOPPED)
+        split.transition("retry", expected=STOPPED)
     assert split.checkpoint_steps() == [6, 12]
     assert train.run(split.path, StopAfter(10**9)) == 0
     a, b = step_losses(straight), step_losses(split)
@@ -265,6 +265,7 @@ def test_resume_is_exact_across_growth_lora_and_a_relora_restart(tmp_path, runs_
     assert not any(k.endswith("lora_A") for k in payload["model"])
 
 
+@pytest.mark.slow
 def test_init_from_a_run_export_and_complete(tmp_path, runs_dir, write_config):
     parent_cfg = write_config("parent", {"train": {"max_steps": 10}, "eval": {"every": 0, "sample_tokens": 0}})
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(parent_cfg), "--name", "parent")
@@ -303,6 +304,7 @@ def test_init_from_a_run_export_and_complete(tmp_path, runs_dir, write_config):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_init_from_with_a_different_shape_names_the_tensor_and_both_shapes(tmp_path, runs_dir, write_config):
     parent_cfg = write_config("p", {"train": {"max_steps": 2}, "eval": {"every": 0, "sample_tokens": 0, "final": False}})
     assert cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(parent_cfg)).returncode == 0
@@ -317,6 +319,7 @@ def test_init_from_with_a_different_shape_names_the_tensor_and_both_shapes(tmp_p
     assert not list(runs_dir.glob("nobody-*"))  # refused before anything was created
 
 
+@pytest.mark.slow
 def test_a_queued_run_waits_for_the_parent_it_starts_from(tmp_path, runs_dir, write_config):
     from cockpit.queue import Queue
 

@@ -26,9 +26,9 @@ def queued_runs(write_config, runs_dir, n: int) -> list[RunDir]:
 
 def test_a_transition_from_an_unexpected_state_is_refused_with_a_clear_message(write_config, runs_dir):
     (rd,) = queued_runs(write_config, runs_dir, 1)
-    rd.transition("stopped", expected="queued", reason="by hand")
+    rd.transition("stop", expected="queued", reason="by hand")
     with pytest.raises(StateConflict, match=r"is stopped, not queued: it changed meanwhile"):
-        rd.transition("running", expected="queued")
+        rd.transition("claim", expected="queued")
     assert rd.read_state().status == "stopped"
     assert [h["status"] for h in rd.read_state().history] == ["queued", "stopped"]
 
@@ -53,6 +53,7 @@ def race(*scripts: str, timeout: int = PATIENCE) -> list[dict]:
     return [json.loads(out) for out, _ in outs]
 
 
+@pytest.mark.slow
 def test_claims_racing_for_the_same_runs_have_exactly_one_winner(write_config, runs_dir):
     runs = queued_runs(write_config, runs_dir, 30)
     script = f"""
@@ -77,6 +78,7 @@ print(json.dumps({{"won": won}}))
         assert [h["status"] for h in rd.read_state().history] == ["queued", "running"]
 
 
+@pytest.mark.slow
 def test_queue_stop_racing_a_worker_start_never_reports_a_stop_that_did_not_happen(write_config, runs_dir):
     """Before: stop said 'taken out of the queue' while the worker started the run anyway."""
     runs = queued_runs(write_config, runs_dir, 25)
@@ -124,6 +126,7 @@ print(json.dumps({{"said": said}}))
     assert Queue(runs_dir).order == []
 
 
+@pytest.mark.slow
 def test_queue_rm_racing_a_worker_start_never_deletes_a_starting_run(write_config, runs_dir):
     """Before: rm checked 'running with a live pid', and a run being started has no pid yet."""
     runs = queued_runs(write_config, runs_dir, 25)
@@ -174,6 +177,7 @@ print(json.dumps({{"removed": removed, "refused": refused}}))
         assert run_id in started and "is running; stop it first" in message
 
 
+@pytest.mark.slow
 def test_damaged_state_json_is_a_one_line_reason_not_a_crash(write_config, runs_dir):
     a, b = queued_runs(write_config, runs_dir, 2)
     a.state_file.write_text('{"status": "runn')  # truncated mid-write by hand
@@ -181,7 +185,7 @@ def test_damaged_state_json_is_a_one_line_reason_not_a_crash(write_config, runs_
     assert listed[a.id].state is None and "state.json is damaged" in listed[a.id].problem
     assert listed[b.id].status == "queued"
     with pytest.raises(StateDamaged):
-        a.transition("running", expected="queued")
+        a.transition("claim", expected="queued")
     for args in (["status"], ["queue", "ls"], ["status", "--json"]):
         r = cockpit("--runs-dir", str(runs_dir), *args)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -193,13 +197,14 @@ def test_damaged_state_json_is_a_one_line_reason_not_a_crash(write_config, runs_
     assert r.returncode == 2 and "damaged" in r.stderr
 
 
+@pytest.mark.slow
 def test_signals_never_reach_a_process_that_reused_a_dead_engines_pid(write_config, runs_dir):
     """Before: stop/rm/resume checked only that the pid was alive, and killed a stranger."""
     (rd,) = queued_runs(write_config, runs_dir, 1)
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         # the run's engine died; its pid now names an unrelated process (same pid, other start time)
-        rd.transition(RUNNING, expected="queued", pid=stranger.pid, pid_start="0:12345",
+        rd.transition("claim", expected="queued", pid=stranger.pid, pid_start="0:12345",
                       owner=Proc(999999, "gone", "worker").to_dict())
         state = rd.read_state()
         assert not engine_alive(rd, state)
@@ -219,15 +224,17 @@ def test_signals_never_reach_a_process_that_reused_a_dead_engines_pid(write_conf
         stranger.wait()
 
 
+@pytest.mark.slow
 def test_retry_of_a_run_whose_engine_and_worker_died_queues_it_again(write_config, runs_dir):
     (rd,) = queued_runs(write_config, runs_dir, 1)
-    rd.transition(RUNNING, expected="queued", pid=999999, pid_start="0:1", owner=Proc(999998, "x", "worker").to_dict())
+    rd.transition("claim", expected="queued", pid=999999, pid_start="0:1", owner=Proc(999998, "x", "worker").to_dict())
     r = cockpit("--runs-dir", str(runs_dir), "queue", "retry", rd.id)
     assert r.returncode == 0, r.stderr
     assert [h["status"] for h in rd.read_state().history] == ["queued", "running", "interrupted", "queued"]
     assert Queue(runs_dir).order == [rd.id]
 
 
+@pytest.mark.slow
 def test_process_identity_is_pid_and_start_time():
     me = Proc.me("test")
     assert me.alive() and start_token(os.getpid()) == me.start
@@ -237,6 +244,7 @@ def test_process_identity_is_pid_and_start_time():
     assert not Proc(os.getpid(), "0:1", "fake").alive()  # same pid, another start: someone else
 
 
+@pytest.mark.slow
 def test_run_json_records_what_a_run_is_as_data(write_config, runs_dir):
     q = Queue(runs_dir)
     (parent,) = q.add([str(write_config("p"))])
@@ -252,10 +260,12 @@ def test_run_json_records_what_a_run_is_as_data(write_config, runs_dir):
     assert q.next_ready() is None and q.order == [rd.id]
     r = cockpit("--runs-dir", str(runs_dir), "queue", "ls")
     assert f"waiting for {parent.id}" in r.stdout
-    parent.transition("completed", expected="queued")
+    parent.transition("claim", expected="queued")
+    parent.transition("complete")
     assert q.next_ready().id == rd.id
 
 
+@pytest.mark.slow
 def test_worker_start_after_a_stop_request_stops_before_training(write_config, runs_dir):
     """A stop that lands between the claim and the engine's start is read by the engine."""
     (rd,) = queued_runs(write_config, runs_dir, 1)
@@ -271,6 +281,7 @@ def test_worker_start_after_a_stop_request_stops_before_training(write_config, r
     assert not rd.checkpoints.exists()
 
 
+@pytest.mark.slow
 def test_two_workers_on_two_gpus_never_take_each_others_runs(write_config, runs_dir):
     """Before: the second worker adopted the first's engine into its own slot, and one worker
     exiting made the runs directory look workerless."""
@@ -319,6 +330,7 @@ def test_two_workers_on_two_gpus_never_take_each_others_runs(write_config, runs_
     assert live_workers(runs_dir) == []
 
 
+@pytest.mark.slow
 def test_queue_stop_and_rm_refuse_cleanly_without_a_run(runs_dir):
     for args in (["queue", "stop", "nope"], ["queue", "rm", "nope"]):
         r = cockpit("--runs-dir", str(runs_dir), *args)

@@ -71,6 +71,7 @@ def test_a_flops_axis_makes_flop_matched_runs(tmp_path):
     ('mode = "random"\ncount = 2\n[sweep.axes]\n"optim.lr" = {log_uniform = [0, 1]}\n', "positive low bound"),
     ('colour = 1\n[sweep.axes]\n"model.d_model" = [32]\n', "unknown key"),
 ])
+@pytest.mark.slow
 def test_bad_specs_are_one_line_naming_the_key_and_create_nothing(tmp_path, body, named):
     path = spec(tmp_path, body)
     with pytest.raises(SweepError, match=None) as e:
@@ -81,6 +82,7 @@ def test_bad_specs_are_one_line_naming_the_key_and_create_nothing(tmp_path, body
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("s-*"))
 
 
+@pytest.mark.slow
 def test_a_sweep_is_queued_together_with_its_values_and_shows_progress(tmp_path):
     path = spec(tmp_path, 'name = "lr"\n[sweep.axes]\n"optim.lr" = [1e-3, 3e-3, 1e-2]\n')
     runs = tmp_path / "runs"

@@ -60,6 +60,7 @@ def test_grad_clipping_caps_the_gradient_the_optimizer_sees(tiny):
     assert first_moment_norm(free) == pytest.approx(metrics["train/grad_norm"].item(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_like_the_eager_one(tiny):
     eager = tiny(optim={"warmup_steps": 0})
     compiled = tiny(optim={"warmup_steps": 0}, train={"compile": True})

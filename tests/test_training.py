@@ -26,6 +26,7 @@ def step_losses(rd: RunDir) -> dict[int, float]:
     return {e.step: e.metrics["train/loss"] for e in events.read_events(rd.events) if e.kind == events.STEP}
 
 
+@pytest.mark.slow
 def test_resume_is_exact(write_config, runs_dir):
     """10 steps + resume + 10 steps == 20 straight steps (fp32, CPU, same seed), with dropout
     on so the RNG state is part of what must be restored."""
@@ -46,6 +47,7 @@ def test_resume_is_exact(write_config, runs_dir):
     assert start_events[-1].get("resumed_from") == 10
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_stops_then_resume_finishes(write_config, runs_dir):
     cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
                                 "eval": {"every": 0}})
@@ -69,6 +71,7 @@ def test_sigterm_checkpoints_and_stops_then_resume_finishes(write_config, runs_d
     assert max(step_losses(rd)) == stopped_at + 7
 
 
+@pytest.mark.slow
 def test_time_budget_stops_a_partial_run(write_config, runs_dir):
     rd = create_run(write_config("budget", {"train": {"max_steps": 10**6, "max_time": "0:00:03"}}), runs_dir=runs_dir)
     assert engine_train(rd).returncode == 0
@@ -77,6 +80,7 @@ def test_time_budget_stops_a_partial_run(write_config, runs_dir):
     assert 0 < state.step < 10**6 and rd.checkpoint_steps()[-1] == state.step  # the stop is checkpointed
 
 
+@pytest.mark.slow
 def test_bad_data_fails_before_training_and_touches_nothing_else(write_config, runs_dir, tmp_path):
     other = runs_dir / "other-run"
     other.mkdir()
@@ -100,6 +104,7 @@ def test_bad_data_fails_before_training_and_touches_nothing_else(write_config, r
     assert errors and errors[0].get("reason") == state.reason
 
 
+@pytest.mark.slow
 def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir):
     rd = create_run(write_config("ns", {"model": {"output_projection": True, "tie_embeddings": False},
                                         "conviction": {"enabled": True}}), runs_dir=runs_dir)
@@ -130,6 +135,7 @@ def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir)
 
 # -- faults and fixes ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_says_so(write_config, runs_dir):
     """Before: a long torch message, the recorded step reset to 0, the intact older files ignored."""
     rd = create_run(write_config("ck", {"train": {"max_steps": 30, "checkpoint_every": 10},
@@ -147,6 +153,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_says_s
     assert (rd.checkpoints / "step_0000030.pt.damaged").exists()  # kept for inspection, never chosen again
 
 
+@pytest.mark.slow
 def test_a_start_that_fails_on_checkpoints_never_lowers_the_recorded_step(write_config, runs_dir):
     rd = create_run(write_config("ck", {"train": {"max_steps": 20, "checkpoint_every": 10}}), runs_dir=runs_dir)
     assert engine_train(rd).returncode == 0 and rd.read_state().step == 20
@@ -159,6 +166,7 @@ def test_a_start_that_fails_on_checkpoints_never_lowers_the_recorded_step(write_
     assert state.status == "failed" and "every checkpoint is damaged" in state.reason and state.step == 20
 
 
+@pytest.mark.slow
 def test_a_diverged_run_fails_at_the_step_it_happens_and_keeps_the_last_good_checkpoint(write_config, runs_dir):
     """Before: 'completed' with a NaN validation loss, or a failure that blamed sampling."""
     cfg = write_config("nan", {"train": {"max_steps": 200, "checkpoint_every": 5},
@@ -178,6 +186,7 @@ def test_a_diverged_run_fails_at_the_step_it_happens_and_keeps_the_last_good_che
     assert bad < 200 and not any(e.kind == events.FINAL for e in events.read_events(rd.events))
 
 
+@pytest.mark.slow
 def test_stale_temporary_files_of_killed_writers_are_removed(write_config, runs_dir):
     rd = create_run(write_config("tmp", {"train": {"max_steps": 10}}), runs_dir=runs_dir)
     rd.checkpoints.mkdir()
@@ -203,6 +212,7 @@ def test_a_split_of_exactly_one_window_trains_and_the_last_window_is_sampled(tmp
     assert drawn == {0, 1}  # offset 1 = len - block_size - 1, the last window, is drawn
 
 
+@pytest.mark.slow
 def test_hidden_norm_is_logged_without_per_module_grad_norms(write_config, runs_dir):
     rd = create_run(write_config("hn", {"log": {"grad_norms": False}}), runs_dir=runs_dir)
     assert engine_train(rd).returncode == 0

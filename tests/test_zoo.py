@@ -441,6 +441,7 @@ def test_the_default_kinds_keep_the_parameter_names_older_checkpoints_have():
     assert set(build_model(cfg, V).state_dict()) == OLD_NAMES
 
 
+@pytest.mark.slow
 def test_an_old_style_config_and_an_old_resolved_toml_still_train_and_resume(write_config, runs_dir):
     """[model] activation/gated/d_ff/mlp_ratio moved to [model.ffn]; files written before load as
     they are. A run dir whose resolved.toml has the old layout resumes and completes."""

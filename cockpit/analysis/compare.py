@@ -4,12 +4,12 @@ throughput, final losses and conviction statistics, and the curves to overlay. S
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from cockpit.format import clock, human, number
 from cockpit.history import VAL_LOSS
 
 # keys that differ between any two runs without saying anything about them
@@ -78,23 +78,6 @@ def differing(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(c.get(k, missing)) for c in configs}) > 1]
 
 
-def _num(v: float | None, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
-
-
-def _human(n: float | None) -> str:
-    from cockpit.sweep_cli import human
-
-    return "-" if n is None else human(n)
-
-
-def _duration(s: float) -> str:
-    if not s:
-        return "-"
-    s = int(round(s))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def _value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -127,16 +110,16 @@ def table(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
     header = ["", *short_names([s.run for s in summaries])[0]]
     rows = [[k, *(_value(s.config.get(k)) for s in summaries)] for k in differing([s.config for s in summaries])]
     rows.append(["status", *(s.status for s in summaries)])
-    rows.append(["params", *(_human(s.params) for s in summaries)])
-    rows.append(["params (non-emb.)", *(_human(s.params_non_embedding) for s in summaries)])
-    rows.append(["tokens", *(_human(s.tokens) for s in summaries)])
-    rows.append(["wall clock", *(_duration(s.wall_s) for s in summaries)])
-    rows.append(["tokens/s", *(_num(s.tokens_per_s, ",.0f") for s in summaries)])
+    rows.append(["params", *(human(s.params) for s in summaries)])
+    rows.append(["params (non-emb.)", *(human(s.params_non_embedding) for s in summaries)])
+    rows.append(["tokens", *(human(s.tokens) for s in summaries)])
+    rows.append(["wall clock", *(clock(s.wall_s) for s in summaries)])
+    rows.append(["tokens/s", *(number(s.tokens_per_s, ",.0f") for s in summaries)])
     for label, key, fmt in FINALS:
         if any(key in s.final for s in summaries):
-            rows.append([label, *(_num(s.final.get(key), fmt) for s in summaries)])
+            rows.append([label, *(number(s.final.get(key), fmt) for s in summaries)])
     if not any(s.final for s in summaries) or any(not s.final for s in summaries):
-        rows.append(["last val loss", *(_num(s.curves.get(VAL_LOSS, ([], []))[1][-1]
+        rows.append(["last val loss", *(number(s.curves.get(VAL_LOSS, ([], []))[1][-1]
                                              if s.curves.get(VAL_LOSS, ([], []))[1] else None, ".4f")
                                         for s in summaries)])
     return header, rows
@@ -155,3 +138,20 @@ def plain(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join(fmt(r).rstrip() for r in [header, *rows])
+
+
+def overlay_series(summaries, metric: str):
+    from cockpit.analysis.termplot import Series
+
+    names = dict(zip([s.run for s in summaries], short_names([s.run for s in summaries])[0]))
+    return [Series(names[s.run], *s.curves[metric]) for s in summaries if s.curves.get(metric, ([], []))[0]]
+
+
+def check_metric(summaries, metric: str) -> str | None:
+    """None, or the one-line reason the metric cannot be drawn."""
+    if any(metric in s.curves for s in summaries):
+        return None
+    names = sorted({n for s in summaries for n in s.curves})
+    near = [n for n in names if metric.split("/")[-1] in n][:6] or names[:6]
+    return (f"--metric {metric!r}: none of these runs logged it; "
+            + (f"they have e.g. {', '.join(near)}" if names else "they logged no metrics yet"))

@@ -199,9 +199,9 @@ class ComparePane(Pane):
         self.in_background(lambda: self._fit(runs), done=self._fitted, name="fit")
 
     def _fit(self, runs: list[str]) -> str:
-        from cockpit.analyze_cli import report
+        from cockpit.analysis import report
 
-        return report("scaling", self.runs_dir, runs, bootstrap=30)[1]
+        return report.scaling(self.runs_dir, None, runs, bootstrap=30, charts=False).render()
 
     def _fitted(self, text: str) -> None:
         self.fit_text = text

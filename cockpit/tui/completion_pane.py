@@ -18,8 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select, Static, TextArea
 
-from cockpit.complete_cli import token_label
-from cockpit.completion import CompletionClient, CompletionError
+from cockpit.completion import CompletionClient, CompletionError, token_label
 from cockpit.runs import list_runs
 from cockpit.serve.launcher import ServeProcess
 from cockpit.tui.pane import NumberInput, Pane

@@ -18,7 +18,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, S
 
 from cockpit.corpora.count import count_file
 from cockpit.corpora.size import Listed, list_corpora, listed
-from cockpit.corpora_cli import _human
+from cockpit.format import nbytes
 from cockpit.runs import list_runs, run_config
 from cockpit.tui.pane import NumberInput, Pane, ProgressLine, fill_table
 from runspec.config.schema import BUILTIN_STORIES
@@ -76,7 +76,7 @@ def totals(items: list[Listed], tokenizer: str) -> list[str]:
         known = [v for v in values if v is not None]
         if not known:
             return "-"
-        text = _human(sum(known)) if human else f"{sum(known):,}"
+        text = nbytes(sum(known)) if human else f"{sum(known):,}"
         return text if len(known) == len(values) else f"≥{text}"
 
     counted = [i.status == "counted" for i in items]
@@ -160,7 +160,7 @@ class CorporaPane(Pane):
             else:
                 status = it.status if not counted else "no tokens yet"
             rows.append((str(it.path), ["✓" if it.path in self.marked else "", it.name, str(it.files),
-                                        f"{it.documents:,}" if counted else "-", _human(it.bytes) if counted else "-",
+                                        f"{it.documents:,}" if counted else "-", nbytes(it.bytes) if counted else "-",
                                         f"{tokens:,}" if tokens is not None else "-",
                                         Text(status, style="green" if status == "counted" else "yellow")]))
         if len(self.items) > 1:

@@ -11,11 +11,13 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from cockpit.analysis.termplot import tick_label
+from cockpit.format import hms
 from cockpit.queue import Queue
-from cockpit.status import control_files, eta, worker_status
+from cockpit.status import control_files, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
-from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows, start_worker
+from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows
+from cockpit.worker import start_worker
 from runspec.config.load import load_config
 from runspec.config.schema import ConfigError
 from runspec.run.rundir import FAILED, QUEUED, RUNNING
@@ -106,7 +108,7 @@ class QueuePane(Pane):
                 loss = Text(f"{r.val_loss:.4f}", style="bold" if r.final else "")
             else:
                 loss = Text(f"{r.loss:.4f}" if r.loss is not None else "", style="dim")
-            when = f"ETA {eta(r.eta_s)}" if r.eta_s is not None else (eta(r.elapsed) if r.elapsed else "")
+            when = f"ETA {hms(r.eta_s)}" if r.eta_s is not None else (hms(r.elapsed) if r.elapsed else "")
             # what matters first comes first: at 80 columns the table is cut after the loss
             cells.append((r.id, [str(r.position or ""), names[r.id], Text(r.status, style=STATE_STYLE.get(r.status, "")),
                                  progress, when, loss, f"{r.bpb:.3f}" if r.bpb is not None else "",
@@ -185,7 +187,7 @@ class QueuePane(Pane):
 
         if row is not None and row.status == RUNNING and row.elapsed >= ASK_BEFORE_STOPPING_S:
             # a slip of the finger should not cost an evening's run its momentum (it resumes, but still)
-            self.app.push_screen(Confirm(f"Stop {run_id}? It has trained for {eta(row.elapsed)} (step {row.step:,}/"
+            self.app.push_screen(Confirm(f"Stop {run_id}? It has trained for {hms(row.elapsed)} (step {row.step:,}/"
                                          f"{row.max_steps:,}); it checkpoints first and r resumes it."), stop)
         else:
             stop()

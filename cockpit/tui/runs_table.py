@@ -3,12 +3,10 @@ model size, progress and ETA, built from files off the UI thread. Torch-free."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cockpit.format import params_short
 from cockpit.history import Histories, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
@@ -44,15 +42,6 @@ class RunRow:
     gpus: int = 1  # what its config asks for ([train] gpus)
 
 
-def human_params(n: int | None) -> str:
-    if not n:
-        return ""
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(n)
-
-
 def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | None = None,
              queue: Queue | None = None) -> list[RunRow]:
     """Running runs, then the queue in order, then the rest, newest first."""
@@ -74,7 +63,7 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
         if rd.events.exists():
             h = histories.get(rd)
             h.poll()
-            params = human_params(h.start.get("params"))
+            params = params_short(h.start.get("params"))
             row.size = f"{params} {row.size}" if params and cfg else params or row.size
             row.step = max(row.step, h.step)
             row.max_steps = h.max_steps or row.max_steps
@@ -91,13 +80,3 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
     rank = {RUNNING: 0, QUEUED: 1}
     rows.sort(key=lambda r: (rank.get(r.status, 2), r.position or 0, -r.updated))
     return rows
-
-
-def start_worker(runs_dir: Path) -> subprocess.Popen:
-    """A ``cockpit worker --once`` of its own (its own session, output to
-    runs/.cockpit/worker.log), so closing the TUI never stops training."""
-    q = Queue(runs_dir)
-    with open(q.dir / "worker.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "worker", "--once"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -23,11 +23,12 @@ from textual.widget import Widget
 from textual.widgets import Label, Select, SelectionList
 from textual_plotext.plot import Plot
 
+from cockpit.format import hms, number
 from cockpit.gpu import GpuMonitor
 from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
 from cockpit.queue import Queue
 from cockpit.runs import read_states
-from cockpit.status import control_files, eta, gpu_lines, keepawake_line
+from cockpit.status import control_files, gpu_lines, keepawake_line
 from cockpit.sysinfo import HostMonitor
 from cockpit.tui.pane import Pane, Readout
 from runspec.run.rundir import RUNNING
@@ -444,40 +445,40 @@ class TrainingPane(Pane):
             # which step the validation loss is from (evals are rarer than steps)
             val_label = f"val @{int(val_steps[-1]):,}" if val_steps else "val loss"
             rows = [("step", f"{v.step:,}/{v.max_steps:,}" if v.max_steps else f"{v.step:,}"),
-                    ("loss", _fmt(m.get("train/loss"))), (val_label, _fmt(m.get(VAL_LOSS))),
-                    ("val bpb", _fmt(m.get("train_benchmarks/bpb"))), ("lr", _fmt(m.get("train/lr"), ".2e")),
-                    ("grad norm", _fmt(m.get("train/grad_norm"), ".3f")),
-                    ("tokens/s", _fmt(m.get("train/tokens_per_s"), ",.0f")), ("MFU", _fmt(m.get("train/mfu"), ".2%"))]
+                    ("loss", number(m.get("train/loss"))), (val_label, number(m.get(VAL_LOSS))),
+                    ("val bpb", number(m.get("train_benchmarks/bpb"))), ("lr", number(m.get("train/lr"), ".2e")),
+                    ("grad norm", number(m.get("train/grad_norm"), ".3f")),
+                    ("tokens/s", number(m.get("train/tokens_per_s"), ",.0f")), ("MFU", number(m.get("train/mfu"), ".2%"))]
             if v.stages:
                 rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
             if m.get("train/data_wait") is not None:  # share of step time spent waiting for batches
-                rows.append(("data wait", _fmt(m.get("train/data_wait"), ".1%")))
+                rows.append(("data wait", number(m.get("train/data_wait"), ".1%")))
             if (v.start.get("world_size") or 1) > 1:
                 rows.append(("ranks", str(v.start["world_size"])))
             recent = v.series.get("train/step_ms", ([], []))[1][-20:]
             left = eta_s(v.step, v.max_steps, m, recent) if st.status == RUNNING else None
             if left is not None:
-                rows.append(("ETA", eta(left)))
+                rows.append(("ETA", hms(left)))
             if v.wall_s:
-                rows.append(("elapsed", eta(v.wall_s)))
+                rows.append(("elapsed", hms(v.wall_s)))
             quiet = None
             if st.status == RUNNING and v.last_time:
                 age = max(0.0, clock() - v.last_time)
-                rows.append(("last event", f"{eta(age)} ago"))
+                rows.append(("last event", f"{hms(age)} ago"))
                 if age > quiet_after_s(v.gaps):
                     quiet = age
             if v.final:
-                rows += [("final loss", _fmt(v.final.get("final_benchmarks/loss"))),
-                         ("final bpb", _fmt(v.final.get("final_benchmarks/bpb")))]
+                rows += [("final loss", number(v.final.get("final_benchmarks/loss"))),
+                         ("final bpb", number(v.final.get("final_benchmarks/bpb")))]
                 if "final_benchmarks/conviction_auroc_top1" in v.final:
-                    rows += [("conv. AUROC", _fmt(v.final["final_benchmarks/conviction_auroc_top1"], ".3f")),
-                             ("conv. ρ loss", _fmt(v.final.get("final_benchmarks/conviction_spearman_loss"), ".3f"))]
+                    rows += [("conv. AUROC", number(v.final["final_benchmarks/conviction_auroc_top1"], ".3f")),
+                             ("conv. ρ loss", number(v.final.get("final_benchmarks/conviction_spearman_loss"), ".3f"))]
             for name, value in rows:
                 t.append(f"{name:<11} ", style="bold")  # "conv. AUROC" is 11: a space after it
                 t.append(f"{value}\n")
             if quiet is not None:
                 # a stopped or hung engine looked healthy for over a minute before this
-                t.append(f"no event for {eta(quiet)}: the engine may be stuck or gone (see engine.log)\n",
+                t.append(f"no event for {hms(quiet)}: the engine may be stuck or gone (see engine.log)\n",
                          style="bold yellow")
             if v.error:
                 t.append(f"error: {v.error}\n", style="red")
@@ -669,7 +670,3 @@ def save_overlay(runs_dir: Path, runs: list[str]) -> None:
         atomic_write(_overlay_file(runs_dir), json.dumps({"overlay": runs}))
     except OSError:
         pass  # a read-only runs directory: the choice lasts this session
-
-
-def _fmt(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None else format(value, spec)

@@ -43,7 +43,7 @@ class AttentionSpec:
     rank: int = 0  # low-rank q/k/v and output projections (d -> rank -> out); 0: full rank
 
     def check(self, m: "ModelConfig", need: Need) -> None:
-        w = f"[model.attention]"
+        w = "[model.attention]"
         need(self.rank >= 0, f"{w} rank", f"found {self.rank}, must be >= 0 (0 = full rank)")
         need(self.window >= 0 and self.stride >= 0, f"{w} window", "window and stride must be >= 0")
         if self.pattern == "full":
@@ -160,8 +160,8 @@ class MLASpec(AttentionSpec):
         if self.map != "softmax":
             need(m.n_head % 2 == 0, "[model] n_head", f"map = '{self.map}' pairs heads: n_head must be even, "
                                                       f"found {m.n_head}")
-            need(not self.absorb, f"{w} absorb", f"the absorbed path is for map = 'softmax'; a differential map "
-                                                 f"shares each pair's values, so use absorb = false")
+            need(not self.absorb, f"{w} absorb", "the absorbed path is for map = 'softmax'; a differential map "
+                                                 "shares each pair's values, so use absorb = false")
             need(0.0 <= self.lambda_init < 1.0, f"{w} lambda_init", f"found {self.lambda_init}, must be in [0, 1)")
 
     def params(self, m, ngpt):

@@ -23,14 +23,21 @@ from typing import Any, Callable, Iterator
 from runspec.config.load import config_from_dict
 from runspec.config.schema import ConfigError, RunConfig, tomllib
 from runspec.fs import acquire, atomic_write
+from runspec.run import lifecycle
+from runspec.run.lifecycle import (  # noqa: F401 (the vocabulary)
+    BROKEN,
+    COMPLETED,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    QUEUED,
+    RETRYABLE,
+    RUNNING,
+    STATES,
+    STOPPED,
+)
 from runspec.run.process import Proc
 
-QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
-    "queued", "running", "completed", "failed", "stopped", "interrupted",
-)
-STATES = (QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED)
-FINISHED = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
-BROKEN = "broken"  # not a state a run can be in: its state.json could not be read
 LAUNCH_ENV = "COCKPIT_LAUNCH"  # the launcher (worker, CLI) that claimed a run hands its engine this token
 MAX_ID_LEN = 80  # run ids are directory names: keep them well under NAME_MAX with the suffixes
 
@@ -74,10 +81,14 @@ class RunState:
             raise ValueError(f"status {state.status!r}")
         return state
 
-    def move(self, status: str, reason: str = "", **updates: Any) -> None:
-        """Record a transition on this (locked, about to be written) state."""
-        assert status in STATES, status
-        self.status = status
+    def move(self, verb: str, reason: str = "", **updates: Any) -> None:
+        """Make the lifecycle move ``verb`` on this (locked, about to be written) state; a move
+        the lifecycle table does not allow from the current state is an IllegalMove."""
+        m = lifecycle.move(verb)
+        if self.status not in m.sources:
+            raise lifecycle.IllegalMove(f"{verb!r} cannot start from {self.status} "
+                                        f"(it starts from {', '.join(m.sources)})")
+        status = self.status = m.target
         self.reason = one_line(reason)
         for key, value in updates.items():
             setattr(self, key, value)
@@ -225,7 +236,8 @@ class RunDir:
             raise StateConflict(f"{self.id}: {problem}")
 
     def create_state(self, status: str = QUEUED, **updates: Any) -> RunState:
-        """The first state of a new run directory (fails if one exists)."""
+        """The first state of a new run directory (fails if one exists): the lifecycle's
+        ``create`` move (queued). Tests and benchmarks may lay out a run in another state."""
         with self.locked():
             if self.state_file.exists():
                 self._check(self.read_state(), None, None)
@@ -234,14 +246,16 @@ class RunDir:
             self._write_state(state)
             return state
 
-    def transition(self, status: str, *, expected: Expected, reason: str = "",
+    def transition(self, verb: str, *, expected: Expected = None, reason: str = "",
                    guard: Callable[[RunState], str] | None = None, **updates: Any) -> RunState:
-        """Compare-and-set: move to ``status`` if the run is in ``expected`` (and ``guard``
-        returns no objection), stamping the time and the reason; else raise StateConflict."""
+        """Compare-and-set: make the lifecycle move ``verb`` if the run is in one of its states
+        (narrowed to ``expected`` when given) and ``guard`` returns no objection, stamping the
+        time and the reason; else raise StateConflict."""
+        sources = lifecycle.allowed(verb, (expected,) if isinstance(expected, str) else expected)
         with self.locked():
             state = self.read_state()
-            self._check(state, expected, guard)
-            state.move(status, reason, **updates)
+            self._check(state, sources, guard)
+            state.move(verb, reason, **updates)
             self._write_state(state)
             return state
 

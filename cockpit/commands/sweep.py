@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
+from cockpit.args import fail
+from cockpit.format import human
 from cockpit.sweep import Sweep, SweepError, load_sweep, queue_sweep
 
 
-def add_parser(sub) -> None:
+def register(sub) -> None:
     s = sub.add_parser("sweep", help="expand a sweep spec into runs and queue them; sweep ls; sweep status NAME")
     s.add_argument("target", metavar="SPEC.toml | ls | status", help="a sweep spec (see examples/sweeps/), or ls, or status")
     s.add_argument("name", nargs="?", help="with status: the sweep (id or unique prefix)")
     s.add_argument("--dry-run", action="store_true", help="list the runs with parameters, tokens and FLOPs; queue nothing")
-
-
-def human(x: float) -> str:
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= size:
-            return f"{x / size:.3g}{unit}"
-    return f"{x:.3g}"
+    s.set_defaults(func=main)
 
 
 def plan_table(sweep: Sweep) -> str:
@@ -106,5 +101,4 @@ def main(args) -> int:
               f"TUI); progress: cockpit sweep status {sweep_id}")
         return 0
     except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))

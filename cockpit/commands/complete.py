@@ -8,32 +8,30 @@ stdout is not a terminal or NO_COLOR is set.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from cockpit.completion import CompletionClient, CompletionError
+from cockpit.args import fail, non_negative_float, non_negative_int, positive_int
+from cockpit.completion import GREY, RESET, CompletionClient, CompletionError, conviction_row, token_label, use_color
 
-GREY, RESET = "\x1b[90m", "\x1b[0m"
 TEXT_END, CONVICTION_END = "###", "@@@"
 NO_CONVICTION = "conviction is not available for this run: it was trained without [conviction] enabled"
 
 
-def use_color(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ
-
-
-def token_label(msg: dict) -> str:
-    # a token that ends mid-character (byte-level or BPE) has no text of its own yet
-    return msg["token"] if msg["token"] else f"<{msg['bytes']}>"
-
-
-def conviction_row(token: str, conviction: float, color: bool) -> str:
-    dot = f"{GREY}.{RESET}" if color else "."
-    shown = "".join(dot if ch.isspace() else ch for ch in token)
-    return f"{shown}{' ' * max(0, 8 - len(token))}| {conviction:.4f}"
+def register(sub) -> None:
+    c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
+    c.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
+    c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    c.add_argument("-t", "--temperature", type=non_negative_float, default=0.8, help="0: greedy")
+    c.add_argument("-k", "--top-k", type=non_negative_int, default=50, help="0: no limit")
+    c.add_argument("-m", "--max-tokens", type=positive_int, default=256)
+    c.add_argument("--seed", type=int, default=None, help="same seed, same completion")
+    c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
+    c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
+    c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")
+    c.set_defaults(func=main)
 
 
 class Session:
@@ -104,9 +102,7 @@ def main(args) -> int:
         except ConfigError:
             has_head = True  # let the completion process say what is wrong with the run
         if not has_head:
-            print(f"error: {rd.id}: {NO_CONVICTION}; use --mode text, or train with [conviction] enabled = true",
-                  file=sys.stderr)
-            return 2
+            return fail(f"{rd.id}: {NO_CONVICTION}; use --mode text, or train with [conviction] enabled = true")
     return _session(args, rd.path, rd.id)
 
 
@@ -114,8 +110,7 @@ def _session(args, target: Path, label: str) -> int:
     try:
         client = CompletionClient(target, args.step)
     except CompletionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     session = Session(client, args)
     try:
         if args.prompt is not None:
@@ -135,7 +130,6 @@ def _session(args, target: Path, label: str) -> int:
                 return 0
             session.run(*got)
     except CompletionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(str(e), 1)
     finally:
         client.close()

@@ -11,13 +11,10 @@ import socket
 import sys
 from pathlib import Path
 
-from cockpit.serve.app import Limits, State, create_app
-from cockpit.serve.engine_proc import EngineGone, EngineProcess
+from cockpit.args import positive_int
 
 
-def add_parser(sub) -> None:
-    from cockpit.cli import positive_int
-
+def register(sub) -> None:
     s = sub.add_parser("serve", help="serve a run's model over HTTP: llama.cpp and OpenAI APIs with conviction, "
                                      "and a page at /")
     s.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
@@ -30,6 +27,7 @@ def add_parser(sub) -> None:
     s.add_argument("--max-tokens", type=positive_int, default=4096, help="most tokens one request may ask for")
     s.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body, in bytes")
     s.add_argument("--queue", type=positive_int, default=8, help="requests that may wait for the model before 503")
+    s.set_defaults(func=main)
 
 
 def port_number(text: str) -> int:
@@ -72,6 +70,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(args) -> int:
     from cockpit.runs import find_run, runs_root
+    from cockpit.serve.app import Limits
 
     runs_dir = runs_root(args.runs_dir)
     target = Path(args.run)
@@ -88,9 +87,12 @@ def main(args) -> int:
         return 130
 
 
-async def _serve(target: Path, step: int | None, runs_dir: Path, sock: socket.socket, limits: Limits,
+async def _serve(target: Path, step: int | None, runs_dir: Path, sock: socket.socket, limits,
                  key: str | None, host: str) -> int:
     import uvicorn
+
+    from cockpit.serve.app import State, create_app
+    from cockpit.serve.engine_proc import EngineGone, EngineProcess
 
     print(f"loading {target.name}{f' step {step}' if step is not None else ''} ...", file=sys.stderr, flush=True)
     engine = EngineProcess(target, step, limits.max_waiting)

@@ -4,13 +4,13 @@ and an overlay of their validation curves (or any metric) in the terminal or as 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cockpit.analysis.compare import VAL_LOSS
+from cockpit.args import fail
 
 
-def add_parser(sub) -> None:
+def register(sub) -> None:
     c = sub.add_parser("compare", help="runs side by side: differing config, sizes, speed, final losses, curves")
     c.add_argument("runs", nargs="+", help="two or more runs (ids, unique prefixes or directories)")
     c.add_argument("--md", action="store_true", help="a Markdown table (for notes and findings)")
@@ -18,41 +18,22 @@ def add_parser(sub) -> None:
                                                       f"e.g. train/loss or debug/grad_norm/...)")
     c.add_argument("--out", help="write the overlay as a PNG into this directory")
     c.add_argument("--no-chart", action="store_true", help="the table only")
-
-
-def overlay_series(summaries, metric: str):
-    from cockpit.analysis.compare import short_names
-    from cockpit.analysis.termplot import Series
-
-    names = dict(zip([s.run for s in summaries], short_names([s.run for s in summaries])[0]))
-    return [Series(names[s.run], *s.curves[metric]) for s in summaries if s.curves.get(metric, ([], []))[0]]
-
-
-def check_metric(summaries, metric: str) -> str | None:
-    """None, or the one-line reason the metric cannot be drawn."""
-    if any(metric in s.curves for s in summaries):
-        return None
-    names = sorted({n for s in summaries for n in s.curves})
-    near = [n for n in names if metric.split("/")[-1] in n][:6] or names[:6]
-    return (f"--metric {metric!r}: none of these runs logged it; "
-            + (f"they have e.g. {', '.join(near)}" if names else "they logged no metrics yet"))
+    c.set_defaults(func=main)
 
 
 def main(args) -> int:
-    from cockpit.analysis.compare import markdown, plain, short_names, summarize, table
+    from cockpit.analysis.compare import check_metric, markdown, overlay_series, plain, short_names, summarize, table
     from cockpit.runs import find_run, runs_root
 
     runs_dir = runs_root(args.runs_dir)
     rds = [find_run(r, runs_dir) for r in args.runs]
     ids = [rd.id for rd in rds]
     if len(set(ids)) < 2:
-        print("error: compare needs two or more different runs (list them with: cockpit ls)", file=sys.stderr)
-        return 2
+        return fail("compare needs two or more different runs (list them with: cockpit status)")
     summaries = [summarize(rd) for rd in dict(zip(ids, rds)).values()]
     problem = check_metric(summaries, args.metric)
     if problem and (args.out or args.metric != VAL_LOSS):
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return fail(problem)
     header, rows = table(summaries)
     print(markdown(header, rows) if args.md else plain(header, rows))
     suffix = short_names([s.run for s in summaries])[1]

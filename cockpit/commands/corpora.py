@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from cockpit.corpora import corpora_root
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN
+from cockpit.format import nbytes
 from runspec.data.tokenizers import TokenizerError, check_name, get_tokenizer
 
 
-def corpora_root(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("COCKPIT_CORPORA_DIR") or "corpora")
-
-
-def add_parser(sub) -> None:
+def register(sub) -> None:
     c = sub.add_parser("corpora", help="corpus sizes (cached token counts), mixing by ratio, listing")
     csub = c.add_subparsers(dest="corpora_cmd", required=True)
     s = csub.add_parser("size", help="count documents, bytes and tokens; cached in <file>.meta.json")
@@ -43,6 +39,7 @@ def add_parser(sub) -> None:
     ls = csub.add_parser("ls", help="list corpora with their cached counts")
     ls.add_argument("dir", nargs="?", default=None)
     ls.add_argument("--column", default="text")
+    c.set_defaults(func=main)
 
 
 @contextmanager
@@ -112,24 +109,14 @@ def _size_table(console: Console, results, key: str) -> None:
                 if f.error:
                     table.add_row(name, "", "", "", "", "[red]error[/]")
                 else:
-                    table.add_row(name, f"{f.documents:,}", f"{f.empty_documents:,}", _human(f.bytes),
+                    table.add_row(name, f"{f.documents:,}", f"{f.empty_documents:,}", nbytes(f.bytes),
                                   f"{f.tokens:,}" if f.tokens is not None else "-", "cached" if f.cached else "counted")
         if many:
             tokens = r.total("tokens")
             table.add_row(f"[bold]{r.path}/[/] ({len(r.files)} files)", f"{r.total('documents'):,}",
-                          f"{r.total('empty_documents'):,}", _human(r.total("bytes")),
+                          f"{r.total('empty_documents'):,}", nbytes(r.total("bytes")),
                           f"{tokens:,}" if tokens is not None else "-", "")
     console.print(table)
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def cmd_mix(args) -> int:
@@ -199,7 +186,7 @@ def cmd_ls(args) -> int:
     for it in items:
         status = it.status if it.status == "counted" else f"[yellow]{it.status}[/]"
         table.add_row(it.name, str(it.files), f"{it.documents:,}" if it.counted else "-",
-                      _human(it.bytes) if it.counted else "-",
+                      nbytes(it.bytes) if it.counted else "-",
                       *[f"{it.tokens[k]:,}" if k in it.tokens else "-" for k in keys], status)
     console.print(table)
     if any(it.status != "counted" for it in items):

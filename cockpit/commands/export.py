@@ -1,0 +1,27 @@
+"""``cockpit export RUN --merged OUT.pt``: a plain checkpoint with LoRA adapters merged. The
+engine writes it (torch); the command resolves the run and passes the exit code on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    x = sub.add_parser("export", help="write a plain checkpoint of a run with its LoRA adapters merged "
+                                      "(for cockpit complete and [init] from)")
+    x.add_argument("run", help="run id, unique id prefix, or run directory")
+    x.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    x.add_argument("--merged", required=True, metavar="OUT", help="the .pt file to write (must not exist)")
+    x.set_defaults(func=export)
+
+
+def export(args) -> int:
+    from cockpit.runs import find_run, runs_root
+
+    rd = find_run(args.run, runs_root(args.runs_dir))
+    cmd = [sys.executable, "-m", "engine", "export", str(rd.path), "--merged", str(Path(args.merged).resolve())]
+    if args.step is not None:
+        cmd += ["--step", str(args.step)]
+    return subprocess.run(cmd).returncode

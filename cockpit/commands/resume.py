@@ -1,0 +1,33 @@
+"""``cockpit resume RUN``: continue a stopped, interrupted or partial run from its newest intact
+checkpoint, here, with plain output."""
+
+from __future__ import annotations
+
+from cockpit.args import positive_int
+
+
+def register(sub) -> None:
+    s = sub.add_parser("resume", help="continue a stopped, interrupted or partial run from its checkpoint")
+    s.add_argument("run", help="run id, unique id prefix, or run directory")
+    s.add_argument("--max-steps", type=int, default=None, help="new total step count")
+    s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
+    s.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="continue on N devices (the global batch changes with them; the data stream continues)")
+    s.set_defaults(func=resume)
+
+
+def resume(args) -> int:
+    from cockpit.headless import follow
+    from cockpit.runs import RunError, claim, find_run, prepare_resume, runs_root, start_engine
+    from runspec.run.process import Proc
+    from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
+
+    rd = find_run(args.run, runs_root(args.runs_dir))
+    cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc)
+    try:  # a running record whose engine is gone (prepare_resume checked) may be resumed too
+        launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))
+    except StateConflict as e:
+        raise RunError(str(e)) from None
+    print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} (the newest intact checkpoint) "
+          f"to {cfg.train.max_steps}")
+    return follow(rd, start_engine(rd, launch), launch)

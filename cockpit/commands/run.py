@@ -1,0 +1,53 @@
+"""``cockpit run CONFIG``: queue a run and watch it in the TUI, or (``--headless``, or without a
+terminal) train it here with plain output."""
+
+from __future__ import annotations
+
+import sys
+
+from cockpit.args import add_set, interactive, positive_int, warn
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="queue a run and watch it in the TUI (--headless: train it here, plain output)")
+    r.add_argument("config")
+    r.add_argument("--name", help="run name (default: the config file's stem)")
+    r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
+    r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="train on N devices of this machine under torchrun (same as --set train.gpus=N)")
+    add_set(r)
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.nproc is not None:
+        args.set = [*(args.set or []), f"train.gpus={args.nproc}"]
+    from cockpit.headless import follow
+    from cockpit.runs import claim, create_run, runs_root, start_engine
+    from runspec.run.process import Proc
+    from runspec.run.rundir import QUEUED, RunMeta
+
+    if not args.headless:
+        if interactive():
+            return _run_in_tui(args)
+        print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
+    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True)
+    print(f"created {rd.path}")
+    launch = claim(rd, Proc.me("cli"), expected=QUEUED)
+    return follow(rd, start_engine(rd, launch), launch)
+
+
+def _run_in_tui(args) -> int:
+    """Queue the run, make sure a worker will train it, open its live view. The worker is
+    its own process, so closing the TUI leaves training running."""
+    from cockpit.queue import Queue
+    from cockpit.runs import runs_root
+    from cockpit.status import worker_status
+    from cockpit.tui.app import open_tui
+    from cockpit.worker import start_worker
+
+    q = Queue(runs_root(args.runs_dir), warn=warn)
+    rd = q.add([args.config], args.name, overrides=args.set, tags=args.tag)[0]
+    if not worker_status(q)["alive"]:
+        start_worker(q.runs_dir)
+    return open_tui(args, "training", rd.id)
