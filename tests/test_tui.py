@@ -717,6 +717,8 @@ def test_corpora_tab_starts_on_the_tokenizer_the_newest_run_uses(tmp_path):
 # -- help and palette ---------------------------------------------------------------------
 
 async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
+    from cockpit.tui.app import pane_class
+
     app = CockpitApp(tmp_path / "runs", tmp_path / "corpora", tick_s=0.1)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("question_mark")
@@ -730,14 +732,23 @@ async def test_help_lists_every_tab_and_the_palette_has_each_action(tmp_path):
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for pane in ("corpora", "queue", "training", "completion", "compare"):
-            for b in app.pane(pane).BINDINGS:
-                assert f"{app.pane(pane).TITLE}: {b.description}" in titles
+            for b in pane_class(pane).BINDINGS:
+                assert f"{pane_class(pane).TITLE}: {b.description}" in titles
         # while the app closes its widgets leave the screen and the timer may still tick once:
         # that tick must not crash the app (seen under load: NoMatches 'TabbedContent')
         from textual.widgets import TabbedContent
 
         await app.screen.query_one(TabbedContent).remove()
         app._tick()
+
+
+def test_a_tab_is_loaded_when_first_shown_not_at_start():
+    """The first paint waits for the opening tab only: the Compare tab's fits (numpy, scipy) and
+    the Corpora tab's tokenizers load when those tabs are first shown."""
+    code = ("import sys, cockpit.tui.app; print(sorted(m for m in ('numpy', 'scipy', 'cockpit.tui.compare_pane', "
+            "'cockpit.tui.corpora_pane', 'cockpit.tui.training_pane') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
 def test_cockpit_run_without_a_terminal_falls_back_to_headless(write_config, runs_dir):

@@ -2,11 +2,14 @@
 
 Nothing here imports torch (a test pins it): training runs in engine subprocesses started
 by the worker, completion in one ``python -m engine complete`` process. Every tab reloads
-in a thread worker on the app's timer, and only while it is on screen.
+in a thread worker on the app's timer, and only while it is on screen. A tab's module is
+imported and its pane mounted when the tab is first shown (the Corpora tab's tokenizers and
+the Compare tab's fits load numpy and scipy: the first paint does not wait for them).
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 from typing import Iterable
@@ -17,15 +20,21 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from cockpit.history import Histories
-from cockpit.tui.compare_pane import ComparePane
-from cockpit.tui.completion_pane import CompletionPane
-from cockpit.tui.corpora_pane import CorporaPane
 from cockpit.tui.dialogs import Help
 from cockpit.tui.pane import Pane
-from cockpit.tui.queue_pane import QueuePane
-from cockpit.tui.training_pane import TrainingPane
 
 TABS = ("corpora", "queue", "training", "completion", "compare")
+# each tab's pane: (module, class, tab label); imported when the tab is first shown
+PANES = {"corpora": ("cockpit.tui.corpora_pane", "CorporaPane", "1 Corpora"),
+         "queue": ("cockpit.tui.queue_pane", "QueuePane", "2 Queue"),
+         "training": ("cockpit.tui.training_pane", "TrainingPane", "3 Training"),
+         "completion": ("cockpit.tui.completion_pane", "CompletionPane", "4 Completion"),
+         "compare": ("cockpit.tui.compare_pane", "ComparePane", "5 Compare")}
+
+
+def pane_class(tab: str) -> type[Pane]:
+    module, name, _ = PANES[tab]
+    return getattr(importlib.import_module(module), name)
 POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0, "compare": 3.0}
 
 
@@ -76,25 +85,33 @@ class CockpitApp(App):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=self.initial_tab, id="tabs"):
-            with TabPane("1 Corpora", id="corpora"):
-                yield CorporaPane(self.runs_dir, self.corpora_dir, self.tokenizer, id="corpora-pane")
-            with TabPane("2 Queue", id="queue"):
-                yield QueuePane(self.runs_dir, id="queue-pane")
-            with TabPane("3 Training", id="training"):
-                yield TrainingPane(self.runs_dir, id="training-pane")
-            with TabPane("4 Completion", id="completion"):
-                yield CompletionPane(self.runs_dir, id="completion-pane")
-            with TabPane("5 Compare", id="compare"):
-                yield ComparePane(self.runs_dir, id="compare-pane")
+            for tab in TABS:
+                with TabPane(PANES[tab][2], id=tab):
+                    if tab == self.initial_tab:
+                        yield self._new_pane(tab)
         yield Footer()
 
+    def _new_pane(self, tab: str) -> Pane:
+        cls = pane_class(tab)
+        if tab == "corpora":
+            pane = cls(self.runs_dir, self.corpora_dir, self.tokenizer, id="corpora-pane")
+        else:
+            pane = cls(self.runs_dir, id=f"{tab}-pane")
+        if tab == "training" and self.initial_run:
+            pane.run_id = self.initial_run
+        self._panes[tab] = pane
+        return pane
+
+    async def ensure_pane(self, tab: str) -> Pane:
+        """The tab's pane, mounted (and composed) the first time it is asked for."""
+        if tab not in self._panes:
+            await self._tabs.get_pane(tab).mount(self._new_pane(tab))
+        return self._panes[tab]
+
     def on_mount(self) -> None:
-        self._panes = {tab: self.query_one(f"#{tab}-pane", Pane) for tab in TABS}
-        # kept too: App.query_one searches the screen on top, and while help or the command
+        # kept: App.query_one searches the screen on top, and while help or the command
         # palette is open that screen has no tabs (the timer's tick then crashed the app)
         self._tabs = self.query_one(TabbedContent)
-        if self.initial_run:
-            self.pane("training").run_id = self.initial_run
         self.set_interval(self.tick_s, self._tick)
         self._focus_pane(self.initial_tab, now=True)
         self._tick()
@@ -124,10 +141,11 @@ class CockpitApp(App):
                 super().notify(*args, **kwargs)
         tab = self.active_tab
         now = time.monotonic()
-        if now - self._polled.get(tab, 0.0) >= POLL_S[tab]:  # only the visible tab reads files
+        if tab in self._panes and now - self._polled.get(tab, 0.0) >= POLL_S[tab]:  # only the visible tab reads files
             self._polled[tab] = now
             self.pane(tab).poll()
-        self.pane("completion").idle_check()
+        if "completion" in self._panes:
+            self.pane("completion").idle_check()
 
     def _focus_pane(self, tab: str, now: bool = False) -> None:
         # focus inside the pane, so the footer shows the tab's keys and they work at once
@@ -146,10 +164,12 @@ class CockpitApp(App):
 
         focus() if now else self.call_after_refresh(focus)
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id
-        completion = self.pane("completion")
-        completion.on_show_tab() if tab == "completion" else completion.on_hide_tab()
+        await self.ensure_pane(tab)
+        completion = self._panes.get("completion")
+        if completion is not None:
+            completion.on_show_tab() if tab == "completion" else completion.on_hide_tab()
         self._polled[tab] = time.monotonic()
         self.pane(tab).poll()
         self._focus_pane(tab)
@@ -165,16 +185,20 @@ class CockpitApp(App):
         self._tabs.active = tab
 
     def watch_run(self, run_id: str | None) -> None:
-        """Open a run's live view on the Training tab."""
+        """Open a run's live view on the Training tab (its pane mounted first if need be)."""
+        self.call_later(self._watch_run, run_id)
+
+    async def _watch_run(self, run_id: str | None) -> None:
+        pane = await self.ensure_pane("training")
         self.action_tab("training")
-        self.pane("training").show_run(run_id)
+        pane.show_run(run_id)
 
     def action_help(self) -> None:
         sections = [("Everywhere", self._keys(self.BINDINGS) + [
             ("escape", "leave a text field (then 1-5 and q work again)"), ("ctrl+p", "command palette"),
             ("ctrl+q", "quit, also from inside a text field")])]
         for tab in TABS:
-            pane = self.pane(tab)
+            pane = pane_class(tab)
             sections.append((f"{pane.TITLE} tab", self._keys(pane.BINDINGS)))
         from cockpit.tui.corpora_pane import MixForm
         from cockpit.tui.dialogs import TextView
@@ -202,15 +226,19 @@ class CockpitApp(App):
         yield from super().get_system_commands(screen)
         for tab in TABS:
             yield SystemCommand(f"Go to {tab}", f"show the {tab.capitalize()} tab", lambda t=tab: self.action_tab(t))
-            pane = self.pane(tab)
+            pane = pane_class(tab)
             for b in pane.BINDINGS:
                 if isinstance(b, Binding) and b.description:
                     yield SystemCommand(f"{pane.TITLE}: {b.description}", f"key {b.key.split(',')[0]}",
                                         lambda t=tab, a=b.action: self._run_pane_action(t, a))
 
     def _run_pane_action(self, tab: str, action: str) -> None:
+        self.call_later(self._pane_action, tab, action)
+
+    async def _pane_action(self, tab: str, action: str) -> None:
+        pane = await self.ensure_pane(tab)
         self.action_tab(tab)
-        self.call_after_refresh(lambda: self.run_action(action, self.pane(tab)))
+        self.call_after_refresh(lambda: self.run_action(action, pane))
 
     def on_unmount(self) -> None:
         # the model process goes with the app (training does not: the worker owns it)
@@ -225,3 +253,11 @@ class CockpitApp(App):
 def run_tui(runs_dir: Path, corpora_dir: Path, tab: str = "queue", run: str | None = None) -> int:
     CockpitApp(runs_dir, corpora_dir, tab=tab, run=run).run()
     return 0
+
+
+def open_tui(args, tab: str = "queue", run: str | None = None) -> int:
+    """The TUI for the command line's --runs-dir and --corpora-dir."""
+    from cockpit.corpora import corpora_root
+    from cockpit.runs import runs_root
+
+    return run_tui(runs_root(args.runs_dir), corpora_root(args.corpora_dir), tab, run)
