@@ -6,7 +6,7 @@ An entry is a Markdown file in findings/entries/ with a TOML header naming what 
     title = "SwiGLU beats GELU at 10M"
     runs = ["abl-gelu", "abl-swiglu"]      # or: sweep = "cpu_ladder"
     show = "compare"                        # compare (default) | scaling | lr
-    metric = "train_benchmarks/loss"        # compare: the curve to overlay
+    metric = VAL_LOSS        # compare: the curve to overlay
     budget = 1e15                           # scaling: the compute-optimal split at this many FLOPs
     bootstrap = 100                         # scaling: resamples for the intervals
     +++
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from runspec.config.schema import tomllib
 from runspec.fs import atomic_write
+from runspec.run.metrics import VAL_LOSS
 
 SHOWS = ("compare", "scaling", "lr")
 KEYS = {"title", "runs", "sweep", "show", "metric", "budget", "bootstrap"}
@@ -44,7 +45,7 @@ class Entry:
     runs: list[str] = field(default_factory=list)
     sweep: str | None = None
     show: str = "compare"
-    metric: str = "train_benchmarks/loss"
+    metric: str = VAL_LOSS
     budget: float | None = None
     bootstrap: int = 100
 
@@ -82,7 +83,7 @@ def read_entry(path: Path) -> Entry:
     budget = head.get("budget")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         raise FindingsError(f"{path}: budget = {budget!r} must be a positive number of FLOPs")
-    metric = head.get("metric", "train_benchmarks/loss")
+    metric = head.get("metric", VAL_LOSS)
     if not isinstance(metric, str):
         raise FindingsError(f"{path}: metric = {metric!r} must be a metric name")
     boot = head.get("bootstrap", 100)

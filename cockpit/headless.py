@@ -16,21 +16,22 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cockpit.history import VAL_LOSS, RunHistory
+from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
 from runspec.run import events
+from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
 from runspec.run.rundir import COMPLETED, FAILED, RunDir
 
 
 def fields(h: RunHistory) -> str:
     """loss, last validation loss and tokens/s, as far as the run has reported them."""
     m, parts = h.latest, []
-    if "train/loss" in m:
-        parts.append(f"loss {m['train/loss']:.4f}")
+    if TRAIN_LOSS in m:
+        parts.append(f"loss {m[TRAIN_LOSS]:.4f}")
     if VAL_LOSS in m:
         parts.append(f"val {m[VAL_LOSS]:.4f}")
-    if "train/tokens_per_s" in m:
-        parts.append(f"{m['train/tokens_per_s']:,.0f} tok/s")
+    if TOKENS_PER_S in m:
+        parts.append(f"{m[TOKENS_PER_S]:,.0f} tok/s")
     return "  ".join(parts)
 
 
@@ -92,8 +93,8 @@ def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Conso
 
     out(f"run         {rd.path}  [{state.status}] step {state.step}/{state.max_steps or prog.max_steps}")
     if prog.final:
-        out(f"final       val loss {prog.final.get('final_benchmarks/loss', float('nan')):.4f}  "
-            f"bpb {prog.final.get('final_benchmarks/bpb', float('nan')):.4f}")
+        out(f"final       val loss {prog.final.get(FINAL_LOSS, float('nan')):.4f}  "
+            f"bpb {prog.final.get(FINAL_BPB, float('nan')):.4f}")
     ckpt = rd.latest_checkpoint()
     if ckpt:
         out(f"checkpoint  {ckpt}")

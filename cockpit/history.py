@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from runspec.run import events
+from runspec.run.metrics import STEP_MS
 from runspec.run.rundir import BROKEN, RunDir, RunState, StateError
 
 READ_CHUNK = 4 << 20  # bytes of events.jsonl parsed per step of a catch-up read
@@ -59,7 +60,6 @@ class Series:
         return xs, ys
 
 
-VAL_LOSS = "train_benchmarks/loss"  # the validation loss series: headless, analyses and the TUI read it
 
 
 def _number(v) -> float | None:
@@ -71,7 +71,7 @@ def _number(v) -> float | None:
 def eta_s(step: int, max_steps: int, latest: dict[str, float], recent_ms: list[float] | None = None) -> float | None:
     """Seconds left, at the median of the recent step times when given (one slow step, an eval
     or a checkpoint made the newest-step estimate jump 0:13 → 0:49 → 0:07), else the newest."""
-    step_ms = statistics.median(recent_ms) if recent_ms else latest.get("train/step_ms")
+    step_ms = statistics.median(recent_ms) if recent_ms else latest.get(STEP_MS)
     return max(0, max_steps - step) * step_ms / 1000 if step_ms and max_steps else None
 
 

@@ -12,6 +12,7 @@ from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.worker import device_label, live_workers
 from runspec.config.kinds import model_label
+from runspec.run.metrics import STEP_MS, TRAIN_LOSS
 from runspec.run.rundir import QUEUED, RUNNING
 
 
@@ -36,8 +37,8 @@ def run_progress(listed: Listed) -> dict:
     h.poll()
     out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps,
            "pid": state.pid, "slot": state.slot, "owner": state.owner, "model": run_label(rd)}
-    if "train/step_ms" in h.latest:  # only step events carry it
-        out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get("train/loss"))
+    if STEP_MS in h.latest:  # only step events carry it
+        out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get(TRAIN_LOSS))
         out["eta_s"] = eta_s(out["step"], out["max_steps"], h.latest)
     if engine_alive(rd, state):
         out["engine"] = "alive"

@@ -1,9 +1,8 @@
 """CPU and memory figures of this machine, for where there is no GPU to show (the Training tab
-beside a CPU run). Linux: /proc/stat and /proc/meminfo; elsewhere the load average only."""
+beside a CPU run), through psutil."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 
@@ -27,40 +26,30 @@ class HostFigures:
 
 
 class HostMonitor:
+    """Samples through psutil (the same figures on Linux, macOS and Windows)."""
+
     def __init__(self) -> None:
-        self._last: tuple[int, int] | None = None  # (busy, total) jiffies at the previous sample
+        import psutil
+
+        self._psutil = psutil
+        self._started = False  # cpu_percent's first call has no earlier sample to compare with
 
     def _cpu(self) -> float | None:
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        total = sum(fields[:8])
-        now = (total - idle, total)
-        last, self._last = self._last, now
-        if last is None or now[1] <= last[1]:
-            return None
-        return 100.0 * (now[0] - last[0]) / (now[1] - last[1])
+        value = self._psutil.cpu_percent(interval=None)  # busy share since the previous call
+        started, self._started = self._started, True
+        return value if started else None
 
-    @staticmethod
-    def _memory() -> tuple[float | None, float | None]:
+    def _memory(self) -> tuple[float | None, float | None]:
         try:
-            info = {}
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    key, _, rest = line.partition(":")
-                    info[key] = int(rest.split()[0])  # kB
-            total, avail = info["MemTotal"], info.get("MemAvailable", info.get("MemFree", 0))
-            return (total - avail) / 2**20, total / 2**20
-        except (OSError, ValueError, KeyError, IndexError):
+            vm = self._psutil.virtual_memory()
+        except (OSError, RuntimeError):
             return None, None
+        return (vm.total - vm.available) / 2**30, vm.total / 2**30
 
     def sample(self) -> HostFigures:
         used, total = self._memory()
         try:
-            load = os.getloadavg()[0]
+            load = self._psutil.getloadavg()[0]
         except (OSError, AttributeError):
             load = None
-        return HostFigures(self._cpu(), used, total, load, os.cpu_count() or 1)
+        return HostFigures(self._cpu(), used, total, load, self._psutil.cpu_count() or 1)

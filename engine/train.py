@@ -13,10 +13,25 @@ import traceback
 from pathlib import Path
 
 from engine import checkpoint, launch
+from engine.sinks import Sinks
 from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
 from runspec.run import events, lifecycle
+from runspec.run.metrics import (
+    DATA_WAIT,
+    FINAL,
+    FINAL_SLIDING_TOKENS,
+    FINAL_TEST_TOKENS,
+    FINAL_TOKENS,
+    FULL_SECONDS,
+    LR,
+    MFU,
+    RUNNING_VAL,
+    STEP_MS,
+    TOKENS,
+    TOKENS_PER_S,
+)
 from runspec.run.process import Proc
 from runspec.run.rundir import (
     COMPLETED,
@@ -99,6 +114,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     except OSError as e:
         print(f"{rd.path}: cannot write events ({e})", file=sys.stderr, flush=True)
         return 2
+    sinks = Sinks(writer, log)  # every record fans out from here (wandb joins once it is set up)
     wandb = trainer = dist = None
     attached = False
     step: int | None = None  # known only once a checkpoint is loaded or a step trained
@@ -139,8 +155,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         if found is not None:
             for problem in found.skipped:
                 message = f"{problem}; set aside, resuming from the newest intact checkpoint instead"
-                log(message)
-                writer.emit(events.WARNING, message=message)
+                sinks.warning(message)
             trainer.load_state(found.payload)
             resumed_from = step = trainer.step
             log(f"resumed from {found.path} at step {trainer.step}"
@@ -155,12 +170,13 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         if meta.sweep:  # the varied values as config keys of their own, to group and colour by
             wb_config = {**wb_config, "sweep": meta.sweep, "sweep_values": meta.sweep_values}
         wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep) if main else WandbLogger.off()
-        writer.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
+        sinks.wandb = wandb
+        sinks.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
             f"on {trainer.device}")
-        status, reason, step = _loop(trainer, cfg, rd, writer, wandb, stop)
+        status, reason, step = _loop(trainer, cfg, rd, sinks, stop)
         code = 0 if status != FAILED else 1
     except StoppedBeforeStart:
         status, reason, code = STOPPED, "stopped before training started", 0
@@ -238,7 +254,7 @@ def _init_from(trainer, ref: str, runs_root: Path) -> dict:
     return {"ref": ref, "path": str(path), "step": step, "fresh": fresh}
 
 
-def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) -> tuple[str, str, int]:
+def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> tuple[str, str, int]:
     """Train until max_steps, a stop signal, the time budget or a non-finite loss. Returns the
     final status, its reason and the step to record (the last checkpoint's, after a failure)."""
     from engine.device import sync
@@ -259,7 +275,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         if not main:
             return
         path = checkpoint.save(rd.checkpoints, trainer.step, payload)
-        writer.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
+        sinks.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
         rd.update(expected=RUNNING, step=trainer.step)
 
     def diverged() -> str:
@@ -279,19 +295,18 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
 
     def run_eval(full: bool) -> None:
         res = trainer.evaluate(trainer.eval_offsets)
-        metrics = res.metrics("train_benchmarks")
+        metrics = res.metrics(RUNNING_VAL)
         if full:  # the whole validation split, beside the running validation's fixed windows
             t0 = time.perf_counter()
             whole = trainer.evaluate(trainer.full_val_offsets())
-            metrics.update(whole.metrics("train_benchmarks", "full_"))
-            metrics["train_benchmarks/full_seconds"] = time.perf_counter() - t0
+            metrics.update(whole.metrics(RUNNING_VAL, "full_"))
+            metrics[FULL_SECONDS] = time.perf_counter() - t0
             log(f"step {trainer.step}: full validation loss {whole.loss:.4f} over {whole.tokens:,} tokens "
-                f"in {metrics['train_benchmarks/full_seconds']:.1f} s")
-        writer.emit(events.EVAL, step=trainer.step, metrics=metrics, **staged())
-        wandb.log(metrics, trainer.step)
+                f"in {metrics[FULL_SECONDS]:.1f} s")
+        sinks.eval(trainer.step, metrics, **staged())
         if e.sample_tokens:
             text = trainer.sample(seed=t.seed + trainer.step)
-            writer.emit(events.SAMPLE, step=trainer.step, text=text)
+            sinks.emit(events.SAMPLE, step=trainer.step, text=text)
         log(f"step {trainer.step}: val loss {res.loss:.4f} bpb {res.bpb:.4f}")
 
     def staged() -> dict:
@@ -309,9 +324,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             reason = f"time budget {t.max_time} reached at step {trainer.step}/{t.max_steps}"
             break
         for change in trainer.advance():
-            writer.emit(events.STAGE, step=trainer.step, **change)
-            wandb.log({"train/stage": change["stage"], "train/params": change["params"],
-                       "train/params_trainable": change["params_trainable"]}, trainer.step)
+            sinks.stage(trainer.step, change)
             log(f"step {trainer.step}: stage {change['stage']}/{change['stages']}"
                 f"{' ' + change['name'] if change.get('name') else ''}: {change['description']} "
                 f"({change['params']:,} parameters, {change['params_trainable']:,} trainable)")
@@ -324,17 +337,16 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
             tok_s = steps_in_interval * trainer.tokens_per_step / dt  # global: every rank's tokens
             metrics = {
                 **trainer.interval_means(),
-                "train/lr": trainer.lr,
-                "train/tokens_per_s": tok_s,
-                "train/step_ms": 1000 * dt / steps_in_interval,
-                "train/mfu": tok_s * trainer.flops_per_token / (trainer.peak_flops * dist.world),
-                "train/tokens": trainer.tokens_seen,
+                LR: trainer.lr,
+                TOKENS_PER_S: tok_s,
+                STEP_MS: 1000 * dt / steps_in_interval,
+                MFU: tok_s * trainer.flops_per_token / (trainer.peak_flops * dist.world),
+                TOKENS: trainer.tokens_seen,
                 # share of the interval the step waited for its batches (the input pipeline's stall)
-                "train/data_wait": min(1.0, trainer.batches.take_waited() / dt),
+                DATA_WAIT: min(1.0, trainer.batches.take_waited() / dt),
                 **{k: v.item() for k, v in m.items()},
             }
-            writer.emit(events.STEP, step=trainer.step, max_steps=t.max_steps, metrics=metrics, **staged())
-            wandb.log(metrics, trainer.step)
+            sinks.step(trainer.step, metrics, max_steps=t.max_steps, **staged())
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()
         full_pass = bool(e.full_every) and trainer.step % e.full_every == 0 and trainer.step < t.max_steps
@@ -364,27 +376,25 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, writer, wandb, stop: StopFlag) ->
         return COMPLETED, "", trainer.step
     if e.final:
         res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)
-        final = {**res.metrics("final_benchmarks"), "final_benchmarks/tokens": res.tokens}
+        final = {**res.metrics(FINAL), FINAL_TOKENS: res.tokens}
         if e.stride:  # sliding windows: every token with at least block_size - stride of context
             offsets, skip = trainer.sliding_offsets()
             slide = trainer.evaluate(offsets, skip=skip)
-            final.update(slide.metrics("final_benchmarks", "sliding_"))
-            final["final_benchmarks/sliding_tokens"] = slide.tokens
+            final.update(slide.metrics(FINAL, "sliding_"))
+            final[FINAL_SLIDING_TOKENS] = slide.tokens
             log(f"final: sliding-window (stride {e.stride}) val loss {slide.loss:.4f} over {slide.tokens:,} tokens")
         if trainer.data.test is not None:  # the test split, only here, at the end
             test = trainer.data.test
             res_test = trainer.evaluate(trainer.full_val_offsets(test), split=test)
-            final.update(res_test.metrics("final_benchmarks", "test_"))
-            final["final_benchmarks/test_tokens"] = res_test.tokens
+            final.update(res_test.metrics(FINAL, "test_"))
+            final[FINAL_TEST_TOKENS] = res_test.tokens
             if e.stride:
                 offsets, skip = trainer.sliding_offsets(test)
-                final.update(trainer.evaluate(offsets, split=test, skip=skip).metrics("final_benchmarks", "test_sliding_"))
+                final.update(trainer.evaluate(offsets, split=test, skip=skip).metrics(FINAL, "test_sliding_"))
             log(f"final: test loss {res_test.loss:.4f} bpb {res_test.bpb:.4f} over {res_test.tokens:,} tokens")
-        writer.emit(events.FINAL, step=trainer.step, metrics=final)
-        wandb.log(final, trainer.step)
-        wandb.summary(final)
+        sinks.final(trainer.step, final)
         log(f"final: val loss {res.loss:.4f} bpb {res.bpb:.4f} over {res.tokens:,} tokens "
             f"(non-overlapping windows of {cfg.model.block_size})")
     if e.sample_tokens:
-        writer.emit(events.SAMPLE, step=trainer.step, text=trainer.sample(seed=t.seed + trainer.step))
+        sinks.emit(events.SAMPLE, step=trainer.step, text=trainer.sample(seed=t.seed + trainer.step))
     return COMPLETED, "", trainer.step

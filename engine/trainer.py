@@ -26,6 +26,17 @@ from runspec.config.kinds import count_params, model_label
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import RunConfig, resolved_dict
 from runspec.data.shards import load_tokens
+from runspec.run.metrics import (
+    GRAD_NORM,
+    HIDDEN_NORM,
+    OBJECTIVE,
+    TRAIN,
+    TRAIN_LOSS,
+    debug,
+    debug_loss,
+    grad_norm,
+    named,
+)
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
 MAX_STAT_TOKENS = 2_000_000
@@ -42,14 +53,14 @@ class EvalResult:
 
     def metrics(self, namespace: str, prefix: str = "") -> dict[str, float]:
         """namespace/<prefix>loss, .../<prefix>bpb (and bpc): prefix 'test_', 'full_', 'sliding_'."""
-        out = {f"{namespace}/{prefix}loss": self.loss, f"{namespace}/{prefix}bpb": self.bpb}
+        out = {named(namespace, f"{prefix}loss"): self.loss, named(namespace, f"{prefix}bpb"): self.bpb}
         if self.bpc is not None:
-            out[f"{namespace}/{prefix}bpc"] = self.bpc
+            out[named(namespace, f"{prefix}bpc")] = self.bpc
         for head, stats in (self.heads or {}).items():
             for key, value in stats.items():
-                out[f"{namespace}/{head}_{key}"] = value
+                out[named(namespace, f"{head}_{key}")] = value
         for key, value in (self.extra or {}).items():
-            out[f"{namespace}/{key}"] = value
+            out[named(namespace, key)] = value
         return out
 
 
@@ -135,7 +146,7 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.has_conviction = self.raw_model.conviction_head is not None
-        self._interval: dict[str, torch.Tensor] = {"train/loss": torch.zeros((), device=self.device)}
+        self._interval: dict[str, torch.Tensor] = {TRAIN_LOSS: torch.zeros((), device=self.device)}
         self._interval_counts: dict[str, int] = {}  # steps each named loss was part of, this interval
         self._interval_steps = 0
         lengths = np.zeros(self.raw_model.vocab_size, dtype=np.int64)
@@ -290,17 +301,17 @@ class Trainer:
                     if out.loss is not out.losses["ce"]:
                         objective = (objective if objective is not None else 0.0) + out.loss.detach() * share
                     for name, value in out.losses.items():
-                        self._accumulate(f"debug/{name}_loss", value.detach() * share if share != 1.0 else value.detach())
+                        self._accumulate(debug_loss(name), value.detach() * share if share != 1.0 else value.detach())
                     if want_metrics and last:
-                        metrics["debug/hidden_norm"] = out.hidden.detach().float().norm(dim=-1).mean()
-                        metrics.update({f"debug/{k}": v for k, v in out.metrics.items()})
+                        metrics[HIDDEN_NORM] = out.hidden.detach().float().norm(dim=-1).mean()
+                        metrics.update({debug(k): v for k, v in out.metrics.items()})
                 total = self._before_step(want_metrics)
         if want_metrics:
-            metrics["train/grad_norm"] = total
+            metrics[GRAD_NORM] = total
             for name, params in self.groups.items() if grad_norms else ():
                 norm = group_norm(params)
                 if norm is not None:
-                    metrics[f"debug/grad_norm/{name}"] = norm
+                    metrics[grad_norm(name)] = norm
             if self.sharded:  # norms of sharded gradients are partial on each rank: combine them
                 metrics = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in metrics.items()}
         for opt in self.opt.optimizers:
@@ -311,10 +322,10 @@ class Trainer:
             hook.after_step(self)
         self.step += 1
         self.tokens_seen += self.tokens_per_step
-        self._interval["train/loss"] += loss_sum
+        self._interval[TRAIN_LOSS] += loss_sum
         if objective is not None:
-            self._accumulate("train/objective", objective)
-            self._interval_counts["train/objective"] = self._interval_counts.get("train/objective", 0) + 1
+            self._accumulate(OBJECTIVE, objective)
+            self._interval_counts[OBJECTIVE] = self._interval_counts.get(OBJECTIVE, 0) + 1
         self._interval_steps += 1
         for name in out.losses:  # a loss can come and go (T12's are dropped on a schedule)
             self._interval_counts[name] = self._interval_counts.get(name, 0) + 1
@@ -371,9 +382,9 @@ class Trainer:
         """Mean losses since the last call (one host sync), then start a new interval."""
         n = max(1, self._interval_steps)
         self.dist.mean_([self._interval[k] for k in sorted(self._interval)])  # every rank's share of the batch
-        out = {"train/loss": self._interval["train/loss"].item() / n}
+        out = {TRAIN_LOSS: self._interval[TRAIN_LOSS].item() / n}
         for name, count in self._interval_counts.items():
-            key = name if name.startswith("train/") else f"debug/{name}_loss"
+            key = name if name.startswith(TRAIN + "/") else debug_loss(name)
             out[key] = self._interval[key].item() / count
         for v in self._interval.values():
             v.zero_()

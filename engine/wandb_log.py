@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from runspec.config.schema import RunConfig
+from runspec.run.metrics import NAMESPACES, TRAIN_STEP
 
 
 class WandbLogger:
@@ -27,9 +28,9 @@ class WandbLogger:
                                   dir=str(run_dir), mode=mode, config=config, resume="allow",
                                   group=group)  # a sweep's runs are one group
             # every namespace plots against the training step
-            self.run.define_metric("train/step")
-            for ns in ("train", "train_benchmarks", "final_benchmarks", "debug"):
-                self.run.define_metric(f"{ns}/*", step_metric="train/step")
+            self.run.define_metric(TRAIN_STEP)
+            for ns in NAMESPACES:
+                self.run.define_metric(f"{ns}/*", step_metric=TRAIN_STEP)
         except Exception as e:  # no wandb, no network, bad credentials: carry on without it
             self.run = None
             warn(f"wandb disabled for this run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -47,7 +48,7 @@ class WandbLogger:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.run is not None:
-            self.run.log({**metrics, "train/step": step})
+            self.run.log({**metrics, TRAIN_STEP: step})
 
     def summary(self, metrics: dict[str, float]) -> None:
         if self.run is not None:

@@ -17,7 +17,7 @@ import fcntl
 import os
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -84,28 +84,65 @@ class Lock:
 def acquire(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Lock:
     """Take the exclusive lock on ``path`` (created if missing), waiting at most ``timeout``
     seconds (0: only if free now); raises LockHeld naming the holder. A missing parent
-    directory raises FileNotFoundError, for callers whose directory may have been removed."""
+    directory raises FileNotFoundError, for callers whose directory may have been removed.
+
+    A contended lock is waited for by a blocking flock in a helper thread, not by polling: the
+    kernel hands the lock over the moment it is released, in order, so a busy writer cannot
+    starve a waiter. A wait that times out is abandoned: should the flock succeed later, the
+    helper releases it at once."""
     path = Path(path)
     f = open(path, "a+", encoding="utf-8")
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = _holder(f)
-                f.close()
-                raise LockHeld(path, holder, timeout) from None
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.05)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not _wait_for(f, timeout):
+            holder = _holder_of(path)
+            raise LockHeld(path, holder, timeout) from None
     with contextlib.suppress(OSError):  # who holds it, for whoever waits too long
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()} {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]}")
         f.flush()
     return Lock(f)
+
+
+def _wait_for(f: IO, timeout: float) -> bool:
+    """Block on the lock for at most ``timeout`` s; False (and ``f`` closed) when it stays held."""
+    if timeout <= 0:
+        f.close()
+        return False
+    got = threading.Event()
+    state = {"abandoned": False}
+    guard = threading.Lock()
+
+    def wait() -> None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except (OSError, ValueError):  # closed meanwhile
+            return
+        with guard:
+            if state["abandoned"]:
+                with contextlib.suppress(OSError, ValueError):
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+                return
+            got.set()
+
+    threading.Thread(target=wait, name="lock-wait", daemon=True).start()
+    got.wait(timeout)
+    with guard:
+        if got.is_set():
+            return True
+        state["abandoned"] = True  # the helper releases and closes it if the flock ever succeeds
+    return False
+
+
+def _holder_of(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _holder(f)
+    except OSError:
+        return "another process"
 
 
 @contextlib.contextmanager

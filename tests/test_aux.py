@@ -1,4 +1,4 @@
-"""T12 auxiliary losses: the schedule, the identities of RESEARCH.md section 1, target alignment,
+"""T12 auxiliary losses: the schedule, the identities of the T12 paper, target alignment,
 causality, and a real run that logs every term by name."""
 
 from __future__ import annotations

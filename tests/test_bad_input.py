@@ -1,4 +1,4 @@
-"""Bad input, tried as a new user would (../shared/TRIED.md): every case is one clear line on
+"""Bad input, tried as a new user would: every case is one clear line on
 stderr naming the file, key or value, exit status 2, and every run, queue entry and checkpoint
 that was there before is untouched."""
 

@@ -43,3 +43,19 @@ def test_a_lock_taken_by_another_open_file_is_waited_for_then_refused(tmp_path):
         fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(fs.LockHeld, match="is held by another process"):
             fs.acquire(path, timeout=0)
+
+
+def test_a_waiter_gets_the_lock_when_it_is_released(tmp_path):
+    import threading
+
+    path = tmp_path / ".lock"
+    with open(path, "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        got: list[fs.Lock] = []
+        waiter = threading.Thread(target=lambda: got.append(fs.acquire(path, timeout=60)))
+        waiter.start()
+        assert not got  # still held
+        fcntl.flock(other, fcntl.LOCK_UN)
+        waiter.join(timeout=60)
+    assert got and not waiter.is_alive()
+    got[0].release()

@@ -1,4 +1,4 @@
-"""Scaling-law fits (RESEARCH.md section 11): the fit recovers known constants from synthetic
+"""Scaling-law fits (Chinchilla's approaches 2 and 3): the fit recovers known constants from synthetic
 losses, the closed-form optimum equals the numeric IsoFLOP minimum, and the published check
 values reproduce."""
 

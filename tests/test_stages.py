@@ -1,5 +1,5 @@
 """Stages: function-preserving growth, LoRA and ReLoRA, exact resume across stage boundaries,
-[init] from and export (RESEARCH.md sections 9-10)."""
+[init] from and export (growth, LoRA, ReLoRA)."""
 
 from __future__ import annotations
 

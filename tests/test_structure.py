@@ -37,3 +37,14 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     monkeypatch.setattr(mod, "PACKAGES", ("cockpit",))
     assert mod.misplaced_patterns() == ["cockpit/stray.py:2: '\\\\bos\\\\.replace\\\\(' belongs only in runspec/fs.py"]
+
+
+def test_a_metric_name_spelled_outside_the_registry_is_reported(tmp_path, monkeypatch):
+    mod = _structure()
+    pkg = tmp_path / "cockpit"
+    pkg.mkdir()
+    (pkg / "pane.py").write_text('"""Shows train/loss (a docstring may name it)."""\n'
+                                 'LOSS = "train/loss"\nGRADS = f"debug/grad_norm/{1}"\n')
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "PACKAGES", ("cockpit",))
+    assert [p.split(": ")[0] for p in mod.metric_literals()] == ["cockpit/pane.py:2", "cockpit/pane.py:3"]

@@ -13,7 +13,7 @@ from conftest import PATIENCE, cockpit
 
 from cockpit.runs import create_run, prepare_resume
 from runspec.data.corpus import CorpusError
-from runspec.run import events
+from runspec.run import events, metrics
 from runspec.run.rundir import RunDir
 
 
@@ -129,6 +129,8 @@ def test_every_logged_metric_is_in_the_agreed_namespaces(write_config, runs_dir)
     assert 0.0 <= final.metrics["final_benchmarks/conviction_auroc_top1"] <= 1.0
     assert -1.0 <= final.metrics["final_benchmarks/conviction_spearman_loss"] <= 1.0
     assert any(e.kind == events.SAMPLE and e.get("text") for e in evs)
+    logged = {k for e in evs if e.kind in (events.STEP, events.EVAL, events.FINAL) for k in e.metrics}
+    assert [k for k in sorted(logged) if not metrics.registered(k)] == []  # every name is in the registry
     start = next(e for e in evs if e.kind == events.START)
     assert start.get("params") > 0 and start.get("device") == "cpu"
 

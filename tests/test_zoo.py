@@ -2,7 +2,7 @@
 built and checked on CPU in fp32 (a kind added to engine/kinds.py FAMILIES is covered at once):
 causality of every output, cached decoding against the full pass, loss at init, overfitting a
 batch, relative positions, parameter counts and FLOPs against the torch-free specs, one role per
-parameter; then the identities of each kind from ../shared/RESEARCH.md."""
+parameter; then the identities of each kind from its paper."""
 
 from __future__ import annotations
 

@@ -6,12 +6,14 @@
   count: they are still a dependency, only a later one; ``if TYPE_CHECKING`` ones do not);
 - one atomic write and one lock helper: ``os.replace``, ``mkstemp`` and ``flock`` appear only in
   runspec/fs.py;
+- metric names are spelled only in runspec/run/metrics.py (the registry) and in tests;
 - one module changes a run's lifecycle: state.json transitions are written only by
   runspec/run/rundir.py (its ``transition``/``modify``/``create_state`` are the only writers).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -83,16 +85,40 @@ def misplaced_patterns() -> list[str]:
     return problems
 
 
+METRIC_NAME = re.compile(r"^(train|train_benchmarks|final_benchmarks|debug|aux)/")
+METRICS_HOME = "runspec/run/metrics.py"
+
+
+def metric_literals() -> list[str]:
+    """Metric names spelled as string literals outside the registry (docstrings do not count)."""
+    problems = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == METRICS_HOME:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                          if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                          and node.body and isinstance(node.body[0], ast.Expr)
+                          and isinstance(node.body[0].value, ast.Constant)}
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                        and METRIC_NAME.match(node.value)):
+                    problems.append(f"{rel}:{node.lineno}: metric name {node.value!r} belongs in {METRICS_HOME}")
+    return problems
+
+
 def problems() -> list[str]:
     out = [f"import cycle: {' <-> '.join(g)}" for g in import_cycles()]
-    return out + misplaced_patterns()
+    return out + misplaced_patterns() + metric_literals()
 
 
 def main() -> int:
     found = problems()
     for line in found:
         print(line)
-    print(f"{len(found)} problem(s)" if found else "structure: no cycles, one atomic write, one lock, one state writer")
+    print(f"{len(found)} problem(s)" if found else "structure: no cycles, one atomic write, one lock, one state writer, metric names only in the registry")
     return 1 if found else 0
 
 

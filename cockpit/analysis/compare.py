@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cockpit.format import clock, human, number
-from cockpit.history import VAL_LOSS
+from runspec.run.metrics import FINAL_COLUMNS, FINAL_LOSS, TOKENS, TOKENS_PER_S, VAL_LOSS, info
 
 # keys that differ between any two runs without saying anything about them
 NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
@@ -51,8 +51,8 @@ def summarize(rd) -> Summary:
     h.poll()
     cfg = run_config(rd)
     config = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOISE} if cfg is not None else {}
-    rates = h.series["train/tokens_per_s"].points()[1] if "train/tokens_per_s" in h.series else []
-    tokens = h.latest.get("train/tokens")
+    rates = h.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in h.series else []
+    tokens = h.latest.get(TOKENS)
     if tokens is None and h.start.get("tokens_per_step"):
         tokens = h.step * int(h.start["tokens_per_step"])
     try:
@@ -60,7 +60,7 @@ def summarize(rd) -> Summary:
     except Exception:  # an unreadable state file must not hide the run's numbers
         status = "?"
     curves = {name: s.points() for name, s in h.series.items()}
-    final_loss = h.final.get("final_benchmarks/loss")
+    final_loss = h.final.get(FINAL_LOSS)
     if final_loss is not None and h.step:
         # the final evaluation is the curve's last point (periodic evals may be rarer than the run is long)
         xs, ys = curves.get(VAL_LOSS, ([], []))
@@ -87,11 +87,7 @@ def _value(v: Any) -> str:
 
 
 # (label, final metric, format)
-FINALS = [("final val loss", "final_benchmarks/loss", ".4f"), ("final val bpb", "final_benchmarks/bpb", ".4f"),
-          ("test loss", "final_benchmarks/test_loss", ".4f"),
-          ("conviction AUROC", "final_benchmarks/conviction_auroc_top1", ".3f"),
-          ("conviction ρ(loss)", "final_benchmarks/conviction_spearman_loss", ".3f"),
-          ("conviction mean", "final_benchmarks/conviction_mean", ".4f")]
+FINALS = [(info(name).label, name, info(name).fmt) for name in FINAL_COLUMNS]  # (label, metric, format)
 
 
 def short_names(ids: list[str]) -> tuple[list[str], str]:

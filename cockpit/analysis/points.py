@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runspec.run.metrics import FINAL_LOSS, TOKENS, TOKENS_PER_S
+
 
 @dataclass
 class Point:
@@ -37,14 +39,14 @@ def read_point(rd) -> tuple[Point | None, str]:
 
     h = RunHistory(rd)
     h.poll()
-    loss = h.final.get("final_benchmarks/loss")
+    loss = h.final.get(FINAL_LOSS)
     start = h.start
     if loss is None or not start.get("params"):
         return None, "no final validation loss (not completed, or [eval] final = false)"
-    rates = h.series["train/tokens_per_s"].points()[1] if "train/tokens_per_s" in h.series else []
+    rates = h.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in h.series else []
     cfg = run_config(rd)
     meta = rd.read_meta()
-    tokens = int(h.latest.get("train/tokens") or (h.step * int(start.get("tokens_per_step", 0))))
+    tokens = int(h.latest.get(TOKENS) or (h.step * int(start.get("tokens_per_step", 0))))
     return Point(rd.id, int(start["params"]), int(start.get("params_non_embedding", start["params"])), tokens,
                  float(loss), float(start.get("flops_per_token", 6 * start["params"])),
                  statistics.median(rates) if rates else None, meta.sweep_values,

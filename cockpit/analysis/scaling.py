@@ -49,7 +49,7 @@ class Law:
         return n, flops / 6.0 / n
 
 
-# Hoffmann et al.'s headline exponents (0.34, 0.28; RESEARCH.md's check value D/N ≈ 32.1 at 1e19 uses
+# Hoffmann et al.'s headline exponents (0.34, 0.28; the check value D/N ≈ 32.1 at 1e19 uses
 # these) and the unrounded ones (0.3392, 0.2849: D/N ≈ 22.8 there, which shows how touchy the split is)
 HOFFMANN = Law(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 HOFFMANN_UNROUNDED = Law(E=1.69, A=406.4, B=410.7, alpha=0.3392, beta=0.2849)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cockpit.analysis.compare import VAL_LOSS
 from cockpit.args import fail
+from runspec.run.metrics import GRAD_NORM_PREFIX, TRAIN_LOSS, VAL_LOSS
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
     c.add_argument("runs", nargs="+", help="two or more runs (ids, unique prefixes or directories)")
     c.add_argument("--md", action="store_true", help="a Markdown table (for notes and findings)")
     c.add_argument("--metric", default=VAL_LOSS, help=f"the curve to overlay (default {VAL_LOSS}; any logged name, "
-                                                      f"e.g. train/loss or debug/grad_norm/...)")
+                                                      f"e.g. {TRAIN_LOSS} or {GRAD_NORM_PREFIX}...)")
     c.add_argument("--out", help="write the overlay as a PNG into this directory")
     c.add_argument("--no-chart", action="store_true", help="the table only")
     c.set_defaults(func=main)

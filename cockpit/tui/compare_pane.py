@@ -14,13 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Select, SelectionList, Static
 
-from cockpit.analysis.compare import VAL_LOSS, Summary, short_names, table
+from cockpit.analysis.compare import Summary, short_names, table
 from cockpit.tui.pane import Pane, Readout, fill_table
 from cockpit.tui.training_pane import PALETTE, Chart
+from runspec.run.metrics import GRAD_NORM, LR, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
 
 NO_SWEEP = "(no sweep)"
 # the metrics `m` cycles through first (then whatever else the runs logged)
-FIRST_METRICS = [VAL_LOSS, "train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"]
+FIRST_METRICS = [VAL_LOSS, TRAIN_LOSS, LR, GRAD_NORM, TOKENS_PER_S]
 
 
 def _label(run_id: str) -> Text:

@@ -25,28 +25,39 @@ from textual_plotext.plot import Plot
 
 from cockpit.format import hms, number
 from cockpit.gpu import GpuMonitor
-from cockpit.history import VAL_LOSS, RunView, eta_s, quiet_after_s
+from cockpit.history import RunView, eta_s, quiet_after_s
 from cockpit.queue import Queue
 from cockpit.runs import read_states
 from cockpit.status import control_files, gpu_lines, keepawake_line
 from cockpit.sysinfo import HostMonitor
 from cockpit.tui.pane import Pane, Readout
+from runspec.run.metrics import (
+    CONVICTION_AUROC,
+    CONVICTION_SPEARMAN,
+    DATA_WAIT,
+    DEBUG,
+    FINAL_BPB,
+    FINAL_LOSS,
+    GRAD_NORM,
+    GRAD_NORM_PREFIX,
+    LR,
+    MFU,
+    STEP_MS,
+    TOKENS_PER_S,
+    TRAIN_LOSS,
+    VAL_BPB,
+    VAL_LOSS,
+    is_named_loss,
+)
 from runspec.run.rundir import RUNNING
 
 clock = time.time  # wall time for the age of the last event (a snapshot test fixes it)
 CHART_INTERVAL_S = 1.0
 GPU_STALE_S = 5.0  # gpus.json older than this: the worker is not sampling  # charts redraw at most this often, however fast events arrive
-GRAD_PREFIX = "debug/grad_norm/"
-
-
-def is_named_loss(name: str) -> bool:
-    """debug/..._loss for a loss the model named (conviction_loss, aux_loss, T12's per-layer
-    aux/layer3_t1_loss ...), except the LM loss itself, which is the chart's train line."""
-    inner = name[len("debug/"):]
-    return name.startswith("debug/") and inner.endswith("_loss") and inner != "ce_loss"
 # RGB, not colour names: plotext maps names through its theme, which Textual registers late
 PALETTE = [(0, 200, 255), (255, 90, 200), (255, 200, 0), (80, 220, 100), (255, 80, 80), (120, 120, 255),
            (220, 220, 220)]
+
 
 
 @dataclass
@@ -406,21 +417,21 @@ class TrainingPane(Pane):
     def _draw(self, data: TrainingData) -> None:
         v = data.view
         series = v.series if v is not None else {}
-        train = series.get("train/loss", ([], []))
+        train = series.get(TRAIN_LOSS, ([], []))
         if self.smooth:
             train = (train[0], ema(train[1]))
         loss = {"train (EMA)" if self.smooth else "train": train, "val": series.get(VAL_LOSS, ([], []))}
         loss.update({f"{k} val": pts for k, pts in data.overlays.items()})
         # the model's named losses (conviction, moe_balance, T12's aux and its terms ...), whatever they are
-        loss.update({k[len("debug/"):]: pts for k, pts in series.items() if is_named_loss(k)})
+        loss.update({k[len(DEBUG) + 1:]: pts for k, pts in series.items() if is_named_loss(k)})
         marks = v.stage_marks if v is not None else []
         points = {"val", *(f"{k} val" for k in data.overlays)}  # validation as markers over the train line
         self.query_one("#chart-loss", Chart).draw(loss, log_y=True, marks=marks, points=points)  # linear put every curve in the bottom row
-        self.query_one("#chart-lr", Chart).draw({"lr": series.get("train/lr", ([], []))}, marks=marks)
-        grads = {"global": series.get("train/grad_norm", ([], []))}
-        grads.update({k[len(GRAD_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_PREFIX)})
+        self.query_one("#chart-lr", Chart).draw({"lr": series.get(LR, ([], []))}, marks=marks)
+        grads = {"global": series.get(GRAD_NORM, ([], []))}
+        grads.update({k[len(GRAD_NORM_PREFIX):]: pts for k, pts in series.items() if k.startswith(GRAD_NORM_PREFIX)})
         self.query_one("#chart-grad", Chart).draw(grads, log_y=True, marks=marks)
-        self.query_one("#chart-tps", Chart).draw({"tokens/s": series.get("train/tokens_per_s", ([], []))}, marks=marks)
+        self.query_one("#chart-tps", Chart).draw({"tokens/s": series.get(TOKENS_PER_S, ([], []))}, marks=marks)
         self._drawn_at = time.monotonic()
         self._drawn_events = (v.events, tuple(data.overlays)) if v is not None else 0
 
@@ -445,17 +456,17 @@ class TrainingPane(Pane):
             # which step the validation loss is from (evals are rarer than steps)
             val_label = f"val @{int(val_steps[-1]):,}" if val_steps else "val loss"
             rows = [("step", f"{v.step:,}/{v.max_steps:,}" if v.max_steps else f"{v.step:,}"),
-                    ("loss", number(m.get("train/loss"))), (val_label, number(m.get(VAL_LOSS))),
-                    ("val bpb", number(m.get("train_benchmarks/bpb"))), ("lr", number(m.get("train/lr"), ".2e")),
-                    ("grad norm", number(m.get("train/grad_norm"), ".3f")),
-                    ("tokens/s", number(m.get("train/tokens_per_s"), ",.0f")), ("MFU", number(m.get("train/mfu"), ".2%"))]
+                    ("loss", number(m.get(TRAIN_LOSS))), (val_label, number(m.get(VAL_LOSS))),
+                    ("val bpb", number(m.get(VAL_BPB))), ("lr", number(m.get(LR), ".2e")),
+                    ("grad norm", number(m.get(GRAD_NORM), ".3f")),
+                    ("tokens/s", number(m.get(TOKENS_PER_S), ",.0f")), ("MFU", number(m.get(MFU), ".2%"))]
             if v.stages:
                 rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
-            if m.get("train/data_wait") is not None:  # share of step time spent waiting for batches
-                rows.append(("data wait", number(m.get("train/data_wait"), ".1%")))
+            if m.get(DATA_WAIT) is not None:  # share of step time spent waiting for batches
+                rows.append(("data wait", number(m.get(DATA_WAIT), ".1%")))
             if (v.start.get("world_size") or 1) > 1:
                 rows.append(("ranks", str(v.start["world_size"])))
-            recent = v.series.get("train/step_ms", ([], []))[1][-20:]
+            recent = v.series.get(STEP_MS, ([], []))[1][-20:]
             left = eta_s(v.step, v.max_steps, m, recent) if st.status == RUNNING else None
             if left is not None:
                 rows.append(("ETA", hms(left)))
@@ -468,11 +479,11 @@ class TrainingPane(Pane):
                 if age > quiet_after_s(v.gaps):
                     quiet = age
             if v.final:
-                rows += [("final loss", number(v.final.get("final_benchmarks/loss"))),
-                         ("final bpb", number(v.final.get("final_benchmarks/bpb")))]
-                if "final_benchmarks/conviction_auroc_top1" in v.final:
-                    rows += [("conv. AUROC", number(v.final["final_benchmarks/conviction_auroc_top1"], ".3f")),
-                             ("conv. ρ loss", number(v.final.get("final_benchmarks/conviction_spearman_loss"), ".3f"))]
+                rows += [("final loss", number(v.final.get(FINAL_LOSS))),
+                         ("final bpb", number(v.final.get(FINAL_BPB)))]
+                if CONVICTION_AUROC in v.final:
+                    rows += [("conv. AUROC", number(v.final[CONVICTION_AUROC], ".3f")),
+                             ("conv. ρ loss", number(v.final.get(CONVICTION_SPEARMAN), ".3f"))]
             for name, value in rows:
                 t.append(f"{name:<11} ", style="bold")  # "conv. AUROC" is 11: a space after it
                 t.append(f"{value}\n")

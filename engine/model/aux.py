@@ -15,6 +15,7 @@ from torch import nn
 
 from engine.model.collect import Collector
 from runspec.config.schema import AuxConfig, ModelConfig
+from runspec.run.metrics import AUX_ACTIVE_LAYERS, aux_final_loss, aux_layer_loss
 
 
 def active_from(layers: list[int], n_layer: int, schedule: str, progress: float) -> int:
@@ -99,7 +100,7 @@ class AuxHeads(nn.Module):
             if collect.want_metrics:
                 for i, layer in enumerate(self.layers[start:]):
                     for j in range(self.J):
-                        collect.metric(f"aux/layer{layer}_t{j + 1}_loss", per[i, j].detach())
+                        collect.metric(aux_layer_loss(layer, j + 1), per[i, j].detach())
         if a.targets and a.target_weight > 0:
             logits = self.final_logits(hidden)  # (B, T, k, V)
             y = ys[1:].permute(1, 2, 0)  # (B, T, k)
@@ -110,8 +111,8 @@ class AuxHeads(nn.Module):
             total = term if total is None else total + term
             if collect.want_metrics:
                 for j in range(a.targets):
-                    collect.metric(f"aux/final_t{j + 2}_loss", per[j].detach())
+                    collect.metric(aux_final_loss(j + 2), per[j].detach())
         if collect.want_metrics:
-            collect.metric("aux/active_layers", torch.tensor(float(len(self.layers) - start)))
+            collect.metric(AUX_ACTIVE_LAYERS, torch.tensor(float(len(self.layers) - start)))
         if total is not None:
             collect.loss("aux", total, 1.0)

@@ -1,4 +1,4 @@
-"""Function-preserving growth of a pre-norm GPT (RESEARCH.md section 9), and the optimizer
+"""Function-preserving growth of a pre-norm GPT (Net2Net-style: the grown model computes what the old one did), and the optimizer
 state that goes with it.
 
 The grown model is a fresh GPT of the grown config; the old weights are copied into the

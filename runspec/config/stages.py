@@ -29,7 +29,7 @@ class InitConfig:
 
 @dataclass
 class GrowConfig:
-    """Function-preserving growth (RESEARCH.md section 9): 0 leaves a size as it is."""
+    """Function-preserving growth: the grown model first computes what the old one did; 0 leaves a size as it is."""
 
     n_layer: int = 0
     positions: list[int] = field(default_factory=list)  # indices of the new blocks in the grown model; [] spreads them evenly
@@ -44,7 +44,7 @@ class GrowConfig:
 
 @dataclass
 class LoraConfig:
-    """Low-rank adapters on the named matrices of every block (RESEARCH.md section 10). Only the
+    """Low-rank adapters (LoRA, ReLoRA) on the named matrices of every block. Only the
     adapters (and ``unfreeze`` patterns) train; the rest of the model is frozen."""
 
     rank: int = 0  # 0: no adapters

@@ -2,14 +2,14 @@
 process that merely inherited a dead engine's pid. Torch-free; both halves use it.
 
 On Linux the start time is field 22 of /proc/PID/stat (clock ticks since boot) prefixed with
-the boot id, so even a pid and tick count repeated after a reboot do not match. Elsewhere
-``ps -o lstart=`` gives the start time to the second.
+the boot id, so even a pid and tick count repeated after a reboot do not match: the exact
+figure, and the token format every state.json already holds (a run started before an upgrade
+is still recognised as alive). Elsewhere psutil's creation time, and psutil for children.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,11 +43,15 @@ def start_token(pid: int | None) -> str | None:
         return None
     except (OSError, ValueError, IndexError):
         pass
-    try:  # no /proc (macOS, BSD)
-        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+    import psutil  # no /proc (macOS, BSD, Windows)
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"ct:{proc.create_time():.3f}"
+    except (psutil.Error, OSError):
         return None
-    return out.stdout.strip() or None
 
 
 def pid_exists(pid: int | None) -> bool:
@@ -91,23 +95,18 @@ class Proc:
 
 
 def children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (a launcher's ranks): /proc on Linux, else pgrep."""
-    if os.path.isdir("/proc"):
-        out = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-                fields = stat[stat.rindex(b")") + 2:].split()
-                if int(fields[1]) == pid and fields[0] != b"Z":
-                    out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-        return sorted(out)
+    """The live (not zombie) child processes of ``pid``: a launcher's ranks."""
+    import psutil
+
     try:
-        res = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+        kids = psutil.Process(pid).children()
+    except (psutil.Error, OSError):
         return []
-    return [int(x) for x in res.stdout.split() if x.isdigit()]
+    out = []
+    for kid in kids:
+        try:
+            if kid.status() != psutil.STATUS_ZOMBIE:
+                out.append(kid.pid)
+        except (psutil.Error, OSError):
+            continue
+    return sorted(out)
