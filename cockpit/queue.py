@@ -16,38 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cockpit.runs import (
-    RunError,
-    check_config,
-    create_run,
-    engine_alive,
-    find_run,
-    read_state,
-    read_states,
-    record_engine_exit,
-    signal_engine,
-    starting,
-)
+from cockpit.runs import RunError, check_config, create_run, find_run, read_states
 from runspec.fs import atomic_write, locked
-from runspec.run.lifecycle import RETRYABLE
-from runspec.run.rundir import (
-    COMPLETED,
-    FAILED,
-    INTERRUPTED,
-    QUEUED,
-    RUNNING,
-    RunDir,
-    RunMeta,
-    StateConflict,
-    StateError,
-)
+from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, RunDir, RunMeta, StateError
 
 
 def control_dir(runs_dir: Path) -> Path:
@@ -162,29 +138,30 @@ class Queue:
     # -- edits --------------------------------------------------------------------------
     def add(self, configs: list[str], name: str | None = None, front: bool = False, after: str | None = None,
             overrides: list[str] | None = None, tags: list[str] | None = None,
-            depends_on: list[str] | None = None, meta: RunMeta | None = None) -> list[RunDir]:
+            depends_on: list[str] | None = None, meta: RunMeta | None = None,
+            checked: list | None = None) -> list[RunDir]:
         """Check everything first (every config, --after, dependencies): a bad one changes
-        nothing. Then create the runs and enqueue them."""
-        for c in configs:
-            check_config(c, overrides)
+        nothing. Then create the runs and enqueue them. ``checked``: the configs' RunConfigs
+        from check_config already (the Queue tab's dialog checks before it closes), so each
+        config is read and checked once."""
+        cfgs = checked if checked is not None else [check_config(c, overrides) for c in configs]
         anchor = self.run(after).id if after else None
         if anchor is not None and anchor not in self.order:
             raise RunError(f"--after {after}: {anchor} is not queued; give a queued run (cockpit queue ls)")
         deps = [self.run(d).id for d in depends_on or []]
         items = [(c, overrides, name if len(configs) == 1 else None,
                   dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
-                                      depends_on=deps or (meta.depends_on if meta else [])))
-                 for c in configs]
+                                      depends_on=deps or (meta.depends_on if meta else [])), cfg)
+                 for c, cfg in zip(configs, cfgs)]
         return self.add_runs(items, front=front, anchor=anchor)
 
-    def add_runs(self, items: list[tuple[str, list[str] | None, str | None, RunMeta]], front: bool = False,
-                 anchor: str | None = None) -> list[RunDir]:
-        """Create runs (config, overrides, name, meta) and enqueue them together, in order: all
-        or none (a sweep's runs, or the configs of one ``queue add``)."""
+    def add_runs(self, items: list[tuple], front: bool = False, anchor: str | None = None) -> list[RunDir]:
+        """Create runs (config, overrides, name, meta, the checked RunConfig or None) and enqueue
+        them together, in order: all or none (a sweep's runs, or the configs of one ``queue add``)."""
         created = []
         try:
-            for config, overrides, name, meta in items:
-                created.append(create_run(config, overrides, name, self.runs_dir, meta))
+            for config, overrides, name, meta, cfg in items:
+                created.append(create_run(config, overrides, name, self.runs_dir, meta, checked=cfg))
             ids = [rd.id for rd in created]
             with self.edit() as q:
                 if front:
@@ -212,82 +189,11 @@ class Queue:
             order.insert(j, order.pop(i))
             return j + 1
 
-    def _drop(self, run_id: str) -> None:
+    def drop(self, run_id: str) -> None:
+        """Take a run out of the order (it is no longer queued)."""
         with self.edit() as q:
             if run_id in q["order"]:
                 q["order"].remove(run_id)
-
-    def remove(self, ref: str, force: bool = False) -> None:
-        """Delete a queued run (or, with ``force``, a finished one). The check and the deletion
-        happen under the run's lock, so a worker cannot start it in between."""
-        rd = self.run(ref)
-        with rd.locked():
-            try:
-                state = rd.read_state()
-            except StateError as e:
-                if not force:
-                    raise RunError(f"{e}; pass --force to delete it anyway") from None
-                state = None
-            if state is not None and state.status == RUNNING:
-                if engine_alive(rd, state) or starting(state):
-                    raise RunError(f"{rd.id} is running; stop it first (cockpit queue stop {rd.id})")
-                if not force:
-                    raise RunError(f"{rd.id} is marked running but its engine is gone; a worker marks it "
-                                   f"interrupted (or pass --force to delete it)")
-            elif state is not None and state.status != QUEUED and not force:
-                raise RunError(f"{rd.id} is {state.status}, not queued: its directory holds results; "
-                               f"pass --force to delete it")
-            # out of sight first, in one atomic step: a claimer waiting for this lock then finds
-            # no directory (never recreates a .lock inside one being emptied, which made rmtree
-            # fail with "Directory not empty" under load), and readers skip dot names
-            doomed = rd.path.with_name(f".removing-{rd.id}-{os.getpid()}")
-            os.rename(rd.path, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-        self._drop(rd.id)
-
-    def stop(self, ref: str) -> str:
-        """Take a queued run out of the queue, or ask a running one to stop. Whichever of this
-        and a worker's start lands first wins; the other sees the new state."""
-        rd = self.run(ref)
-        try:
-            rd.transition("stop", expected=QUEUED, reason="stopped while queued")
-        except StateConflict:
-            pass
-        except StateError as e:
-            raise RunError(str(e)) from None
-        else:
-            self._drop(rd.id)
-            return f"{rd.id} taken out of the queue (stopped)"
-        state = read_state(rd)
-        if state.status != RUNNING:
-            raise RunError(f"{rd.id} is {state.status}; only running or queued runs can be stopped")
-        try:  # an engine that has not started yet reads this when it attaches
-            state = rd.update(expected=RUNNING, stop_requested=True)
-        except StateConflict:
-            return self.stop(ref)  # it ended (or was requeued) meanwhile: look again
-        if signal_engine(rd, state, signal.SIGTERM):
-            return f"asked {rd.id} (pid {state.pid}) to stop; it checkpoints first"
-        if starting(state):
-            return f"{rd.id} is starting; it will stop before training"
-        raise RunError(f"{rd.id} is marked running but its engine (pid {state.pid}) is gone; "
-                       f"a worker marks it interrupted, or: cockpit queue retry {rd.id}")
-
-    def retry(self, ref: str) -> RunDir:
-        rd = self.run(ref)
-        state = read_state(rd)
-        if state.status == RUNNING and not engine_alive(rd, state) and not starting(state):
-            record_engine_exit(rd, None, state.launch)  # its engine is gone: interrupted, then queued
-        try:
-            rd.transition("retry", stop_requested=False)
-        except StateConflict:
-            state = read_state(rd)
-            raise RunError(f"{rd.id} is {state.status}; only {', '.join(RETRYABLE)} runs can be retried") from None
-        except StateError as e:
-            raise RunError(str(e)) from None
-        with self.edit() as q:
-            if rd.id not in q["order"]:
-                q["order"].append(rd.id)
-        return rd
 
     def set_paused(self, paused: bool) -> None:
         with self.edit() as q:

@@ -10,6 +10,7 @@ recorded, so a recycled pid is never signalled.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import shutil
@@ -77,11 +78,12 @@ def check_config(config_path: str | Path, overrides: list[str] | None = None) ->
 
 
 def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
-               runs_dir: Path | None = None, meta: RunMeta | None = None, now: bool = False) -> RunDir:
-    """Check the config, then create ``runs/<id>/`` (config.toml, resolved.toml, run.json,
-    state queued). A bad config creates nothing. ``now``: the run starts at once, so a parent
-    it initialises from must have completed."""
-    cfg = check_config(config_path, overrides)
+               runs_dir: Path | None = None, meta: RunMeta | None = None, now: bool = False,
+               checked: RunConfig | None = None) -> RunDir:
+    """Check the config (unless ``checked`` is what check_config gave for it), then create
+    ``runs/<id>/`` (config.toml, resolved.toml, run.json, state queued). A bad config creates
+    nothing. ``now``: the run starts at once, so a parent it initialises from must have completed."""
+    cfg = copy.deepcopy(checked) if checked is not None else check_config(config_path, overrides)
     _absolute_data_path(cfg)
     root = runs_dir or runs_root()
     parent = resolve_init(cfg, root) if cfg.init.from_ else None

@@ -216,6 +216,6 @@ def queue_sweep(sweep: Sweep, runs_dir: Path) -> tuple[str, list]:
     from runspec.run.rundir import RunMeta
 
     sweep_id = f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    items = [(str(sweep.base), r.overrides, r.name, RunMeta(sweep=sweep_id, sweep_values=r.values))
+    items = [(str(sweep.base), r.overrides, r.name, RunMeta(sweep=sweep_id, sweep_values=r.values), r.cfg)
              for r in sweep.runs]
     return sweep_id, Queue(runs_dir).add_runs(items)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.device import pick_device, sync
+from runspec.config.kinds import FAMILIES
 from runspec.config.load import config_from_dict
 from runspec.config.schema import ModelConfig
 
@@ -102,28 +103,12 @@ def model_config(shape: Shape, attention: dict | None = None, ffn: dict | None =
 
 # the rows: every registered kind with its defaults, plus variants whose cost differs in kind
 def attention_rows(shape: Shape) -> list[tuple[str, dict]]:
-    window = max(1, shape.seq // 4)
-    return [
-        ("mha", {"kind": "mha"}),
-        (f"mha sliding {window}", {"kind": "mha", "pattern": "sliding", "window": window}),
-        ("mha low-rank d/4", {"kind": "mha", "rank": max(1, shape.d_model // 4)}),
-        ("mla", {"kind": "mla"}),
-        ("mla absorbed", {"kind": "mla", "absorb": True}),
-        ("diff", {"kind": "diff"}),
-        ("dint", {"kind": "dint"}),
-        ("mla map=dint", {"kind": "mla", "map": "dint"}),
-    ]
+    """Every attention kind's own rows (its spec's bench_variants), in registry order."""
+    return [row for cls in FAMILIES["attention"].values() for row in cls.bench_variants(shape.d_model, shape.seq)]
 
 
 def ffn_rows(shape: Shape) -> list[tuple[str, dict]]:
-    return [
-        ("dense swiglu", {"kind": "dense", "activation": "silu", "gated": True}),
-        ("dense gelu", {"kind": "dense", "activation": "gelu", "gated": False}),
-        ("dense low-rank d/4", {"kind": "dense", "activation": "silu", "gated": True,
-                                "rank": max(1, shape.d_model // 4)}),
-        ("moe 4x2", {"kind": "moe", "experts": 4, "top_k": 2}),
-        ("moe 8x2", {"kind": "moe", "experts": 8, "top_k": 2}),
-    ]
+    return [row for cls in FAMILIES["ffn"].values() for row in cls.bench_variants(shape.d_model, shape.seq)]
 
 
 def _params(module: torch.nn.Module) -> int:

@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import PATIENCE, ROOT, cockpit
 
+from cockpit import control
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake, Policy
 from cockpit.queue import Queue
@@ -36,16 +37,16 @@ def test_queue_semantics(write_config, runs_dir):
     assert ids(q) == [c.id, b.id, a.id, d.id]
     q.move(d.id, up=True)
     assert ids(q) == [c.id, b.id, d.id, a.id]
-    q.remove(c.id)
+    control.remove(q, c.id)
     assert not c.path.exists() and ids(q) == [b.id, d.id, a.id]
-    q.stop(d.id)  # a queued run taken out
+    control.stop(q, d.id)  # a queued run taken out
     assert d.read_state().status == "stopped" and ids(q) == [b.id, a.id]
     with pytest.raises(RunError, match="--force"):
-        q.remove(d.id)  # not queued: its directory holds results
-    q.retry(d.id)
+        control.remove(q, d.id)  # not queued: its directory holds results
+    control.retry(q, d.id)
     assert ids(q) == [b.id, a.id, d.id] and d.read_state().status == "queued"
     with pytest.raises(RunError, match="only failed, stopped, interrupted"):
-        q.retry(a.id)
+        control.retry(q, a.id)
     q.set_paused(True)
     assert q.next_ready() is None and ids(q) == [b.id, a.id, d.id]
     q.set_paused(False)
@@ -253,7 +254,7 @@ def test_queue_add_after_a_run_that_is_not_queued_creates_nothing(write_config, 
     without being in the queue, and never ran."""
     q = Queue(runs_dir)
     (a,) = q.add([str(write_config("q"))])
-    q.stop(a.id)
+    control.stop(q, a.id)
     before = sorted(p.name for p in runs_dir.iterdir())
     r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(write_config("n")), "--after", a.id)
     assert r.returncode == 2 and "is not queued" in r.stderr

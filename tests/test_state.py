@@ -13,6 +13,7 @@ import time
 import pytest
 from conftest import PATIENCE, ROOT, cockpit
 
+from cockpit import control
 from cockpit.queue import Queue
 from cockpit.runs import RunError, claim, engine_alive, read_states
 from runspec.run.process import Proc, start_token
@@ -105,11 +106,12 @@ print(json.dumps({{"started": started}}))
     stop = f"""
 import json
 from pathlib import Path
+from cockpit import control
 from cockpit.queue import Queue
 q = Queue(Path({str(runs_dir)!r}))
 said = {{}}
 for run_id in {[rd.id for rd in runs]!r}:
-    said[run_id] = q.stop(run_id)
+    said[run_id] = control.stop(q, run_id)
 print(json.dumps({{"said": said}}))
 """
     started, stopped = race(start, stop)
@@ -155,11 +157,12 @@ import json
 from pathlib import Path
 from cockpit.queue import Queue
 from cockpit.runs import RunError
+from cockpit import control
 q = Queue(Path({str(runs_dir)!r}))
 removed, refused = [], []
 for run_id in {[rd.id for rd in runs]!r}:
     try:
-        q.remove(run_id)
+        control.remove(q, run_id)
         removed.append(run_id)
     except RunError as e:
         refused.append([run_id, str(e)])
@@ -336,4 +339,4 @@ def test_queue_stop_and_rm_refuse_cleanly_without_a_run(runs_dir):
         r = cockpit("--runs-dir", str(runs_dir), *args)
         assert r.returncode == 2 and "no run 'nope'" in r.stderr
     with pytest.raises(RunError):
-        Queue(runs_dir).stop("nope")
+        control.stop(Queue(runs_dir), "nope")

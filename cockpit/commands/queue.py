@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from cockpit import control
 from cockpit.args import add_set, warn
 from cockpit.runs import runs_root
 
@@ -69,12 +70,12 @@ def queue(args) -> int:
     elif c == "mv":
         print(f"{args.run} is now at position {q.move(args.run, args.to, args.up, args.down)}")
     elif c == "stop":
-        print(q.stop(args.run))
+        print(control.stop(q, args.run))
     elif c == "retry":
-        rd = q.retry(args.run)
+        rd = control.retry(q, args.run)
         print(f"queued {rd.id} again at position {q.order.index(rd.id) + 1}; it resumes from its last checkpoint")
     elif c == "rm":
-        q.remove(args.run, args.force)
+        control.remove(q, args.run, args.force)
         print(f"removed {args.run}")
     elif c in ("pause", "resume"):
         q.set_paused(c == "pause")

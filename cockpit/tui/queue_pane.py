@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from cockpit import control
 from cockpit.analysis.termplot import tick_label
 from cockpit.format import hms
 from cockpit.queue import Queue
@@ -183,7 +184,7 @@ class QueuePane(Pane):
 
         def stop(yes: bool | None = True) -> None:
             if yes:
-                self.in_background(lambda: Queue(self.runs_dir).stop(run_id), self.notify, "queue-edit")
+                self.in_background(lambda: control.stop(Queue(self.runs_dir), run_id), self.notify, "queue-edit")
 
         if row is not None and row.status == RUNNING and row.elapsed >= ASK_BEFORE_STOPPING_S:
             # a slip of the finger should not cost an evening's run its momentum (it resumes, but still)
@@ -194,7 +195,7 @@ class QueuePane(Pane):
 
     def action_retry(self) -> None:
         if (run_id := self._selected()) is not None:
-            self.in_background(lambda: Queue(self.runs_dir).retry(run_id),
+            self.in_background(lambda: control.retry(Queue(self.runs_dir), run_id),
                                lambda rd: self.notify(f"{rd.id} queued again; it resumes from its checkpoint"),
                                "queue-edit")
 
@@ -210,7 +211,7 @@ class QueuePane(Pane):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.in_background(lambda: Queue(self.runs_dir).remove(run_id, force=finished),
+                self.in_background(lambda: control.remove(Queue(self.runs_dir), run_id, force=finished),
                                    lambda _: self.notify(f"removed {run_id}"), "queue-edit")
 
         question = (f"Delete {run_id}? It is {row.status}: its directory (checkpoints, events) goes too."

@@ -92,6 +92,20 @@ class AttentionSpec:
     def label(self) -> str:
         return self.kind + (f"/{self.pattern}" if self.pattern != "full" else "") + (f"/r{self.rank}" if self.rank else "")
 
+    # what a kind says about stages and benchmarks (the defaults: no adapters, no growth)
+    def lora_targets(self) -> list[str]:
+        """The names of this kind's matrices that LoRA may adapt ([[stage]] lora.targets)."""
+        return []
+
+    def grow_refusal(self) -> str:
+        """Why a model with this kind cannot grow; '' when it can (function-preserving growth)."""
+        return f"growth needs full-rank attention kind 'mha' (found '{self.label()}')"
+
+    @classmethod
+    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
+        """The rows of ``cockpit bench modules`` for this kind: (row name, [model.attention] table)."""
+        return [(cls.kind, {"kind": cls.kind})]
+
 
 @dataclass
 class MHASpec(AttentionSpec):
@@ -99,6 +113,19 @@ class MHASpec(AttentionSpec):
 
     kind: str = "mha"
     fused_qkv: bool = True  # one matmul for q, k and v (False: three; the bench compares them)
+
+    def lora_targets(self) -> list[str]:
+        return ["qkv", "proj"] if self.fused_qkv else ["q", "k", "v", "proj"]
+
+    def grow_refusal(self) -> str:
+        return "" if self.rank == 0 else super().grow_refusal()
+
+    @classmethod
+    def bench_variants(cls, d_model, seq):
+        window = max(1, seq // 4)
+        return [("mha", {"kind": "mha"}),
+                (f"mha sliding {window}", {"kind": "mha", "pattern": "sliding", "window": window}),
+                ("mha low-rank d/4", {"kind": "mha", "rank": max(1, d_model // 4)})]
 
     def params(self, m, ngpt):
         h, hd = self.heads(m)
@@ -128,6 +155,12 @@ class MLASpec(AttentionSpec):
     ``absorb``: fold W_UK into the query and attend in the latent space (same result)."""
 
     kind: str = "mla"
+
+    @classmethod
+    def bench_variants(cls, d_model, seq):
+        return [("mla", {"kind": "mla"}), ("mla absorbed", {"kind": "mla", "absorb": True}),
+                ("mla map=dint", {"kind": "mla", "map": "dint"})]
+
     latent_dim: int = 0  # d_c; 0: 4 x head size (DeepSeek-V2's ratio)
     rope_head_dim: int = 0  # d_h^R; 0: half the head size with pos = "rope", none otherwise
     q_latent_dim: int = 0  # d_c' of the optional query compression; 0: no compression
@@ -308,10 +341,36 @@ class FFNSpec:
     def label(self) -> str:
         return self.kind + (f"/r{self.rank}" if self.rank else "")
 
+    def lora_targets(self) -> list[str]:
+        """The names of this kind's matrices that LoRA may adapt ([[stage]] lora.targets)."""
+        return []
+
+    def grow_refusal(self) -> str:
+        """Why a model with this kind cannot grow; '' when it can."""
+        return "growth needs a full-rank dense ffn without SoLU (its layernorm over the hidden units would change)"
+
+    @classmethod
+    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
+        """The rows of ``cockpit bench modules`` for this kind: (row name, [model.ffn] table)."""
+        return [(cls.kind, {"kind": cls.kind})]
+
 
 @dataclass
 class DenseSpec(FFNSpec):
     kind: str = "dense"
+
+    def lora_targets(self) -> list[str]:
+        return ["up", "gate", "down"] if self.gated else ["up", "down"]
+
+    def grow_refusal(self) -> str:
+        return "" if self.rank == 0 and self.activation != "solu" else super().grow_refusal()
+
+    @classmethod
+    def bench_variants(cls, d_model, seq):
+        return [("dense swiglu", {"kind": "dense", "activation": "silu", "gated": True}),
+                ("dense gelu", {"kind": "dense", "activation": "gelu", "gated": False}),
+                ("dense low-rank d/4", {"kind": "dense", "activation": "silu", "gated": True,
+                                        "rank": max(1, d_model // 4)})]
 
 
 @dataclass
@@ -347,6 +406,11 @@ class MoESpec(FFNSpec):
     def label(self) -> str:
         return f"moe{self.experts}x{self.top_k}" + (f"/r{self.rank}" if self.rank else "")
 
+    @classmethod
+    def bench_variants(cls, d_model, seq):
+        return [("moe 4x2", {"kind": "moe", "experts": 4, "top_k": 2}),
+                ("moe 8x2", {"kind": "moe", "experts": 8, "top_k": 2})]
+
 
 # -- blocks -------------------------------------------------------------------------------------
 
@@ -364,12 +428,19 @@ class BlockSpec:
     def label(self) -> str:
         return self.kind
 
+    def grow_refusal(self) -> str:
+        """Why a model with this block cannot grow; '' when it can."""
+        return f"growth needs block = 'prenorm' (found '{self.kind}')"
+
 
 @dataclass
 class PreNormSpec(BlockSpec):
     """x + attn(norm(x)), then x + ffn(norm(x)): GPT-2 and LLaMA."""
 
     kind: str = "prenorm"
+
+    def grow_refusal(self) -> str:
+        return ""
 
 
 @dataclass

@@ -112,11 +112,9 @@ def _check_growth(g: GrowConfig, m: Any, prev: Any, need: Callable) -> Any:
                             ("n_head", m.n_head, g.n_head), ("d_ff", prev.d_ff, g.d_ff)):
         need(value == 0 or value >= old, f"grow.{key}",
              f"found {value}, smaller than the model's {old}; growth only adds (0 keeps the size)")
-    need(m.block.kind == "prenorm", "grow", f"growth needs block = 'prenorm' (found '{m.block.kind}')")
-    need(m.attention.kind == "mha" and m.attention.rank == 0, "grow",
-         f"growth needs full-rank attention kind 'mha' (found '{m.attention.label()}')")
-    need(m.ffn.kind == "dense" and m.ffn.rank == 0 and m.ffn.activation != "solu", "grow",
-         "growth needs a full-rank dense ffn without SoLU (its layernorm over the hidden units would change)")
+    for spec in (m.block, m.attention, m.ffn):  # each kind says whether it can grow
+        refusal = spec.grow_refusal()
+        need(not refusal, "grow", refusal)
     need(not prev.aux.enabled(m.n_layer), "grow", "T12 auxiliary heads are tied to layer positions; "
                                                   "turn [aux] off for runs that grow")
     if g.d_model:

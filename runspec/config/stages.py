@@ -130,9 +130,5 @@ def new_positions(old: int, new: int, given: list[int]) -> list[int]:
 
 
 def lora_target_names(m: Any) -> list[str]:
-    names = []
-    if m.attention.kind == "mha":
-        names += ["qkv", "proj"] if m.attention.fused_qkv else ["q", "k", "v", "proj"]
-    if m.ffn.kind == "dense":
-        names += ["up", "gate", "down"] if m.ffn.gated else ["up", "down"]
-    return names
+    """The matrices of every block that LoRA may adapt: what the model's kinds name."""
+    return m.attention.lora_targets() + m.ffn.lora_targets()

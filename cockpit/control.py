@@ -1,0 +1,87 @@
+"""What a person does to a run besides queueing it: stop it, retry it, remove it. Each is a
+lifecycle move (runspec/run/lifecycle.py) made by compare-and-set on the run, plus the queue's
+order kept in step; the Queue itself only keeps the order and the pause."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+from cockpit.queue import Queue
+from cockpit.runs import RunError, engine_alive, read_state, record_engine_exit, signal_engine, starting
+from runspec.run.lifecycle import QUEUED, RETRYABLE, RUNNING
+from runspec.run.rundir import RunDir, StateConflict, StateError
+
+
+def remove(q: Queue, ref: str, force: bool = False) -> None:
+    """Delete a queued run (or, with ``force``, a finished one). The check and the deletion
+    happen under the run's lock, so a worker cannot start it in between."""
+    rd = q.run(ref)
+    with rd.locked():
+        try:
+            state = rd.read_state()
+        except StateError as e:
+            if not force:
+                raise RunError(f"{e}; pass --force to delete it anyway") from None
+            state = None
+        if state is not None and state.status == RUNNING:
+            if engine_alive(rd, state) or starting(state):
+                raise RunError(f"{rd.id} is running; stop it first (cockpit queue stop {rd.id})")
+            if not force:
+                raise RunError(f"{rd.id} is marked running but its engine is gone; a worker marks it "
+                               f"interrupted (or pass --force to delete it)")
+        elif state is not None and state.status != QUEUED and not force:
+            raise RunError(f"{rd.id} is {state.status}, not queued: its directory holds results; "
+                           f"pass --force to delete it")
+        # out of sight first, in one atomic step: a claimer waiting for this lock then finds
+        # no directory (never recreates a .lock inside one being emptied, which made rmtree
+        # fail with "Directory not empty" under load), and readers skip dot names
+        doomed = rd.path.with_name(f".removing-{rd.id}-{os.getpid()}")
+        os.rename(rd.path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+    q.drop(rd.id)
+
+def stop(q: Queue, ref: str) -> str:
+    """Take a queued run out of the queue, or ask a running one to stop. Whichever of this
+    and a worker's start lands first wins; the other sees the new state."""
+    rd = q.run(ref)
+    try:
+        rd.transition("stop", expected=QUEUED, reason="stopped while queued")
+    except StateConflict:
+        pass
+    except StateError as e:
+        raise RunError(str(e)) from None
+    else:
+        q.drop(rd.id)
+        return f"{rd.id} taken out of the queue (stopped)"
+    state = read_state(rd)
+    if state.status != RUNNING:
+        raise RunError(f"{rd.id} is {state.status}; only running or queued runs can be stopped")
+    try:  # an engine that has not started yet reads this when it attaches
+        state = rd.update(expected=RUNNING, stop_requested=True)
+    except StateConflict:
+        return stop(q, ref)  # it ended (or was requeued) meanwhile: look again
+    if signal_engine(rd, state, signal.SIGTERM):
+        return f"asked {rd.id} (pid {state.pid}) to stop; it checkpoints first"
+    if starting(state):
+        return f"{rd.id} is starting; it will stop before training"
+    raise RunError(f"{rd.id} is marked running but its engine (pid {state.pid}) is gone; "
+                   f"a worker marks it interrupted, or: cockpit queue retry {rd.id}")
+
+def retry(q: Queue, ref: str) -> RunDir:
+    rd = q.run(ref)
+    state = read_state(rd)
+    if state.status == RUNNING and not engine_alive(rd, state) and not starting(state):
+        record_engine_exit(rd, None, state.launch)  # its engine is gone: interrupted, then queued
+    try:
+        rd.transition("retry", stop_requested=False)
+    except StateConflict:
+        state = read_state(rd)
+        raise RunError(f"{rd.id} is {state.status}; only {', '.join(RETRYABLE)} runs can be retried") from None
+    except StateError as e:
+        raise RunError(str(e)) from None
+    with q.edit() as data:
+        if rd.id not in data["order"]:
+            data["order"].append(rd.id)
+    return rd
