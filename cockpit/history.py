@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from runspec.run import events
-from runspec.run.metrics import STEP_MS
+from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, STEP_MS, TOKENS, TOKENS_PER_S, VAL_BPB, VAL_LOSS
 from runspec.run.rundir import BROKEN, RunDir, RunState, StateError
 
 READ_CHUNK = 4 << 20  # bytes of events.jsonl parsed per step of a catch-up read
@@ -129,6 +129,29 @@ class RunHistory:
         self._last_step_time = 0.0
         self._segment = (0.0, 0.0)  # (launch's start time, wall time before it)
         self.lock = threading.Lock()  # the queue and training tabs may poll the same run
+
+    # -- the run at a glance: the one place for these fallbacks, read by status, the Queue
+    # tab, sweep status, compare and the scaling points alike
+    @property
+    def val_loss(self) -> float | None:
+        """The final validation loss, else the latest running one."""
+        return self.final.get(FINAL_LOSS, self.latest.get(VAL_LOSS))
+
+    @property
+    def val_bpb(self) -> float | None:
+        return self.final.get(FINAL_BPB, self.latest.get(VAL_BPB))
+
+    @property
+    def tokens(self) -> int | None:
+        """Tokens trained: the engine's own count, else steps times the tokens of a step."""
+        if self.latest.get(TOKENS) is not None:
+            return int(self.latest[TOKENS])
+        per_step = self.start.get("tokens_per_step")
+        return self.step * int(per_step) if per_step else None
+
+    def median_tokens_per_s(self) -> float | None:
+        rates = self.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in self.series else []
+        return statistics.median(rates) if rates else None
 
     def _metrics(self, step: int, metrics: dict) -> None:
         for name, value in metrics.items():

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.model import GPT, padded_vocab
+from engine.model import GPT, build_model, padded_vocab
 from engine.model.growth import (
     add_masked_norms,
     grow,
@@ -40,12 +40,9 @@ def _seed(cfg: RunConfig, stage: int, restart: int = 0) -> int:
 
 
 def new_gpt(cfg: RunConfig, vocab: int, seed: int | None = None) -> GPT:
-    """A GPT of ``cfg``'s model; with ``seed``, its init does not touch the training RNG."""
-    if seed is None:
-        return GPT(cfg.model, vocab, cfg.conviction, cfg.aux)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return GPT(cfg.model, vocab, cfg.conviction, cfg.aux)
+    """A GPT of ``cfg``'s model (through build_model); with ``seed``, its init does not touch the
+    training RNG."""
+    return build_model(cfg, vocab, seed)
 
 
 def _grew_d_model(plan: StagePlan, k: int) -> bool:

@@ -8,6 +8,8 @@ import json
 import pytest
 from conftest import cockpit
 
+from runspec.config.kinds import PRENORM
+
 TINY = ["--d-model", "32", "--seq", "16", "--batch", "2", "--heads", "4", "--reps", "2", "--warmup", "1",
         "--device", "cpu", "--no-compile"]
 
@@ -42,7 +44,7 @@ def test_figures_are_measured_and_agree_with_the_specs(result):
         assert row["fwd_bwd_ms"] > 0 and row["decode_ms"] > 0 and row["saved_mb"] > 0, row
         m = model_config(shape, **({"attention": table} if name in dict(attention_rows(shape)) else {"ffn": table}))
         spec = m.attention if name in dict(attention_rows(shape)) else m.ffn
-        assert row["params"] == spec.params(m, False), name  # the module built is the one the spec counts
+        assert row["params"] == spec.params(m, PRENORM), name  # the module built is the one the spec counts
         if row["group"] == "attention":
             assert row["cache_per_token"] == spec.cache_per_token(m), name
     # MLA caches the latent and one shared RoPE key: less than MHA's full keys and values

@@ -5,12 +5,11 @@ throughput, final losses and conviction statistics, and the curves to overlay. S
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from cockpit.format import clock, human, number
-from runspec.run.metrics import FINAL_COLUMNS, FINAL_LOSS, TOKENS, TOKENS_PER_S, VAL_LOSS, info
+from runspec.run.metrics import FINAL_COLUMNS, FINAL_LOSS, VAL_LOSS, info
 
 # keys that differ between any two runs without saying anything about them
 NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
@@ -51,10 +50,6 @@ def summarize(rd) -> Summary:
     h.poll()
     cfg = run_config(rd)
     config = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOISE} if cfg is not None else {}
-    rates = h.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in h.series else []
-    tokens = h.latest.get(TOKENS)
-    if tokens is None and h.start.get("tokens_per_step"):
-        tokens = h.step * int(h.start["tokens_per_step"])
     try:
         status = read_state(rd).status
     except Exception:  # an unreadable state file must not hide the run's numbers
@@ -67,8 +62,7 @@ def summarize(rd) -> Summary:
         if not xs or xs[-1] < h.step:
             curves[VAL_LOSS] = ([*xs, float(h.step)], [*ys, float(final_loss)])
     return Summary(rd.id, status, config, h.start.get("params"), h.start.get("params_non_embedding"),
-                   int(tokens) if tokens is not None else None, h.wall_s,
-                   statistics.median(rates) if rates else None, dict(h.final), curves, rd.read_meta().sweep)
+                   h.tokens, h.wall_s, h.median_tokens_per_s(), dict(h.final), curves, rd.read_meta().sweep)
 
 
 def differing(configs: list[dict[str, Any]]) -> list[str]:

@@ -3,12 +3,11 @@ trained, final validation loss, FLOPs per token and measured throughput."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.run.metrics import FINAL_LOSS, TOKENS, TOKENS_PER_S
+from runspec.run.metrics import FINAL_LOSS
 
 
 @dataclass
@@ -43,13 +42,12 @@ def read_point(rd) -> tuple[Point | None, str]:
     start = h.start
     if loss is None or not start.get("params"):
         return None, "no final validation loss (not completed, or [eval] final = false)"
-    rates = h.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in h.series else []
     cfg = run_config(rd)
     meta = rd.read_meta()
-    tokens = int(h.latest.get(TOKENS) or (h.step * int(start.get("tokens_per_step", 0))))
+    tokens = h.tokens or 0
     return Point(rd.id, int(start["params"]), int(start.get("params_non_embedding", start["params"])), tokens,
                  float(loss), float(start.get("flops_per_token", 6 * start["params"])),
-                 statistics.median(rates) if rates else None, meta.sweep_values,
+                 h.median_tokens_per_s(), meta.sweep_values,
                  cfg.optim.lr if cfg is not None else None, cfg.model.d_model if cfg is not None else None), ""
 
 

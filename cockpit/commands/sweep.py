@@ -7,7 +7,6 @@ from collections import Counter
 from cockpit.args import fail
 from cockpit.format import human
 from cockpit.sweep import Sweep, SweepError, load_sweep, queue_sweep
-from runspec.run.metrics import FINAL_LOSS, VAL_LOSS
 
 
 def register(sub) -> None:
@@ -57,7 +56,7 @@ def progress(listed) -> tuple[str, str]:
     cfg = run_config(listed.rd)
     total = h.max_steps or (listed.state.max_steps if listed.state else 0) or (cfg.train.max_steps if cfg else 0)
     step = max(h.step or 0, listed.state.step if listed.state else 0)
-    v = h.final.get(FINAL_LOSS, h.latest.get(VAL_LOSS))
+    v = h.val_loss
     return f"{step}/{total}", f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 

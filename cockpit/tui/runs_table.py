@@ -12,7 +12,7 @@ from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
 from cockpit.worker import device_label
 from runspec.config.kinds import model_label
-from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_BPB, VAL_LOSS
+from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
 from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED
 
 # how each state reads in the tables and panels
@@ -70,8 +70,8 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
             row.max_steps = h.max_steps or row.max_steps
             row.loss = h.latest.get(TRAIN_LOSS)
             row.final = FINAL_LOSS in h.final
-            row.val_loss = h.final.get(FINAL_LOSS, h.latest.get(VAL_LOSS))
-            row.bpb = h.final.get(FINAL_BPB, h.latest.get(VAL_BPB))
+            row.val_loss = h.val_loss
+            row.bpb = h.val_bpb
             row.tok_s = h.latest.get(TOKENS_PER_S)
             row.elapsed = h.wall_s
             row.stage, row.stages = h.stage, h.stages

@@ -21,7 +21,7 @@ from engine.model.norms import make_norm
 from engine.model.positions import LearnedPositions
 from engine.model.registry import build_block
 from engine.model.roles import param_table
-from runspec.config.kinds import flops_per_token, padded_vocab
+from runspec.config.kinds import Regime, flops_per_token, padded_vocab
 from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 
 
@@ -49,7 +49,8 @@ class GPT(nn.Module):
                  aux: AuxConfig | None = None):
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
-        self.ngpt = cfg.block.kind == "ngpt"
+        self.regime = Regime.of(cfg)
+        self.ngpt = self.regime.ngpt
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
         n_tables = {"learned": 1, "learned_per_layer": cfg.n_layer}.get(cfg.pos, 0)
         self.wpe = LearnedPositions(n_tables, cfg.block_size, cfg.d_model) if n_tables else None
@@ -191,9 +192,15 @@ class GPT(nn.Module):
         return groups
 
 
-def build_model(cfg, vocab_size: int) -> GPT:
-    """``cfg`` is a RunConfig."""
-    return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction, cfg.aux)
+def build_model(cfg, vocab_size: int, seed: int | None = None) -> GPT:
+    """The one door to a model, for the trainer, stages, completion and the tests alike: a GPT of
+    RunConfig ``cfg`` with the vocabulary padded (padding twice changes nothing). With ``seed``
+    its init draws from a generator of its own, never moving the training RNG."""
+    if seed is None:
+        return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction, cfg.aux)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction, cfg.aux)
 
 
 __all__ = ["GPT", "Output", "build_model", "padded_vocab"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.layers import Scale, linear
-from runspec.config.kinds import FFNSpec
+from runspec.config.kinds import PRENORM, FFNSpec, Regime
 from runspec.config.schema import ModelConfig
 
 
@@ -58,7 +58,7 @@ class MLP(nn.Module):
     GEGLU...). ``rank``: d -> rank -> d_ff and d_ff -> rank -> d. Under nGPT (full) the up and
     gate outputs are scaled by s_u, s_v (init 1) times sqrt(d_model), as the reference does."""
 
-    def __init__(self, m: ModelConfig, spec: FFNSpec, ngpt: bool = False, simple: bool = False):
+    def __init__(self, m: ModelConfig, spec: FFNSpec, regime: Regime = PRENORM):
         super().__init__()
         d, f = m.d_model, spec.width(m)
         self.up = linear(d, f, m.bias, spec.rank)
@@ -66,7 +66,7 @@ class MLP(nn.Module):
         self.act = make_activation(spec.activation, f, m.bias)
         self.down = linear(f, d, m.bias, spec.rank, residual_out=True)
         self.drop = nn.Dropout(m.dropout)
-        full = ngpt and not simple
+        full = regime.trains_scales
         self.s_u = Scale(f, 1.0, 1.0) if full else None
         self.s_v = Scale(f, 1.0, 1.0) if full and spec.gated else None
         self.uv_scale = math.sqrt(d)

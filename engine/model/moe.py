@@ -25,12 +25,12 @@ from torch import nn
 
 from engine.model.collect import Collector
 from engine.model.mlp import make_activation
-from runspec.config.kinds import MoESpec
+from runspec.config.kinds import PRENORM, MoESpec, Regime
 from runspec.config.schema import ModelConfig
 
 
 class MoE(nn.Module):
-    def __init__(self, m: ModelConfig, spec: MoESpec, ngpt: bool = False, simple: bool = False):
+    def __init__(self, m: ModelConfig, spec: MoESpec, regime: Regime = PRENORM):
         super().__init__()
         E, d, f = spec.experts, m.d_model, spec.width(m)
         self.spec, self.E, self.k = spec, E, spec.top_k
@@ -45,7 +45,7 @@ class MoE(nn.Module):
         # SoLU has a LayerNorm of its own: one per expert; the other activations hold nothing
         self.acts = nn.ModuleList(make_activation(spec.activation, f, m.bias)
                                   for _ in range(E if spec.activation == "solu" else 1))
-        full = ngpt and not simple
+        full = regime.trains_scales
         self.s_u = nn.Parameter(torch.ones(E, f)) if full else None
         self.s_v = nn.Parameter(torch.ones(E, f)) if full and spec.gated else None
         self.uv_scale = math.sqrt(d)

@@ -10,6 +10,7 @@ from engine.model.attention.mla import MLA
 from engine.model.blocks import NGPTBlock, PreNorm
 from engine.model.mlp import MLP
 from engine.model.moe import MoE
+from runspec.config.kinds import Regime
 from runspec.config.schema import ModelConfig
 
 ATTENTION: dict[str, type[nn.Module]] = {"mha": MHA, "mla": MLA, "diff": Diff, "dint": Dint}
@@ -19,8 +20,7 @@ REGISTERED = {"attention": ATTENTION, "ffn": FFN, "block": {k: None for k in BLO
 
 
 def build_block(m: ModelConfig, layer: int) -> nn.Module:
-    ngpt = m.block.kind == "ngpt"
-    simple = ngpt and m.block.variant == "simple"
-    attn = ATTENTION[m.attention.kind](m, m.attention, layer, ngpt, simple)
-    mlp = FFN[m.ffn.kind](m, m.ffn, ngpt, simple)
-    return NGPTBlock(m, m.block, attn, mlp) if ngpt else PreNorm(m, attn, mlp)
+    regime = Regime.of(m)  # decided once, by the block kind; every module takes it
+    attn = ATTENTION[m.attention.kind](m, m.attention, layer, regime)
+    mlp = FFN[m.ffn.kind](m, m.ffn, regime)
+    return NGPTBlock(m, m.block, attn, mlp) if regime.ngpt else PreNorm(m, attn, mlp)

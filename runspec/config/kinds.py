@@ -72,8 +72,8 @@ class AttentionSpec:
         return 2 * dim * (2 if m.norm == "layernorm" and m.bias else 1)
 
     # what every kind answers
-    def params(self, m: "ModelConfig", ngpt: bool) -> int:
-        """``ngpt``: with nGPT's trainable s_qk (the full variant)."""
+    def params(self, m: "ModelConfig", regime: "Regime") -> int:
+        """With nGPT's trainable s_qk under its full variant."""
         raise NotImplementedError
 
     def matmul_params(self, m: "ModelConfig") -> int:
@@ -127,7 +127,8 @@ class MHASpec(AttentionSpec):
                 (f"mha sliding {window}", {"kind": "mha", "pattern": "sliding", "window": window}),
                 ("mha low-rank d/4", {"kind": "mha", "rank": max(1, d_model // 4)})]
 
-    def params(self, m, ngpt):
+    def params(self, m, regime):
+        ngpt = regime.trains_scales
         h, hd = self.heads(m)
         inner = h * hd
         qkv = self._proj(m.d_model, 3 * inner, m.bias) if self.fused_qkv else 3 * self._proj(m.d_model, inner, m.bias)
@@ -197,7 +198,8 @@ class MLASpec(AttentionSpec):
                                                  "shares each pair's values, so use absorb = false")
             need(0.0 <= self.lambda_init < 1.0, f"{w} lambda_init", f"found {self.lambda_init}, must be in [0, 1)")
 
-    def params(self, m, ngpt):
+    def params(self, m, regime):
+        ngpt = regime.trains_scales
         h, hd, dc, dr = self.dims(m)
         b = m.bias
         n = m.d_model * (dc + dr) + (dc + dr if b else 0)  # W_DKV and W_KR, fused
@@ -255,7 +257,8 @@ class DiffSpec(AttentionSpec):
         need(self.version in (1, 2), f"{w} version", f"found {self.version}, allowed: 1, 2")
         need(0.0 <= self.lambda_init < 1.0, f"{w} lambda_init", f"found {self.lambda_init}, must be in [0, 1)")
 
-    def params(self, m, ngpt):
+    def params(self, m, regime):
+        ngpt = regime.trains_scales
         h, hd = self.heads(m)
         inner = h * hd  # q: 2 maps x H/2 heads x d; k the same; v: H/2 heads x 2d
         n = 3 * self._proj(m.d_model, inner, m.bias) + self._proj(inner, m.d_model, m.bias)
@@ -318,18 +321,18 @@ class FFNSpec:
         need(self.mlp_ratio > 0, f"{w} mlp_ratio", f"found {self.mlp_ratio}, must be > 0")
         need(self.rank >= 0, f"{w} rank", f"found {self.rank}, must be >= 0 (0 = full rank)")
 
-    def _mlp_params(self, m: "ModelConfig", ngpt: bool, ngpt_full: bool) -> int:
+    def _mlp_params(self, m: "ModelConfig", regime: "Regime") -> int:
         d, f, b, r = m.d_model, self.width(m), m.bias, self.rank
         proj = (lambda a, z: a * r + r * z + (z if b else 0)) if r else (lambda a, z: a * z + (z if b else 0))
         n = proj(d, f) * (2 if self.gated else 1) + proj(f, d)
         if self.activation == "solu":
             n += f * (2 if b else 1)
-        if ngpt and ngpt_full:
+        if regime.trains_scales:
             n += f * (2 if self.gated else 1)  # s_u, s_v
         return n
 
-    def params(self, m, ngpt: bool, ngpt_full: bool = True) -> int:
-        return self._mlp_params(m, ngpt, ngpt_full)
+    def params(self, m, regime: "Regime") -> int:
+        return self._mlp_params(m, regime)
 
     def matmul_params(self, m: "ModelConfig") -> int:
         """Weights a token is multiplied by (active ones, for a mixture of experts)."""
@@ -397,8 +400,8 @@ class MoESpec(FFNSpec):
         for key in ("balance_weight", "z_weight", "capacity_factor"):
             need(getattr(self, key) >= 0, f"{w} {key}", f"found {getattr(self, key)}, must be >= 0")
 
-    def params(self, m, ngpt, ngpt_full=True):
-        return m.d_model * self.experts + self.experts * self._mlp_params(m, ngpt, ngpt_full)
+    def params(self, m, regime):
+        return m.d_model * self.experts + self.experts * self._mlp_params(m, regime)
 
     def matmul_params(self, m):
         return m.d_model * self.experts + self.top_k * super().matmul_params(m)
@@ -468,6 +471,33 @@ class NGPTSpec(BlockSpec):
         return 2 * (m.d_model if self.variant == "full" else 1)
 
 
+@dataclass(frozen=True)
+class Regime:
+    """How every module of a model treats its hidden state, decided once by the block kind:
+    ``prenorm`` (a residual stream, norms before each sublayer) or ``ngpt`` (the unit sphere);
+    nGPT's ``full`` variant trains its per-dimension scales (s_qk, s_u, s_v), ``simple`` keeps
+    them fixed. Modules and specs take one Regime instead of two booleans."""
+
+    kind: str = "prenorm"
+    variant: str = "full"
+
+    @classmethod
+    def of(cls, m: "ModelConfig") -> "Regime":
+        return cls(m.block.kind, getattr(m.block, "variant", "full"))
+
+    @property
+    def ngpt(self) -> bool:
+        return self.kind == "ngpt"
+
+    @property
+    def trains_scales(self) -> bool:
+        """nGPT's full variant: the trainable per-dimension scales."""
+        return self.ngpt and self.variant == "full"
+
+
+PRENORM = Regime()
+
+
 FAMILIES: dict[str, dict[str, type]] = {
     "attention": {"mha": MHASpec, "mla": MLASpec, "diff": DiffSpec, "dint": DintSpec},
     "ffn": {"dense": DenseSpec, "moe": MoESpec},
@@ -506,11 +536,11 @@ def count_params(m: "ModelConfig", vocab_size: int, conviction: bool = False, au
     """Parameters by part, as the built model has them: total, embedding (token and position
     tables), non-embedding, and (among those) the training-only auxiliary classifiers."""
     v, d = padded_vocab(vocab_size), m.d_model
-    ngpt = m.block.kind == "ngpt"
-    full = not ngpt or m.block.variant == "full"
+    regime = Regime.of(m)
+    ngpt = regime.ngpt
     n_tables = {"learned": 1, "learned_per_layer": m.n_layer}.get(m.pos, 0)
     embedding = v * d + n_tables * m.block_size * d
-    layer = m.attention.params(m, ngpt and full) + m.ffn.params(m, ngpt, full) + m.block.params(m)
+    layer = m.attention.params(m, regime) + m.ffn.params(m, regime) + m.block.params(m)
     norm = d * (2 if m.norm == "layernorm" and m.bias else 1)
     rest = m.n_layer * layer + (0 if ngpt else norm)
     if m.output_projection:

@@ -12,7 +12,7 @@ from torch import nn
 from engine.model.layers import Scale, unit
 from engine.model.norms import make_norm
 from engine.model.positions import Rotary
-from runspec.config.kinds import AttentionSpec
+from runspec.config.kinds import AttentionSpec, Regime
 from runspec.config.schema import ModelConfig
 
 
@@ -63,9 +63,10 @@ class Cache:
 
 
 class AttentionBase(nn.Module):
-    def __init__(self, m: ModelConfig, spec: AttentionSpec, layer: int, ngpt: bool):
+    def __init__(self, m: ModelConfig, spec: AttentionSpec, layer: int, regime: Regime):
         super().__init__()
-        self.spec, self.layer, self.ngpt = spec, layer, ngpt
+        self.spec, self.layer, self.regime = spec, layer, regime
+        self.ngpt = regime.ngpt
         self.n_head, self.head_dim = spec.heads(m)
         self.d_model = m.d_model
         self.dropout = m.dropout
@@ -77,9 +78,9 @@ class AttentionBase(nn.Module):
         self.q_norm = make_norm(m.norm, dim, m.bias) if m.qk_norm else None
         self.k_norm = make_norm(m.norm, dim, m.bias) if m.qk_norm else None
 
-    def _ngpt_scale(self, size: int, simple: bool) -> None:
+    def _ngpt_scale(self, size: int) -> None:
         # s_qk: init 1, scale 1/sqrt(d_model) (per head-dim element; the simple variant keeps it fixed)
-        self.s_qk = Scale(size, 1.0, 1.0 / math.sqrt(self.d_model)) if self.ngpt and not simple else None
+        self.s_qk = Scale(size, 1.0, 1.0 / math.sqrt(self.d_model)) if self.regime.trains_scales else None
 
     # q and k go through qk_pre (QK-norm), then RoPE, then qk_post (nGPT: s_qk · Norm per head)
     def qk_pre(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

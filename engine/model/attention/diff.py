@@ -24,7 +24,7 @@ from torch import nn
 
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
-from runspec.config.kinds import DiffSpec
+from runspec.config.kinds import PRENORM, DiffSpec, Regime
 from runspec.config.schema import ModelConfig
 
 
@@ -95,8 +95,8 @@ class Differential(nn.Module):
 class Diff(AttentionBase):
     integral = False  # DINT: add λ·G
 
-    def __init__(self, m: ModelConfig, spec: DiffSpec, layer: int, ngpt: bool = False, simple: bool = False):
-        super().__init__(m, spec, layer, ngpt)
+    def __init__(self, m: ModelConfig, spec: DiffSpec, layer: int, regime: Regime = PRENORM):
+        super().__init__(m, spec, layer, regime)
         H, D = self.n_head, self.head_dim
         self.pairs = H // 2
         inner = H * D
@@ -105,7 +105,7 @@ class Diff(AttentionBase):
         self.diff = Differential(D, 2 * D, self.pairs, layer, spec.lambda_schedule, spec.lambda_init, spec.subln,
                                  spec.version, self.integral, m.d_model, m.bias)
         self._qk_norms(m, D)
-        self._ngpt_scale(inner, simple)
+        self._ngpt_scale(inner)
         self.rotary = rotary_for(m, D)
 
     @property

@@ -7,13 +7,13 @@ import torch
 
 from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.layers import linear
-from runspec.config.kinds import MHASpec
+from runspec.config.kinds import PRENORM, MHASpec, Regime
 from runspec.config.schema import ModelConfig
 
 
 class MHA(AttentionBase):
-    def __init__(self, m: ModelConfig, spec: MHASpec, layer: int, ngpt: bool = False, simple: bool = False):
-        super().__init__(m, spec, layer, ngpt)
+    def __init__(self, m: ModelConfig, spec: MHASpec, layer: int, regime: Regime = PRENORM):
+        super().__init__(m, spec, layer, regime)
         inner = self.n_head * self.head_dim
         if spec.fused_qkv:
             self.qkv = linear(m.d_model, 3 * inner, m.bias, spec.rank)
@@ -23,7 +23,7 @@ class MHA(AttentionBase):
             self.v = linear(m.d_model, inner, m.bias, spec.rank)
         self.proj = linear(inner, m.d_model, m.bias, spec.rank, residual_out=True)
         self._qk_norms(m, self.head_dim)
-        self._ngpt_scale(inner, simple)
+        self._ngpt_scale(inner)
         self.rotary = rotary_for(m, self.head_dim)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:

@@ -18,13 +18,13 @@ from engine.model.attention.base import AttentionBase, Cache, rotary_for
 from engine.model.attention.diff import Differential
 from engine.model.layers import linear
 from engine.model.norms import make_norm
-from runspec.config.kinds import MLASpec
+from runspec.config.kinds import PRENORM, MLASpec, Regime
 from runspec.config.schema import ModelConfig
 
 
 class MLA(AttentionBase):
-    def __init__(self, m: ModelConfig, spec: MLASpec, layer: int, ngpt: bool = False, simple: bool = False):
-        super().__init__(m, spec, layer, ngpt)
+    def __init__(self, m: ModelConfig, spec: MLASpec, layer: int, regime: Regime = PRENORM):
+        super().__init__(m, spec, layer, regime)
         H, D, self.d_c, self.d_r = spec.dims(m)
         self.kv_down = linear(m.d_model, self.d_c + self.d_r, m.bias)  # W_DKV and W_KR in one matmul
         self.kv_norm = make_norm(m.norm, self.d_c, m.bias)
@@ -36,10 +36,10 @@ class MLA(AttentionBase):
         else:
             self.q_proj = linear(m.d_model, H * (D + self.d_r), m.bias)
         self.proj = linear(H * D, m.d_model, m.bias, residual_out=True)
-        self._ngpt_scale(H * (D + self.d_r), simple)
+        self._ngpt_scale(H * (D + self.d_r))
         self.rotary = rotary_for(m, self.d_r)
         # absorbing W_UK needs k to be linear in the latent: no per-head norm of k
-        self.absorb = spec.absorb and not ngpt
+        self.absorb = spec.absorb and not regime.ngpt
         # a differential map: head pairs (2i, 2i+1) are one differential head whose value is [v_2i ; v_2i+1]
         self.diff = Differential(D + self.d_r, 2 * D, H // 2, layer, spec.lambda_schedule, spec.lambda_init,
                                  spec.subln, 1, spec.map == "dint", m.d_model, m.bias) if spec.map != "softmax" else None
