@@ -19,24 +19,22 @@ def add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value}: must be {rule}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1, "at least 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: must be 0 or more")
-    return value
+    return _whole(text, 0, "0 or more")
 
 
 def non_negative_float(text: str) -> float:

@@ -58,16 +58,6 @@ class LockHeld(OSError):
                          f"and try again")
 
 
-def _holder(f: IO) -> str:
-    with contextlib.suppress(OSError):
-        f.seek(0)
-        text = f.read().strip()
-        pid, _, cmd = text.partition(" ")
-        if pid.isdigit():
-            return f"pid {pid}" + (f" ({cmd})" if cmd else "")
-    return "another process"
-
-
 class Lock:
     """A held lock; ``release`` (or leaving ``locked``) frees it."""
 
@@ -138,11 +128,12 @@ def _wait_for(f: IO, timeout: float) -> bool:
 
 
 def _holder_of(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return _holder(f)
-    except OSError:
-        return "another process"
+    """Who holds the lock, as its holder wrote it into the lock file."""
+    with contextlib.suppress(OSError):
+        pid, _, cmd = path.read_text(encoding="utf-8").strip().partition(" ")
+        if pid.isdigit():
+            return f"pid {pid}" + (f" ({cmd})" if cmd else "")
+    return "another process"
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ from typing import Any, Iterator
 from runspec import fs
 from runspec.data.corpus import stamp
 from runspec.data.shards import cache_root
-from runspec.fs import atomic_write
 
 FORMAT, VERSION = "cockpit-corpus-meta", 1
 # The separator policy of the counts: one separator token before each non-empty document,
@@ -87,7 +86,7 @@ def write_meta(path: Path, meta: Meta) -> None:
         if current is not None and (current.size, current.mtime_ns) == (meta.size, meta.mtime_ns):
             meta.tokens = {**current.tokens, **meta.tokens}
         try:
-            atomic_write(meta_path(path), meta.to_json())
+            fs.atomic_write(meta_path(path), meta.to_json())
         except PermissionError:
             pass  # a read-only corpus directory: counts are still reported, just not cached
 

@@ -27,10 +27,27 @@ def _choices(*values: str) -> Any:
     return {"choices": values}
 
 
+class ModuleKind:
+    """What an attention or ffn kind says about the rest of the product, with the defaults a kind
+    overrides: no matrices for LoRA, one plain row in ``cockpit bench modules``. (Whether it can
+    grow, ``grow_refusal``, each family says for itself.)"""
+
+    kind: str
+
+    def lora_targets(self) -> list[str]:
+        """The names of this kind's matrices that LoRA may adapt ([[stage]] lora.targets)."""
+        return []
+
+    @classmethod
+    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
+        """The rows of ``cockpit bench modules`` for this kind: (row name, its [model.<family>] table)."""
+        return [(cls.kind, {"kind": cls.kind})]
+
+
 # -- attention ----------------------------------------------------------------------------------
 
 @dataclass
-class AttentionSpec:
+class AttentionSpec(ModuleKind):
     """Keys every attention kind has. Head count and size are the model's (``[model] n_head``,
     ``head_dim``): each kind reads them as its baseline geometry."""
 
@@ -92,19 +109,9 @@ class AttentionSpec:
     def label(self) -> str:
         return self.kind + (f"/{self.pattern}" if self.pattern != "full" else "") + (f"/r{self.rank}" if self.rank else "")
 
-    # what a kind says about stages and benchmarks (the defaults: no adapters, no growth)
-    def lora_targets(self) -> list[str]:
-        """The names of this kind's matrices that LoRA may adapt ([[stage]] lora.targets)."""
-        return []
-
     def grow_refusal(self) -> str:
         """Why a model with this kind cannot grow; '' when it can (function-preserving growth)."""
         return f"growth needs full-rank attention kind 'mha' (found '{self.label()}')"
-
-    @classmethod
-    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
-        """The rows of ``cockpit bench modules`` for this kind: (row name, [model.attention] table)."""
-        return [(cls.kind, {"kind": cls.kind})]
 
 
 @dataclass
@@ -303,7 +310,7 @@ ACTIVATIONS = ("relu", "relu2", "gelu", "gelu_tanh", "gelu_sigmoid", "silu", "so
 
 
 @dataclass
-class FFNSpec:
+class FFNSpec(ModuleKind):
     family: ClassVar[str] = "ffn"
     kind: str = "dense"
     activation: str = field(default="gelu", metadata=_choices(*ACTIVATIONS))
@@ -344,18 +351,9 @@ class FFNSpec:
     def label(self) -> str:
         return self.kind + (f"/r{self.rank}" if self.rank else "")
 
-    def lora_targets(self) -> list[str]:
-        """The names of this kind's matrices that LoRA may adapt ([[stage]] lora.targets)."""
-        return []
-
     def grow_refusal(self) -> str:
         """Why a model with this kind cannot grow; '' when it can."""
         return "growth needs a full-rank dense ffn without SoLU (its layernorm over the hidden units would change)"
-
-    @classmethod
-    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
-        """The rows of ``cockpit bench modules`` for this kind: (row name, [model.ffn] table)."""
-        return [(cls.kind, {"kind": cls.kind})]
 
 
 @dataclass
