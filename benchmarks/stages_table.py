@@ -56,7 +56,7 @@ def summary(rd: Path) -> dict:
 
 def big_ratio(rd: Path) -> float:
     """FLOPs per token of the grown shape over the starting one (from the resolved config)."""
-    from runspec.config.kinds import flops_per_token
+    from runspec.config.shape import flops_per_token
     from runspec.config.load import load_config
     from runspec.config.plan import stage_plan
 

@@ -11,7 +11,7 @@ from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.worker import device_label, live_workers
-from runspec.config.kinds import model_label
+from runspec.config.shape import model_label
 from runspec.run.metrics import STEP_MS, TRAIN_LOSS
 from runspec.run.rundir import QUEUED, RUNNING
 

@@ -129,7 +129,7 @@ def vocab_of(tokenizer: str) -> int:
 
 
 def _measure(run: PlannedRun) -> None:
-    from runspec.config.kinds import count_params, flops_per_token
+    from runspec.config.shape import count_params, flops_per_token
 
     cfg = run.cfg
     vocab = vocab_of(cfg.data.tokenizer)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.device import pick_device, sync
-from runspec.config.kinds import FAMILIES
+from zoo.modules import module_for
+from zoo.registry import FAMILIES
 from runspec.config.load import config_from_dict
 from runspec.config.schema import ModelConfig
 
@@ -134,13 +135,11 @@ def _measure_training(group: str, name: str, module: torch.nn.Module, x: torch.T
 
 
 def bench_attention(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
-    from engine.model.registry import ATTENTION
-
     rows = []
     x = torch.randn(shape.batch, shape.seq, shape.d_model, device=device, requires_grad=True)
     for name, table in attention_rows(shape):
         m = model_config(shape, attention=table)
-        module = ATTENTION[m.attention.kind](m, m.attention, 0).to(device)
+        module = module_for(m.attention)(m, m.attention, 0).to(device)
         row = _measure_training("attention", name, module, x, module, device, reps, warmup)
         # one cached decode step after a prefill of seq - 1 tokens, the cache restored each time
         module.eval()
@@ -160,14 +159,13 @@ def bench_attention(shape: Shape, device: torch.device, reps: int, warmup: int) 
 
 
 def bench_ffn(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
-    from engine.model.collect import Collector
-    from engine.model.registry import FFN
+    from zoo.nn.collect import Collector
 
     rows = []
     x = torch.randn(shape.batch, shape.seq, shape.d_model, device=device, requires_grad=True)
     for name, table in ffn_rows(shape):
         m = model_config(shape, ffn=table)
-        module = FFN[m.ffn.kind](m, m.ffn).to(device)
+        module = module_for(m.ffn)(m, m.ffn).to(device)
         # the MoE's named losses are part of its training cost: collect them as a run does
         row = _measure_training("ffn", name, module, x, lambda t: module(t, Collector()), device, reps, warmup)
         with torch.no_grad():
@@ -204,12 +202,10 @@ def bench_pairs(shape: Shape, device: torch.device, reps: int, warmup: int, comp
         step = attention_step(fn)
         rows.append(Row("pair", name, 0, median_ms(step, device, reps, warmup), saved_mb=saved / MB,
                         peak_mb=peak_mb(step, device)))
-    from engine.model.registry import ATTENTION
-
     x = torch.randn(B, T, shape.d_model, device=device, requires_grad=True)
     for name, fused in (("qkv: fused (one matmul)", True), ("qkv: separate (three)", False)):
         m = model_config(shape, attention={"kind": "mha", "fused_qkv": fused})
-        module = ATTENTION["mha"](m, m.attention, 0).to(device)
+        module = module_for(m.attention)(m, m.attention, 0).to(device)
         rows.append(_measure_training("pair", name, module, x, module, device, reps, warmup))
     rows += bench_muon(shape, device, reps, warmup)
     rows += bench_compile(shape, device, reps, warmup) if compile_ else []
@@ -241,7 +237,7 @@ def bench_muon(shape: Shape, device: torch.device, reps: int, warmup: int) -> li
 
 def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
     """A whole block (prenorm, mha, swiglu) eager and under torch.compile."""
-    from engine.model.registry import build_block
+    from zoo.modules import build_block
 
     m = model_config(shape)
     x = torch.randn(shape.batch, shape.seq, shape.d_model, device=device, requires_grad=True)

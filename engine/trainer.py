@@ -22,7 +22,7 @@ from engine.generate import sample_tokens
 from engine.model import padded_vocab
 from engine.model.heads import Features
 from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
-from runspec.config.kinds import count_params, model_label
+from runspec.config.shape import count_params, model_label
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import RunConfig, resolved_dict
 from runspec.data.shards import load_tokens

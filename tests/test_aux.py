@@ -125,7 +125,7 @@ def test_evaluation_and_generation_never_use_the_auxiliary_heads():
 
 
 def test_parameter_counts_include_the_classifiers():
-    from runspec.config.kinds import count_params
+    from runspec.config.shape import count_params
 
     cfg, model = model_with({"layers": [1, 3], "targets": 1})
     counts = count_params(cfg.model, V, aux=cfg.aux)

@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import cockpit
 
-from runspec.config.kinds import PRENORM
+from zoo.kind import PRENORM
 
 TINY = ["--d-model", "32", "--seq", "16", "--batch", "2", "--heads", "4", "--reps", "2", "--warmup", "1",
         "--device", "cpu", "--no-compile"]
@@ -23,12 +23,12 @@ def result():
 
 @pytest.mark.slow
 def test_every_registered_kind_has_a_row(result):
-    from engine.model.registry import ATTENTION, FFN
+    from zoo.registry import FAMILIES
 
     names = {g: [r["name"] for r in result["rows"] if r["group"] == g] for g in ("attention", "ffn")}
-    for kind in ATTENTION:
+    for kind in FAMILIES["attention"]:
         assert any(n.split()[0] == kind for n in names["attention"]), (kind, names)
-    for kind in FFN:
+    for kind in FAMILIES["ffn"]:
         assert any(n.split()[0] == kind for n in names["ffn"]), (kind, names)
 
 

@@ -129,6 +129,6 @@ def test_every_example_config_is_valid():
      "4L×128 mla/dint+ngpt"),
 ])
 def test_a_run_is_named_by_its_kinds(tmp_path, model, label):
-    from runspec.config.kinds import model_label
+    from runspec.config.shape import model_label
 
     assert model_label(load_config(write(tmp_path, model)).model) == label

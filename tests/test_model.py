@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from engine.model import build_model
-from engine.model.mlp import GeluSigmoid, ReLU2, SoLU
-from engine.model.positions import Rotary
 from runspec.config.load import config_from_dict
 from runspec.config.schema import RunConfig
+from zoo.ffn.module import GeluSigmoid, ReLU2, SoLU
+from zoo.nn.positions import Rotary
 
 
 def make(vocab: int = 64, **model) -> tuple[RunConfig, nn.Module]:

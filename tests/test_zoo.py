@@ -1,5 +1,5 @@
 """The model zoo's correctness suite: every registered kind and every combination of kinds is
-built and checked on CPU in fp32 (a kind added to engine/kinds.py FAMILIES is covered at once):
+built and checked on CPU in fp32 (a kind added as a folder in zoo/ is covered at once):
 causality of every output, cached decoding against the full pass, loss at init, overfitting a
 batch, relative positions, parameter counts and FLOPs against the torch-free specs, one role per
 parameter; then the identities of each kind from its paper."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pathlib
 
 import pytest
 import torch
@@ -15,14 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model import build_model
-from engine.model.attention.base import allowed
 from engine.model.losses import stablemax, stablemax_s
-from engine.model.mlp import MLP, SoLU
-from engine.model.registry import ATTENTION, BLOCKS, FFN
 from engine.model.roles import ROLES, param_table
 from engine.optim import build_optimizers, orthogonalize_grads
-from runspec.config.kinds import FAMILIES, count_params, flops_per_token
 from runspec.config.load import config_from_dict
+from runspec.config.shape import count_params, flops_per_token
+from zoo.attention.module import allowed
+from zoo.ffn.dense.module import MLP
+from zoo.ffn.module import SoLU
+from zoo.modules import module_for
+from zoo.registry import FAMILIES
 
 V = 64
 BASE = {"n_layer": 2, "d_model": 32, "n_head": 4, "block_size": 16, "pos": "rope"}
@@ -79,9 +82,22 @@ def build(keys: dict, conviction: bool = True, vocab: int = V, seed: int = 0):
     return cfg, build_model(cfg, vocab)
 
 
+def test_every_kind_is_one_folder_with_its_spec_and_its_module():
+    import zoo
+
+    root = pathlib.Path(zoo.__file__).parent
+    for family, kinds in FAMILIES.items():
+        folders = sorted(p.name for p in (root / family).iterdir() if (p / "spec.py").exists())
+        assert folders == sorted(kinds), family
+        for kind, spec in kinds.items():
+            assert spec.__module__ == f"zoo.{family}.{kind}.spec" and spec.kind == kind
+            assert module_for(spec).__module__ == f"zoo.{family}.{kind}.module"
+
+
 def test_every_kind_has_a_module_and_every_combination_is_here():
-    assert set(ATTENTION) == set(FAMILIES["attention"]) and set(FFN) == set(FAMILIES["ffn"])
-    assert set(BLOCKS) == set(FAMILIES["block"])
+    for family in FAMILIES.values():
+        for spec in family.values():
+            assert issubclass(module_for(spec), nn.Module), spec
     n = len(FAMILIES["attention"]) * len(FAMILIES["ffn"]) * len(FAMILIES["block"])
     assert sum("+" in k and "/" not in k for k in COMBOS) >= n
 
@@ -334,7 +350,7 @@ def test_moe_with_identical_experts_is_the_dense_mlp_and_a_zero_router_balances_
     x = torch.randn(2, 8, 32)
     assert torch.allclose(moe(x), dense(x), atol=1e-6)  # top-k weights sum to one
     nn.init.zeros_(moe.router.weight)  # uniform router: f_i = P_i = 1/E, so E·Σ f_i P_i = 1 exactly
-    from engine.model.collect import Collector
+    from zoo.nn.collect import Collector
 
     c = Collector(metrics=True)
     moe(x, c)
@@ -342,7 +358,7 @@ def test_moe_with_identical_experts_is_the_dense_mlp_and_a_zero_router_balances_
 
 
 def test_moe_capacity_drops_in_training_only_and_infinite_capacity_drops_nothing():
-    from engine.model.collect import Collector
+    from zoo.nn.collect import Collector
 
     def dropped(factor: float, training: bool) -> float:
         keys = model_keys(ffn={"kind": "moe", "experts": 4, "top_k": 1, "capacity_factor": factor})
@@ -415,7 +431,7 @@ def test_solu_identities():
 
 
 def test_sparse_patterns_are_what_they_say():
-    from runspec.config.kinds import MHASpec
+    from zoo.attention.mha.spec import MHASpec
 
     pos = torch.arange(12)
     sliding = allowed(pos, pos, MHASpec(pattern="sliding", window=3))

@@ -2,7 +2,7 @@
 
     python tools/check_structure.py        # prints each broken rule; exit 1 if any
 
-- no import cycles between modules of runspec, engine and cockpit (imports inside functions
+- no import cycles between modules of zoo, runspec, engine and cockpit (imports inside functions
   count: they are still a dependency, only a later one; ``if TYPE_CHECKING`` ones do not);
 - one atomic write and one lock helper: ``os.replace``, ``mkstemp`` and ``flock`` appear only in
   runspec/fs.py;
@@ -21,7 +21,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("runspec", "engine", "cockpit")
+PACKAGES = ("zoo", "runspec", "engine", "cockpit")
 ONLY_IN = {  # a pattern -> the one file allowed to contain it
     r"\bos\.replace\(": "runspec/fs.py",
     r"\bmkstemp\(": "runspec/fs.py",

@@ -11,7 +11,7 @@ from cockpit.history import Histories, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
 from cockpit.worker import device_label
-from runspec.config.kinds import model_label
+from runspec.config.shape import model_label
 from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
 from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED
 

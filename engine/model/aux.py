@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.model.collect import Collector
+from zoo.nn.collect import Collector
 from runspec.config.schema import AuxConfig, ModelConfig
 from runspec.run.metrics import AUX_ACTIVE_LAYERS, aux_final_loss, aux_layer_loss
 

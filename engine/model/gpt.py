@@ -1,5 +1,5 @@
 """The GPT, composed from the kinds: embeddings, a list of blocks (each an attention kind and a
-feed-forward kind in a block kind, built by engine/model/registry.py), the final norm, the
+feed-forward kind in a block kind, built by zoo/modules.py), the final norm, the
 LM head and the named heads. It returns logits plus named losses and metrics; the trainer
 sums and logs them without knowing any by name."""
 
@@ -12,16 +12,17 @@ import torch
 from torch import nn
 
 from engine.model.aux import AuxHeads
-from engine.model.blocks import ngpt_normalize
-from engine.model.collect import Collector
+from zoo.block.ngpt.module import ngpt_normalize
+from zoo.nn.collect import Collector
 from engine.model.heads import ConvictionHead, Features, Head
-from engine.model.layers import Scale, unit
+from zoo.nn.layers import Scale, unit
 from engine.model.losses import mean_loss, next_token_probs, token_losses
-from engine.model.norms import make_norm
-from engine.model.positions import LearnedPositions
-from engine.model.registry import build_block
+from zoo.nn.norms import make_norm
+from zoo.nn.positions import LearnedPositions
+from zoo.modules import build_block
 from engine.model.roles import param_table
-from runspec.config.kinds import Regime, flops_per_token, padded_vocab
+from runspec.config.shape import flops_per_token, padded_vocab
+from zoo.kind import Regime
 from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 
 
@@ -119,7 +120,7 @@ class GPT(nn.Module):
         return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token, from the kinds (engine/kinds.py): 6 x the weights a token
+        """Training FLOPs per token, from the kinds (their specs in zoo/): 6 x the weights a token
         is multiplied by (experts: the active ones) + 3 x each layer's attention score FLOPs."""
         return flops_per_token(self.cfg, self.vocab_size)
 

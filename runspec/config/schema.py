@@ -17,18 +17,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from runspec.config.kinds import (
-    DEFAULT_KIND,
-    FAMILIES,
-    AttentionSpec,
-    BlockSpec,
-    DenseSpec,
-    FFNSpec,
-    MHASpec,
-    PreNormSpec,
-    kind_of_key,
-    spec_keys,
-)
+from zoo.attention.mha.spec import MHASpec
+from zoo.attention.spec import AttentionSpec
+from zoo.block.prenorm.spec import PreNormSpec
+from zoo.block.spec import BlockSpec
+from zoo.ffn.dense.spec import DenseSpec
+from zoo.ffn.spec import FFNSpec
+from zoo.registry import DEFAULT_KIND, FAMILIES, kind_of_key, spec_keys
 from runspec.config.stages import InitConfig, StageConfig
 
 # tomllib is imported from here by the modules that read TOML (one place for the 3.10 fallback)

@@ -18,17 +18,23 @@ batch, which a causal model's inference must not. Expert weights are 3-D tensors
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.model.collect import Collector
-from engine.model.mlp import make_activation
-from runspec.config.kinds import PRENORM, MoESpec, Regime
-from runspec.config.schema import ModelConfig
+from zoo.ffn.module import make_activation
+from zoo.ffn.moe.spec import MoESpec
+from zoo.kind import PRENORM, Regime
+from zoo.modules import builds
+from zoo.nn.collect import Collector
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
+@builds(MoESpec)
 class MoE(nn.Module):
     def __init__(self, m: ModelConfig, spec: MoESpec, regime: Regime = PRENORM):
         super().__init__()

@@ -12,16 +12,23 @@ space (what makes the small cache cheap to decode from). A test checks they agre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from engine.model.attention.base import AttentionBase, Cache, rotary_for
-from engine.model.attention.diff import Differential
-from engine.model.layers import linear
-from engine.model.norms import make_norm
-from runspec.config.kinds import PRENORM, MLASpec, Regime
-from runspec.config.schema import ModelConfig
+from zoo.attention.diff.module import Differential
+from zoo.attention.mla.spec import MLASpec
+from zoo.attention.module import AttentionBase, Cache, rotary_for
+from zoo.kind import PRENORM, Regime
+from zoo.modules import builds
+from zoo.nn.layers import linear
+from zoo.nn.norms import make_norm
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
+@builds(MLASpec)
 class MLA(AttentionBase):
     def __init__(self, m: ModelConfig, spec: MLASpec, layer: int, regime: Regime = PRENORM):
         super().__init__(m, spec, layer, regime)

@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.model.layers import Scale, unit
-from engine.model.norms import make_norm
-from engine.model.positions import Rotary
-from runspec.config.kinds import AttentionSpec, Regime
-from runspec.config.schema import ModelConfig
+from zoo.attention.spec import AttentionSpec
+from zoo.kind import Regime
+from zoo.nn.layers import Scale, unit
+from zoo.nn.norms import make_norm
+from zoo.nn.positions import Rotary
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
 def allowed(q_pos: torch.Tensor, k_pos: torch.Tensor, spec: AttentionSpec) -> torch.Tensor:

@@ -9,30 +9,20 @@ has a per-dimension α, the simple one a scalar.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from engine.model.layers import Scale, unit
-from engine.model.norms import make_norm
-from runspec.config.kinds import NGPTSpec
-from runspec.config.schema import ModelConfig
+from zoo.block.ngpt.spec import NGPTSpec
+from zoo.modules import builds
+from zoo.nn.layers import Scale, unit
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
-class PreNorm(nn.Module):
-    def __init__(self, m: ModelConfig, attn: nn.Module, mlp: nn.Module):
-        super().__init__()
-        self.ln1 = make_norm(m.norm, m.d_model, m.bias)
-        self.attn = attn
-        self.ln2 = make_norm(m.norm, m.d_model, m.bias)
-        self.mlp = mlp
-        self.residual_scale = m.residual_scale
-
-    def forward(self, x: torch.Tensor, cache=None, collect=None) -> torch.Tensor:
-        x = x + self.residual_scale * self.attn(self.ln1(x), cache)
-        return x + self.residual_scale * self.mlp(self.ln2(x), collect)
-
-
+@builds(NGPTSpec)
 class NGPTBlock(nn.Module):
     def __init__(self, m: ModelConfig, spec: NGPTSpec, attn: nn.Module, mlp: nn.Module):
         super().__init__()

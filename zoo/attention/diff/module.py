@@ -18,14 +18,19 @@ running mean of A1 V over positions, so decoding keeps one running sum per head.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from engine.model.attention.base import AttentionBase, Cache, rotary_for
-from engine.model.layers import linear
-from runspec.config.kinds import PRENORM, DiffSpec, Regime
-from runspec.config.schema import ModelConfig
+from zoo.attention.diff.spec import DiffSpec
+from zoo.attention.module import AttentionBase, Cache, rotary_for
+from zoo.kind import PRENORM, Regime
+from zoo.modules import builds
+from zoo.nn.layers import linear
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
 def lambda_init_for(layer: int) -> float:
@@ -92,6 +97,7 @@ class Differential(nn.Module):
         return a
 
 
+@builds(DiffSpec)
 class Diff(AttentionBase):
     integral = False  # DINT: add λ·G
 
@@ -145,6 +151,3 @@ class Diff(AttentionBase):
         return self.diff.map(self.scores(q[:, 0::2], k[:, 0::2], 0, scale),
                              self.scores(q[:, 1::2], k[:, 1::2], 0, scale), x)
 
-
-class Dint(Diff):
-    integral = True

@@ -3,14 +3,21 @@ QK-norm and RoPE, scaled_dot_product_attention, a KV cache of keys and values.""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from engine.model.attention.base import AttentionBase, Cache, rotary_for
-from engine.model.layers import linear
-from runspec.config.kinds import PRENORM, MHASpec, Regime
-from runspec.config.schema import ModelConfig
+from zoo.attention.mha.spec import MHASpec
+from zoo.attention.module import AttentionBase, Cache, rotary_for
+from zoo.kind import PRENORM, Regime
+from zoo.modules import builds
+from zoo.nn.layers import linear
+
+if TYPE_CHECKING:
+    from runspec.config.schema import ModelConfig
 
 
+@builds(MHASpec)
 class MHA(AttentionBase):
     def __init__(self, m: ModelConfig, spec: MHASpec, layer: int, regime: Regime = PRENORM):
         super().__init__(m, spec, layer, regime)
