@@ -20,6 +20,7 @@ from engine.model.losses import stablemax, stablemax_s
 from engine.model.roles import ROLES, param_table
 from engine.optim import build_optimizers, orthogonalize_grads
 from runspec.config.load import config_from_dict
+from runspec.config.schema import ConfigError
 from runspec.config.shape import count_params, flops_per_token
 from zoo.attention.module import allowed
 from zoo.ffn.dense.module import MLP
@@ -390,6 +391,32 @@ def test_mla_naive_and_absorbed_paths_agree_and_cache_the_latent():
     assert step_naive.shape == (2, 1, 32)
     mha = build(model_keys("mha"), conviction=False)[0].model.attention
     assert cfg.model.attention.cache_per_token(cfg.model) == 24 + 4 < mha.cache_per_token(cfg.model)  # 28 vs 64
+
+
+@pytest.mark.parametrize("block", ["prenorm", "ngpt"])
+def test_gqa_is_mha_whose_heads_share_keys_and_values_by_group(block):
+    """Ainslie et al. 2023: GQA with G key/value heads is MHA whose key/value projections repeat
+    each group's head for its n_head / G query heads; with G = n_head it is MHA itself."""
+    for groups in (1, 2, 4):
+        cfg, gqa = build(model_keys({"kind": "gqa", "kv_heads": groups}, block=block, n_head=4), conviction=False)
+        _, mha = build(model_keys({"kind": "mha", "fused_qkv": False}, block=block, n_head=4), conviction=False)
+        a, b = gqa.blocks[0].attn.eval(), mha.blocks[0].attn.eval()
+        state = a.state_dict()
+        hd, per = 8, 4 // groups
+        for name in ("k.weight", "v.weight", "k.bias", "v.bias"):  # (G·hd, ...) -> (H·hd, ...): head i reads group i // per
+            t = state[name].view(groups, 1, hd, -1)
+            state[name] = t.expand(groups, per, hd, t.size(-1)).reshape(4 * hd, -1).squeeze(-1)
+        b.load_state_dict(state)
+        x = torch.randn(2, 12, 32)
+        assert torch.allclose(a(x), b(x), atol=1e-5), groups
+        cache = a.new_cache()
+        a(x, cache=cache)
+        assert cache.numbers_per_token() == 2 * groups * hd == cfg.model.attention.cache_per_token(cfg.model)
+
+
+def test_gqa_refuses_groups_that_do_not_divide_the_heads():
+    with pytest.raises(ConfigError, match=r"\[model.attention\] kv_heads.*divide \[model\] n_head \(4\)"):
+        config_from_dict({"model": model_keys({"kind": "gqa", "kv_heads": 3})})
 
 
 def test_orthograd_steps_orthogonal_to_the_weight_with_the_gradients_norm():
