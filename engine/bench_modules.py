@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.device import pick_device, sync
-from zoo.modules import module_for
-from zoo.registry import FAMILIES
 from runspec.config.load import config_from_dict
 from runspec.config.schema import ModelConfig
+from zoo.modules import module_for
+from zoo.registry import FAMILIES
 
 MB = 1024 * 1024
 

@@ -88,6 +88,21 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
                               f"the file is damaged or not a cockpit checkpoint") from None
     if not isinstance(payload, dict) or "model" not in payload or "step" not in payload:
         raise CheckpointError(f"{path}: not a cockpit checkpoint (no model/step)")
+    return upgraded(payload)
+
+
+def upgraded(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint with the parameter names of older versions brought up to date, in its model
+    state and in FSDP's optimizer state (keyed by name); a plain optimizer state is by position,
+    which the heads' fixed order keeps."""
+    from engine.model.gpt import current_name, upgrade_state
+
+    payload["model"] = upgrade_state(payload["model"])
+    fsdp = payload.get("optim", {}).get("fsdp") if isinstance(payload.get("optim"), dict) else None
+    if isinstance(fsdp, dict) and isinstance(fsdp.get("state"), dict):
+        fsdp["state"] = upgrade_state(fsdp["state"])
+        for group in fsdp.get("param_groups", []):
+            group["params"] = [current_name(n) if isinstance(n, str) else n for n in group.get("params", [])]
     return payload
 
 

@@ -124,7 +124,7 @@ class Completer:
 
         self.model, _ = model_from_checkpoint(payload, self.device)  # a stage's shape, adapters too
         self.model.eval()
-        self.has_conviction = self.model.conviction_head is not None
+        self.has_conviction = self.model.head("conviction") is not None
         if self.device.type == "cpu" and self.model.num_params() < SINGLE_THREAD_MAX_PARAMS:
             torch.set_num_threads(1)
         for _ in self.generate("", max_tokens=4, seed=0):  # warm-up: the first request pays no set-up

@@ -28,11 +28,11 @@ from engine.model.growth import (
     unmask_norms,
 )
 from engine.model.lora import adapters, add_adapters, merge_adapters, merge_and_reinit, merge_state_dict
-from zoo.nn.norms import RMS_EPS
 from runspec.config.load import config_from_dict
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import ConfigError, RunConfig
 from runspec.config.stages import StageConfig, new_positions, parse_ref
+from zoo.nn.norms import RMS_EPS
 
 
 def _seed(cfg: RunConfig, stage: int, restart: int = 0) -> int:

@@ -22,9 +22,9 @@ from engine.generate import sample_tokens
 from engine.model import padded_vocab
 from engine.model.heads import Features
 from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
-from runspec.config.shape import count_params, model_label
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import RunConfig, resolved_dict
+from runspec.config.shape import count_params, model_label
 from runspec.data.shards import load_tokens
 from runspec.run.metrics import (
     GRAD_NORM,
@@ -145,7 +145,7 @@ class Trainer:
         self.autocast = lambda: autocast_context(self.device, t.precision)
         self.step = 0
         self.tokens_seen = 0
-        self.has_conviction = self.raw_model.conviction_head is not None
+        self.has_conviction = self.raw_model.head("conviction") is not None
         self._interval: dict[str, torch.Tensor] = {TRAIN_LOSS: torch.zeros((), device=self.device)}
         self._interval_counts: dict[str, int] = {}  # steps each named loss was part of, this interval
         self._interval_steps = 0
@@ -413,7 +413,7 @@ class Trainer:
         post_nats = torch.zeros((), dtype=torch.float64, device=self.device)
         nbytes = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
-        heads = {n: h for n, h in model.heads.items() if head_stats}
+        heads = {n: h for n, h in model.heads.items() if head_stats and not h.training_only}
         outputs: dict[str, list] = {n: [] for n in heads}
         correct, token_loss = [], []
         B = self.cfg.train.batch_size

@@ -54,7 +54,7 @@ def test_the_model_uses_the_schedule_and_logs_how_many_are_active():
 def test_zero_weights_give_the_plain_loss_bit_for_bit():
     _, model = model_with({"intermediate": True, "targets": 1, "layer_weight": 0.0, "target_weight": 0.0})
     _, plain = model_with({})
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("aux.")})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("heads.aux.")})
     x, y = batch()
     out = model(x, y, progress=0.0)
     assert "aux" not in out.losses
@@ -64,8 +64,8 @@ def test_zero_weights_give_the_plain_loss_bit_for_bit():
 def test_uniform_logits_make_every_term_ln_v():
     _, model = model_with({"intermediate": True, "targets": 2, "schedule": "constant"})
     with torch.no_grad():
-        model.aux.inter.zero_()
-        model.aux.final.zero_()
+        model.heads["aux"].inter.zero_()
+        model.heads["aux"].final.zero_()
     x, y = batch()
     out = model(x, y, progress=0.9, metrics=True)
     terms = {k: v.item() for k, v in out.metrics.items() if k.endswith("_loss")}
@@ -88,7 +88,7 @@ def test_the_final_layers_t_plus_2_loss_is_the_hand_computation():
     _, model = model_with({"targets": 1})
     x, y = batch()
     out = model(x, y, progress=0.0, metrics=True)
-    logits = model.aux.final_logits(out.hidden)[:, :, 0]  # (B, T, V)
+    logits = model.heads["aux"].final_logits(out.hidden)[:, :, 0]  # (B, T, V)
     hand = F.cross_entropy(logits[:, :-1].reshape(-1, V), y[:, 1:].reshape(-1))  # position t predicts x[t+2]
     assert out.metrics["aux/final_t2_loss"].item() == pytest.approx(hand.item(), rel=1e-6)
     assert out.losses["aux"].item() == pytest.approx(0.5 * hand.item(), rel=1e-6)
@@ -108,7 +108,7 @@ def test_no_auxiliary_output_depends_on_a_future_token():
         for block in model.blocks:
             h = block(h, None, None)
             layers.append(h)
-        return model.aux.inter_logits(layers, 0), model.aux.final_logits(model.ln_f(h))
+        return model.heads["aux"].inter_logits(layers, 0), model.heads["aux"].final_logits(model.ln_f(h))
 
     with torch.no_grad():
         (a1, f1), (a2, f2) = outputs(x), outputs(x2)
@@ -119,7 +119,7 @@ def test_no_auxiliary_output_depends_on_a_future_token():
 def test_evaluation_and_generation_never_use_the_auxiliary_heads():
     _, model = model_with({"intermediate": True, "targets": 1})
     _, plain = model_with({})
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("aux.")})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("heads.aux.")})
     x, _ = batch()
     assert torch.equal(model(x).logits, plain(x).logits)
 
@@ -129,7 +129,7 @@ def test_parameter_counts_include_the_classifiers():
 
     cfg, model = model_with({"layers": [1, 3], "targets": 1})
     counts = count_params(cfg.model, V, aux=cfg.aux)
-    assert counts["total"] == model.num_params() and counts["aux"] == sum(p.numel() for p in model.aux.parameters())
+    assert counts["total"] == model.num_params() and counts["aux"] == sum(p.numel() for p in model.heads["aux"].parameters())
 
 
 @pytest.mark.parametrize("aux, message", [

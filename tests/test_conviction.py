@@ -41,13 +41,13 @@ def test_targets_match_a_hand_computation(tied, target):
         expected_conv_loss += (out.conviction[0, t].item() - value) ** 2 / 8
     assert out.conviction_loss.item() == pytest.approx(expected_conv_loss, rel=1e-4)
     assert out.loss.item() == pytest.approx(out.ce_loss.item() + 0.01 * expected_conv_loss, rel=1e-5)
-    assert model.conviction_head.proj.in_features == 16 and model.conviction_head.proj.out_features == 1
+    assert model.heads["conviction"].proj.in_features == 16 and model.heads["conviction"].proj.out_features == 1
 
 
 def test_head_reads_the_hidden_state_before_the_output_projection():
     _, model = make(output_projection=True)
     out = model(torch.randint(0, 64, (1, 8)))
-    assert torch.allclose(out.conviction, model.conviction_head.proj(out.hidden).squeeze(-1))
+    assert torch.allclose(out.conviction, model.heads["conviction"].proj(out.hidden).squeeze(-1))
 
 
 def conviction_grads(model) -> dict[str, float]:
@@ -60,7 +60,7 @@ def conviction_grads(model) -> dict[str, float]:
         return sum(float(p.grad.norm()) for p in params if p.grad is not None)
 
     return {"lm_head": norm([model.lm_head.weight]), "trunk": norm(model.blocks.parameters()),
-            "head": norm(model.conviction_head.parameters()), "embeddings": norm([model.wte.weight])}
+            "head": norm(model.heads["conviction"].parameters()), "embeddings": norm([model.wte.weight])}
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -95,7 +95,7 @@ def test_conviction_head_appears_in_the_gradient_groups():
     assert "conviction_head" in model.module_groups()
     cfg, _ = make()
     cfg.conviction.enabled = False
-    assert build_model(cfg, 64).conviction_head is None
+    assert "conviction" not in build_model(cfg, 64).heads
 
 
 def test_rank_statistics_against_hand_computations():

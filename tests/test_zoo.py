@@ -478,10 +478,30 @@ OLD_NAMES = {"wte.weight", "wpe.tables.0.weight", "blocks.0.ln1.weight", "blocks
              "conviction_head.proj.weight", "conviction_head.proj.bias", "lm_head.weight"}
 
 
-def test_the_default_kinds_keep_the_parameter_names_older_checkpoints_have():
+def test_the_default_kinds_keep_the_parameter_names_older_checkpoints_have(tmp_path):
+    """Only the heads moved (into the model.heads registry); a checkpoint written with the old
+    names loads through checkpoint.load, in the model state and in FSDP's optimizer state."""
+    from engine import checkpoint
+    from engine.model.gpt import current_name
+
     cfg = config_from_dict({"model": {"n_layer": 1, "d_model": 32, "n_head": 2, "block_size": 16, "gated": True},
-                            "conviction": {"enabled": True}})
-    assert set(build_model(cfg, V).state_dict()) == OLD_NAMES
+                            "conviction": {"enabled": True}, "aux": {"intermediate": True, "targets": 1}})
+    model = build_model(cfg, V)
+    old = {"heads.conviction.": "conviction_head.", "heads.aux.": "aux."}
+    def older(name):
+        return next((o + name[len(n):] for n, o in old.items() if name.startswith(n)), name)
+    state = model.state_dict()
+    assert {older(k) for k in state} - {k for k in map(older, state) if k.startswith("aux.")} == OLD_NAMES
+    payload = {"model": {older(k): v for k, v in state.items()}, "step": 3,
+               "optim": {"fsdp": {"state": {older(k): {"step": 1} for k in state},
+                                  "param_groups": [{"params": [older(k) for k in state]}]}}}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = checkpoint.load(tmp_path / "old.pt")
+    fresh = build_model(cfg, V, seed=1)
+    fresh.load_state_dict(loaded["model"])  # strict: every name matches
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+    assert set(loaded["optim"]["fsdp"]["state"]) == set(state) == set(loaded["optim"]["fsdp"]["param_groups"][0]["params"])
+    assert current_name("blocks.0.attn.qkv.weight") == "blocks.0.attn.qkv.weight"
 
 
 @pytest.mark.slow

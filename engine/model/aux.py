@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.nn.collect import Collector
+from engine.model.heads import Features, Head
 from runspec.config.schema import AuxConfig, ModelConfig
 from runspec.run.metrics import AUX_ACTIVE_LAYERS, aux_final_loss, aux_layer_loss
+from zoo.nn.collect import Collector
 
 
 def active_from(layers: list[int], n_layer: int, schedule: str, progress: float) -> int:
@@ -41,7 +42,15 @@ def shifted_targets(targets: torch.Tensor, extra: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-class AuxHeads(nn.Module):
+class AuxHeads(Head):
+    """T12's classifiers as one head: training only, reading every layer's output; its loss
+    ``aux`` is the weighted sum of every active layer's and target's term."""
+
+    name = "aux"
+    group = "aux_heads"
+    needs_layers = True
+    training_only = True
+
     def __init__(self, m: ModelConfig, a: AuxConfig, vocab_size: int):
         super().__init__()
         self.cfg, self.n_layer, self.V = a, m.n_layer, vocab_size
@@ -80,10 +89,14 @@ class AuxHeads(nn.Module):
         return (hidden.reshape(B * T, d) @ self.final).view(B, T, self.cfg.targets, self.V)
 
     # -- the losses -----------------------------------------------------------------------------
-    def add_losses(self, layer_out: list[torch.Tensor], hidden: torch.Tensor, targets: torch.Tensor,
-                   progress: float, collect: Collector) -> None:
+    def add_losses(self, out: torch.Tensor | None, f: Features, targets: torch.Tensor, progress: float | None,
+                   collect: Collector) -> None:
         """One named loss, ``aux`` (the weighted sum, weight 1), and each term as a metric
-        ``aux/layer3_t1_loss`` ... at log steps, with ``aux/active_layers``."""
+        ``aux/layer3_t1_loss`` ... at log steps, with ``aux/active_layers``. Without a training
+        progress (a plain forward with targets) there is no schedule to follow: no loss."""
+        if progress is None:
+            return
+        layer_out, hidden = f.layers, f.hidden
         a = self.cfg
         start = active_from(self.layers, self.n_layer, a.schedule, progress)
         ys = shifted_targets(targets, a.targets)  # (J, B, T)

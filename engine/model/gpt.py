@@ -12,18 +12,18 @@ import torch
 from torch import nn
 
 from engine.model.aux import AuxHeads
-from zoo.block.ngpt.module import ngpt_normalize
-from zoo.nn.collect import Collector
 from engine.model.heads import ConvictionHead, Features, Head
-from zoo.nn.layers import Scale, unit
 from engine.model.losses import mean_loss, next_token_probs, token_losses
+from engine.model.roles import param_table
+from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
+from runspec.config.shape import flops_per_token, padded_vocab
+from zoo.block.ngpt.module import ngpt_normalize
+from zoo.kind import Regime
+from zoo.modules import build_block
+from zoo.nn.collect import Collector
+from zoo.nn.layers import Scale, unit
 from zoo.nn.norms import make_norm
 from zoo.nn.positions import LearnedPositions
-from zoo.modules import build_block
-from engine.model.roles import param_table
-from runspec.config.shape import flops_per_token, padded_vocab
-from zoo.kind import Regime
-from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 
 
 class Output(NamedTuple):
@@ -66,16 +66,11 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         # nGPT's logit scale s_z: init 1, scale 1/sqrt(d)
         self.s_z = Scale(vocab_size, 1.0, 1.0 / math.sqrt(cfg.d_model)) if self.ngpt else None
-        conv = conviction if conviction is not None and conviction.enabled else None
-        self.conviction_head = ConvictionHead(cfg.d_model, conv) if conv else None
-        # T12's auxiliary classifiers: training only (never in evaluation, generation or the cache)
-        self.aux = AuxHeads(cfg, aux, vocab_size) if aux is not None and aux.enabled(cfg.n_layer) else None
+        self.heads = build_heads(cfg, vocab_size, conviction, aux)
         self._init_weights()
 
-    @property
-    def heads(self) -> dict[str, Head]:
-        """The named heads (not a registered container: each keeps its own attribute name)."""
-        return {h.name: h for h in (self.conviction_head,) if h is not None}
+    def head(self, name: str) -> Head | None:
+        return self.heads[name] if name in self.heads else None
 
     # -- init -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -136,9 +131,9 @@ class GPT(nn.Module):
             x = unit(x)
         x = self.drop(x)
         collect = Collector(metrics) if targets is not None else None
-        heads = self.heads
-        use_aux = self.aux is not None and targets is not None and progress is not None
-        layers: list[torch.Tensor] | None = [] if use_aux or any(h.needs_layers for h in heads.values()) else None
+        # heads that exist for their loss run only in training, with a progress to schedule by
+        heads = {n: h for n, h in self.heads.items() if not h.training_only or (targets is not None and progress is not None)}
+        layers: list[torch.Tensor] | None = [] if any(h.needs_layers for h in heads.values()) else None
         for i, block in enumerate(self.blocks):
             if i > 0 and self.cfg.pos == "learned_per_layer":
                 x = x + self.wpe(i, T, offset, idx.device)
@@ -158,15 +153,13 @@ class GPT(nn.Module):
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)
         feats = Features(hidden, lm_input, self.lm_head.weight, layers)
-        outputs = {name: head.output(feats) for name, head in heads.items()}
+        outputs = {name: head.output(feats) for name, head in heads.items() if not head.training_only}
         conviction = outputs.get("conviction")
         if targets is None:
             return Output(logits, None, hidden, lm_input, conviction)
         collect.loss("ce", mean_loss(logits, targets, self.cfg.output), 1.0)
         for name, head in heads.items():
-            collect.loss(name, head.loss(outputs[name], feats, targets), head.weight(progress))
-        if use_aux:
-            self.aux.add_losses(layers, hidden, targets, progress, collect)
+            head.add_losses(outputs.get(name), feats, targets, progress, collect)
         losses, weights = collect.losses(), collect.weights()
         terms = [v if weights[k] == 1.0 else weights[k] * v for k, v in losses.items() if weights[k]]
         total = terms[0]
@@ -193,6 +186,37 @@ class GPT(nn.Module):
         return groups
 
 
+def build_heads(m: ModelConfig, vocab_size: int, conviction: ConvictionConfig | None,
+                aux: AuxConfig | None) -> nn.ModuleDict:
+    """The heads a config asks for, by name, in a fixed order (their parameters' order is what
+    an optimizer's saved state lines up with)."""
+    heads: dict[str, Head] = {}
+    if conviction is not None and conviction.enabled:
+        heads["conviction"] = ConvictionHead(m.d_model, conviction)
+    if aux is not None and aux.enabled(m.n_layer):  # T12: training only
+        heads["aux"] = AuxHeads(m, aux, vocab_size)
+    return nn.ModuleDict(heads)
+
+
+# parameter names before the heads were one registry -> now (checkpoints written before still load)
+RENAMED = (("conviction_head.", "heads.conviction."), ("aux.", "heads.aux."))
+
+
+def current_name(name: str) -> str:
+    for old, new in RENAMED:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+def upgrade_state(state: dict) -> dict:
+    """A model state dict (or FSDP's optimizer state, keyed by the same names) with the names
+    of older checkpoints brought up to date; an up-to-date one is returned unchanged."""
+    if not any(k.startswith(old) for k in state for old, _ in RENAMED):
+        return state
+    return {current_name(k): v for k, v in state.items()}
+
+
 def build_model(cfg, vocab_size: int, seed: int | None = None) -> GPT:
     """The one door to a model, for the trainer, stages, completion and the tests alike: a GPT of
     RunConfig ``cfg`` with the vocabulary padded (padding twice changes nothing). With ``seed``
@@ -204,4 +228,4 @@ def build_model(cfg, vocab_size: int, seed: int | None = None) -> GPT:
         return GPT(cfg.model, padded_vocab(vocab_size), cfg.conviction, cfg.aux)
 
 
-__all__ = ["GPT", "Output", "build_model", "padded_vocab"]
+__all__ = ["GPT", "Output", "build_model", "padded_vocab", "upgrade_state"]

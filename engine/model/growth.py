@@ -106,8 +106,8 @@ def grow(old: nn.Module, new: nn.Module, positions: list[int]) -> dict[str, tupl
         if new.wpe is not None:
             for table in new.wpe.tables:
                 table.weight[:, d_old:] = 0
-        if new.conviction_head is not None:
-            new.conviction_head.proj.weight[:, d_old:] = 0
+        if (conviction := new.head("conviction")) is not None:
+            conviction.proj.weight[:, d_old:] = 0
         _grow_norms(new, d_old)
     return mapping
 

@@ -1,8 +1,10 @@
 """Heads other than the LM head, as named parts: each reads what it needs from the forward
-pass (``Features``), has a named loss with a weight (possibly scheduled by training progress)
-and its own evaluation statistics. The model sums the weighted losses; the trainer logs each
-name under debug/ and each statistic under final_benchmarks/<name>_<stat>, knowing none of
-them by name."""
+pass (``Features``), adds its named losses (weighted, possibly scheduled by training progress)
+and has its own evaluation statistics. The model keeps them in one registry, ``model.heads``
+(an ``nn.ModuleDict`` by name: conviction, T12's auxiliary classifiers), sums the weighted
+losses and returns each output; the trainer logs each loss under debug/, each statistic under
+final_benchmarks/<name>_<stat> and each head's gradient norm under debug/grad_norm/<group>,
+knowing none of them by name."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from torch import nn
 
 from engine.stats import auroc, spearman
 from runspec.config.schema import ConvictionConfig
+from zoo.nn.collect import Collector
 
 
 @dataclass
@@ -29,12 +32,19 @@ class Features:
 
 
 class Head(nn.Module):
-    name = ""
+    name = ""  # its key in model.heads, its loss's name, the prefix of its statistics
+    group = ""  # its parameters' gradient norm: debug/grad_norm/<group>
     shown_in_completion = False  # its output goes with each generated token (conviction does)
-    needs_layers = False
+    needs_layers = False  # it reads every layer's output (Features.layers)
+    training_only = False  # it exists for its loss: no output in evaluation, generation or the KV cache
 
-    def output(self, f: Features) -> torch.Tensor:
+    def output(self, f: Features) -> torch.Tensor | None:
         raise NotImplementedError
+
+    def add_losses(self, out: torch.Tensor | None, f: Features, targets: torch.Tensor, progress: float | None,
+                   collect: Collector) -> None:
+        """Its losses into the forward pass's collector: by default one, named as the head."""
+        collect.loss(self.name, self.loss(out, f, targets), self.weight(progress))
 
     def loss(self, out: torch.Tensor, f: Features, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,6 +63,7 @@ class ConvictionHead(Head):
     model.bias = false): it regresses a target whose mean is far from zero (l2, dot)."""
 
     name = "conviction"
+    group = "conviction_head"
     shown_in_completion = True
 
     def __init__(self, d_model: int, cfg: ConvictionConfig):

@@ -16,13 +16,12 @@ from torch import nn
 ROLES = ("embedding", "position", "lm_head", "matrix", "expert", "router", "gain", "bias", "scale", "head", "adapter")
 DECAYED = {"embedding", "position", "lm_head", "matrix", "expert", "router", "head", "adapter"}
 # names by prefix; everything else by what the module declares (param_roles) or its type
-PREFIXES = (("wte.", "embedding"), ("wpe.", "position"), ("lm_head.", "lm_head"), ("conviction_head.", "head"),
-            ("heads.", "head"))
+# (a head's parameters are role "head" unless its module declares one; see param_table)
+PREFIXES = (("wte.", "embedding"), ("wpe.", "position"), ("lm_head.", "lm_head"))
 # the per-module gradient norms logged as debug/grad_norm/<group>
 GROUPS = (("wte.", "embeddings"), ("wpe.", "embeddings"), ("blocks.", "blocks"), ("ln_f.", "blocks"),
           ("output_projection.", "output_projection"), ("output_norm.", "output_projection"),
-          ("lm_head.", "lm_head"), ("s_z.", "lm_head"), ("conviction_head.", "conviction_head"), ("heads.", "heads"),
-          ("aux.", "aux_heads"))
+          ("lm_head.", "lm_head"), ("s_z.", "lm_head"))  # a head's parameters: that head's ``group``
 
 
 @dataclass
@@ -50,6 +49,7 @@ def _by_type(module: nn.Module, pname: str) -> str | None:
 def param_table(model: nn.Module) -> list[ParamInfo]:
     """Every trainable parameter once (a tied LM head is the embedding), with its role and group."""
     out, seen = [], set()
+    heads = getattr(model, "heads", None)
     for mod_name, module in model.named_modules():
         declared = getattr(module, "param_roles", {})
         for pname, p in module.named_parameters(recurse=False):
@@ -57,12 +57,13 @@ def param_table(model: nn.Module) -> list[ParamInfo]:
                 continue
             seen.add(id(p))
             name = f"{mod_name}.{pname}" if mod_name else pname
+            head = heads[name.split(".")[1]] if heads is not None and name.startswith("heads.") else None
             role = next((r for prefix, r in PREFIXES if name.startswith(prefix)), None)
-            role = role or declared.get(pname) or _by_type(module, pname)
+            role = role or declared.get(pname) or ("head" if head is not None else _by_type(module, pname))
             if role is None and pname.startswith("b_"):
                 role = "bias"
             if role not in ROLES:
                 raise ValueError(f"parameter {name} has no role; declare it in its module's param_roles")
-            group = next((g for prefix, g in GROUPS if name.startswith(prefix)), "other")
+            group = head.group if head is not None else next((g for prefix, g in GROUPS if name.startswith(prefix)), "other")
             out.append(ParamInfo(name, p, role, group))
     return out

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from runspec.config.stages import InitConfig, StageConfig
 from zoo.attention.mha.spec import MHASpec
 from zoo.attention.spec import AttentionSpec
 from zoo.block.prenorm.spec import PreNormSpec
@@ -24,7 +25,6 @@ from zoo.block.spec import BlockSpec
 from zoo.ffn.dense.spec import DenseSpec
 from zoo.ffn.spec import FFNSpec
 from zoo.registry import DEFAULT_KIND, FAMILIES, kind_of_key, spec_keys
-from runspec.config.stages import InitConfig, StageConfig
 
 # tomllib is imported from here by the modules that read TOML (one place for the 3.10 fallback)
 if sys.version_info >= (3, 11):

@@ -1,0 +1,79 @@
+"""A run at a glance, one read model for every face: ``cockpit status``, the Queue tab, sweep
+status, compare and the scaling points all show a run through ``RunSummary``, so its step,
+total, losses, tokens, speed and ETA have one set of fallbacks (state.json, the events, the
+config) instead of one per face. Torch-free, read from files only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cockpit.history import RunHistory, eta_s
+from runspec.config.shape import model_label
+from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
+from runspec.run.rundir import RUNNING
+
+if TYPE_CHECKING:
+    from cockpit.runs import Listed
+    from runspec.config.schema import RunConfig
+
+
+@dataclass
+class RunSummary:
+    id: str
+    status: str
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None  # the latest training loss (None before the first step event)
+    val_loss: float | None = None  # the final pass's validation loss, else the latest running one
+    bpb: float | None = None
+    final: bool = False  # val_loss/bpb are the final pass's
+    final_loss: float | None = None  # the final pass's alone (what a fit may use)
+    tokens: int | None = None  # tokens trained
+    tok_s: float | None = None  # the latest throughput
+    median_tok_s: float | None = None  # over the run
+    wall_s: float = 0.0  # engine time over every launch
+    eta_s: float | None = None  # a running run's time left
+    stage: int = 0
+    stages: int = 0
+    params: int | None = None
+    params_non_embedding: int | None = None
+    flops_per_token: float | None = None
+    model: str = "?"  # '4L×128 mla+moe4x2'
+    reason: str = ""
+    updated: float = 0.0  # the newest state transition
+    has_events: bool = False
+
+
+def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHistory | None = None) -> RunSummary:
+    """The summary of one listed run (``read_states``); ``cfg`` and ``history`` when the caller
+    already has them (the Queue tab keeps one history per run and polls it)."""
+    rd, state = listed.rd, listed.state
+    if cfg is None:
+        from cockpit.runs import run_config
+
+        cfg = run_config(rd)
+    s = RunSummary(rd.id, listed.status, model=model_label(cfg.model) if cfg is not None else "?")
+    if state is not None:
+        s.step, s.max_steps, s.reason, s.updated = state.step, state.max_steps, state.reason, state.updated
+    s.max_steps = s.max_steps or (cfg.train.max_steps if cfg is not None else 0)
+    if history is None and rd.events.exists():
+        history = RunHistory(rd)
+    if history is None:
+        return s
+    h = history
+    h.poll()
+    s.has_events = h.events > 0
+    s.step = max(s.step, h.step)
+    s.max_steps = h.max_steps or s.max_steps
+    s.loss = h.latest.get(TRAIN_LOSS)
+    s.val_loss, s.bpb, s.final, s.final_loss = h.val_loss, h.val_bpb, FINAL_LOSS in h.final, h.final.get(FINAL_LOSS)
+    s.tokens, s.tok_s, s.median_tok_s = h.tokens, h.latest.get(TOKENS_PER_S), h.median_tokens_per_s()
+    s.wall_s, s.stage, s.stages = h.wall_s, h.stage, h.stages
+    start = h.start
+    s.params = int(start["params"]) if start.get("params") else None
+    s.params_non_embedding = int(start.get("params_non_embedding", start["params"])) if s.params else None
+    s.flops_per_token = float(start.get("flops_per_token", 6 * s.params)) if s.params else None
+    if listed.status == RUNNING:
+        s.eta_s = eta_s(s.step, s.max_steps, h.latest)
+    return s
