@@ -205,12 +205,18 @@ def read_states(runs_dir: Path) -> dict[str, Listed]:
     never an exception for the whole command (status, queue, worker, TUI all read this)."""
     out = {}
     for rd in list_runs(runs_dir):
-        try:
-            out[rd.id] = Listed(rd, rd.read_state())
-        except StateError as e:  # damaged, or removed since the listing
-            if rd.path.is_dir():
-                out[rd.id] = Listed(rd, None, str(e))
+        x = listed(rd)
+        if x.state is not None or rd.path.is_dir():  # (removed since the listing: gone, not broken)
+            out[rd.id] = x
     return out
+
+
+def listed(rd: RunDir) -> Listed:
+    """One run as ``read_states`` lists it."""
+    try:
+        return Listed(rd, rd.read_state())
+    except StateError as e:  # damaged, or removed since the listing
+        return Listed(rd, None, str(e))
 
 
 _configs: dict[tuple[Path, int], RunConfig | None] = {}

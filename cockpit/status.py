@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 from cockpit.format import hms
-from cockpit.history import RunHistory, eta_s
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
+from cockpit.summary import summarize
 from cockpit.worker import device_label, live_workers
 from runspec.config.shape import model_label
-from runspec.run.metrics import STEP_MS, TRAIN_LOSS
 from runspec.run.rundir import QUEUED, RUNNING
 
 
@@ -33,13 +32,9 @@ def run_progress(listed: Listed) -> dict:
     """Step/total, last loss and ETA from the run's newest step event; whether its engine
     is really there."""
     rd, state = listed.rd, listed.state
-    h = RunHistory(rd)
-    h.poll()
-    out = {"id": rd.id, "status": state.status, "step": state.step, "max_steps": state.max_steps,
-           "pid": state.pid, "slot": state.slot, "owner": state.owner, "model": run_label(rd)}
-    if STEP_MS in h.latest:  # only step events carry it
-        out.update(step=h.step, max_steps=h.max_steps or state.max_steps, loss=h.latest.get(TRAIN_LOSS))
-        out["eta_s"] = eta_s(out["step"], out["max_steps"], h.latest)
+    s = summarize(listed)
+    out = {"id": rd.id, "status": s.status, "step": s.step, "max_steps": s.max_steps, "pid": state.pid,
+           "slot": state.slot, "owner": state.owner, "model": s.model, "loss": s.loss, "eta_s": s.eta_s}
     if engine_alive(rd, state):
         out["engine"] = "alive"
     elif starting(state):

@@ -37,8 +37,8 @@ class RunSummary:
     stage: int = 0
     stages: int = 0
     params: int | None = None
-    params_non_embedding: int | None = None
-    flops_per_token: float | None = None
+    params_non_embedding: int | None = None  # (runs from before it was logged: None)
+    flops_per_token: float | None = None  # (likewise)
     model: str = "?"  # '4L×128 mla+moe4x2'
     reason: str = ""
     updated: float = 0.0  # the newest state transition
@@ -72,8 +72,8 @@ def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHist
     s.wall_s, s.stage, s.stages = h.wall_s, h.stage, h.stages
     start = h.start
     s.params = int(start["params"]) if start.get("params") else None
-    s.params_non_embedding = int(start.get("params_non_embedding", start["params"])) if s.params else None
-    s.flops_per_token = float(start.get("flops_per_token", 6 * s.params)) if s.params else None
+    s.params_non_embedding = int(start["params_non_embedding"]) if start.get("params_non_embedding") else None
+    s.flops_per_token = float(start["flops_per_token"]) if start.get("flops_per_token") else None
     if listed.status == RUNNING:
         s.eta_s = eta_s(s.step, s.max_steps, h.latest)
     return s

@@ -43,17 +43,14 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def summarize(rd) -> Summary:
     from cockpit.history import RunHistory
-    from cockpit.runs import read_state, run_config
+    from cockpit.runs import listed, run_config
+    from cockpit.summary import summarize
     from runspec.config.schema import to_dict
 
     h = RunHistory(rd, cap=4096)
-    h.poll()
     cfg = run_config(rd)
+    s = summarize(listed(rd), cfg, h)  # an unreadable state file is 'broken', never hides the run's numbers
     config = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOISE} if cfg is not None else {}
-    try:
-        status = read_state(rd).status
-    except Exception:  # an unreadable state file must not hide the run's numbers
-        status = "?"
     curves = {name: s.points() for name, s in h.series.items()}
     final_loss = h.final.get(FINAL_LOSS)
     if final_loss is not None and h.step:
@@ -61,8 +58,8 @@ def summarize(rd) -> Summary:
         xs, ys = curves.get(VAL_LOSS, ([], []))
         if not xs or xs[-1] < h.step:
             curves[VAL_LOSS] = ([*xs, float(h.step)], [*ys, float(final_loss)])
-    return Summary(rd.id, status, config, h.start.get("params"), h.start.get("params_non_embedding"),
-                   h.tokens, h.wall_s, h.median_tokens_per_s(), dict(h.final), curves, rd.read_meta().sweep)
+    return Summary(rd.id, s.status, config, s.params, s.params_non_embedding, s.tokens, s.wall_s, s.median_tok_s,
+                   dict(h.final), curves, rd.read_meta().sweep)
 
 
 def differing(configs: list[dict[str, Any]]) -> list[str]:

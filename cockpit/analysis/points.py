@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runspec.run.metrics import FINAL_LOSS
-
 
 @dataclass
 class Point:
@@ -33,21 +31,16 @@ class Point:
 
 def read_point(rd) -> tuple[Point | None, str]:
     """A run's point, or None and why it cannot be one."""
-    from cockpit.history import RunHistory
-    from cockpit.runs import run_config
+    from cockpit.runs import listed, run_config
+    from cockpit.summary import summarize
 
-    h = RunHistory(rd)
-    h.poll()
-    loss = h.final.get(FINAL_LOSS)
-    start = h.start
-    if loss is None or not start.get("params"):
-        return None, "no final validation loss (not completed, or [eval] final = false)"
     cfg = run_config(rd)
-    meta = rd.read_meta()
-    tokens = h.tokens or 0
-    return Point(rd.id, int(start["params"]), int(start.get("params_non_embedding", start["params"])), tokens,
-                 float(loss), float(start.get("flops_per_token", 6 * start["params"])),
-                 h.median_tokens_per_s(), meta.sweep_values,
+    s = summarize(listed(rd), cfg)
+    if s.final_loss is None or not s.params:
+        return None, "no final validation loss (not completed, or [eval] final = false)"
+    return Point(rd.id, s.params, s.params_non_embedding or s.params, s.tokens or 0, float(s.final_loss),
+                 s.flops_per_token or 6.0 * s.params,
+                 s.median_tok_s, rd.read_meta().sweep_values,
                  cfg.optim.lr if cfg is not None else None, cfg.model.d_model if cfg is not None else None), ""
 
 

@@ -48,16 +48,11 @@ def sweeps(runs_dir) -> dict[str, list]:
 
 def progress(listed) -> tuple[str, str]:
     """('step/total', final validation loss or the latest one) for a run of the sweep."""
-    from cockpit.history import RunHistory
-    from cockpit.runs import run_config
+    from cockpit.summary import summarize
 
-    h = RunHistory(listed.rd)
-    h.poll()
-    cfg = run_config(listed.rd)
-    total = h.max_steps or (listed.state.max_steps if listed.state else 0) or (cfg.train.max_steps if cfg else 0)
-    step = max(h.step or 0, listed.state.step if listed.state else 0)
-    v = h.val_loss
-    return f"{step}/{total}", f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+    s = summarize(listed)
+    v = s.val_loss
+    return f"{s.step}/{s.max_steps}", f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
 def main(args) -> int:

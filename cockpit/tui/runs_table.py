@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cockpit.format import params_short
-from cockpit.history import Histories, eta_s
+from cockpit.history import Histories
 from cockpit.queue import Queue
 from cockpit.runs import Listed, read_states, run_config
+from cockpit.summary import summarize
 from cockpit.worker import device_label
-from runspec.config.shape import model_label
-from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
 from runspec.run.rundir import BROKEN, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED
 
 # how each state reads in the tables and panels
@@ -54,29 +53,16 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
             rows.append(RunRow(rd.id, BROKEN, reason=listed.problem))
             continue
         cfg = run_config(rd)
-        row = RunRow(rd.id, state.status, step=state.step, max_steps=state.max_steps or (cfg.train.max_steps if cfg
-                     else 0), reason=state.reason, updated=state.updated,
-                     size=model_label(cfg.model) if cfg else "?")
+        s = summarize(listed, cfg, histories.get(rd) if rd.events.exists() else None)
+        params = params_short(s.params)
+        row = RunRow(rd.id, s.status, step=s.step, max_steps=s.max_steps, reason=s.reason, updated=s.updated,
+                     size=f"{params} {s.model}" if params and cfg else params or s.model, loss=s.loss,
+                     eta_s=s.eta_s, stage=s.stage, stages=s.stages, val_loss=s.val_loss, bpb=s.bpb, final=s.final,
+                     tok_s=s.tok_s, elapsed=s.wall_s)
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         row.gpus = cfg.train.gpus if cfg else 1
         if state.status == RUNNING and state.slot and state.slot != "cpu":
             row.devices = device_label(state.slot.split(","))
-        if rd.events.exists():
-            h = histories.get(rd)
-            h.poll()
-            params = params_short(h.start.get("params"))
-            row.size = f"{params} {row.size}" if params and cfg else params or row.size
-            row.step = max(row.step, h.step)
-            row.max_steps = h.max_steps or row.max_steps
-            row.loss = h.latest.get(TRAIN_LOSS)
-            row.final = FINAL_LOSS in h.final
-            row.val_loss = h.val_loss
-            row.bpb = h.val_bpb
-            row.tok_s = h.latest.get(TOKENS_PER_S)
-            row.elapsed = h.wall_s
-            row.stage, row.stages = h.stage, h.stages
-            if state.status == RUNNING:
-                row.eta_s = eta_s(row.step, row.max_steps, h.latest)
         rows.append(row)
     rank = {RUNNING: 0, QUEUED: 1}
     rows.sort(key=lambda r: (rank.get(r.status, 2), r.position or 0, -r.updated))
