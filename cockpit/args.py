@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runspec.argtypes import non_negative_int, positive_int  # noqa: F401 (every command takes them from here)
+
 
 class Parser(argparse.ArgumentParser):
     """Bad arguments are one line (what is wrong, and where the usage is), not a usage block."""
@@ -19,22 +21,6 @@ def add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
 
 
-def _whole(text: str, minimum: int, rule: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{value}: must be {rule}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _whole(text, 1, "at least 1")
-
-
-def non_negative_int(text: str) -> int:
-    return _whole(text, 0, "0 or more")
 
 
 def non_negative_float(text: str) -> float:

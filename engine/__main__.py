@@ -18,22 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("run_dir")
     e.add_argument("--step", type=int, default=None)
     e.add_argument("--merged", required=True, metavar="OUT")
+    from runspec import bench as options  # the options cockpit bench parses and passes on
+
     b = sub.add_parser("bench", help="time training steps of a config")
     b.add_argument("config")
-    b.add_argument("--steps", type=int, default=40)
-    b.add_argument("--warmup", type=int, default=None)
-    b.add_argument("--json", action="store_true")
-    b.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
-    bm = sub.add_parser("bench-modules", help="time every attention and ffn kind at one shape")
-    bm.add_argument("--d-model", type=int, default=256)
-    bm.add_argument("--seq", type=int, default=256)
-    bm.add_argument("--batch", type=int, default=16)
-    bm.add_argument("--heads", type=int, default=8)
-    bm.add_argument("--device", default="auto")
-    bm.add_argument("--reps", type=int, default=10)
-    bm.add_argument("--warmup", type=int, default=3)
-    bm.add_argument("--no-compile", action="store_true")
-    bm.add_argument("--json", action="store_true")
+    options.add(b, options.TRAIN)
+    options.add(sub.add_parser("bench-modules", help="time every attention and ffn kind at one shape"), options.MODULES)
     args = p.parse_args(argv)
     if args.cmd == "train":
         from runspec.run.stopflag import StopFlag
