@@ -14,13 +14,14 @@ from cockpit import control
 from cockpit.analysis.termplot import tick_label
 from cockpit.format import hms
 from cockpit.queue import Queue
+from cockpit.runs import check_config
 from cockpit.status import control_files, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows
 from cockpit.worker import start_worker
-from runspec.config.load import load_config
-from runspec.config.schema import ConfigError
+from runspec.config.schema import ConfigError, RunConfig
+from runspec.data.corpus import CorpusError
 from runspec.run.rundir import FAILED, QUEUED, RUNNING
 
 ASK_BEFORE_STOPPING_S = 600  # s asks first on a run that has trained this long
@@ -152,18 +153,21 @@ class QueuePane(Pane):
 
     # -- actions ------------------------------------------------------------------------
     def action_add(self) -> None:
+        checked: dict[str, RunConfig] = {}  # what the dialog checked is what is queued: read once
+
         def check(path: str) -> str:
             if not path:
                 return "give the path of a TOML config, e.g. examples/quickstart.toml"
             try:
-                load_config(path)  # a small local file: checking it here keeps the dialog honest
-            except ConfigError as e:
+                checked[path] = check_config(path)  # a small local file and its data's footers: cheap
+            except (ConfigError, CorpusError) as e:
                 return str(e)
             return ""
 
         def added(path: str | None) -> None:
             if path:
-                self.in_background(lambda: Queue(self.runs_dir).add([path]),
+                cfg = checked.get(path)
+                self.in_background(lambda: Queue(self.runs_dir).add([path], checked=[cfg] if cfg else None),
                                    lambda rds: self.notify(f"queued {rds[0].id}"), "queue-edit")
 
         self.app.push_screen(Prompt("Queue a run: path of a TOML config", "examples/quickstart.toml",
