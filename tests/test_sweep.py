@@ -101,3 +101,20 @@ def test_a_sweep_is_queued_together_with_its_values_and_shows_progress(tmp_path)
     assert st.returncode == 0 and "0/3 completed" in st.stdout and "optim.lr=0.003" in st.stdout
     st = cockpit("--runs-dir", str(runs), "sweep", "status", "nope")
     assert st.returncode == 2 and "cockpit sweep ls" in st.stderr
+
+
+def test_known_vocabulary_sizes_are_the_encodings_own():
+    """Sweeps size runs from known vocabularies without loading an encoding (offline that tried
+    the network once a run); where an encoding does load here, its size must be the known one."""
+    from cockpit.sweep import KNOWN_VOCAB
+    from runspec.data.tokenizers import TokenizerError, get_tokenizer
+
+    checked = 0
+    for name, size in KNOWN_VOCAB.items():
+        try:
+            tok = get_tokenizer(name)
+        except (TokenizerError, ValueError):
+            continue  # not cached on this machine
+        assert tok.vocab_size == size, name
+        checked += 1
+    assert checked >= 1  # bytes always loads

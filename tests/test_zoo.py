@@ -151,12 +151,12 @@ def test_loss_at_init_is_within_3_percent_of_ln_v(name):
 @pytest.mark.parametrize("name", COMBOS)
 def test_one_batch_can_be_overfit(name):
     cfg, model = build(COMBOS[name], conviction=False)
-    cfg.optim.lr, cfg.optim.weight_decay = 1e-2, 0.0
+    cfg.optim.lr, cfg.optim.weight_decay = 2e-2, 0.0  # every kind there within 150 steps (1e-2: up to 230; 5e-2 diverges)
     opt = build_optimizers(model, cfg, "cpu")
     torch.manual_seed(2)
     x = torch.randint(0, V, (4, 16))
     y = torch.roll(x, -1, dims=1)
-    for _ in range(400):  # most kinds are there by 150 steps; StableMax's polynomial tail takes longer
+    for _ in range(400):
         loss = model(x, y).losses["ce"]
         if loss.item() < 0.1:
             break
