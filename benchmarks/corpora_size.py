@@ -6,7 +6,7 @@
 3. peak resident memory of `cockpit corpora size` on a parquet file holding --big-gb of text
    (target: under ~500 MB).
 
-    python benchmarks/corpora_size.py --text ../shared/data/tinyshakespeare/input.txt \
+    python benchmarks/corpora_size.py --text PATH/TO/tinyshakespeare/input.txt \
         [--tokenizer gpt2] [--mb 20] [--big-gb 2.0]
 (needs TIKTOKEN_CACHE_DIR pointing at a cache holding the encoding when offline)
 """
@@ -101,7 +101,7 @@ def big_file_memory(docs: list[str], gb: float, tmp: Path, tokenizer: str) -> No
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--text", default="../shared/data/tinyshakespeare/input.txt")
+    ap.add_argument("--text", required=True, help="a real text file to repeat into the corpora (tinyshakespeare works)")
     ap.add_argument("--tokenizer", default="gpt2")
     ap.add_argument("--mb", type=float, default=20)
     ap.add_argument("--big-gb", type=float, default=2.0)

@@ -3,7 +3,7 @@
 thread (``prefetch = 2``), timed in the same process, rounds alternating so drift hits both.
 
     python benchmarks/input_pipeline.py [--config examples/bench/nanogpt_cpu.toml]
-        [--rounds 3] [--steps 30] [--set data.path=../shared/data/tinyshakespeare/input.txt]
+        [--rounds 3] [--steps 30] [--set data.path=PATH/TO/tinyshakespeare/input.txt]
 
 Prints, for each, the median share of step time spent waiting for data and the step time.
 On a GPU the step is asynchronous, so a wait the host does not hide shows as idle device;

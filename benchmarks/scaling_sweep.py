@@ -6,7 +6,7 @@ fitted with `cockpit analyze scaling`.
     python benchmarks/scaling_sweep.py [--spec ladder|isoflop] [--runs-dir DIR] [--budget 1e14] [--out DIR]
 
 With --runs-dir pointing at a directory where the sweep already ran, only the fit is redone.
-Prints the sweep's runs and the fit with its intervals (as reported in the README).
+Prints the sweep's runs and the fit with its intervals (as reported in docs/guide/sweeps.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's stages table: growth against training the large shape from scratch for the same
+"""The stages table of docs/guide/stages.md: growth against training the large shape from scratch for the same
 compute, and LoRA / repeated LoRA against full fine-tuning, CPU-sized, on real text.
 
     python benchmarks/stages_table.py TEXT_FILE [--runs-dir DIR]

@@ -1,4 +1,4 @@
-"""The zoo side by side: a markdown table from finished runs (the README's zoo table).
+"""The zoo side by side: a markdown table from finished runs (the zoo table of docs/guide/zoo.md).
 
     python benchmarks/zoo_table.py RUNS_DIR [RUN_ID_PREFIX ...]
 

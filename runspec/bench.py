@@ -48,15 +48,15 @@ TRAIN = (
     Option("--set", str, None, "override a config value, e.g. --set train.max_steps=200 (repeatable)", repeat=True),
 )
 MODULES = (
-    Option("--d-model", positive_int, 256),
-    Option("--seq", positive_int, 256),
-    Option("--batch", positive_int, 16),
-    Option("--heads", positive_int, 8),
+    Option("--d-model", positive_int, 256, "the width every kind is built at"),
+    Option("--seq", positive_int, 256, "sequence length"),
+    Option("--batch", positive_int, 16, "sequences per forward pass"),
+    Option("--heads", positive_int, 8, "attention heads (even, for the kinds that pair them)"),
     Option("--device", str, "auto", "auto (cuda if present), cpu, cuda, cuda:N, mps"),
     Option("--reps", positive_int, 10, "timed repetitions (the median is shown)"),
-    Option("--warmup", non_negative_int, 3),
+    Option("--warmup", non_negative_int, 3, "untimed repetitions first"),
     Option("--no-compile", None, False, "skip the eager vs torch.compile pair (slow to compile)"),
-    Option("--json", None, False),
+    Option("--json", None, False, "one JSON object instead of the table"),
 )
 
 

@@ -15,7 +15,7 @@ def register(sub) -> None:
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bt = bsub.add_parser("train", help="training throughput of a config (after warm-up, without start-up)")
-    bt.add_argument("config")
+    bt.add_argument("config", help="a run config (TOML); its model and batch are timed, nothing is written")
     options.add(bt, options.TRAIN)
     bt.set_defaults(func=train)
     bm = bsub.add_parser("modules", help="forward+backward and decode time, memory and size of every attention "

@@ -26,7 +26,7 @@ def register(sub) -> None:
     c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     c.add_argument("-t", "--temperature", type=non_negative_float, default=0.8, help="0: greedy")
     c.add_argument("-k", "--top-k", type=non_negative_int, default=50, help="0: no limit")
-    c.add_argument("-m", "--max-tokens", type=positive_int, default=256)
+    c.add_argument("-m", "--max-tokens", type=positive_int, default=256, help="tokens to generate per prompt")
     c.add_argument("--seed", type=int, default=None, help="same seed, same completion")
     c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")

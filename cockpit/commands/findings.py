@@ -14,7 +14,7 @@ def register(sub) -> None:
     f.add_argument("--dir", default="findings", help="the findings directory (default ./findings)")
     fsub = f.add_subparsers(dest="findings_cmd")
     n = fsub.add_parser("new", help="start an entry: a claim and the runs or sweep that support it")
-    n.add_argument("title")
+    n.add_argument("title", help="the claim, in a sentence")
     n.add_argument("--runs", nargs="+", default=[], help="the runs behind the claim")
     n.add_argument("--sweep", help="or the sweep behind it")
     n.add_argument("--show", choices=SHOWS, default=None, help="what to regenerate under the claim (default: "

@@ -10,7 +10,7 @@ from cockpit.args import add_set, interactive, positive_int, warn
 
 def register(sub) -> None:
     r = sub.add_parser("run", help="queue a run and watch it in the TUI (--headless: train it here, plain output)")
-    r.add_argument("config")
+    r.add_argument("config", help="a run config (TOML), e.g. examples/quickstart.toml")
     r.add_argument("--name", help="run name (default: the config file's stem)")
     r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     r.add_argument("--nproc", type=positive_int, default=None, metavar="N",

@@ -10,7 +10,7 @@ from cockpit.runs import runs_root
 
 def register(sub) -> None:
     s = sub.add_parser("status", help="worker, queue, running runs, GPUs and keep-awake")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object instead of the text")
     s.set_defaults(func=status)
 
 

@@ -189,14 +189,17 @@ def create_app(state: State) -> Starlette:
         return JSONResponse(error_body(request.url.path, status, str(exc)), status_code=status)
 
     async def page(request: Request) -> Response:
+        """Our page: tokens coloured by conviction or probability, alternatives on hover, continue from any of them."""
         return HTMLResponse(resources.files("cockpit.serve").joinpath("page.html").read_text(encoding="utf-8"))
 
     async def health(request: Request) -> Response:
+        """200 `{"status": "ok"}` while the model is loaded; 503 in the error shape when its process is gone."""
         if state.engine.gone:
             return JSONResponse(error_body("/health", 503, state.engine.gone), status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def props(request: Request) -> Response:
+        """llama.cpp's server properties: the model's name, context length and default generation settings."""
         info = state.engine.info
         return JSONResponse({
             "default_generation_settings": {"n_ctx": info.get("block_size"), "params": llama_api.settings(
@@ -208,6 +211,7 @@ def create_app(state: State) -> Starlette:
                                                        "key_required": state.api_key is not None}})
 
     async def tokenize(request: Request) -> Response:
+        """llama.cpp's `/tokenize`: `{"content": TEXT}` to `{"tokens": [...]}` (with pieces when asked)."""
         body = await read_json(request, state.limits.max_body)
         content = body.get("content", "")
         if not isinstance(content, str):
@@ -218,6 +222,7 @@ def create_app(state: State) -> Starlette:
         return JSONResponse({"tokens": got["tokens"]})
 
     async def detokenize(request: Request) -> Response:
+        """llama.cpp's `/detokenize`: `{"tokens": [...]}` to `{"content": TEXT}`."""
         body = await read_json(request, state.limits.max_body)
         toks = body.get("tokens", [])
         if not isinstance(toks, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in toks):
@@ -225,6 +230,8 @@ def create_app(state: State) -> Starlette:
         return JSONResponse({"content": await state.engine.detokenize(toks)})
 
     async def completion(request: Request) -> Response:
+        """llama.cpp's `/completion` (also `/completions`): the generation fields below; streamed as server-sent
+        events with `stream`; each token's probabilities and conviction with `n_probs`."""
         gen = llama_api.parse(await read_json(request, state.limits.max_body), state.limits.max_tokens)
         if not gen.stream:
             msgs, done = await collect(state, request, gen)
@@ -238,6 +245,8 @@ def create_app(state: State) -> Starlette:
                               lambda m, info: llama_api.final(m, gen, info))
 
     async def v1_completions(request: Request) -> Response:
+        """OpenAI's legacy completions: `prompt`, `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`,
+        `logprobs`; errors in OpenAI's shape."""
         gen = openai_api.parse(await read_json(request, state.limits.max_body), state.limits.max_tokens)
         rid, model = openai_api.new_id(), state.engine.info.get("run", "")
         if not gen.stream:
@@ -255,12 +264,14 @@ def create_app(state: State) -> Starlette:
             rid, model, None, gen, offset, openai_api.FINISH[m["reason"]]), trailer="[DONE]")
 
     async def v1_models(request: Request) -> Response:
+        """OpenAI's model list: the one run being served."""
         info = state.engine.info
         return JSONResponse({"object": "list", "data": [
             {"id": info.get("run", ""), "object": "model", "created": 0, "owned_by": "cockpit",
              "step": info.get("step"), "conviction": info.get("conviction")}]})
 
     async def runs(request: Request) -> Response:
+        """The runs of the runs directory that have a checkpoint (the page's run picker)."""
         from cockpit.runs import list_runs, run_config
 
         out = []
@@ -273,6 +284,8 @@ def create_app(state: State) -> Starlette:
         return JSONResponse({"runs": out, "loaded": state.engine.info})
 
     async def load(request: Request) -> Response:
+        """Switch the served model to another run's checkpoint (`{"run": ID, "step": N}`); a bad one keeps the
+        current model."""
         body = await read_json(request, state.limits.max_body)
         run, step = body.get("run"), body.get("step")
         if not isinstance(run, str) or not run:

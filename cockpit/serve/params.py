@@ -17,17 +17,20 @@ class BadRequest(ValueError):
 
 @dataclass
 class Generation:
-    prompt: str | list[int] = ""
-    n_predict: int = 256
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    stream: bool = False
-    n_probs: int = 0
-    post_sampling_probs: bool = False
+    """What a completion request asks for, in llama.cpp's names (the OpenAI route maps its own
+    onto these: max_tokens is n_predict, logprobs is n_probs)."""
+
+    prompt: str | list[int] = ""  # text, or token ids
+    n_predict: int = 256  # tokens to generate at most (the server's --max-tokens caps it)
+    temperature: float = 0.8  # 0: greedy
+    top_k: int = 40  # sample among the k most likely tokens; 0: all
+    top_p: float = 0.95  # nucleus sampling: the smallest set whose probabilities reach p
+    min_p: float = 0.05  # drop tokens below min_p times the most likely one's probability
+    seed: int | None = None  # the same seed and request give the same text
+    stop: list[str] = field(default_factory=list)  # strings that end the generation (not included)
+    stream: bool = False  # server-sent events, one per token
+    n_probs: int = 0  # with each token, the n most likely tokens and their probabilities
+    post_sampling_probs: bool = False  # those probabilities after top-k/top-p/min-p, as llama.cpp's option
 
     def engine_request(self) -> dict:
         prompt = {"prompt": self.prompt} if isinstance(self.prompt, str) else {"prompt_ids": self.prompt}

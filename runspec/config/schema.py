@@ -55,23 +55,23 @@ def _family(name: str, default: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    n_layer: int = 4
-    d_model: int = 128
+    n_layer: int = 4  # transformer blocks
+    d_model: int = 128  # width of the residual stream
     n_head: int = 4  # the attention geometry every kind reads (diff/dint pair heads: n_head / 2 of them)
     head_dim: int = 0  # 0: d_model // n_head; any other value decouples head size from width
     block_size: int = 128  # context length in tokens
-    bias: bool = True
-    norm: str = field(default="layernorm", metadata=_choices("layernorm", "rmsnorm"))
-    qk_norm: bool = False
-    pos: str = field(default="learned", metadata=_choices("learned", "learned_per_layer", "rope", "none"))
-    rope_base: float = 10000.0
-    dropout: float = 0.0
+    bias: bool = True  # biases in linear layers and LayerNorms (the LM head never has one)
+    norm: str = field(default="layernorm", metadata=_choices("layernorm", "rmsnorm"))  # the normalization layers
+    qk_norm: bool = False  # normalize queries and keys per head before RoPE (QK-norm)
+    pos: str = field(default="learned", metadata=_choices("learned", "learned_per_layer", "rope", "none"))  # positions: one learned table, one per layer (T12), rotary, or none
+    rope_base: float = 10000.0  # RoPE's base frequency
+    dropout: float = 0.0  # on attention weights, residual branches and embeddings
     logit_softcap: float = 0.0  # 0 disables; else logits = c * tanh(logits / c)
     output: str = field(default="softmax", metadata=_choices("softmax", "stablemax"))  # the next-token distribution
-    init: str = field(default="scaled", metadata=_choices("scaled", "zero_out", "normal"))
-    init_std: float = 0.02
+    init: str = field(default="scaled", metadata=_choices("scaled", "zero_out", "normal"))  # residual-writing matrices: std/sqrt(2L) (GPT-2), zeros (each block starts as the identity), or plain
+    init_std: float = 0.02  # std of the normal init of matrices and embeddings
     residual_scale: float = 1.0  # x + residual_scale * branch(x)
-    tie_embeddings: bool = True
+    tie_embeddings: bool = True  # the LM head is the token embedding
     output_projection: bool = False  # d x d linear between the last hidden state and the LM head
     output_projection_norm: bool = False  # a norm after the output projection
     # the kinds: a table with `kind` and that kind's keys, or just the kind's name
@@ -84,7 +84,7 @@ class ModelConfig:
 class DataConfig:
     path: str = BUILTIN_STORIES  # .txt, .jsonl, .parquet, a directory of parquet files, or builtin:stories
     tokenizer: str = "bytes"  # bytes, or any tiktoken encoding (gpt2, cl100k_base, ...)
-    text_column: str = "text"
+    text_column: str = "text"  # the field holding the text in .jsonl and parquet files
     val_fraction: float = 0.1  # the tail of the token stream is held out for validation
     test_fraction: float = 0.0  # contiguous train | val | test: the test split is the last part
     val_tokens: int = 0  # a size instead of a fraction (enwik8: 5_000_000); 0: val_fraction
@@ -94,43 +94,43 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 1000
+    max_steps: int = 1000  # optimizer steps of the run (resume --max-steps raises it)
     max_time: str = ""  # "h:mm" (or "h:mm:ss") budget per invocation; "" means no time limit
-    batch_size: int = 16
-    grad_accum: int = 1
+    batch_size: int = 16  # sequences per step and rank (before grad_accum)
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
     grad_clip: float = 1.0  # 0 disables clipping
-    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "fp16"))
+    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "fp16"))  # bf16/fp16: autocast (fp16 with a grad scaler); fp32 weights always
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    compile: bool = False
-    seed: int = 1337
+    compile: bool = False  # torch.compile the model
+    seed: int = 1337  # model init, data order and sampling
     checkpoint_every: int = 250  # 0: only at the end and on a stop signal
     peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
     # ranks on this machine (torchrun; NCCL on CUDA, gloo on the CPU); batch_size is per rank
-    gpus: int = 1
+    gpus: int = 1  # ranks (devices) the run takes; > 1 launches torchrun
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     prefetch: int = 2  # steps of batches built ahead in a background thread; 0: built in the step
 
 
 @dataclass
 class OptimConfig:
-    name: str = field(default="adamw", metadata=_choices("adamw", "muon", "ivon"))
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    schedule: str = field(default="cosine", metadata=_choices("cosine", "linear", "constant", "wsd"))
-    warmup_steps: int = 100
+    name: str = field(default="adamw", metadata=_choices("adamw", "muon", "ivon"))  # AdamW, Muon (matrices; AdamW for the rest) or IVON
+    lr: float = 1e-3  # peak learning rate (AdamW's, IVON's)
+    min_lr: float = 1e-4  # the schedule's floor
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])  # AdamW's (beta1, beta2)
+    eps: float = 1e-8  # AdamW's epsilon
+    weight_decay: float = 0.1  # decoupled, on matrices and embeddings only
+    schedule: str = field(default="cosine", metadata=_choices("cosine", "linear", "constant", "wsd"))  # learning-rate schedule after warmup (wsd: warmup, stable, decay)
+    warmup_steps: int = 100  # linear warmup from 0
     decay_steps: int = 0  # 0: decay over max_steps
     wsd_decay_fraction: float = 0.2  # share of decay_steps spent in the final decay of WSD
     wte_lr_scale: float = 1.0  # learning-rate multiplier for the token embedding
-    muon_lr: float = 0.02
-    muon_momentum: float = 0.95
+    muon_lr: float = 0.02  # Muon's learning rate for the matrices
+    muon_momentum: float = 0.95  # Muon's Nesterov momentum
     orthograd: bool = False  # ⊥Grad: step on the gradient's part orthogonal to the weight, rescaled to its norm
     # IVON (Shen et al. 2024, the ivon-opt package): a variational posterior over the weights
     ivon_ess: float = 0.0  # effective sample size; 0: the number of training tokens
-    ivon_hess_init: float = 0.1
-    ivon_beta2: float = 0.99999
+    ivon_hess_init: float = 0.1  # IVON's initial Hessian estimate
+    ivon_beta2: float = 0.99999  # IVON's Hessian averaging
     ivon_weight_decay: float = 1e-6  # IVON's prior precision (it plays weight decay's part)
     ivon_mc_samples: int = 1  # posterior samples (forward and backward passes) per step
 
@@ -142,9 +142,9 @@ class EvalConfig:
     final: bool = True  # one full pass over the validation split at the end
     final_max_batches: int = 0  # 0: the whole split
     sample_tokens: int = 200  # generated at each evaluation; 0 disables samples
-    sample_prompt: str = ""
-    temperature: float = 0.8
-    top_k: int = 50
+    sample_prompt: str = ""  # the prompt of the samples ('' : the separator token)
+    temperature: float = 0.8  # sampling temperature of the samples
+    top_k: int = 50  # top-k of the samples
     posterior_samples: int = 0  # IVON: also score the final pass with probabilities averaged over this many weight samples
     full_every: int = 0  # a full pass over the validation split every N steps (train_benchmarks/full_*); 0: never
     stride: int = 0  # full passes also score sliding windows: each token with >= block_size - stride context; 0: off
@@ -152,10 +152,10 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    every: int = 10
-    wandb: bool = True
-    wandb_mode: str = field(default="offline", metadata=_choices("offline", "online", "disabled"))
-    wandb_project: str = "cockpit"
+    every: int = 10  # steps between train/* logs (and the TUI's points)
+    wandb: bool = True  # log to wandb too (events.jsonl always)
+    wandb_mode: str = field(default="offline", metadata=_choices("offline", "online", "disabled"))  # offline writes into the run directory (wandb sync uploads later)
+    wandb_project: str = "cockpit"  # the wandb project name
     grad_norms: bool = True  # per-module gradient norms at each log step
 
 
@@ -167,9 +167,9 @@ class ConvictionConfig:
     language model, while its gradient still trains the head within a few hundred steps.
     For "dot" and "l2", whose targets are ~10x larger, consider 0.001."""
 
-    enabled: bool = False
-    target: str = field(default="cosine", metadata=_choices("cosine", "dot", "l2"))
-    weight: float = 0.01
+    enabled: bool = False  # add the conviction head
+    target: str = field(default="cosine", metadata=_choices("cosine", "dot", "l2"))  # what the head regresses: cosine, dot product or L2 distance of h_t and e_y
+    weight: float = 0.01  # weight of its MSE in the objective
     train_lm_head: bool = False  # let the loss reach the LM head / embeddings through the target
     detach_input: bool = False  # train only the head: the trunk gets no gradient from this loss
 
@@ -184,7 +184,7 @@ class AuxConfig:
     intermediate: bool = False  # every layer 1 .. n_layer-1 gets a next-token loss
     layers: list[int] = field(default_factory=list)  # or just these (1-indexed, < n_layer)
     schedule: str = field(default="t12", metadata=_choices("t12", "constant"))  # t12: layer l of n stops after l/(2n) of training
-    layer_weight: float = 1.0
+    layer_weight: float = 1.0  # weight of each intermediate next-token loss
     targets: int = 0  # extra targets: t+2 .. t+1+targets (the paper: 1)
     target_weight: float = 0.5  # the paper's multiplier for the extra targets
 

@@ -24,16 +24,16 @@ class InitConfig:
     directory, or a checkpoint file (an exported one too). Tensors the parent lacks (new heads,
     adapters) keep their fresh init; a tensor whose shape differs is an error."""
 
-    from_: str = field(default="", metadata={"key": "from"})
+    from_: str = field(default="", metadata={"key": "from"})  # a run (id, prefix or directory, optionally RUN:STEP) or a checkpoint file to start from
 
 
 @dataclass
 class GrowConfig:
     """Function-preserving growth: the grown model first computes what the old one did; 0 leaves a size as it is."""
 
-    n_layer: int = 0
+    n_layer: int = 0  # grow to this many blocks (0: unchanged)
     positions: list[int] = field(default_factory=list)  # indices of the new blocks in the grown model; [] spreads them evenly
-    d_model: int = 0
+    d_model: int = 0  # grow to this width (0: unchanged)
     n_head: int = 0  # more heads of the same size (d_model growth adds heads to keep the head size)
     d_ff: int = 0  # MLP hidden width
     ramp_steps: int = 100  # layernorm + d_model growth: masked statistics ramp to full over these steps (MSG)
@@ -49,8 +49,8 @@ class LoraConfig:
 
     rank: int = 0  # 0: no adapters
     alpha: float = 16.0  # the update is (alpha / rank) B A
-    dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "up", "down"])
+    dropout: float = 0.0  # on the adapters' input
+    targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "up", "down"])  # matrices that get adapters (each kind names its own: see the zoo)
     unfreeze: list[str] = field(default_factory=list)  # parameter-name patterns that train beside the adapters
     merge: bool = True  # merge into the weights at the end of the run (between stages they are always merged)
     relora_every: int = 0  # ReLoRA: merge, re-initialise and reset the adapters' optimizer state every N steps
@@ -62,8 +62,8 @@ class LoraConfig:
 
 @dataclass
 class StageConfig:
-    at_step: int = 0
-    name: str = ""
+    at_step: int = 0  # the step the stage begins at (0: from the start)
+    name: str = ""  # shown in the TUI and the stage event
     grow: GrowConfig = field(default_factory=GrowConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     freeze: list[str] = field(default_factory=list)  # parameter-name patterns (fnmatch: "blocks.0.*", "wte.*")

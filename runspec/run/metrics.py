@@ -72,49 +72,49 @@ def _m(name: str, label: str, fmt: str = ".4f", group: str = "", better: str = N
 # -- train/: every log interval -------------------------------------------------------
 TRAIN_LOSS = _m("train/loss", "train loss", group="loss", better=LOWER)  # the LM loss, comparable with validation
 OBJECTIVE = _m("train/objective", "objective", group="loss", better=LOWER)  # what was minimised (LM + heads)
-LR = _m("train/lr", "lr", ".2e", "optim")
-GRAD_NORM = _m("train/grad_norm", "grad norm", ".3f", "optim")
-TOKENS_PER_S = _m("train/tokens_per_s", "tokens/s", ",.0f", "speed", HIGHER)
-STEP_MS = _m("train/step_ms", "step ms", ".1f", "speed", LOWER)
-MFU = _m("train/mfu", "MFU", ".2%", "speed", HIGHER)
-TOKENS = _m("train/tokens", "tokens", ",.0f", "speed")
+LR = _m("train/lr", "lr", ".2e", "optim")  # the learning rate at this step
+GRAD_NORM = _m("train/grad_norm", "grad norm", ".3f", "optim")  # the global gradient norm, before clipping
+TOKENS_PER_S = _m("train/tokens_per_s", "tokens/s", ",.0f", "speed", HIGHER)  # training throughput over the log interval (all ranks)
+STEP_MS = _m("train/step_ms", "step ms", ".1f", "speed", LOWER)  # wall time of one optimizer step
+MFU = _m("train/mfu", "MFU", ".2%", "speed", HIGHER)  # model FLOPs utilization against the device's peak (CPU: its measured matmul peak)
+TOKENS = _m("train/tokens", "tokens", ",.0f", "speed")  # tokens trained so far
 DATA_WAIT = _m("train/data_wait", "data wait", ".1%", "speed", LOWER)  # share of step time waiting for batches
 TRAIN_STEP = _m("train/step", "step", "d")  # wandb's x axis
-TRAIN_STAGE = _m("train/stage", "stage", "d")
-PARAMS = _m("train/params", "params", ",.0f")
-PARAMS_TRAINABLE = _m("train/params_trainable", "trainable", ",.0f")
+TRAIN_STAGE = _m("train/stage", "stage", "d")  # the [[stage]] the run is in
+PARAMS = _m("train/params", "params", ",.0f")  # parameters of the model at this point (growth changes it)
+PARAMS_TRAINABLE = _m("train/params_trainable", "trainable", ",.0f")  # parameters the optimizer updates (LoRA, freezing)
 
 # -- train_benchmarks/: the running validation ----------------------------------------
-VAL_LOSS = _m("train_benchmarks/loss", "val loss", group="eval", better=LOWER)
-VAL_BPB = _m("train_benchmarks/bpb", "val bpb", group="eval", better=LOWER)
-FULL_SECONDS = _m("train_benchmarks/full_seconds", "full pass s", ".1f", "speed")
+VAL_LOSS = _m("train_benchmarks/loss", "val loss", group="eval", better=LOWER)  # running validation loss on fixed windows, every eval.every steps
+VAL_BPB = _m("train_benchmarks/bpb", "val bpb", group="eval", better=LOWER)  # the same in bits per byte of text
+FULL_SECONDS = _m("train_benchmarks/full_seconds", "full pass s", ".1f", "speed")  # what a full validation pass took (eval.full_every)
 
 # -- final_benchmarks/: the end of the run --------------------------------------------
-FINAL_LOSS = _m("final_benchmarks/loss", "final val loss", group="eval", better=LOWER)
-FINAL_BPB = _m("final_benchmarks/bpb", "final val bpb", group="eval", better=LOWER)
-FINAL_TOKENS = _m("final_benchmarks/tokens", "val tokens", ",.0f", "eval")
-FINAL_SLIDING_TOKENS = _m("final_benchmarks/sliding_tokens", "sliding val tokens", ",.0f", "eval")
-FINAL_TEST_TOKENS = _m("final_benchmarks/test_tokens", "test tokens", ",.0f", "eval")
-FINAL_TEST_LOSS = _m("final_benchmarks/test_loss", "test loss", group="eval", better=LOWER)
+FINAL_LOSS = _m("final_benchmarks/loss", "final val loss", group="eval", better=LOWER)  # the final pass over the whole validation split (non-overlapping windows)
+FINAL_BPB = _m("final_benchmarks/bpb", "final val bpb", group="eval", better=LOWER)  # the same in bits per byte
+FINAL_TOKENS = _m("final_benchmarks/tokens", "val tokens", ",.0f", "eval")  # validation tokens the final pass scored
+FINAL_SLIDING_TOKENS = _m("final_benchmarks/sliding_tokens", "sliding val tokens", ",.0f", "eval")  # tokens the sliding-window pass scored (eval.stride)
+FINAL_TEST_TOKENS = _m("final_benchmarks/test_tokens", "test tokens", ",.0f", "eval")  # test tokens scored at the end (data.test_fraction or test_tokens)
+FINAL_TEST_LOSS = _m("final_benchmarks/test_loss", "test loss", group="eval", better=LOWER)  # loss on the test split, scored once at the end
 # the conviction head's statistics (final_benchmarks/<head>_<statistic>)
-CONVICTION_AUROC = _m("final_benchmarks/conviction_auroc_top1", "conviction AUROC", ".3f", "conviction", HIGHER)
-CONVICTION_SPEARMAN = _m("final_benchmarks/conviction_spearman_loss", "conviction ρ(loss)", ".3f", "conviction")
-CONVICTION_MEAN = _m("final_benchmarks/conviction_mean", "conviction mean", ".4f", "conviction")
+CONVICTION_AUROC = _m("final_benchmarks/conviction_auroc_top1", "conviction AUROC", ".3f", "conviction", HIGHER)  # how well conviction separates right top-1 guesses from wrong ones
+CONVICTION_SPEARMAN = _m("final_benchmarks/conviction_spearman_loss", "conviction ρ(loss)", ".3f", "conviction")  # rank correlation of conviction with the token's loss (negative is good)
+CONVICTION_MEAN = _m("final_benchmarks/conviction_mean", "conviction mean", ".4f", "conviction")  # the head's mean output over the validation tokens
 # every evaluation pass (running, full, sliding, test, test_sliding) in both namespaces
 for _ns in (RUNNING_VAL, FINAL):
-    _m(f"{_ns}/{{pass}}loss", "loss", ".4f", "eval", LOWER)
-    _m(f"{_ns}/{{pass}}bpb", "bpb", ".4f", "eval", LOWER)
+    _m(f"{_ns}/{{pass}}loss", "loss", ".4f", "eval", LOWER)  # a pass's loss: (running), full_, sliding_, test_, test_sliding_
+    _m(f"{_ns}/{{pass}}bpb", "bpb", ".4f", "eval", LOWER)  # a pass's bits per byte
     _m(f"{_ns}/{{pass}}bpc", "bpc", ".4f", "eval", LOWER)  # byte-level: bits per character
-_m("final_benchmarks/{head}_{statistic}", "head statistic", ".4f", "eval")
+_m("final_benchmarks/{head}_{statistic}", "head statistic", ".4f", "eval")  # a head's own statistic over the final pass
 
 # -- debug/ and aux/ ------------------------------------------------------------------
-HIDDEN_NORM = _m("debug/hidden_norm", "hidden norm", ".3f", "debug")
+HIDDEN_NORM = _m("debug/hidden_norm", "hidden norm", ".3f", "debug")  # mean L2 norm of the final hidden state, taken after the final norm
 GRAD_NORM_PREFIX = "debug/grad_norm/"
-_m("debug/grad_norm/{module}", "grad norm", ".3f", "debug")
-_m("debug/{loss}_loss", "loss", ".4f", "loss", LOWER)
-AUX_ACTIVE_LAYERS = _m("aux/active_layers", "aux layers", ".0f", "debug")
-_m("aux/layer{layer}_t{offset}_loss", "aux loss", ".4f", "loss", LOWER)
-_m("aux/final_t{offset}_loss", "aux loss", ".4f", "loss", LOWER)
+_m("debug/grad_norm/{module}", "grad norm", ".3f", "debug")  # gradient norm of one module group (embeddings, blocks, lm_head, a head), measured after clipping
+_m("debug/{loss}_loss", "loss", ".4f", "loss", LOWER)  # each loss the model names, unweighted (ce, conviction, moe_balance, aux, ...)
+AUX_ACTIVE_LAYERS = _m("aux/active_layers", "aux layers", ".0f", "debug")  # T12: intermediate layers whose loss is still on
+_m("aux/layer{layer}_t{offset}_loss", "aux loss", ".4f", "loss", LOWER)  # T12: layer l's loss for the target offset positions ahead
+_m("aux/final_t{offset}_loss", "aux loss", ".4f", "loss", LOWER)  # T12: the final layer's extra target's loss
 _m("debug/{statistic}", "statistic", ".4g", "debug")  # a kind's own (MoE balance, attention entropy...): last
 
 # the columns of compare's table of final figures, in order

@@ -142,6 +142,23 @@ def _expected_text(expected: Expected) -> str:
     return expected if isinstance(expected, str) else " or ".join(expected)
 
 
+# what each file of a run directory holds (the docs' run-directory page is generated from this)
+FILES = {
+    "config.toml": "the file you submitted, with any --set overrides appended as comments",
+    "resolved.toml": "every value, defaults filled in: what the engine trains (rewritten atomically on resume)",
+    "run.json": "what the run is, as data: name, source config, tags, overrides (typed), sweep and its values, "
+                "parent run and step, dependencies, GPUs asked for; written once, at creation",
+    "state.json": "status, reason, engine pid and start time, owner, slot, step and a timestamped history; "
+                  "changed only by the lifecycle's moves, compare-and-set under the run's lock",
+    "events.jsonl": "the engine's event log, one JSON object a line (the event kinds below)",
+    "engine.log": "the engine's stdout and stderr",
+    "checkpoints/": "step_N.pt (model, optimizer, grad scaler, RNG states, data position) and `latest`, "
+                    "naming the newest complete one; the newest three step files are kept",
+    "wandb/": "the wandb run (offline unless log.wandb_mode = \"online\"; upload with wandb sync)",
+    ".lock": "the run's lock: every change of state.json happens while it is held",
+}
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)

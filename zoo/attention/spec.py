@@ -23,7 +23,7 @@ class AttentionSpec(ModuleKind):
     family: ClassVar[str] = "attention"
     kind: str = "mha"
     # sparse patterns, for any kind (Child et al. 2019): which earlier keys a query may see
-    pattern: str = field(default="full", metadata=choices(*PATTERNS))
+    pattern: str = field(default="full", metadata=choices(*PATTERNS))  # which earlier keys a query may see (any kind)
     window: int = 0  # sliding/strided: keys within this distance (self included); dilated: how many keys
     stride: int = 0  # strided: also every stride-th key further back; dilated: the step between keys
     rank: int = 0  # low-rank q/k/v and output projections (d -> rank -> out); 0: full rank

@@ -19,10 +19,10 @@ ACTIVATIONS = ("relu", "relu2", "gelu", "gelu_tanh", "gelu_sigmoid", "silu", "so
 class FFNSpec(ModuleKind):
     family: ClassVar[str] = "ffn"
     kind: str = "dense"
-    activation: str = field(default="gelu", metadata=choices(*ACTIVATIONS))
+    activation: str = field(default="gelu", metadata=choices(*ACTIVATIONS))  # the nonlinearity (gated + silu = SwiGLU, gated + gelu = GEGLU)
     gated: bool = False  # SwiGLU = gated + silu, GEGLU = gated + gelu
     d_ff: int = 0  # hidden width (per expert for moe); 0: mlp_ratio x d_model
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # d_ff = mlp_ratio x d_model when d_ff = 0
     rank: int = 0  # low-rank: d -> rank -> d_ff and d_ff -> rank -> d (a compression in the middle); 0: off
 
     def width(self, m: ModelConfig) -> int:

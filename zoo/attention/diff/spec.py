@@ -17,7 +17,7 @@ class DiffSpec(AttentionSpec):
     parameters as the H-head baseline."""
 
     kind: str = "diff"
-    lambda_schedule: str = field(default="depth", metadata=choices("depth", "constant"))
+    lambda_schedule: str = field(default="depth", metadata=choices("depth", "constant"))  # depth: λ_init = 0.8 - 0.6 exp(-0.3 layer); constant: lambda_init
     lambda_init: float = 0.8  # used with lambda_schedule = "constant"; "depth": 0.8 - 0.6 exp(-0.3 layer)
     subln: bool = True  # the per-head RMSNorm (2d) and its (1 - λ_init) factor
     version: int = 1  # 2: λ = sigmoid(W_λ x) per token and head, no sub-norm (the repository's DIFF V2)

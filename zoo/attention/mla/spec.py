@@ -29,12 +29,12 @@ class MLASpec(AttentionSpec):
     latent_dim: int = 0  # d_c; 0: 4 x head size (DeepSeek-V2's ratio)
     rope_head_dim: int = 0  # d_h^R; 0: half the head size with pos = "rope", none otherwise
     q_latent_dim: int = 0  # d_c' of the optional query compression; 0: no compression
-    absorb: bool = False
+    absorb: bool = False  # fold W_UK into the query and attend in the latent space (same outputs)
     # the attention map over the latent keys: plain softmax, or differential (pairs of heads, as diff/dint)
-    map: str = field(default="softmax", metadata=choices("softmax", "diff", "dint"))
-    lambda_schedule: str = field(default="depth", metadata=choices("depth", "constant"))
-    lambda_init: float = 0.8
-    subln: bool = True
+    map: str = field(default="softmax", metadata=choices("softmax", "diff", "dint"))  # the attention map over the latent keys: softmax, or differential as diff/dint
+    lambda_schedule: str = field(default="depth", metadata=choices("depth", "constant"))  # map = diff/dint: as diff's
+    lambda_init: float = 0.8  # map = diff/dint: as diff's
+    subln: bool = True  # map = diff/dint: as diff's
 
     def dims(self, m: ModelConfig) -> tuple[int, int, int, int]:
         """(heads, head size, latent, rope part) as built."""

@@ -18,8 +18,8 @@ class NGPTSpec(BlockSpec):
     paper's)."""
 
     kind: str = "ngpt"
-    variant: str = field(default="full", metadata=choices("full", "simple"))
-    alpha_init: float = 0.05
+    variant: str = field(default="full", metadata=choices("full", "simple"))  # full: per-dimension α and trained scales; simple: one α per sub-layer, fixed scales
+    alpha_init: float = 0.05  # initial eigen learning rate α of each sub-layer
 
     def label(self) -> str:
         return "ngpt" if self.variant == "full" else "ngpt-simple"

@@ -17,10 +17,10 @@ class MoESpec(FFNSpec):
     are named losses; expert load is logged. capacity_factor 0 is dropless."""
 
     kind: str = "moe"
-    experts: int = 4
-    top_k: int = 2
-    balance_weight: float = 0.01
-    z_weight: float = 0.001
+    experts: int = 4  # experts per layer
+    top_k: int = 2  # experts each token is routed to
+    balance_weight: float = 0.01  # weight of the Switch load-balancing loss
+    z_weight: float = 0.001  # weight of the router z-loss
     capacity_factor: float = 0.0  # > 0: each expert takes at most ceil(tokens·k/E·factor); overflow passes by
 
     def check(self, m, need):
