@@ -51,5 +51,5 @@ def test_a_move_the_table_does_not_allow_is_refused_and_changes_nothing(tmp_path
 
 
 def test_the_docs_diagram_is_the_table():
-    assert (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8") == lifecycle.markdown(), \
-        "regenerate it: python -m runspec.run.lifecycle > docs/lifecycle.md"
+    assert (ROOT / "docs" / "reference" / "lifecycle.md").read_text(encoding="utf-8") == lifecycle.markdown(), \
+        "regenerate it: python tools/gen_reference.py"
