@@ -236,3 +236,13 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(runs, tmp_path):
     assert len(r.stderr) < 300
     r = cockpit("complete", str(runs["conv"].path), "--step", "3", "--prompt", "x")
     assert r.returncode == 2 and "no checkpoint at step 3" in r.stderr and "available: 40, 50, 60" in r.stderr
+
+
+def test_a_prompt_ended_by_the_end_of_input_is_completed_not_dropped():
+    import io
+
+    from cockpit.commands.complete import read_prompt
+
+    assert read_prompt(io.StringIO("Once upon\na time\n@@@\nrest")) == ("Once upon\na time", "conviction")
+    assert read_prompt(io.StringIO("Once upon a time\n")) == ("Once upon a time", "text")  # piped, no ###
+    assert read_prompt(io.StringIO("")) is None and read_prompt(io.StringIO("\n\n")) is None

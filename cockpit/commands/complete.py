@@ -76,12 +76,14 @@ class Session:
 
 
 def read_prompt(stream: TextIO) -> tuple[str, str] | None:
-    """Lines until one that is exactly ### or @@@; None at end of input (Ctrl-D)."""
+    """Lines until one that is exactly ### or @@@; None at end of input (Ctrl-D). A prompt cut
+    short by the end of input (``echo "Once upon" | cockpit complete RUN``) is completed as text,
+    not dropped without a word."""
     lines: list[str] = []
     while True:
         line = stream.readline()
         if not line:
-            return None
+            return ("\n".join(lines), "text") if any(lines) else None
         stripped = line.rstrip("\r\n")
         if stripped in (TEXT_END, CONVICTION_END):
             return "\n".join(lines), "text" if stripped == TEXT_END else "conviction"
