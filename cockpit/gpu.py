@@ -71,3 +71,17 @@ class GpuMonitor:
         gpus = self.sample()
         return {"available": self._nvml is not None and self.error is None, "error": self.error,
                 "gpus": [asdict(g) for g in gpus]}
+
+
+def ranks_refusal(ranks: int, device: str = "auto") -> str:
+    """Why this machine cannot start ``ranks`` ranks of a run here; '' when it can. GPUs take
+    one rank each; without one (or with device = "cpu") every rank is a process on the CPU, and
+    more of them than cores only makes each slower (64 ranks on 2 cores loaded a machine to 80+)."""
+    if ranks <= 1:
+        return ""
+    gpus = GpuMonitor().device_count() if device != "cpu" else None
+    if gpus:
+        return "" if ranks <= gpus else f"this machine has {gpus} GPU(s): one rank each"
+    cores = os.cpu_count() or 1
+    return "" if ranks <= cores else f"this machine has {cores} CPU cores and no GPU for these ranks"
+

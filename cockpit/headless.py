@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
+from runspec.config.plan import phase
 from runspec.run import events
 from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
 from runspec.run.rundir import COMPLETED, FAILED, RunDir
@@ -58,7 +59,7 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
             console.print(f"warning: {ev.get('message', '')}", markup=False, highlight=False, soft_wrap=True,
                           style="yellow")
         elif ev.kind == events.STAGE:  # a stage began, or ReLoRA restarted: always a line of its own
-            console.print(f"step {ev.step}: stage {ev.get('stage')}/{ev.get('stages')}"
+            console.print(f"step {ev.step}: stage {phase(int(ev.get('stage') or 0), int(ev.get('stages') or 0), prog.first_start)}"
                           f"{' ' + ev.get('name') if ev.get('name') else ''}: {ev.get('description', '')} "
                           f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)",
                           markup=False, highlight=False, soft_wrap=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from runspec.config.plan import phase
 from runspec.run import events
 from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, STEP_MS, TOKENS, TOKENS_PER_S, VAL_BPB, VAL_LOSS
 from runspec.run.rundir import BROKEN, RunDir, RunState, StateError
@@ -99,6 +100,7 @@ class RunView:
     stage: int = 0  # the stage in force (0: the run's own shape)
     stages: int = 0  # how many [[stage]] entries the run has
     stage_marks: list[int] = field(default_factory=list)  # steps where a stage begins (chart markers)
+    phase: str = ""  # 'k/n' of the run's phases ([[stage]] entries, plus its own shape before the first)
     parent: str = ""  # "RUN:STEP" this run was initialised from
     last_time: float = 0.0  # when the newest event was written (time.time())
     wall_s: float = 0.0  # engine time, summed over launches
@@ -121,6 +123,7 @@ class RunHistory:
         self.events = 0
         self.stage = self.stages = 0
         self.stage_marks: list[int] = []
+        self.first_start: int | None = None  # the first [[stage]]'s step, from the start event
         self.parent = ""
         # wall clock: each engine launch (start event) to its last event, summed over resumes
         self.last_time = 0.0
@@ -148,6 +151,11 @@ class RunHistory:
             return int(self.latest[TOKENS])
         per_step = self.start.get("tokens_per_step")
         return self.step * int(per_step) if per_step else None
+
+    @property
+    def phase(self) -> str:
+        """'2/2' once a run grew at its one [[stage]]; '' for a run without stages."""
+        return phase(self.stage, self.stages, self.first_start)
 
     def median_tokens_per_s(self) -> float | None:
         rates = self.series[TOKENS_PER_S].points()[1] if TOKENS_PER_S in self.series else []
@@ -186,6 +194,7 @@ class RunHistory:
             starts = ev.get("stage_starts")
             if isinstance(starts, list):  # known from the config: the markers are there before the stages
                 self.stage_marks = sorted({int(s) for s in starts if isinstance(s, int) and s > 0})
+                self.first_start = min((int(s) for s in starts if isinstance(s, int)), default=None)
             parent = ev.get("init_from")
             if isinstance(parent, dict) and parent.get("ref"):
                 name = str(parent["ref"]).rstrip("/").rsplit("/", 1)[-1].split(":")[0]
@@ -230,8 +239,8 @@ class RunHistory:
             return RunView(self.rd.id, state if state is not None else self._state(),
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
                            self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events,
-                           self.stage, self.stages, list(self.stage_marks), self.parent, self.last_time,
-                           self.wall_s, list(self.gaps))
+                           self.stage, self.stages, list(self.stage_marks), self.phase, self.parent,
+                           self.last_time, self.wall_s, list(self.gaps))
 
 
     def _state(self) -> RunState:

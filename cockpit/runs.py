@@ -11,7 +11,9 @@ recorded, so a recycled pid is never signalled.
 from __future__ import annotations
 
 import copy
+import glob
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import tomli_w
 
+from cockpit.format import ago
 from runspec.config.load import config_from_dict, load_config, parse_overrides
 from runspec.config.schema import BUILTIN_STORIES, ConfigError, RunConfig, resolved_dict
 from runspec.config.stages import parse_ref
@@ -75,6 +78,18 @@ def check_config(config_path: str | Path, overrides: list[str] | None = None) ->
     if cfg.data.path != BUILTIN_STORIES:
         preflight(cfg.data.path, cfg.data.text_column)
     return cfg
+
+
+def check_ranks(cfg: RunConfig, force: bool, source: str, ranks: int | None = None) -> None:
+    """A run that would start more ranks here than this machine has GPUs or cores is refused
+    in one line, unless forced."""
+    from cockpit.gpu import ranks_refusal
+
+    n = ranks if ranks is not None else cfg.train.gpus
+    why = "" if force else ranks_refusal(n, cfg.train.device)
+    if why:
+        flag = f"--nproc {n}" if source == "--nproc" else f"[train] gpus = {n}"
+        raise RunError(f"{flag}: {why}; ask for fewer, or pass --force to start them anyway")
 
 
 def create_run(config_path: str | Path, overrides: list[str] | None = None, name: str | None = None,
@@ -163,8 +178,12 @@ def claim_run_dir(root: Path, name: str) -> RunDir:
             raise RunError(f"{root}: is not a directory; give --runs-dir a directory") from None
 
 
+RUN_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?")  # what new_run_id puts after a run's name
+
+
 def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
-    """A run by path, exact id, or unique id prefix."""
+    """A run by path, exact id, exact name (the id without its creation stamp), or unique id
+    prefix, in that order: 'lora' is the run named lora even when lora_grow-... exists too."""
     root = runs_dir or runs_root()
     p = Path(ref)
     if (p / "state.json").exists():
@@ -172,12 +191,28 @@ def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
     if (root / ref / "state.json").exists():
         return RunDir(root / ref)
     is_prefix = root.is_dir() and "/" not in ref and ref not in ("", ".", "..")
-    matches = sorted(d for d in root.glob(f"{ref}*") if (d / "state.json").exists()) if is_prefix else []
-    if len(matches) == 1:
-        return RunDir(matches[0])
-    if len(matches) > 1:
-        raise RunError(f"'{ref}' matches several runs ({', '.join(m.name for m in matches[:5])}); give more of the id")
+    matches = sorted(d for d in root.glob(f"{glob.escape(ref)}*") if (d / "state.json").exists()) if is_prefix else []
+    named = [d for d in matches if RUN_STAMP.fullmatch(d.name[len(ref):])]
+    for found in (named, matches):
+        if len(found) == 1:
+            return RunDir(found[0])
+        if len(found) > 1:
+            raise RunError(f"'{ref}' matches {len(found)} runs: {candidates(found)}; give more of the id")
     raise RunError(f"no run '{ref}' under {root}/; list them with: cockpit status")
+
+
+def candidates(dirs: list[Path], most: int = 5) -> str:
+    """'lora-20261201-101500 (completed, 3 h ago), ...': which run is which, for an ambiguity."""
+    now = time.time()
+    out = []
+    for d in dirs[:most]:
+        try:
+            st = RunDir(d).read_state()
+            out.append(f"{d.name} ({st.status}, {ago(now - (st.updated or now))})")
+        except StateError:
+            out.append(f"{d.name} (broken)")
+    return ", ".join(out) + (f" and {len(dirs) - most} more" if len(dirs) > most else "")
+
 
 
 def list_runs(runs_dir: Path) -> list[RunDir]:

@@ -81,6 +81,15 @@ def collect(runs_dir: Path, warn=None) -> dict:
     }
 
 
+def queue_counts(st: dict) -> str:
+    """'2 running, 30 queued': what the lines below a header list, each run counted once (a
+    running run may still hold its place in the order)."""
+    queued = sum(1 for item in st["queue"] if item["status"] == QUEUED)
+    other = sum(1 for item in st["queue"] if item["status"] not in (QUEUED, RUNNING))
+    parts = [f"{len(st['running'])} running", f"{queued} queued"] + ([f"{other} other"] if other else [])
+    return ", ".join(parts)
+
+
 def worker_line(w: dict) -> str:
     if not w["alive"]:
         return "not running (start: cockpit worker)"
@@ -106,9 +115,10 @@ def render(st: dict) -> str:
                          f"ETA {hms(r.get('eta_s'))}{where}")
     if not st["running"]:
         lines.append("running    -")
-    lines.append(f"queue      {len(st['queue'])} run(s)")
+    lines.append(f"queue      {queue_counts(st)}")
     lines += [f"  {q['position']:>3}. {q['id']}  {q['model']}" +
-              (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "") for q in st["queue"]]
+              (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "") for q in st["queue"]
+              if q["status"] != RUNNING]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
     lines += [f"gpu {x}" for x in gpu_lines(st["gpus"])]

@@ -36,6 +36,7 @@ class RunSummary:
     eta_s: float | None = None  # a running run's time left
     stage: int = 0
     stages: int = 0
+    phase: str = ""  # 'k/n' of its phases (its own shape, then each [[stage]]); '' without stages
     params: int | None = None
     params_non_embedding: int | None = None  # (runs from before it was logged: None)
     flops_per_token: float | None = None  # (likewise)
@@ -69,7 +70,7 @@ def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHist
     s.loss = h.latest.get(TRAIN_LOSS)
     s.val_loss, s.bpb, s.final, s.final_loss = h.val_loss, h.val_bpb, FINAL_LOSS in h.final, h.final.get(FINAL_LOSS)
     s.tokens, s.tok_s, s.median_tok_s = h.tokens, h.latest.get(TOKENS_PER_S), h.median_tokens_per_s()
-    s.wall_s, s.stage, s.stages = h.wall_s, h.stage, h.stages
+    s.wall_s, s.stage, s.stages, s.phase = h.wall_s, h.stage, h.stages, h.phase
     start = h.start
     s.params = int(start["params"]) if start.get("params") else None
     s.params_non_embedding = int(start["params_non_embedding"]) if start.get("params_non_embedding") else None

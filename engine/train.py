@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine import checkpoint, launch
 from engine.sinks import Sinks
+from runspec.config.plan import phase
 from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
@@ -56,6 +57,12 @@ class StoppedBeforeStart(Exception):
 
 _quiet = False  # ranks other than 0 of a distributed run: rank 0 speaks for all of them
 
+
+
+def _phase(trainer) -> str:
+    """The stage in force as phases a person counts ('2/2' after a run's one growth)."""
+    stages = trainer.plan.stages
+    return phase(trainer.stage, len(stages), stages[0].at_step if stages else None)
 
 def log(msg: str) -> None:
     if not _quiet:
@@ -159,7 +166,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
             trainer.load_state(found.payload)
             resumed_from = step = trainer.step
             log(f"resumed from {found.path} at step {trainer.step}"
-                + (f", stage {trainer.stage}/{len(trainer.plan.stages)}" if trainer.plan.stages else ""))
+                + (f", stage {_phase(trainer)}" if trainer.plan.stages else ""))
         init_from = None
         if found is None and cfg.init.from_:
             init_from = _init_from(trainer, cfg.init.from_, rd.path.parent)
@@ -325,7 +332,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
             break
         for change in trainer.advance():
             sinks.stage(trainer.step, change)
-            log(f"step {trainer.step}: stage {change['stage']}/{change['stages']}"
+            log(f"step {trainer.step}: stage {_phase(trainer)}"
                 f"{' ' + change['name'] if change.get('name') else ''}: {change['description']} "
                 f"({change['params']:,} parameters, {change['params_trainable']:,} trainable)")
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps

@@ -53,18 +53,20 @@ def queue(args) -> int:
             where = f"at position {order.index(rd.id) + 1}" if rd.id in order else "(it has already started)"
             print(f"queued {rd.id} {where}")
     elif c == "ls":
-        from cockpit.status import collect
+        from cockpit.status import collect, queue_counts
+        from runspec.run.rundir import RUNNING
         from cockpit.worker import device_label
 
         st = collect(q.runs_dir, warn=warn)
         if args.json:
             print(json.dumps({k: st[k] for k in ("paused", "queue", "running")}, indent=1))
         else:
-            print("queue is PAUSED" if st["paused"] else "queue", f"({len(st['queue'])} queued)")
+            waiting = [item for item in st["queue"] if item["status"] != RUNNING]  # (running: listed above)
+            print("queue is PAUSED" if st["paused"] else "queue", f"({queue_counts(st)})")
             for r in st["running"]:
                 where = f"  [{device_label(r['slot'].split(','))}]" if r.get("slot") else ""
                 print(f"  running  {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}{where}")
-            for item in st["queue"]:
+            for item in waiting:
                 waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
                 print(f"  {item['position']:>7}  {item['id']}  {item['model']}{waiting}")
     elif c == "mv":

@@ -13,16 +13,19 @@ def register(sub) -> None:
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
     s.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="continue on N devices (the global batch changes with them; the data stream continues)")
+    s.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores")
     s.set_defaults(func=resume)
 
 
 def resume(args) -> int:
     from cockpit.headless import follow
-    from cockpit.runs import RunError, claim, find_run, prepare_resume, runs_root, start_engine
+    from cockpit.runs import RunError, check_ranks, claim, find_run, prepare_resume, runs_root, start_engine
     from runspec.run.process import Proc
     from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, StateConflict
 
     rd = find_run(args.run, runs_root(args.runs_dir))
+    # before anything of the run is rewritten
+    check_ranks(rd.read_config(), args.force, "[train] gpus" if args.nproc is None else "--nproc", args.nproc)
     cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc)
     try:  # a running record whose engine is gone (prepare_resume checked) may be resumed too
         launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))

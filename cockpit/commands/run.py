@@ -15,6 +15,7 @@ def register(sub) -> None:
     r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="train on N devices of this machine under torchrun (same as --set train.gpus=N)")
+    r.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores")
     add_set(r)
     r.set_defaults(func=run)
 
@@ -23,7 +24,7 @@ def run(args) -> int:
     if args.nproc is not None:
         args.set = [*(args.set or []), f"train.gpus={args.nproc}"]
     from cockpit.headless import follow
-    from cockpit.runs import claim, create_run, runs_root, start_engine
+    from cockpit.runs import check_config, check_ranks, claim, create_run, runs_root, start_engine
     from runspec.run.process import Proc
     from runspec.run.rundir import QUEUED, RunMeta
 
@@ -31,7 +32,10 @@ def run(args) -> int:
         if interactive():
             return _run_in_tui(args)
         print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
-    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True)
+    cfg = check_config(args.config, args.set)
+    check_ranks(cfg, args.force, "--nproc" if args.nproc is not None else "[train] gpus")
+    rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True,
+                    checked=cfg)
     print(f"created {rd.path}")
     launch = claim(rd, Proc.me("cli"), expected=QUEUED)
     return follow(rd, start_engine(rd, launch), launch)

@@ -100,8 +100,8 @@ class QueuePane(Pane):
             progress = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or "")
             if r.max_steps and r.status == RUNNING:
                 progress += f" {100 * r.step / r.max_steps:3.0f}%"
-            if r.stages:
-                progress += f" stage {r.stage}/{r.stages}"
+            if r.phase:
+                progress += f" stage {r.phase}"
             note = r.reason or (f"on {r.devices}" if r.devices else f"asks for {r.gpus} GPUs"
                                 if r.status == QUEUED and r.gpus > 1 else "")
             # loss: the final validation loss of a finished run (bold), else the latest running

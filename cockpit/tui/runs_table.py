@@ -32,7 +32,8 @@ class RunRow:
     reason: str = ""
     updated: float = 0.0  # time of the newest state transition
     stage: int = 0
-    stages: int = 0  # [[stage]] entries: the progress column shows "stage k/n"
+    stages: int = 0  # [[stage]] entries
+    phase: str = ""  # the progress column shows "stage k/n" (runspec.config.plan.phase)
     devices: str = ""  # where a running run trains: "GPU 0", "GPUs 0,1" (empty on the CPU)
     val_loss: float | None = None  # the final pass's validation loss, else the latest running validation
     bpb: float | None = None
@@ -57,7 +58,7 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
         params = params_short(s.params)
         row = RunRow(rd.id, s.status, step=s.step, max_steps=s.max_steps, reason=s.reason, updated=s.updated,
                      size=f"{params} {s.model}" if params and cfg else params or s.model, loss=s.loss,
-                     eta_s=s.eta_s, stage=s.stage, stages=s.stages, val_loss=s.val_loss, bpb=s.bpb, final=s.final,
+                     eta_s=s.eta_s, stage=s.stage, stages=s.stages, phase=s.phase, val_loss=s.val_loss, bpb=s.bpb, final=s.final,
                      tok_s=s.tok_s, elapsed=s.wall_s)
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         row.gpus = cfg.train.gpus if cfg else 1

@@ -460,8 +460,8 @@ class TrainingPane(Pane):
                     ("val bpb", number(m.get(VAL_BPB))), ("lr", number(m.get(LR), ".2e")),
                     ("grad norm", number(m.get(GRAD_NORM), ".3f")),
                     ("tokens/s", number(m.get(TOKENS_PER_S), ",.0f")), ("MFU", number(m.get(MFU), ".2%"))]
-            if v.stages:
-                rows.insert(1, ("stage", f"{v.stage}/{v.stages}"))
+            if v.phase:
+                rows.insert(1, ("stage", v.phase))
             if m.get(DATA_WAIT) is not None:  # share of step time spent waiting for batches
                 rows.append(("data wait", number(m.get(DATA_WAIT), ".1%")))
             if (v.start.get("world_size") or 1) > 1:

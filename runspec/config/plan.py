@@ -38,6 +38,16 @@ class StagePlan:
         return self.configs[0].stage
 
 
+def phase(stage: int, stages: int, first_start: int | None) -> str:
+    """A run's [[stage]] position as the phases a person counts, 'k/n' (1-based), '' without
+    stages: the run's own shape is a phase of its own unless the first stage starts at step 0
+    (a LoRA from the start). Stage index 1 of one [[stage]] at step 300 is phase 2/2, not 1/1."""
+    if not stages:
+        return ""
+    own = 0 if first_start == 0 else 1
+    return f"{stage + own}/{stages + own}"
+
+
 def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
     """Every stage's RunConfig, checked: a stage that cannot apply is a ConfigError naming it."""
     configs, origins = [cfg], [0]
