@@ -118,3 +118,34 @@ def test_known_vocabulary_sizes_are_the_encodings_own():
         assert tok.vocab_size == size, name
         checked += 1
     assert checked >= 1  # bytes always loads
+
+
+def test_runs_that_cannot_mean_anything_are_named_at_expansion(tmp_path):
+    """A ladder's short rung: warmup longer than the run, no running validation, a checkpoint
+    interval beyond it; far too few tokens per parameter. One line per run, or per problem when
+    several runs share it."""
+    from cockpit.sweep_checks import run_warnings, sweep_warnings
+
+    s = load_sweep(spec(tmp_path, '[sweep.set]\n"optim.warmup_steps" = 20\n"eval.every" = 100\n'
+                                  '"train.checkpoint_every" = 50\n[sweep.axes]\n"train.max_steps" = [17, 400]\n'))
+    short, long = s.runs
+    kinds = [k for k, _ in run_warnings(short)]
+    assert kinds == ["warmup", "eval", "checkpoint", "tokens"], run_warnings(short)
+    assert "optim.warmup_steps 20 >= train.max_steps 17: it never reaches its peak" in run_warnings(short)[0][1]
+    assert run_warnings(long) == []  # 400 steps: 1.5 tokens per parameter, validated, checkpointed
+    lines = sweep_warnings(s.runs)
+    assert len(lines) == 4 and lines[0].startswith("run 1 (s-01): optim.warmup_steps 20")
+    lines = sweep_warnings(load_sweep(spec(tmp_path, '[sweep.set]\n"optim.warmup_steps" = 20\n[sweep.axes]\n'
+                                                     '"train.max_steps" = [17, 18, 400]\n')).runs)
+    assert lines[0] == "runs 1, 2 of 3: optim.warmup_steps >= train.max_steps: they never reach their peak learning rate"
+
+
+@pytest.mark.slow
+def test_strict_refuses_such_a_sweep_and_queues_nothing(tmp_path):
+    path = spec(tmp_path, '[sweep.set]\n"optim.warmup_steps" = 20\n[sweep.axes]\n"train.max_steps" = [17, 18]\n')
+    runs = tmp_path / "runs"
+    r = cockpit("--runs-dir", str(runs), "sweep", str(path), "--strict")
+    assert r.returncode == 2 and "warning: runs 1, 2 of 2: optim.warmup_steps >= train.max_steps" in r.stderr
+    assert "cannot mean anything" in r.stderr.splitlines()[-1] and not (runs / ".cockpit").exists()
+    r = cockpit("--runs-dir", str(runs), "sweep", str(path))  # warned, then queued as asked
+    assert r.returncode == 0 and "warning:" in r.stderr and "queued 2 runs" in r.stdout

@@ -1,12 +1,14 @@
-"""``cockpit sweep SPEC.toml [--dry-run]``, ``cockpit sweep ls``, ``cockpit sweep status NAME``."""
+"""``cockpit sweep SPEC.toml [--dry-run] [--strict]``, ``cockpit sweep ls``, ``cockpit sweep status NAME``."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 from cockpit.args import fail
 from cockpit.format import human
 from cockpit.sweep import Sweep, SweepError, load_sweep, queue_sweep
+from cockpit.sweep_checks import sweep_warnings
 
 
 def register(sub) -> None:
@@ -14,6 +16,9 @@ def register(sub) -> None:
     s.add_argument("target", metavar="SPEC.toml | ls | status", help="a sweep spec (see examples/sweeps/), or ls, or status")
     s.add_argument("name", nargs="?", help="with status: the sweep (id or unique prefix)")
     s.add_argument("--dry-run", action="store_true", help="list the runs with parameters, tokens and FLOPs; queue nothing")
+    s.add_argument("--strict", action="store_true",
+                   help="refuse the sweep when a run cannot mean anything (warmup longer than the run, no running "
+                        "validation, tokens per parameter far outside what a fit uses) instead of warning")
     s.set_defaults(func=main)
 
 
@@ -89,6 +94,12 @@ def main(args) -> int:
         sweep = load_sweep(args.target)
         print(f"sweep {sweep.name}: {len(sweep.runs)} runs from {sweep.base}")
         print(plan_table(sweep))
+        problems = sweep_warnings(sweep.runs, sweep.params_counted)
+        for line in problems:
+            print(f"warning: {line}", file=sys.stderr)
+        if problems and args.strict:
+            return fail(f"{args.target}: runs that cannot mean anything ({len(problems)} problem(s) above); fix the spec, "
+                        f"or drop --strict to queue them anyway")
         if args.dry_run:
             return 0
         sweep_id, created = queue_sweep(sweep, runs_dir)
