@@ -1,6 +1,7 @@
-"""What a person does to a run besides queueing it: stop it, retry it, remove it. Each is a
-lifecycle move (runspec/run/lifecycle.py) made by compare-and-set on the run, plus the queue's
-order kept in step; the Queue itself only keeps the order and the pause."""
+"""What a person does to a run besides queueing it: stop it, retry it, remove it, to one run or
+to many at once (a sweep's, a tag's: ``select``). Each is a lifecycle move
+(runspec/run/lifecycle.py) made by compare-and-set on the run, plus the queue's order kept in
+step; the Queue itself only keeps the order and the pause."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shutil
 import signal
 
 from cockpit.queue import Queue
-from cockpit.runs import RunError, engine_alive, read_state, record_engine_exit, signal_engine, starting
+from cockpit.runs import RunError, engine_alive, list_runs, read_state, record_engine_exit, signal_engine, starting
 from runspec.run.lifecycle import QUEUED, RETRYABLE, RUNNING
 from runspec.run.rundir import RunDir, StateConflict, StateError
 
@@ -85,3 +86,44 @@ def retry(q: Queue, ref: str) -> RunDir:
         if rd.id not in data["order"]:
             data["order"].append(rd.id)
     return rd
+
+
+def select(q: Queue, refs: list[str], sweep: str | None = None, tag: str | None = None) -> list[RunDir]:
+    """The runs a bulk command acts on: those named, a sweep's (its id or a unique prefix of it,
+    as `cockpit sweep ls` lists them) and a tag's, each once, queued ones in queue order first."""
+    chosen = [q.run(r) for r in refs]
+    if sweep or tag:
+        every = list_runs(q.runs_dir)
+        metas = {rd.id: rd.read_meta() for rd in every}
+        if sweep:
+            ids = sorted({m.sweep for m in metas.values() if m.sweep and m.sweep.startswith(sweep)})
+            if sweep in ids:
+                ids = [sweep]
+            if len(ids) != 1:
+                raise RunError(f"--sweep {sweep}: " + (f"matches several sweeps ({', '.join(ids[:5])}); give more of it"
+                                                       if ids else "no such sweep; list them with: cockpit sweep ls"))
+            chosen += [rd for rd in every if metas[rd.id].sweep == ids[0]]
+        if tag:
+            tagged = [rd for rd in every if tag in metas[rd.id].tags]
+            if not tagged:
+                raise RunError(f"--tag {tag}: no run has this tag (cockpit queue add --tag {tag} sets one)")
+            chosen += tagged
+    if not chosen:
+        raise RunError("give runs, --sweep NAME or --tag TAG")
+    order = q.order
+    unique = list({rd.id: rd for rd in chosen}.values())
+    return sorted(unique, key=lambda rd: (order.index(rd.id) if rd.id in order else len(order), rd.id))
+
+
+def move_many(q: Queue, rds: list[RunDir], to: int) -> tuple[int, list[str]]:
+    """Move the queued ones of ``rds`` together to position ``to`` (1 = next to start), keeping
+    their order, in one edit of the queue; (where the first landed, the ids that are not queued)."""
+    ids = [rd.id for rd in rds]
+    with q.edit() as data:
+        order = data["order"]
+        moving = [i for i in order if i in ids]
+        rest = [i for i in order if i not in ids]
+        at = max(0, min(len(rest), to - 1))
+        data["order"] = rest[:at] + moving + rest[at:]
+    return at + 1, [i for i in ids if i not in moving]
+

@@ -59,3 +59,24 @@ def test_more_ranks_than_cores_is_refused_before_anything_is_created(write_confi
                 "--set", "train.device=cpu")
     assert r.returncode == 2 and f"--nproc {too_many}: this machine has" in r.stderr and "--force" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not list(runs_dir.iterdir())
+
+
+def test_a_sweeps_runs_move_to_the_front_together_in_one_edit(write_config, runs_dir):
+    from cockpit import control
+    from cockpit.queue import Queue
+    from runspec.run.rundir import RunMeta
+
+    q = Queue(runs_dir)
+    a, b = q.add([str(write_config("a")), str(write_config("b"))], tags=["night"])
+    sweep = [rd for i in range(3) for rd in q.add([str(write_config(f"s{i}"))], meta=RunMeta(sweep="lad-20261201-1"))]
+    chosen = control.select(q, [], sweep="lad")
+    assert [rd.id for rd in chosen] == [rd.id for rd in sweep]
+    control.stop(q, sweep[1].id)  # not queued any more: left where it is
+    at, left = control.move_many(q, chosen, 1)
+    assert at == 1 and left == [sweep[1].id]
+    assert q.order == [sweep[0].id, sweep[2].id, a.id, b.id]
+    assert [rd.id for rd in control.select(q, [b.id], tag="night")] == [a.id, b.id]  # each once, queue order
+    with pytest.raises(RunError, match="--sweep zz: no such sweep"):
+        control.select(q, [], sweep="zz")
+    with pytest.raises(RunError, match="give runs, --sweep NAME or --tag TAG"):
+        control.select(q, [])

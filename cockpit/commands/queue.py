@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from cockpit import control
-from cockpit.args import add_set, warn
-from cockpit.runs import runs_root
+from cockpit.args import add_set, fail, warn
+from cockpit.runs import RunError, runs_root
 
 
 def register(sub) -> None:
@@ -23,22 +24,41 @@ def register(sub) -> None:
     add_set(a)
     ls = qs.add_parser("ls", help="queued runs in order")
     ls.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    mv = qs.add_parser("mv", help="move a queued run")
-    mv.add_argument("run", help="a run id or a unique prefix of one")
+    ls.add_argument("--sweep", metavar="NAME", help="only this sweep's runs")
+    ls.add_argument("--tag", metavar="TAG", help="only the runs with this tag")
+    mv = qs.add_parser("mv", help="move queued runs (several, a sweep's or a tag's move together, in their order)")
+    add_selection(mv)
     g = mv.add_mutually_exclusive_group(required=True)
     g.add_argument("--to", type=int, metavar="POSITION", help="to this place (1 = next to start)")
-    g.add_argument("--up", action="store_true", help="one place earlier")
-    g.add_argument("--down", action="store_true", help="one place later")
-    for name, text in (("stop", "stop a running run cleanly (checkpoint, stopped) or take a queued one out"),
-                       ("retry", "queue a failed, stopped or interrupted run again; it resumes from its checkpoint")):
-        p = qs.add_parser(name, help=text)
-        p.add_argument("run", help="a run id or a unique prefix of one")
-    rm = qs.add_parser("rm", help="remove a queued run (--force for a finished one: deletes its directory)")
-    rm.add_argument("run", help="a run id or a unique prefix of one")
-    rm.add_argument("--force", action="store_true", help="also a finished run: its directory is deleted")
+    g.add_argument("--up", action="store_true", help="one place earlier (one run)")
+    g.add_argument("--down", action="store_true", help="one place later (one run)")
+    for name, text in (("stop", "stop running runs cleanly (checkpoint, stopped) or take queued ones out"),
+                       ("retry", "queue failed, stopped or interrupted runs again; each resumes from its checkpoint")):
+        add_selection(qs.add_parser(name, help=text))
+    rm = qs.add_parser("rm", help="remove queued runs (--force for finished ones: deletes their directories)")
+    add_selection(rm)
+    rm.add_argument("--force", action="store_true", help="also finished runs: their directories are deleted")
     qs.add_parser("pause", help="the worker starts no new runs (the running one finishes)")
     qs.add_parser("resume", help="the worker starts runs again")
     q.set_defaults(func=queue)
+
+
+def add_selection(p) -> None:
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids, names or unique prefixes")
+    p.add_argument("--sweep", metavar="NAME", help="every run of this sweep (cockpit sweep ls)")
+    p.add_argument("--tag", metavar="TAG", help="every run with this tag")
+
+
+def each(rds, act) -> int:
+    """``act`` on every run, one line each; a run that refuses is a line too, and exit 2."""
+    failed = 0
+    for rd in rds:
+        try:
+            print(act(rd))
+        except RunError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
 
 
 def queue(args) -> int:
@@ -54,10 +74,14 @@ def queue(args) -> int:
             print(f"queued {rd.id} {where}")
     elif c == "ls":
         from cockpit.status import collect, queue_counts
-        from runspec.run.rundir import RUNNING
         from cockpit.worker import device_label
+        from runspec.run.rundir import RUNNING
 
         st = collect(q.runs_dir, warn=warn)
+        if args.sweep or args.tag:  # only these runs, counted as such
+            keep = {rd.id for rd in control.select(q, [], args.sweep, args.tag)}
+            st["queue"] = [item for item in st["queue"] if item["id"] in keep]
+            st["running"] = [r for r in st["running"] if r["id"] in keep]
         if args.json:
             print(json.dumps({k: st[k] for k in ("paused", "queue", "running")}, indent=1))
         else:
@@ -70,15 +94,28 @@ def queue(args) -> int:
                 waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
                 print(f"  {item['position']:>7}  {item['id']}  {item['model']}{waiting}")
     elif c == "mv":
-        print(f"{args.run} is now at position {q.move(args.run, args.to, args.up, args.down)}")
+        rds = control.select(q, args.runs, args.sweep, args.tag)
+        if len(rds) == 1 and not (args.sweep or args.tag):
+            print(f"{rds[0].id} is now at position {q.move(rds[0].id, args.to, args.up, args.down)}")
+        elif args.to is None:
+            return fail("--up and --down move one run; give several runs a place with --to POSITION")
+        else:
+            at, left = control.move_many(q, rds, args.to)
+            moved = len(rds) - len(left)
+            said = f"moved {moved} run(s) to positions {at}-{at + moved - 1}" if moved else "no queued run to move"
+            print(said + (f"; {len(left)} not queued, left as they are" if left else ""))
     elif c == "stop":
-        print(control.stop(q, args.run))
+        return each(control.select(q, args.runs, args.sweep, args.tag), lambda rd: control.stop(q, rd.id))
     elif c == "retry":
-        rd = control.retry(q, args.run)
-        print(f"queued {rd.id} again at position {q.order.index(rd.id) + 1}; it resumes from its last checkpoint")
+        def again(rd):
+            control.retry(q, rd.id)
+            return f"queued {rd.id} again at position {q.order.index(rd.id) + 1}; it resumes from its last checkpoint"
+        return each(control.select(q, args.runs, args.sweep, args.tag), again)
     elif c == "rm":
-        control.remove(q, args.run, args.force)
-        print(f"removed {args.run}")
+        def remove(rd):
+            control.remove(q, rd.id, args.force)
+            return f"removed {rd.id}"
+        return each(control.select(q, args.runs, args.sweep, args.tag), remove)
     elif c in ("pause", "resume"):
         q.set_paused(c == "pause")
         print("paused: the worker starts no new runs" if c == "pause" else "resumed")
