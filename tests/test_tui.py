@@ -404,7 +404,8 @@ async def test_a_running_run_whose_engine_went_quiet_is_flagged(tmp_path):
 
 async def test_a_run_with_stages_shows_stage_k_of_n_and_marks_the_boundaries(tmp_path):
     """Stage events (as the engine writes them) reach the queue's progress column, the training
-    numbers (with the parent run) and a vertical marker on every chart."""
+    numbers (with the parent run) and a vertical marker on every chart. Two [[stage]] entries at
+    steps 100 and 250 make three phases: in the first stage the run is in its second."""
     runs = tmp_path / "runs"
     rd = RunDir(runs / "grow-1")
     rd.path.mkdir(parents=True)
@@ -422,11 +423,11 @@ async def test_a_run_with_stages_shows_stage_k_of_n_and_marks_the_boundaries(tmp
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 200, "step 200")
-        await on_screen(pilot, "stage       1/2", "from small-7:300")
+        await on_screen(pilot, "stage       2/3", "from small-7:300")
         for chart in ("#chart-loss", "#chart-lr", "#chart-tps"):
             assert pane.query_one(chart).marks == [100, 250]
         await pilot.press("2")  # the queue tab
-        await on_screen(pilot, "200/400", "stage 1/2")
+        await on_screen(pilot, "200/400", "stage 2/3")
 
 
 async def test_a_missing_or_broken_run_directory_is_a_message(trained, tmp_path):
