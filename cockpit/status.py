@@ -71,10 +71,13 @@ def collect(runs_dir: Path, warn=None) -> dict:
             if waiting:
                 item["waiting_for"] = waiting
         queued.append(item)
+    from cockpit.eta import drain
+
     finished = [x for x in listed.values() if x.status not in (QUEUED, RUNNING)]
     recent = sorted(finished, key=lambda x: x.state.updated if x.state else 0)[-5:]
     return {
         "worker": worker_status(q), "paused": data["paused"], "queue": queued, "running": running,
+        "drain": drain(listed, data["order"]).line(),
         "recent": [{"id": x.rd.id, "status": x.status, "reason": x.state.reason if x.state else x.problem}
                    for x in recent],
         **control_files(q),
@@ -115,7 +118,7 @@ def render(st: dict) -> str:
                          f"ETA {hms(r.get('eta_s'))}{where}")
     if not st["running"]:
         lines.append("running    -")
-    lines.append(f"queue      {queue_counts(st)}")
+    lines.append(f"queue      {queue_counts(st)}" + (f"; {st['drain']}" if st.get("drain") else ""))
     lines += [f"  {q['position']:>3}. {q['id']}  {q['model']}" +
               (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "") for q in st["queue"]
               if q["status"] != RUNNING]

@@ -61,3 +61,21 @@ def test_a_damaged_state_file_is_broken_but_the_numbers_still_show(tmp_path):
     rd.state_file.write_text("{not json")
     s = summarize(listed(rd))
     assert s.status == "broken" and s.step == 30 and s.max_steps == 100 and s.eta_s is None
+
+
+def test_the_queue_drains_at_the_rate_runs_of_the_same_shape_trained_here(tmp_path):
+    from cockpit.eta import drain
+    from cockpit.runs import read_states
+
+    make_run(tmp_path, "done", "completed", 100, 100, 100, steps(10, 20, 30))  # 2L×32 at a median 1020 tok/s
+    make_run(tmp_path, "live", "running", 20, 100, 100, steps(10, 20))  # 80 steps left at 50 ms: 4 s; 1015 tok/s
+    make_run(tmp_path, "next", "queued", 0, 0, 51, [])  # 51 steps x 20 tokens (tokens_per_step of its config)
+    listed = read_states(tmp_path)
+    cfg_tokens = 51 * listed["next"].rd.read_config().tokens_per_step
+    d = drain(listed, ["next"])
+    assert d.runs == 2 and d.unknown == 0
+    assert d.seconds == pytest.approx(80 * 0.050 + cfg_tokens / 1017.5)  # the shape's runs: median of 1020, 1015
+    assert d.line(clock=False) == f"drains in {__import__('cockpit.format', fromlist=['hms']).hms(d.seconds)}"
+    (tmp_path / "next" / "resolved.toml").write_text("[model]\nn_layer = 3\nd_model = 32\nn_head = 2\n")
+    d = drain(read_states(tmp_path), ["next"])  # a shape never trained here: counted, not guessed
+    assert d.unknown == 1 and d.line(clock=False).endswith("1 run(s) with no rate yet")

@@ -12,9 +12,10 @@ from textual.widgets import DataTable, Static
 
 from cockpit import control
 from cockpit.analysis.termplot import tick_label
+from cockpit.eta import drain
 from cockpit.format import hms
 from cockpit.queue import Queue
-from cockpit.runs import check_config
+from cockpit.runs import check_config, read_states
 from cockpit.status import control_files, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
@@ -67,13 +68,14 @@ class QueuePane(Pane):
     # -- data ---------------------------------------------------------------------------
     def load(self):
         q = Queue(self.runs_dir)
-        rows = run_rows(self.runs_dir, self.app.histories, queue=q)
+        states = read_states(self.runs_dir)
+        rows = run_rows(self.runs_dir, self.app.histories, states, queue=q)
         if q.recovered:  # a damaged queue.json was recovered by this read: say so
             self._to_ui(self.notify, q.recovered, severity="warning", timeout=15)
-        return rows, q.paused, worker_status(q), control_files(q)
+        return rows, q.paused, worker_status(q), control_files(q), drain(states, q.order, self.app.histories)
 
     def show(self, data) -> None:
-        rows, self.paused, worker, files = data
+        rows, self.paused, worker, files, drains = data
         self.worker_alive = worker["alive"]
         line = Text()
         line.append("worker ", style="bold")
@@ -86,6 +88,8 @@ class QueuePane(Pane):
             line.append("   QUEUE PAUSED (p resumes)", style="bold yellow")
         line.append("   keep-awake ", style="bold")  # its state; the Training tab's i explains it
         line.append((files["keepawake"] or {}).get("state", "unknown"))
+        if drains.runs:
+            line.append(f"   {drains.line(clock=False)}", style="bold" if drains.unknown < drains.runs else "dim")
         self.query_one("#queue-status", Static).update(line)
         if rows != self.rows or not rows:
             self.rows = rows
