@@ -102,14 +102,16 @@ def test_muon_never_gets_experts_routers_or_scales():
     assert roles and set(roles.values()) == {"matrix"}  # experts (3-D), router, λ vectors: all on AdamW
 
 
-def _train(rd, timeout=None):
+def _train(rd, timeout=None, threads: int | None = None):
+    import os
     import subprocess
     import sys
 
     from conftest import PATIENCE
 
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     return subprocess.run([sys.executable, "-m", "engine", "train", str(rd.path)], capture_output=True, text=True,
-                          timeout=timeout or PATIENCE)
+                          timeout=timeout or PATIENCE, env=env)
 
 
 def _losses(rd):
@@ -126,13 +128,17 @@ def test_ivon_trains_resumes_exactly_and_scores_the_posterior(write_config, runs
     extra = {"optim": {"name": "ivon", "lr": 0.1, "warmup_steps": 2, "decay_steps": 12, "ivon_mc_samples": 2},
              "train": {"max_steps": 12, "checkpoint_every": 0}, "log": {"every": 1},
              "eval": {"every": 0, "posterior_samples": 2, "final_max_batches": 2}}
+    # One intra-op thread: with two, the resumed run's losses differed from the straight one's in
+    # the 6th decimal now and then (about 1 run in 4 here, with the batch thread on or off, on the
+    # tree before the restructuring too; 8 of 8 equal with one thread). The cause is not found yet:
+    # some CPU kernel whose result depends on the threads, which is not what this test is about.
     straight = create_run(write_config("ivon", extra), runs_dir=runs_dir)
-    assert _train(straight).returncode == 0, straight.log
+    assert _train(straight, threads=1).returncode == 0, straight.log
     extra["train"]["max_steps"] = 6
     split = create_run(write_config("ivon_split", extra), runs_dir=runs_dir)
-    assert _train(split).returncode == 0
+    assert _train(split, threads=1).returncode == 0
     prepare_resume(split, max_steps=12, max_time=None)
-    assert _train(split).returncode == 0
+    assert _train(split, threads=1).returncode == 0
     a, b = _losses(straight), _losses(split)
     assert sorted(a) == list(range(1, 13)) and [a[s] for s in a] == [b[s] for s in a]  # bit-exact across a resume
     final = next(e for e in events.read_events(straight.events) if e.kind == events.FINAL).metrics
