@@ -6,7 +6,6 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoo.ffn.dense.spec import DenseSpec
