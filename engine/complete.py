@@ -5,15 +5,21 @@ conviction and probability.
 
   stdin:  {"op": "generate", "id": 1, "prompt": "..." | "prompt_ids": [ids], "max_tokens": 256,
            "temperature": 0.8, "top_k": 50, "top_p": 1.0, "min_p": 0.0, "seed": 0, "n_probs": 0,
-           "mode": "text" | "conviction"}
+           "mode": "text" | "conviction", and engine.sampling.Sampling's other fields: "min_keep",
+           "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
+           "logit_bias": [[id or text, bias or false]], "ignore_eos", "n_keep", "echo",
+           "grammar": TEXT, "grammar_kind": "gbnf" | "json_schema" | "lark" | "regex"}
           {"op": "cancel", "id": 1}          {"op": "quit"}
           {"op": "tokenize", "id": 2, "content": "..."}   {"op": "detokenize", "id": 3, "tokens": [ids]}
   stdout: {"type": "ready", "run": ..., "step": N, "conviction": true|false, ...}
           {"type": "token", "id": 1, "token": "the", "token_id": 262, "piece": "the", "conviction": 0.12,
            "prob": 0.5, "logprob": -1.2, "bytes": "746865",
            "top": [{"id", "token", "prob"}], "top_logprobs": [{"id", "token", "logprob"}]}  (top lists with n_probs)
+          {"type": "prompt", "id": 1, "token_ids": [...], "pieces": [...], "text": ..., "logprobs": [null, ...],
+           "top_logprobs": [[...], ...]}   (with echo, before the first token)
           {"type": "done", "id": 1, "reason": "length" | "eot" | "cancelled", "tokens": n, "prompt_tokens": n,
-           "first_token_ms": ..., "tokens_per_s": ...}
+           "dropped": n, "truncated": bool, "cached": n, "first_token_ms": ..., "prompt_ms": ...,
+           "predicted_ms": ..., "tokens_per_s": ...}
           {"type": "tokens", "id": 2, "tokens": [ids], "pieces": [...]}   {"type": "text", "id": 3, "content": "..."}
           {"type": "error", "id": 1 | null, "message": "one line"}
 
@@ -28,8 +34,8 @@ tokenize/detokenize are answered at once, even while a generation runs.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
-import math
 import queue
 import sys
 import threading
@@ -42,7 +48,8 @@ import torch
 
 from engine import checkpoint
 from engine.device import pick_device
-from engine.generate import sample_tokens
+from engine.generate import Context, sample_tokens
+from engine.sampling import Sampling, bias_vector
 from runspec.config.load import config_from_dict
 from runspec.data.tokenizers import get_tokenizer
 from runspec.run.rundir import RunDir
@@ -67,45 +74,6 @@ class Token:
     top_raw: list[tuple[int, float]] = field(default_factory=list)  # (id, logprob) under the model
 
 
-@dataclass
-class Sampling:
-    """What a generate request may set; checked before any token is drawn."""
-    max_tokens: int = 256
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 1.0
-    min_p: float = 0.0
-    seed: int | None = None
-    n_probs: int = 0
-
-    def check(self) -> "Sampling":
-        for name, ok, want in (("max_tokens", self.max_tokens >= 0, ">= 0"),
-                               ("temperature", math.isfinite(self.temperature), "a finite number"),
-                               ("top_k", self.top_k >= 0, ">= 0 (0: no limit)"),
-                               ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
-                               ("min_p", 0.0 <= self.min_p < 1.0, "in [0, 1)"),
-                               ("n_probs", 0 <= self.n_probs <= 100, "in [0, 100]")):
-            if not ok:
-                raise ValueError(f"{name} = {getattr(self, name)!r} must be {want}")
-        return self
-
-    @classmethod
-    def from_request(cls, req: dict) -> "Sampling":
-        kinds = {"max_tokens": int, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
-                 "n_probs": int}
-        values = {}
-        for key, kind in kinds.items():
-            if req.get(key) is not None:
-                v = req[key]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and v != int(v)):
-                    raise ValueError(f"{key} = {v!r} must be {'an integer' if kind is int else 'a number'}")
-                values[key] = kind(v)
-        seed = req.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed = {seed!r} must be an integer")
-        return cls(**values, seed=seed if seed is None or seed >= 0 else None).check()
-
-
 class Completer:
     def __init__(self, run_dir: str | Path, step: int | None = None, device: str = "auto"):
         rd = RunDir(run_dir)
@@ -118,7 +86,8 @@ class Completer:
         self.device = pick_device(device)
         payload = checkpoint.load(self.path, self.device)
         self.step = int(payload["step"])
-        config_from_dict(payload["config"], str(self.path))  # a bad config is a clear error before torch work
+        cfg = config_from_dict(payload["config"], str(self.path))  # a bad config is a clear error before torch work
+        self.chat = dataclasses.asdict(cfg.serve)  # the chat template of /v1/chat/completions
         self.tokenizer = get_tokenizer(payload["tokenizer"])
         from engine.stages import model_from_checkpoint
 
@@ -127,13 +96,17 @@ class Completer:
         self.has_conviction = self.model.head("conviction") is not None
         if self.device.type == "cpu" and self.model.num_params() < SINGLE_THREAD_MAX_PARAMS:
             torch.set_num_threads(1)
-        for _ in self.generate("", max_tokens=4, seed=0):  # warm-up: the first request pays no set-up
+        nl = self.tokenizer.encode("\n")
+        self.newline = nl[0] if len(nl) == 1 else None  # penalize_nl = false exempts it
+        self._lltok = None  # llguidance's tokenizer, on the first grammar request
+        for _ in self.generate("", Sampling(max_tokens=4, seed=0)):  # warm-up: the first request pays no set-up
             pass
 
     def info(self) -> dict:
         return {"run": self.run_id, "step": self.step, "checkpoint": str(self.path), "conviction": self.has_conviction,
                 "tokenizer": self.tokenizer.name, "device": str(self.device),
-                "block_size": self.model.cfg.block_size}
+                "block_size": self.model.cfg.block_size, "n_vocab": self.tokenizer.vocab_size,
+                "n_params": self.model.num_params(), "n_embd": self.model.cfg.d_model, "chat": self.chat}
 
     def piece(self, token_id: int) -> str:
         """A token's own bytes as text (a partial character shows as U+FFFD)."""
@@ -147,23 +120,40 @@ class Completer:
             raise ValueError(f"token id {bad[0]!r} is not in this run's vocabulary (0..{self.tokenizer.vocab_size - 1})")
         return list(prompt) or [self.tokenizer.eot]
 
-    def generate(self, prompt: str | list[int], max_tokens: int = 256, temperature: float = 0.8, top_k: int = 50,
-                 seed: int | None = None, cancelled: Callable[[], bool] = lambda: False, top_p: float = 1.0,
-                 min_p: float = 0.0, n_probs: int = 0) -> Iterator[Token]:
-        """Tokens until max_tokens, the separator token, or ``cancelled()``. ``prompt`` is text
-        or token ids."""
+    def generate(self, prompt: str | list[int], s: Sampling, cancelled: Callable[[], bool] = lambda: False,
+                 context: Context | None = None, grammar_kind: str = "gbnf") -> Iterator[Token]:
+        """Tokens until max_tokens, the separator token (unless ignore_eos), the grammar's end,
+        or ``cancelled()``. ``prompt`` is text or token ids; ``context`` records what the window
+        cut (for the reply's truncated and tokens_cached)."""
         g = torch.Generator(device=self.device)
-        g.manual_seed(seed if seed is not None else int(time.time_ns() % 2**62))
+        g.manual_seed(s.seed if s.seed is not None else int(time.time_ns() % 2**62))
         ids = self.encode(prompt)
+        vocab = self.tokenizer.vocab_size
+        bias = bias_vector(s.logit_bias, self.tokenizer.encode, vocab) if s.logit_bias else None
+        constraint = self.constraint(grammar_kind, s.grammar) if s.grammar else None
+        stream = sample_tokens(self.model, ids, s, generator=g, vocab_limit=vocab, eot=self.tokenizer.eot, bias=bias,
+                               constraint=constraint, context=context, newline=self.newline)
+        return self._tokens(stream, s, cancelled)  # the checks above raise now, not at the first token
+
+    def _tokens(self, stream, s: Sampling, cancelled: Callable[[], bool]) -> Iterator[Token]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for s in sample_tokens(self.model, ids, max_tokens, temperature, top_k, generator=g,
-                               vocab_limit=self.tokenizer.vocab_size, top_p=top_p, min_p=min_p, n_probs=n_probs):
-            if s.id == self.tokenizer.eot:
+        for t in stream:
+            if t.id == self.tokenizer.eot and not s.ignore_eos:
                 return
-            raw = self.tokenizer.token_bytes(s.id)
-            yield Token(decoder.decode(raw), s.id, s.conviction, s.prob, raw, s.logprob, s.top, s.top_raw)
+            raw = self.tokenizer.token_bytes(t.id)
+            yield Token(decoder.decode(raw), t.id, t.conviction, t.prob, raw, t.logprob, t.top, t.top_raw)
             if cancelled():
                 return
+
+    def constraint(self, kind: str, text: str):
+        """A grammar's state for one generation; the tokenizer's llguidance view is built once."""
+        from engine.grammar import KINDS, Constraint, compile_grammar, lltokenizer
+
+        if kind not in KINDS:
+            raise ValueError(f"grammar_kind = {kind!r} must be one of {', '.join(KINDS)}")
+        if self._lltok is None:
+            self._lltok = lltokenizer(self.tokenizer)
+        return Constraint(self._lltok, compile_grammar(kind, text, self._lltok), self.model.vocab_size, self.device)
 
 
 _emit_lock = threading.Lock()  # the reader thread answers tokenize requests while a generation writes
@@ -238,42 +228,60 @@ def _run_request(completer: Completer, req: dict, cancelled: set) -> None:
     if req.get("mode") == "conviction" and not completer.has_conviction:
         _emit({"type": "error", "id": rid, "message": NO_CONVICTION})
         return
+    context = Context()
+    t0 = time.perf_counter()
     try:
         sampling = Sampling.from_request(req)
         prompt = req["prompt_ids"] if req.get("prompt_ids") is not None else req.get("prompt", "")
         if not isinstance(prompt, (str, list)):
             raise ValueError(f"prompt = {prompt!r} must be text or a list of token ids")
         ids = completer.encode(prompt)  # once: generate() takes the ids as they are
+        tokens = completer.generate(ids, sampling, lambda: rid in cancelled, context, req.get("grammar_kind") or "gbnf")
     except (ValueError, TypeError) as e:
         _emit({"type": "error", "id": rid, "message": f"bad request: {e}"})
         return
-    t0 = time.perf_counter()
     first = None
     n = 0
     reason = "length"
     piece = completer.piece
-    prompt_tokens = len(ids)
-    for tok in completer.generate(ids, sampling.max_tokens, sampling.temperature, sampling.top_k, sampling.seed,
-                                  lambda: rid in cancelled, sampling.top_p, sampling.min_p, sampling.n_probs):
+    raw = completer.tokenizer.token_bytes
+
+    def alternatives(pairs, key: str) -> list[dict]:
+        return [{"id": i, "token": piece(i), "bytes": raw(i).hex(), key: v} for i, v in pairs]
+
+    for tok in tokens:
         if first is None:
             first = time.perf_counter() - t0
+            if sampling.echo:
+                _emit_prompt(completer, rid, ids, context, alternatives)
         n += 1
         msg = {"type": "token", "id": rid, "token": tok.text, "token_id": tok.id, "piece": piece(tok.id),
                "conviction": tok.conviction, "prob": tok.prob, "logprob": tok.logprob, "bytes": tok.raw.hex()}
         if n == 1:
-            msg["prompt_tokens"] = prompt_tokens
+            msg["prompt_tokens"] = context.prompt_tokens
         if sampling.n_probs:
-            raw = completer.tokenizer.token_bytes
-            msg["top"] = [{"id": i, "token": piece(i), "bytes": raw(i).hex(), "prob": p} for i, p in tok.top]
-            msg["top_logprobs"] = [{"id": i, "token": piece(i), "bytes": raw(i).hex(), "logprob": lp}
-                                   for i, lp in tok.top_raw]
+            msg["top"] = alternatives(tok.top, "prob")
+            msg["top_logprobs"] = alternatives(tok.top_raw, "logprob")
         _emit(msg)
+    if first is None and sampling.echo:  # nothing generated (max_tokens 0): the prompt is still scored
+        _emit_prompt(completer, rid, ids, context, alternatives)
     if rid in cancelled:
         reason = "cancelled"
     elif n < sampling.max_tokens:
         reason = "eot"
     cancelled.discard(rid)
     elapsed = time.perf_counter() - t0
-    _emit({"type": "done", "id": rid, "reason": reason, "tokens": n, "prompt_tokens": prompt_tokens,
+    prompt_s = first if first is not None else elapsed
+    _emit({"type": "done", "id": rid, "reason": reason, "tokens": n, "prompt_tokens": context.prompt_tokens,
+           "dropped": context.dropped, "truncated": context.truncated, "cached": context.cached,
            "first_token_ms": round(1000 * first, 2) if first is not None else None,
+           "prompt_ms": round(1000 * prompt_s, 3), "predicted_ms": round(1000 * (elapsed - prompt_s), 3),
            "tokens_per_s": round(n / elapsed, 1) if elapsed > 0 else None})
+
+
+def _emit_prompt(completer: Completer, rid, ids: list[int], context: Context, alternatives) -> None:
+    """The prompt's tokens and their logprobs (the first has none; nor do tokens the window cut)."""
+    scores = context.prompt_scores or [(None, [])] * len(ids)
+    _emit({"type": "prompt", "id": rid, "token_ids": ids, "pieces": [completer.piece(i) for i in ids],
+           "text": completer.tokenizer.decode(ids), "logprobs": [lp for lp, _ in scores],
+           "top_logprobs": [alternatives(top, "logprob") for _, top in scores]})

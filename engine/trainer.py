@@ -22,6 +22,7 @@ from engine.generate import sample_tokens
 from engine.model import padded_vocab
 from engine.model.heads import Features
 from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
+from engine.sampling import Sampling
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import RunConfig, resolved_dict
 from runspec.config.shape import count_params, model_label
@@ -487,8 +488,9 @@ class Trainer:
         prompt = self.tokenizer.encode(e.sample_prompt) if e.sample_prompt else [self.tokenizer.eot]
         g = torch.Generator(device=self.device).manual_seed(seed)  # never the training RNG
         self.raw_model.eval()
-        ids = [s.id for s in sample_tokens(self.raw_model, prompt, e.sample_tokens, e.temperature, e.top_k,
-                                           generator=g, vocab_limit=self.tokenizer.vocab_size)]
+        settings = Sampling(max_tokens=e.sample_tokens, temperature=e.temperature, top_k=e.top_k)
+        ids = [s.id for s in sample_tokens(self.raw_model, prompt, settings, generator=g,
+                                           vocab_limit=self.tokenizer.vocab_size)]
         self.raw_model.train()
         return e.sample_prompt + self.tokenizer.decode(ids)
 
