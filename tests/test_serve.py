@@ -192,7 +192,7 @@ def test_stop_matcher_holds_back_what_may_start_a_stop_string():
 def test_openai_completions_whole_and_streamed(server):
     status, models = server.get("/v1/models")
     assert status == 200 and models["data"][0]["id"].startswith("conv")
-    body = {"model": "anything", "prompt": "one", "max_tokens": 8, "logprobs": 3, "seed": 3, "top_k": 20}
+    body = {"model": models["data"][0]["id"], "prompt": "one", "max_tokens": 8, "logprobs": 3, "seed": 3, "top_k": 20}
     status, out = server.post("/v1/completions", body)
     assert status == 200 and out["object"] == "text_completion"
     choice = out["choices"][0]
@@ -220,10 +220,16 @@ def test_bad_requests_get_a_400_in_each_apis_shape(server):
     status, err = server.post("/v1/completions", None, raw=b"[1, 2]")
     assert status == 400 and err["error"]["type"] == "invalid_request_error" and "JSON object" in err["error"]["message"]
     cases = [("/completion", {"n_predict": "many"}, "n_predict"), ("/completion", {"temperature": -1}, "temperature"),
-             ("/completion", {"n_predict": 100000}, "--max-tokens"), ("/completion", {"prompt": {"a": 1}}, "prompt"),
+             ("/completion", {"prompt": {"a": 1}}, "prompt"), ("/completion", {"grammar": "root ::= undefined"}, "grammar"),
+             ("/completion", {"json_schema": {"type": "nonsense"}}, "json_schema"),
+             ("/completion", {"logit_bias": [[65, "x"]]}, "logit_bias"),
+             ("/completion", {"logit_bias": [[999999, False]]}, "999999"),
+             ("/completion", {"repeat_penalty": 0}, "repeat_penalty"), ("/completion", {"n_keep": -2}, "n_keep"),
              ("/completion", {"prompt": [65, 9999]}, "9999"), ("/completion", {"stop": 3}, "stop"),
              ("/completion", {"prompt": [65, 9999], "stream": True}, "9999"),
-             ("/v1/completions", {"n": 2}, "one completion"), ("/v1/completions", {"logprobs": 50}, "logprobs"),
+             ("/v1/completions", {"n": 0}, "n = 0"), ("/v1/completions", {"logprobs": 50}, "logprobs"),
+             ("/v1/chat/completions", {"messages": []}, "messages"),
+             ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, "role"),
              ("/tokenize", {"content": 5}, "content"), ("/detokenize", {"tokens": ["a"]}, "tokens")]
     for path, body, named in cases:
         status, err = server.post(path, body)

@@ -1,7 +1,8 @@
 """The HTTP side: a Starlette app over one EngineProcess.
 
 Routes: our page at ``/``; llama.cpp's ``/completion``, ``/tokenize``, ``/detokenize``,
-``/health``, ``/props``; OpenAI's ``/v1/completions`` and ``/v1/models``; and ``/cockpit/runs``
+``/health``, ``/props``; OpenAI's ``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``
+(and one model), with the token-count routes front-ends use in OpenAI mode; and ``/cockpit/runs``
 and ``/cockpit/load`` for the page's run and checkpoint picker. Errors are one line, in the
 shape each API uses: OpenAI's under ``/v1/``, llama.cpp's elsewhere.
 """
@@ -26,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from cockpit.serve import llama_api, openai_api
+from cockpit.serve.chat import Template
 from cockpit.serve.engine_proc import Busy, EngineError, EngineGone, EngineProcess
 from cockpit.serve.params import BadRequest, Generation, flag
 from cockpit.serve.stream import tokens
@@ -34,9 +36,9 @@ OPEN_PATHS = {"/", "/health"}  # reachable without the key: the page asks for it
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.code, self.param = status, code, param
 
 
 @dataclass
@@ -70,11 +72,13 @@ class State:
             engine.release_turn()
 
 
-def error_body(path: str, status: int, message: str) -> dict:
+def error_body(path: str, status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
     kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
             405: "invalid_request_error", 413: "invalid_request_error", 503: "unavailable_error"}.get(status, "server_error")
     if path.startswith("/v1/"):
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        if code == "model_not_found":
+            kind = "invalid_request_error"  # OpenAI's own type for it
+        return {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return {"error": {"code": status, "message": message, "type": kind}}
 
 
@@ -166,27 +170,55 @@ async def relay(first: dict, agen):
         await agen.aclose()
 
 
-async def streamed(state: State, gen: Generation, path: str, token, done, trailer: str | None = None) -> Response:
-    """Server-sent events of one generation: ``token(msg)`` per token, ``done(msg, info)`` at the
-    end, an engine error in the API's error shape, then ``trailer`` (OpenAI's [DONE])."""
+async def streamed(state: State, gens: list[Generation], path: str, make_fmt, end=None,
+                   trailer: str | None = None) -> Response:
+    """Server-sent events of one or more generations, one after another. ``make_fmt(i, info)``
+    gives choice i's formatter, which turns each message (prompt, token, done) into the events
+    to send; ``end()`` the events after the last choice (OpenAI's usage chunk), then ``trailer``
+    (OpenAI's [DONE]). The first generation's first message is awaited before the response
+    starts, so a request the engine refuses is a 400; a later engine error is an event in the
+    API's error shape."""
     engine = await state.turn()
-    first, agen = await started(state, engine, gen)
+    first, agen = await started(state, engine, gens[0])
 
     async def events():
         try:
-            async for m in relay(first, agen):
-                yield sse(done(m, engine.info) if m["type"] == "done" else token(m))
-        except EngineError as e:
-            yield sse(error_body(path, 503 if isinstance(e, EngineGone) else 400, str(e)))
+            for i, gen in enumerate(gens):
+                eng = engine
+                if i > 0:
+                    eng = await state.turn()
+                    it = tokens(eng, gen, lambda: state.stopping)
+                else:
+                    it = relay(first, agen)
+                fmt = make_fmt(i, eng.info)
+                async with contextlib.aclosing(it) as messages:
+                    async for m in messages:
+                        for obj in fmt(m):
+                            yield sse(obj)
+            for obj in (end() if end else []):
+                yield sse(obj)
+        except (EngineError, ApiError) as e:
+            status = e.status if isinstance(e, ApiError) else 503 if isinstance(e, EngineGone) else 400
+            yield sse(error_body(path, status, str(e)))
         if trailer:
             yield sse(trailer)
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
+def check_model(body: dict, info: dict) -> None:
+    """OpenAI answers an unknown model with 404 model_not_found; an absent or empty name is this one."""
+    model = body.get("model")
+    if model in (None, "") or model == info.get("run"):
+        return
+    raise ApiError(404, f"the model {model!r} does not exist: this server serves {info.get('run')!r} "
+                        f"(GET /v1/models)", code="model_not_found", param="model")
+
+
 def create_app(state: State) -> Starlette:
     def fail(request: Request, exc: Exception) -> JSONResponse:
         status = exc.status if isinstance(exc, ApiError) else 503 if isinstance(exc, EngineGone) else 400
-        return JSONResponse(error_body(request.url.path, status, str(exc)), status_code=status)
+        code, param = (exc.code, exc.param) if isinstance(exc, ApiError) else (None, None)
+        return JSONResponse(error_body(request.url.path, status, str(exc), code, param), status_code=status)
 
     async def page(request: Request) -> Response:
         """Our page: tokens coloured by conviction or probability, alternatives on hover, continue from any of them."""
@@ -232,43 +264,171 @@ def create_app(state: State) -> Starlette:
     async def completion(request: Request) -> Response:
         """llama.cpp's `/completion` (also `/completions`): the generation fields below; streamed as server-sent
         events with `stream`; each token's probabilities and conviction with `n_probs`."""
-        gen = llama_api.parse(await read_json(request, state.limits.max_body), state.limits.max_tokens)
+        body = await read_json(request, state.limits.max_body)
+        gen = llama_api.parse(body, state.limits.max_tokens)
+        fields = llama_api.response_fields(body)
         if not gen.stream:
             msgs, done = await collect(state, request, gen)
             extra = {"tokens": [m["token_id"] for m in msgs], "convictions": [m["conviction"] for m in msgs]}
             if gen.n_probs:
                 extra["completion_probabilities"] = [llama_api.prob_entry(m, gen.post_sampling_probs) for m in msgs]
             content = "".join(m["token"] for m in msgs)
-            return JSONResponse(llama_api.final(done, gen, state.engine.info, content, extra))
-        count = itertools.count(1)
-        return await streamed(state, gen, "/completion", lambda m: llama_api.chunk(m, gen, next(count)),
-                              lambda m, info: llama_api.final(m, gen, info))
+            return JSONResponse(llama_api.only(llama_api.final(done, gen, state.engine.info, content, extra), fields))
+
+        def make_fmt(i: int, info: dict):
+            count = itertools.count(1)
+
+            def fmt(m: dict) -> list[dict]:
+                if m["type"] == "done":
+                    return [llama_api.only(llama_api.final(m, gen, info), fields)]
+                return [llama_api.chunk(m, gen, next(count))]
+            return fmt
+        return await streamed(state, [gen], "/completion", make_fmt)
+
+    async def prompt_chars(gen: Generation) -> int:
+        """The prompt's length in characters: OpenAI's text_offset counts from the prompt's start."""
+        if isinstance(gen.prompt, str):
+            return len(gen.prompt)
+        return len(await state.engine.detokenize(gen.prompt))
 
     async def v1_completions(request: Request) -> Response:
-        """OpenAI's legacy completions: `prompt`, `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`,
-        `logprobs`; errors in OpenAI's shape."""
-        gen = openai_api.parse(await read_json(request, state.limits.max_body), state.limits.max_tokens)
+        """OpenAI's legacy completions: `prompt` (one, or a batch), `n`, `max_tokens`, `temperature`, `top_p`, `stop`,
+        `seed`, `stream` (with `stream_options.include_usage`), `logprobs`, `echo`, the penalties and `logit_bias`;
+        errors in OpenAI's shape."""
+        body = await read_json(request, state.limits.max_body)
+        check_model(body, state.engine.info)
+        req = openai_api.parse(body, state.limits.max_tokens)
         rid, model = openai_api.new_id(), state.engine.info.get("run", "")
-        if not gen.stream:
-            msgs, done = await collect(state, request, gen)
-            return JSONResponse(openai_api.whole(rid, model, msgs, done, gen))
-        offset = 0
+        offsets = [await prompt_chars(g) for g in req.choices]
+        warn = {"warnings": req.warnings} if req.warnings else {}
+        if not req.stream:
+            choices, prompt_n, completion_n = [], 0, 0
+            for i, gen in enumerate(req.choices):
+                msgs, done = await collect(state, request, gen)
+                choice = openai_api.CompletionChoice(i, req.logprobs, offsets[i])
+                text = "".join(choice.prompt(m)[0] if m["type"] == "prompt" else choice.token(m)[0] for m in msgs)
+                choices.append(choice.whole(text, done))
+                completion_n += done["tokens"]
+                if i % req.n == 0:
+                    prompt_n += done.get("prompt_tokens") or 0
+            return JSONResponse(openai_api.envelope(rid, model, "text_completion", choices,
+                                                    usage=openai_api.usage(prompt_n, completion_n), **warn))
+        totals = {"prompt": 0, "completion": 0}
+        null_usage = {"usage": None} if req.include_usage else {}
 
-        def token(m: dict) -> dict:
-            nonlocal offset
-            out = openai_api.chunk(rid, model, m, gen, offset)
-            offset += len(m["token"])
-            return out
+        def make_fmt(i: int, info: dict):
+            choice = openai_api.CompletionChoice(i, req.logprobs, offsets[i])
 
-        return await streamed(state, gen, "/v1/", token, lambda m, info: openai_api.chunk(
-            rid, model, None, gen, offset, openai_api.FINISH[m["reason"]]), trailer="[DONE]")
+            def fmt(m: dict) -> list[dict]:
+                if m["type"] == "done":
+                    totals["completion"] += m["tokens"]
+                    totals["prompt"] += (m.get("prompt_tokens") or 0) if i % req.n == 0 else 0
+                    last = i == len(req.choices) - 1
+                    c = {"text": "", "index": i, "logprobs": None, "finish_reason": openai_api.FINISH[m["reason"]]}
+                    return [openai_api.envelope(rid, model, "text_completion", [c], **null_usage,
+                                                **(warn if last else {}))]
+                text, lp = choice.prompt(m) if m["type"] == "prompt" else choice.token(m)
+                c = {"text": text, "index": i, "logprobs": lp, "finish_reason": None}
+                if m["type"] == "token":
+                    c["conviction"] = m["conviction"]
+                return [openai_api.envelope(rid, model, "text_completion", [c], **null_usage)]
+            return fmt
+
+        def end() -> list[dict]:
+            if not req.include_usage:
+                return []
+            return [openai_api.envelope(rid, model, "text_completion", [],
+                                        usage=openai_api.usage(totals["prompt"], totals["completion"]))]
+        return await streamed(state, req.choices, "/v1/", make_fmt, end, trailer="[DONE]")
+
+    async def v1_chat(request: Request) -> Response:
+        """OpenAI's chat completions for clients that speak only chat: the messages become one prompt through the
+        run's `[serve]` template (role-prefixed lines); `n`, `stream`, `stop`, `logprobs`/`top_logprobs`,
+        `response_format` (JSON through the grammar), the penalties; conviction per token as on the completion
+        routes."""
+        body = await read_json(request, state.limits.max_body)
+        info = state.engine.info
+        check_model(body, info)
+        req = openai_api.parse_chat(body, state.limits.max_tokens, Template.from_info(info))
+        rid, model = openai_api.new_id("chatcmpl"), info.get("run", "")
+        warn = {"warnings": req.warnings} if req.warnings else {}
+        n_lp = req.logprobs or 0
+        if not req.stream:
+            choices, prompt_n, completion_n = [], 0, 0
+            for i, gen in enumerate(req.choices):
+                msgs, done = await collect(state, request, gen)
+                choices.append({
+                    "index": i, "message": {"role": "assistant", "content": "".join(m["token"] for m in msgs)},
+                    "logprobs": {"content": [openai_api.chat_entry(m, n_lp) for m in msgs]}
+                    if req.logprobs is not None else None,
+                    "finish_reason": openai_api.FINISH[done["reason"]],
+                    "convictions": [m["conviction"] for m in msgs]})
+                completion_n += done["tokens"]
+                prompt_n = done.get("prompt_tokens") or prompt_n
+            return JSONResponse(openai_api.envelope(rid, model, "chat.completion", choices,
+                                                    usage=openai_api.usage(prompt_n, completion_n), **warn))
+        totals = {"prompt": 0, "completion": 0}
+        null_usage = {"usage": None} if req.include_usage else {}
+
+        def chunk(choice: dict, **extra) -> dict:
+            return openai_api.envelope(rid, model, "chat.completion.chunk", [choice], **null_usage, **extra)
+
+        def make_fmt(i: int, info: dict):
+            def fmt(m: dict) -> list[dict]:
+                if m["type"] == "done":
+                    totals["completion"] += m["tokens"]
+                    totals["prompt"] = m.get("prompt_tokens") or totals["prompt"]
+                    last = i == len(req.choices) - 1
+                    return [chunk({"index": i, "delta": {}, "logprobs": None,
+                                   "finish_reason": openai_api.FINISH[m["reason"]]}, **(warn if last else {}))]
+                c = {"index": i, "delta": {"content": m["token"]},
+                     "logprobs": {"content": [openai_api.chat_entry(m, n_lp)]} if req.logprobs is not None else None,
+                     "finish_reason": None, "conviction": m["conviction"]}
+                out = []
+                if fmt.first:
+                    fmt.first = False
+                    out.append(chunk({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                      "finish_reason": None}))
+                return out + [chunk(c)]
+            fmt.first = True
+            return fmt
+
+        def end() -> list[dict]:
+            if not req.include_usage:
+                return []
+            return [openai_api.envelope(rid, model, "chat.completion.chunk", [],
+                                        usage=openai_api.usage(totals["prompt"], totals["completion"]))]
+        return await streamed(state, req.choices, "/v1/", make_fmt, end, trailer="[DONE]")
 
     async def v1_models(request: Request) -> Response:
-        """OpenAI's model list: the one run being served."""
-        info = state.engine.info
-        return JSONResponse({"object": "list", "data": [
-            {"id": info.get("run", ""), "object": "model", "created": 0, "owned_by": "cockpit",
-             "step": info.get("step"), "conviction": info.get("conviction")}]})
+        """OpenAI's model list: the one run being served, with its context length (`meta.n_ctx_train`,
+        `max_model_len`)."""
+        return JSONResponse({"object": "list", "data": [openai_api.model_card(state.engine.info)]})
+
+    async def v1_model(request: Request) -> Response:
+        """OpenAI's model retrieval: the served run by its id; any other id is a 404 `model_not_found`."""
+        model = request.path_params["model"]
+        check_model({"model": model}, state.engine.info)
+        return JSONResponse(openai_api.model_card(state.engine.info))
+
+    async def token_encode(request: Request) -> Response:
+        """Token counting for front-ends in OpenAI mode: `{"text": TEXT}` to `{"tokens": [...], "length": n}`
+        (tabbyAPI's `/v1/token/encode`, text-generation-webui's `/v1/internal/encode` and
+        `/v1/internal/token-count`)."""
+        body = await read_json(request, state.limits.max_body)
+        text = body.get("text", body.get("prompt", ""))
+        if not isinstance(text, str):
+            raise BadRequest("text must be a string")
+        ids = (await state.engine.tokenize(text))["tokens"] if text else []
+        return JSONResponse({"tokens": ids, "length": len(ids)})
+
+    async def token_decode(request: Request) -> Response:
+        """`{"tokens": [...]}` to `{"text": TEXT}` (tabbyAPI's `/v1/token/decode`)."""
+        body = await read_json(request, state.limits.max_body)
+        toks = body.get("tokens", [])
+        if not isinstance(toks, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in toks):
+            raise BadRequest("tokens must be a list of token ids")
+        return JSONResponse({"text": await state.engine.detokenize(toks)})
 
     async def runs(request: Request) -> Response:
         """The runs of the runs directory that have a checkpoint (the page's run picker)."""
@@ -314,7 +474,13 @@ def create_app(state: State) -> Starlette:
         Route("/", page), Route("/health", health), Route("/props", props),
         Route("/tokenize", tokenize, methods=["POST"]), Route("/detokenize", detokenize, methods=["POST"]),
         Route("/completion", completion, methods=["POST"]), Route("/completions", completion, methods=["POST"]),
-        Route("/v1/completions", v1_completions, methods=["POST"]), Route("/v1/models", v1_models),
+        Route("/v1/completions", v1_completions, methods=["POST"]),
+        Route("/v1/chat/completions", v1_chat, methods=["POST"]),
+        Route("/v1/models", v1_models), Route("/v1/models/{model:path}", v1_model),
+        Route("/v1/token/encode", token_encode, methods=["POST"]),
+        Route("/v1/internal/encode", token_encode, methods=["POST"]),
+        Route("/v1/internal/token-count", token_encode, methods=["POST"]),
+        Route("/v1/token/decode", token_decode, methods=["POST"]),
         Route("/cockpit/runs", runs), Route("/cockpit/load", load, methods=["POST"]),
     ]
     # CORS: front-ends such as mikupad are a page from another origin (often a file)

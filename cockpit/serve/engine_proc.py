@@ -171,6 +171,13 @@ class EngineProcess:
                     pass
                 asyncio.get_running_loop().create_task(self._drain(rid, q))
 
+    def cancel(self, rid: int) -> None:
+        """Ask the engine to end generation ``rid`` at its next token; its "done" still comes."""
+        try:
+            self._send({"op": "cancel", "id": rid})
+        except EngineGone:
+            pass
+
     def _count(self, msg: dict) -> None:
         reason = msg.get("reason", "error")
         self.finished[reason] = self.finished.get(reason, 0) + 1

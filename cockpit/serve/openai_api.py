@@ -1,59 +1,190 @@
-"""OpenAI's ``POST /v1/completions`` (legacy completions) shapes. ``logprobs: n`` gives the
-classic {tokens, token_logprobs, top_logprobs, text_offset} block; each token's conviction rides
-along as ``conviction`` in stream chunks and as ``convictions`` in a whole response."""
+"""OpenAI's shapes: legacy ``POST /v1/completions`` and ``POST /v1/chat/completions``.
+
+A batch of prompts and ``n`` choices each are generated one after another (choice ``index`` =
+prompt * n + j; with a seed, choice j uses seed + j so that the choices differ). ``logprobs: n``
+gives the classic {tokens, token_logprobs, top_logprobs, text_offset} block (``logprobs: 0``:
+the sampled token's alone), chat's ``logprobs``/``top_logprobs`` the chat block; each token's
+conviction rides along as ``conviction`` in stream chunks and as ``convictions`` in a whole
+response, on both routes."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from dataclasses import dataclass, field, replace
 
-from cockpit.serve.params import BadRequest, Generation, common, flag, integer
+from cockpit.serve.chat import Template
+from cockpit.serve.params import (
+    SAMPLER_KEYS,
+    BadRequest,
+    Generation,
+    common,
+    flag,
+    integer,
+    prompts_of,
+    warn_unhonoured,
+)
 
 FINISH = {"eot": "stop", "word": "stop", "length": "length", "cancelled": "stop"}
+MAX_CHOICES = 64  # prompts x n in one request
+COMPLETION_KEYS = SAMPLER_KEYS | {"model", "max_tokens", "n", "echo", "logprobs", "best_of", "stream_options"}
+CHAT_KEYS = (SAMPLER_KEYS - {"prompt"}) | {"model", "messages", "max_tokens", "max_completion_tokens", "n",
+                                           "logprobs", "top_logprobs", "response_format", "stream_options"}
 
 
-def parse(body: dict, max_tokens: int) -> Generation:
-    if integer(body, "n", 1) != 1 or integer(body, "best_of", 1) != 1:
-        raise BadRequest("n and best_of must be 1: one completion per request")
-    if flag(body, "echo", False):
-        raise BadRequest("echo = true is not supported: the prompt is not returned")
-    # OpenAI's own defaults: temperature 1, top_p 1, no top-k or min-p unless asked for
-    return common(body, max_tokens, "max_tokens", 16, "logprobs", 20,
-                  temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+@dataclass
+class Request:
+    choices: list[Generation]  # one per choice, in index order
+    logprobs: int | None = None  # alternatives per token to return; None: no logprobs at all
+    echo: bool = False
+    include_usage: bool = False
+    stream: bool = False
+    warnings: list[str] = field(default_factory=list)
+    n: int = 1  # choices per prompt: usage counts each prompt once
 
 
-def new_id() -> str:
-    return f"cmpl-{uuid.uuid4().hex[:24]}"
+def _choices(gen: Generation, prompts: list, n: int) -> list[Generation]:
+    if len(prompts) * n > MAX_CHOICES:
+        raise BadRequest(f"{len(prompts)} prompts x n = {n} is {len(prompts) * n} choices; at most {MAX_CHOICES} "
+                         f"per request")
+    return [replace(gen, prompt=p, seed=None if gen.seed is None else gen.seed + j, warnings=[])
+            for p in prompts for j in range(n)]
 
 
-def logprobs(msgs: list[dict], offset0: int = 0) -> dict:
-    offsets, at = [], offset0
-    for m in msgs:
-        offsets.append(at)
-        at += len(m["token"])
-    tops = []
-    for m in msgs:
-        top = {t["token"]: t["logprob"] for t in m.get("top_logprobs", [])}
-        top.setdefault(m["piece"], m["logprob"])  # the sampled token is always there
-        tops.append(top)
-    return {"tokens": [m["piece"] for m in msgs], "token_logprobs": [m["logprob"] for m in msgs],
-            "top_logprobs": tops, "text_offset": offsets}
+def _usage_flag(body: dict) -> bool:
+    opts = body.get("stream_options")
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise BadRequest("stream_options must be an object such as {\"include_usage\": true}")
+    return flag(opts, "include_usage", False)
 
 
-def chunk(rid: str, model: str, msg: dict | None, gen: Generation, offset: int, finish: str | None = None) -> dict:
-    choice = {"text": msg["token"] if msg else "", "index": 0,
-              "logprobs": logprobs([msg], offset) if (msg and gen.n_probs) else None, "finish_reason": finish}
-    if msg:
-        choice["conviction"] = msg["conviction"]
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model, "choices": [choice]}
+def parse(body: dict, max_tokens: int) -> Request:
+    """Legacy completions. OpenAI's own defaults: temperature 1, top_p 1, no top-k or min-p
+    unless asked for; a logit bias of -100 bans the token, as OpenAI documents."""
+    prompts = prompts_of(body)
+    n = integer(body, "n", 1, 1, MAX_CHOICES)
+    lp = body.get("logprobs")
+    logprobs = None if lp is None else integer(body, "logprobs", 0, 0, 20)
+    gen = common(body, max_tokens, "max_tokens", 16, "logprobs", 20, temperature=1.0, top_k=0, top_p=1.0,
+                 min_p=0.0, ban_at=-100.0, prompt=prompts[0])
+    gen.n_probs = 0 if logprobs is None else max(1, logprobs)
+    gen.echo = flag(body, "echo", False)
+    warnings = gen.warnings + warn_unhonoured(body, COMPLETION_KEYS)
+    return Request(_choices(gen, prompts, n), logprobs, gen.echo, _usage_flag(body), gen.stream, warnings, n)
 
 
-def whole(rid: str, model: str, msgs: list[dict], done: dict, gen: Generation) -> dict:
-    choice = {"text": "".join(m["token"] for m in msgs), "index": 0,
-              "logprobs": logprobs(msgs) if gen.n_probs else None, "finish_reason": FINISH[done["reason"]],
-              "convictions": [m["conviction"] for m in msgs]}
-    prompt_n = done.get("prompt_tokens") or 0
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [choice],
-            "usage": {"prompt_tokens": prompt_n, "completion_tokens": done["tokens"],
-                      "total_tokens": prompt_n + done["tokens"]}}
+def _response_format(body: dict, gen: Generation) -> None:
+    """``response_format`` as a grammar: json_object any JSON object, json_schema that schema."""
+    rf = body.get("response_format")
+    if rf is None:
+        return
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind == "text":
+        return
+    if kind == "json_object":
+        gen.grammar, gen.grammar_kind = '{"type": "object"}', "json_schema"
+    elif kind == "json_schema":
+        schema = (rf.get("json_schema") or {}).get("schema") if isinstance(rf.get("json_schema"), dict) else None
+        if not isinstance(schema, dict):
+            raise BadRequest("response_format.json_schema.schema must be a JSON schema object")
+        gen.grammar, gen.grammar_kind = json.dumps(schema), "json_schema"
+    else:
+        raise BadRequest("response_format.type must be text, json_object or json_schema")
+
+
+def parse_chat(body: dict, max_tokens: int, template: Template) -> Request:
+    prompt = template.prompt(body.get("messages"))
+    n = integer(body, "n", 1, 1, MAX_CHOICES)
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    gen = common(body, max_tokens, key, -1, "top_logprobs", 20, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                 ban_at=-100.0, prompt=prompt)
+    logprobs = integer(body, "top_logprobs", 0, 0, 20) if flag(body, "logprobs", False) else None
+    if logprobs is None and body.get("top_logprobs"):
+        raise BadRequest("top_logprobs needs logprobs = true")
+    gen.n_probs = 0 if logprobs is None else max(1, logprobs)
+    gen.stop = gen.stop + [s for s in template.stops() if s not in gen.stop]
+    _response_format(body, gen)
+    warnings = gen.warnings + warn_unhonoured(body, CHAT_KEYS)
+    return Request(_choices(gen, [prompt], n), logprobs, False, _usage_flag(body), gen.stream, warnings, n)
+
+
+def new_id(prefix: str = "cmpl") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def _top(msg: dict, n: int) -> dict[str, float]:
+    top = {t["token"]: t["logprob"] for t in msg.get("top_logprobs", [])[:n]}
+    top.setdefault(msg["piece"], msg["logprob"])  # the sampled token is always there
+    return top
+
+
+class CompletionChoice:
+    """One legacy-completions choice as it streams: its text, and its logprobs block with
+    ``text_offset`` counted from the start of the prompt, as OpenAI counts it."""
+
+    def __init__(self, index: int, logprobs: int | None, prompt_chars: int):
+        self.index, self.n = index, logprobs
+        self.offset = prompt_chars  # echo resets it to 0 when the prompt's own tokens come back
+        self.text: list[str] = []
+        self.lp = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        self.convictions: list = []
+
+    def prompt(self, msg: dict) -> tuple[str, dict | None]:
+        self.offset = 0
+        part = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for i, piece in enumerate(msg["pieces"]):
+            part["tokens"].append(piece)
+            part["token_logprobs"].append(msg["logprobs"][i])
+            tops = msg["top_logprobs"][i][: self.n or 0]
+            part["top_logprobs"].append(None if i == 0 else {t["token"]: t["logprob"] for t in tops})
+            part["text_offset"].append(self.offset)
+            self.offset += len(piece)
+        self.offset = len(msg["text"])
+        return msg["text"], self._add(part)
+
+    def token(self, msg: dict) -> tuple[str, dict | None]:
+        part = {"tokens": [msg["piece"]], "token_logprobs": [msg["logprob"]],
+                "top_logprobs": [_top(msg, self.n or 0)], "text_offset": [self.offset]}
+        self.offset += len(msg["token"])
+        self.convictions.append(msg["conviction"])
+        return msg["token"], self._add(part)
+
+    def _add(self, part: dict) -> dict | None:
+        if self.n is None:
+            return None
+        for k, v in part.items():
+            self.lp[k] += v
+        return part
+
+    def whole(self, text: str, done: dict) -> dict:
+        return {"text": text, "index": self.index, "logprobs": self.lp if self.n is not None else None,
+                "finish_reason": FINISH[done["reason"]], "convictions": self.convictions}
+
+
+def chat_entry(msg: dict, n: int) -> dict:
+    tops = msg.get("top_logprobs", [])[:n]
+    return {"token": msg["piece"], "logprob": msg["logprob"], "bytes": list(bytes.fromhex(msg["bytes"])),
+            "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": list(bytes.fromhex(t["bytes"]))}
+                             for t in tops]}
+
+
+def envelope(rid: str, model: str, obj: str, choices: list, **extra) -> dict:
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": choices, **extra}
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def model_card(info: dict) -> dict:
+    """One model of /v1/models: OpenAI's fields, llama.cpp's ``meta`` (n_ctx_train and the sizes
+    front-ends read) and vLLM's ``max_model_len``, so a client can learn the context length."""
+    return {"id": info.get("run", ""), "object": "model", "created": 0, "owned_by": "cockpit",
+            "max_model_len": info.get("block_size"), "step": info.get("step"), "conviction": info.get("conviction"),
+            "meta": {"n_ctx_train": info.get("block_size"), "n_vocab": info.get("n_vocab"),
+                     "n_params": info.get("n_params"), "n_embd": info.get("n_embd"),
+                     "tokenizer": info.get("tokenizer")}}

@@ -196,6 +196,19 @@ class AuxConfig:
 
 
 @dataclass
+class ServeConfig:
+    """How ``cockpit serve`` turns a chat (``/v1/chat/completions``) into a prompt for a base
+    model: each message after its role's prefix, messages joined by the separator, and the
+    reply generated after the assistant's prefix. The reply ends where the model starts a new
+    user or system turn (the separator and that prefix are stop strings)."""
+
+    chat_system: str = "System: "  # before a system message
+    chat_user: str = "User: "  # before a user message
+    chat_assistant: str = "Assistant: "  # before an assistant message, and (without its trailing space) the reply
+    chat_separator: str = "\n"  # between messages
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -206,6 +219,7 @@ class RunConfig:
     conviction: ConvictionConfig = field(default_factory=ConvictionConfig)
     aux: AuxConfig = field(default_factory=AuxConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     stage: list[StageConfig] = field(default_factory=list)  # [[stage]] entries, in order of at_step
 
     # -- derived values, computed in one place so engine and cockpit agree -------------
