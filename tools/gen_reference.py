@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import inspect
 import io
+import json
 import re
 import sys
 import tokenize
@@ -56,7 +57,7 @@ def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return f'"{v}"'
+        return json.dumps(v, ensure_ascii=False)  # TOML's basic strings escape as JSON does
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, list):
@@ -281,7 +282,17 @@ def http_page() -> str:
         methods = ", ".join(sorted(m for m in (r.methods or ["GET"]) if m != "HEAD"))
         out.append(f"| `{r.path}` | {methods} | {cell(doc_of(r.endpoint).split(chr(10) * 2)[0])} |")
     out += ["", "## Generation fields\n", doc_of(params.Generation).split("\n\n")[0] + "\n"]
-    out += key_table(params.Generation)
+    out += key_table(params.Generation, skip={"grammar_kind", "warnings"})
+    out += ["", "`json_schema` (an object) constrains the text as `grammar` does; send one of the two. On "
+            "`/v1/chat/completions`, `response_format` does the same.", "",
+            "## Fields accepted and not implemented\n",
+            "A request may send these; at the value shown they change nothing. Set to anything else, they are "
+            "ignored and the reply's `warnings` list says so (on the final message of a stream). A field no route "
+            "knows gets a warning too.\n", "| field | neutral value |", "|---|---|"]
+    out += [f"| `{k}` | `{cell(json.dumps(v))}`" + (f" (any value while `{params.ONLY_WITH[k]}` is at its own)" if k in params.ONLY_WITH
+                                                   else "") + " |" for k, v in params.IGNORED.items()]
+    out += ["", "These change nothing about the output here and are accepted as they are: "
+            + ", ".join(f"`{k}`" for k in sorted(params.NO_OP)) + "."]
     return "\n".join(out).rstrip() + "\n"
 
 
