@@ -47,13 +47,14 @@ class CompletionClient:
         self.proc.stdin.flush()
 
     def generate(self, prompt: str, mode: str = "text", max_tokens: int = 256, temperature: float = 0.8,
-                 top_k: int = 50, seed: int | None = None, n_probs: int = 0) -> Iterator[dict]:
+                 top_k: int = 50, seed: int | None = None, n_probs: int = 0, **sampling) -> Iterator[dict]:
         """Yield token messages, then the done message. Raises CompletionError for an error reply.
-        ``n_probs``: each token message also lists the most likely alternatives ("top")."""
+        ``n_probs``: each token message also lists the most likely alternatives ("top");
+        ``sampling``: the engine's other sampler fields (engine.sampling.Sampling), by name."""
         rid = next(self._ids)
         self.current = rid
         self._send({"op": "generate", "id": rid, "prompt": prompt, "mode": mode, "max_tokens": max_tokens,
-                    "temperature": temperature, "top_k": top_k, "seed": seed, "n_probs": n_probs})
+                    "temperature": temperature, "top_k": top_k, "seed": seed, "n_probs": n_probs, **sampling})
         while True:
             msg = self._read()
             if msg.get("id") != rid:

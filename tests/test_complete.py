@@ -108,11 +108,36 @@ def test_no_conviction_head_is_one_line_and_text_still_works(runs):
 
 
 @pytest.mark.parametrize("flag,value,why", [("-m", "0", "must be at least 1"), ("-m", "-5", "must be at least 1"),
-                                            ("-k", "-3", "must be 0 or more"), ("-t", "-1", "finite number >= 0")])
+                                            ("-k", "-3", "must be 0 or more"), ("-t", "-1", "finite number >= 0"),
+                                            ("--repeat-penalty", "0", "must be a number > 0"),
+                                            ("--repeat-last-n", "-2", "--repeat-last-n -2"),
+                                            ("--presence-penalty", "nan", "finite number"),
+                                            ("--grammar", "/no/such.gbnf", "--grammar /no/such.gbnf")])
 @pytest.mark.slow
 def test_bad_completion_parameters_are_refused(runs, flag, value, why):
     r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", flag, value)
     assert r.returncode == 2 and why in r.stderr and r.stdout == ""
+
+
+@pytest.mark.slow
+def test_penalties_grammar_and_ignore_eos_from_the_cli(runs, tmp_path):
+    grammar = tmp_path / "a.gbnf"
+    grammar.write_text('root ::= "a"+\n')
+    r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", "-m", "12", "--grammar", str(grammar),
+                "--json")
+    tokens = [json.loads(line)["token"] for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and tokens and set(tokens) == {"a"}
+    # a huge presence penalty at greedy: no byte is drawn twice within the window
+    r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", "-m", "20", "-t", "0",
+                "--presence-penalty", "1000", "--repeat-last-n", "64", "--json")
+    ids = [json.loads(line)["id"] for line in r.stdout.splitlines()]
+    assert len(ids) == 20 and len(set(ids)) == 20 and not set(ids) & set(b"one")
+    plain = cockpit("complete", str(runs["plain"].path), "--prompt", "one", "-m", "20", "-t", "0", "--json")
+    assert len({json.loads(line)["id"] for line in plain.stdout.splitlines()}) < 20  # the pattern repeats
+    bad = tmp_path / "bad.gbnf"
+    bad.write_text("root ::= missing\n")
+    r = cockpit("complete", str(runs["plain"].path), "--prompt", "one", "--grammar", str(bad))
+    assert r.returncode == 1 and "grammar" in r.stderr and "missing" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 def expected_rows(run: RunDir, color: bool, seed: int = 3, n: int = 64) -> list[str]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from cockpit.args import fail, non_negative_float, non_negative_int, positive_int
+from cockpit.args import fail, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
 from cockpit.completion import GREY, RESET, CompletionClient, CompletionError, conviction_row, token_label, use_color
 
 TEXT_END, CONVICTION_END = "###", "@@@"
@@ -31,13 +31,39 @@ def register(sub) -> None:
     c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
     c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")
+    c.add_argument("--repeat-penalty", type=positive_float, default=1.0,
+                   help="llama.cpp's repetition penalty over --repeat-last-n tokens (1: off; mikupad sends 1.1)")
+    c.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalties look back over (0: off, "
+                                                                 "-1: the whole context)")
+    c.add_argument("--presence-penalty", type=finite_float, default=0.0, help="subtracted once per token seen")
+    c.add_argument("--frequency-penalty", type=finite_float, default=0.0, help="subtracted per time a token was seen")
+    c.add_argument("--ignore-eos", action="store_true", help="never stop at the separator: generate --max-tokens")
+    c.add_argument("--grammar", type=Path, default=None, metavar="FILE",
+                   help="a GBNF grammar (llama.cpp's format) the text must follow")
     c.set_defaults(func=main)
+
+
+def sampling_of(a) -> dict:
+    """The sampler settings beyond temperature and top-k, as the engine's request names them."""
+    if a.repeat_last_n < -1:
+        raise CompletionError(f"--repeat-last-n {a.repeat_last_n}: must be -1 (the whole context), 0 (off) or more")
+    out = {"repeat_penalty": a.repeat_penalty, "repeat_last_n": a.repeat_last_n,
+           "presence_penalty": a.presence_penalty, "frequency_penalty": a.frequency_penalty,
+           "ignore_eos": a.ignore_eos}
+    if a.grammar is not None:
+        try:
+            out["grammar"] = a.grammar.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CompletionError(f"--grammar {a.grammar}: cannot be read ({e.strerror or e}); give a GBNF "
+                                  f"grammar file") from None
+    return out
 
 
 class Session:
     def __init__(self, client: CompletionClient, args, out: TextIO = sys.stdout):
         self.client, self.args, self.out = client, args, out
         self.color = use_color(out)
+        self.sampling = sampling_of(args)
 
     def run(self, prompt: str, mode: str) -> bool:
         """Generate once; False when the mode is not available for this run."""
@@ -48,7 +74,8 @@ class Session:
         if mode == "text" and not a.json:
             self.out.write(f"{GREY}{prompt}{RESET}" if self.color else prompt)
             self.out.flush()
-        stream = self.client.generate(prompt, mode, a.max_tokens, a.temperature, a.top_k, a.seed)
+        stream = self.client.generate(prompt, mode, a.max_tokens, a.temperature, a.top_k, a.seed,
+                                      **self.sampling)
         try:
             for msg in stream:
                 if msg["type"] == "done":
@@ -110,6 +137,7 @@ def main(args) -> int:
 
 def _session(args, target: Path, label: str) -> int:
     try:
+        sampling_of(args)  # a bad flag or grammar file is refused before the model is loaded
         client = CompletionClient(target, args.step)
     except CompletionError as e:
         return fail(str(e))
