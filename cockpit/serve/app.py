@@ -291,6 +291,14 @@ def create_app(state: State) -> Starlette:
             return len(gen.prompt)
         return len(await state.engine.detokenize(gen.prompt))
 
+    async def whole(request: Request, req: openai_api.Request, choice_of) -> list[dict]:
+        """The choices of a request that does not stream, generated one after another."""
+        out = []
+        for i, gen in enumerate(req.choices):
+            msgs, done = await collect(state, request, gen)
+            out.append(choice_of(i, msgs, done))
+        return out
+
     async def v1_completions(request: Request) -> Response:
         """OpenAI's legacy completions: `prompt` (one, or a batch), `n`, `max_tokens`, `temperature`, `top_p`, `stop`,
         `seed`, `stream` (with `stream_options.include_usage`), `logprobs`, `echo`, the penalties and `logit_bias`;
@@ -298,48 +306,13 @@ def create_app(state: State) -> Starlette:
         body = await read_json(request, state.limits.max_body)
         check_model(body, state.engine.info)
         req = openai_api.parse(body, state.limits.max_tokens)
-        rid, model = openai_api.new_id(), state.engine.info.get("run", "")
+        reply = openai_api.Reply(req, state.engine.info.get("run", ""), chat=False)
         offsets = [await prompt_chars(g) for g in req.choices]
-        warn = {"warnings": req.warnings} if req.warnings else {}
         if not req.stream:
-            choices, prompt_n, completion_n = [], 0, 0
-            for i, gen in enumerate(req.choices):
-                msgs, done = await collect(state, request, gen)
-                choice = openai_api.CompletionChoice(i, req.logprobs, offsets[i])
-                text = "".join(choice.prompt(m)[0] if m["type"] == "prompt" else choice.token(m)[0] for m in msgs)
-                choices.append(choice.whole(text, done))
-                completion_n += done["tokens"]
-                if i % req.n == 0:
-                    prompt_n += done.get("prompt_tokens") or 0
-            return JSONResponse(openai_api.envelope(rid, model, "text_completion", choices,
-                                                    usage=openai_api.usage(prompt_n, completion_n), **warn))
-        totals = {"prompt": 0, "completion": 0}
-        null_usage = {"usage": None} if req.include_usage else {}
-
-        def make_fmt(i: int, info: dict):
-            choice = openai_api.CompletionChoice(i, req.logprobs, offsets[i])
-
-            def fmt(m: dict) -> list[dict]:
-                if m["type"] == "done":
-                    totals["completion"] += m["tokens"]
-                    totals["prompt"] += (m.get("prompt_tokens") or 0) if i % req.n == 0 else 0
-                    last = i == len(req.choices) - 1
-                    c = {"text": "", "index": i, "logprobs": None, "finish_reason": openai_api.FINISH[m["reason"]]}
-                    return [openai_api.envelope(rid, model, "text_completion", [c], **null_usage,
-                                                **(warn if last else {}))]
-                text, lp = choice.prompt(m) if m["type"] == "prompt" else choice.token(m)
-                c = {"text": text, "index": i, "logprobs": lp, "finish_reason": None}
-                if m["type"] == "token":
-                    c["conviction"] = m["conviction"]
-                return [openai_api.envelope(rid, model, "text_completion", [c], **null_usage)]
-            return fmt
-
-        def end() -> list[dict]:
-            if not req.include_usage:
-                return []
-            return [openai_api.envelope(rid, model, "text_completion", [],
-                                        usage=openai_api.usage(totals["prompt"], totals["completion"]))]
-        return await streamed(state, req.choices, "/v1/", make_fmt, end, trailer="[DONE]")
+            choices = await whole(request, req, lambda i, msgs, done: reply.completion_choice(i, offsets[i], msgs, done))
+            return JSONResponse(reply.whole(choices))
+        return await streamed(state, req.choices, "/v1/", lambda i, info: reply.completion_stream(i, offsets[i]),
+                              reply.end, trailer="[DONE]")
 
     async def v1_chat(request: Request) -> Response:
         """OpenAI's chat completions for clients that speak only chat: the messages become one prompt through the
@@ -350,55 +323,11 @@ def create_app(state: State) -> Starlette:
         info = state.engine.info
         check_model(body, info)
         req = openai_api.parse_chat(body, state.limits.max_tokens, Template.from_info(info))
-        rid, model = openai_api.new_id("chatcmpl"), info.get("run", "")
-        warn = {"warnings": req.warnings} if req.warnings else {}
-        n_lp = req.logprobs or 0
+        reply = openai_api.Reply(req, info.get("run", ""), chat=True)
         if not req.stream:
-            choices, prompt_n, completion_n = [], 0, 0
-            for i, gen in enumerate(req.choices):
-                msgs, done = await collect(state, request, gen)
-                choices.append({
-                    "index": i, "message": {"role": "assistant", "content": "".join(m["token"] for m in msgs)},
-                    "logprobs": {"content": [openai_api.chat_entry(m, n_lp) for m in msgs]}
-                    if req.logprobs is not None else None,
-                    "finish_reason": openai_api.FINISH[done["reason"]],
-                    "convictions": [m["conviction"] for m in msgs]})
-                completion_n += done["tokens"]
-                prompt_n = done.get("prompt_tokens") or prompt_n
-            return JSONResponse(openai_api.envelope(rid, model, "chat.completion", choices,
-                                                    usage=openai_api.usage(prompt_n, completion_n), **warn))
-        totals = {"prompt": 0, "completion": 0}
-        null_usage = {"usage": None} if req.include_usage else {}
-
-        def chunk(choice: dict, **extra) -> dict:
-            return openai_api.envelope(rid, model, "chat.completion.chunk", [choice], **null_usage, **extra)
-
-        def make_fmt(i: int, info: dict):
-            def fmt(m: dict) -> list[dict]:
-                if m["type"] == "done":
-                    totals["completion"] += m["tokens"]
-                    totals["prompt"] = m.get("prompt_tokens") or totals["prompt"]
-                    last = i == len(req.choices) - 1
-                    return [chunk({"index": i, "delta": {}, "logprobs": None,
-                                   "finish_reason": openai_api.FINISH[m["reason"]]}, **(warn if last else {}))]
-                c = {"index": i, "delta": {"content": m["token"]},
-                     "logprobs": {"content": [openai_api.chat_entry(m, n_lp)]} if req.logprobs is not None else None,
-                     "finish_reason": None, "conviction": m["conviction"]}
-                out = []
-                if fmt.first:
-                    fmt.first = False
-                    out.append(chunk({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                      "finish_reason": None}))
-                return out + [chunk(c)]
-            fmt.first = True
-            return fmt
-
-        def end() -> list[dict]:
-            if not req.include_usage:
-                return []
-            return [openai_api.envelope(rid, model, "chat.completion.chunk", [],
-                                        usage=openai_api.usage(totals["prompt"], totals["completion"]))]
-        return await streamed(state, req.choices, "/v1/", make_fmt, end, trailer="[DONE]")
+            return JSONResponse(reply.whole(await whole(request, req, reply.chat_choice)))
+        return await streamed(state, req.choices, "/v1/", lambda i, info: reply.chat_stream(i), reply.end,
+                              trailer="[DONE]")
 
     async def v1_models(request: Request) -> Response:
         """OpenAI's model list: the one run being served, with its context length (`meta.n_ctx_train`,

@@ -171,13 +171,103 @@ def chat_entry(msg: dict, n: int) -> dict:
                              for t in tops]}
 
 
-def envelope(rid: str, model: str, obj: str, choices: list, **extra) -> dict:
-    return {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": choices, **extra}
-
-
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+
+
+class Reply:
+    """One request's response, whole or streamed, on either route: its id and object names,
+    the usage totals (each prompt counted once, however many choices it has), ``usage: null``
+    on stream chunks when the last one carries it, and the warnings on the last choice."""
+
+    def __init__(self, req: Request, model: str, chat: bool):
+        self.req, self.model, self.chat = req, model, chat
+        self.rid = new_id("chatcmpl" if chat else "cmpl")
+        self.obj = "chat.completion" if chat else "text_completion"
+        self.prompt_n = self.completion_n = 0
+
+    def count(self, i: int, done: dict) -> None:
+        self.completion_n += done["tokens"]
+        if i % self.req.n == 0:
+            self.prompt_n += done.get("prompt_tokens") or 0
+
+    def _envelope(self, obj: str, choices: list, **extra) -> dict:
+        return {"id": self.rid, "object": obj, "created": int(time.time()), "model": self.model, "choices": choices,
+                **extra}
+
+    def _warnings(self) -> dict:
+        return {"warnings": self.req.warnings} if self.req.warnings else {}
+
+    def whole(self, choices: list) -> dict:
+        return self._envelope(self.obj, choices, usage=usage(self.prompt_n, self.completion_n), **self._warnings())
+
+    def chunk(self, choice: dict, last: bool = False) -> dict:
+        extra = {"usage": None} if self.req.include_usage else {}
+        return self._envelope(self.obj + (".chunk" if self.chat else ""), [choice], **extra,
+                              **(self._warnings() if last else {}))
+
+    def end(self) -> list[dict]:
+        """After the last choice: the usage chunk, with stream_options.include_usage."""
+        if not self.req.include_usage:
+            return []
+        return [self._envelope(self.obj + (".chunk" if self.chat else ""), [],
+                               usage=usage(self.prompt_n, self.completion_n))]
+
+    def _done(self, i: int, m: dict, choice: dict) -> list[dict]:
+        self.count(i, m)
+        return [self.chunk({**choice, "index": i, "logprobs": None, "finish_reason": FINISH[m["reason"]]},
+                           last=i == len(self.req.choices) - 1)]
+
+    # -- legacy completions ---------------------------------------------------------------
+    def completion_choice(self, i: int, prompt_chars: int, msgs: list[dict], done: dict) -> dict:
+        self.count(i, done)
+        choice = CompletionChoice(i, self.req.logprobs, prompt_chars)
+        text = "".join(choice.prompt(m)[0] if m["type"] == "prompt" else choice.token(m)[0] for m in msgs)
+        return choice.whole(text, done)
+
+    def completion_stream(self, i: int, prompt_chars: int):
+        """Choice i's stream formatter: each message to the chunks it makes."""
+        choice = CompletionChoice(i, self.req.logprobs, prompt_chars)
+
+        def fmt(m: dict) -> list[dict]:
+            if m["type"] == "done":
+                return self._done(i, m, {"text": ""})
+            text, lp = choice.prompt(m) if m["type"] == "prompt" else choice.token(m)
+            c = {"text": text, "index": i, "logprobs": lp, "finish_reason": None}
+            if m["type"] == "token":
+                c["conviction"] = m["conviction"]
+            return [self.chunk(c)]
+        return fmt
+
+    # -- chat -------------------------------------------------------------------------------
+    def _chat_logprobs(self, msgs: list[dict]) -> dict | None:
+        n = self.req.logprobs
+        return None if n is None else {"content": [chat_entry(m, n) for m in msgs]}
+
+    def chat_choice(self, i: int, msgs: list[dict], done: dict) -> dict:
+        self.count(i, done)
+        return {"index": i, "message": {"role": "assistant", "content": "".join(m["token"] for m in msgs)},
+                "logprobs": self._chat_logprobs(msgs), "finish_reason": FINISH[done["reason"]],
+                "convictions": [m["conviction"] for m in msgs]}
+
+    def chat_stream(self, i: int):
+        """Choice i's stream formatter: a first chunk with the role, then one per token."""
+        started = False
+
+        def fmt(m: dict) -> list[dict]:
+            nonlocal started
+            if m["type"] == "done":
+                return self._done(i, m, {"delta": {}})
+            out = []
+            if not started:
+                started = True
+                out.append(self.chunk({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                       "finish_reason": None}))
+            return out + [self.chunk({"index": i, "delta": {"content": m["token"]},
+                                      "logprobs": self._chat_logprobs([m]), "finish_reason": None,
+                                      "conviction": m["conviction"]})]
+        return fmt
 
 
 def model_card(info: dict) -> dict:
