@@ -72,7 +72,8 @@ class Sampling:
         for key, kind in numbers.items():
             if req.get(key) is not None:
                 v = req[key]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and v != int(v)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                        or (kind is int and v != int(v)):
                     raise ValueError(f"{key} = {v!r} must be {'an integer' if kind is int else 'a number'}")
                 values[key] = kind(v)
         for key in ("ignore_eos", "echo", "penalize_nl"):

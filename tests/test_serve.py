@@ -226,6 +226,8 @@ def test_bad_requests_get_a_400_in_each_apis_shape(server):
              ("/completion", {"logit_bias": [[999999, False]]}, "999999"),
              ("/completion", {"repeat_penalty": 0}, "repeat_penalty"), ("/completion", {"n_keep": -2}, "n_keep"),
              ("/completion", {"prompt": [65, 9999]}, "9999"), ("/completion", {"stop": 3}, "stop"),
+             ("/completion", {"n_predict": float("inf")}, "n_predict"), ("/completion", {"seed": float("nan")}, "seed"),
+             ("/v1/completions", {"max_tokens": float("inf")}, "max_tokens"),
              ("/completion", {"prompt": [65, 9999], "stream": True}, "9999"),
              ("/v1/completions", {"n": 0}, "n = 0"), ("/v1/completions", {"logprobs": 50}, "logprobs"),
              ("/v1/chat/completions", {"messages": []}, "messages"),

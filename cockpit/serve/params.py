@@ -92,8 +92,8 @@ def integer(body: dict, key: str, default: int, lo: int = -2**63, hi: int = 2**6
     v = body.get(key, default)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
-        raise BadRequest(f"{key} = {v!r} must be an integer")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+        raise BadRequest(f"{key} = {v!r} must be an integer")  # JSON's 1e309 is infinity: not one either
     if not lo <= v <= hi:
         raise BadRequest(f"{key} = {v!r} must be between {lo} and {hi}")
     return int(v)
