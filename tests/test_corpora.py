@@ -210,6 +210,17 @@ def test_mix_errors_and_force(corpora):
     assert sorted(p.name for p in (corpora / "mix").iterdir()) == before
     _, again = mixed(corpora, seed=9, force=True)
     assert "seed = 9" in (corpora / "mix" / "mix.toml").read_text()
+    # --force replaces an earlier mix only: a folder of notes or a text file at OUT stays as it was
+    notes = corpora / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(MixError, match="not a mix .no mix.toml.; --force only replaces an earlier mix"):
+        mixed(corpora, name="notes", force=True)
+    assert (notes / "notes.txt").read_text() == "mine" and (notes / "sub").is_dir()
+    (corpora / "plain.txt").write_text("text")
+    with pytest.raises(MixError, match="is a file, not a mix"):
+        mixed(corpora, name="plain.txt", force=True)
+    assert (corpora / "plain.txt").read_text() == "text"
     assert parse_tokens("200M") == 200_000_000 and parse_tokens("1.5k") == 1500
     with pytest.raises(MixError):
         parse_tokens("lots")

@@ -133,6 +133,11 @@ def check(spec: MixSpec) -> None:
     out = Path(spec.out)
     if out.exists() and not spec.force:
         raise MixError(f"{out}: already exists; choose another output or pass --force to replace it")
+    if out.exists() and not (out.is_dir() and (out / "mix.toml").is_file()):
+        # --force replaces a previous mix (its manifest proves it) and nothing else: one typo in
+        # OUT must not delete a folder of notes or a text file
+        what = "a directory that is not a mix (no mix.toml)" if out.is_dir() else "a file, not a mix"
+        raise MixError(f"{out}: is {what}; --force only replaces an earlier mix; choose another output")
     for s in spec.sources:
         src = Path(s.path).resolve()
         if out.resolve() == src or out.resolve() in src.parents:
