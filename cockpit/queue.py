@@ -4,7 +4,8 @@ read-modify-write under an exclusive file lock and lands with an atomic replace:
 ever lost and no reader sees half a file. Before each replace the previous queue is kept as
 ``queue.json.bak``. A damaged queue.json is never read as an empty queue: it is recovered from
 the backup (or, failing that, from the run directories in state ``queued``), the damaged file
-is kept beside it, and the recovery is reported.
+is kept beside it, and the recovery is reported. The pause is also kept as a marker file,
+``queue.paused``, beside it, so that a queue rebuilt without a backup stays paused as it was.
 
 Run states stay in each run's state.json and change only by compare-and-set
 (``RunDir.transition``), so a stop and a start racing for the same run have one winner.
@@ -47,12 +48,18 @@ def _parse(text: str) -> dict | None:
     return {"order": list(data["order"]), "paused": bool(data.get("paused", False))}
 
 
+def _pause_note(paused: bool) -> str:
+    return ("it stays paused, as it was: 'cockpit queue resume' lets a worker start runs" if paused else
+            "it is not paused: a worker will start its runs")
+
+
 class Queue:
     def __init__(self, runs_dir: Path, warn: Callable[[str], None] | None = None):
         self.runs_dir = runs_dir
         self.dir = control_dir(runs_dir)
         self.file = self.dir / "queue.json"
         self.backup = self.dir / "queue.json.bak"
+        self.pause_marker = self.dir / "queue.paused"  # present while paused: survives a damaged queue.json
         # how a recovery is reported: the CLI prints it, the worker logs it, the TUI shows it
         self.warn = warn or (lambda message: None)
         self.recovered: str = ""  # the last recovery this object made, for the TUI
@@ -79,12 +86,15 @@ class Queue:
         except (OSError, UnicodeDecodeError):
             backup = None
         queued = self._queued_runs()
+        marked = self.pause_marker.exists()
         if backup is not None:
             # the backup is one edit behind at most: add queued runs it does not know, drop ones no longer queued
             order = [r for r in backup["order"] if r in queued] + [r for r in queued if r not in backup["order"]]
-            return ({"order": order, "paused": backup["paused"]},
-                    f"recovered {len(order)} queued run(s) from queue.json.bak")
-        return {"order": queued, "paused": False}, f"rebuilt the queue from {len(queued)} run(s) in state queued"
+            paused = marked or backup["paused"]
+            return ({"order": order, "paused": paused},
+                    f"recovered {len(order)} queued run(s) from queue.json.bak; {_pause_note(paused)}")
+        return ({"order": queued, "paused": marked},
+                f"rebuilt the queue from {len(queued)} run(s) in state queued; {_pause_note(marked)}")
 
     def _queued_runs(self) -> list[str]:
         """Runs in state queued, oldest queuing first: the order a rebuilt queue gets."""
@@ -100,6 +110,7 @@ class Queue:
             shutil.copyfile(self.file, kept)
             problem = f"{self.file} was damaged (kept as {kept.name}); {problem}"
         atomic_write(self.file, json.dumps(data, indent=1))
+        self._mark_pause(data["paused"])
         self.recovered = problem
         self.warn(problem)
         return data
@@ -123,6 +134,13 @@ class Queue:
             if self.file.exists():  # the previous queue, one edit behind (atomically: never half a backup)
                 atomic_write(self.backup, self.file.read_bytes())
             atomic_write(self.file, json.dumps(data, indent=1))
+            self._mark_pause(data["paused"])
+
+    def _mark_pause(self, paused: bool) -> None:
+        if paused:
+            self.pause_marker.touch()
+        else:
+            self.pause_marker.unlink(missing_ok=True)
 
     @property
     def order(self) -> list[str]:

@@ -234,6 +234,25 @@ def test_without_a_backup_the_queue_is_rebuilt_from_the_queued_runs(write_config
     lines = []
     assert Queue(runs_dir, warn=lines.append).order == [a.id, b.id]
     assert len(lines) == 1 and "rebuilt the queue from 2 run(s) in state queued" in lines[0]
+    assert "not paused" in lines[0]
+
+
+def test_a_paused_queue_rebuilt_without_a_backup_stays_paused(write_config, runs_dir):
+    """Before: it came back unpaused, and the next worker started the runs held back."""
+    q = Queue(runs_dir)
+    a, b = q.add([str(write_config("q"))] * 2)
+    q.set_paused(True)
+    d = runs_dir / ".cockpit"
+    (d / "queue.json").write_text("{")
+    (d / "queue.json.bak").unlink()
+    lines = []
+    rebuilt = Queue(runs_dir, warn=lines.append)
+    assert rebuilt.paused and rebuilt.order == [a.id, b.id]
+    assert "it stays paused, as it was" in lines[0]
+    rebuilt.set_paused(False)
+    (d / "queue.json").write_text("{")
+    (d / "queue.json.bak").unlink()
+    assert not Queue(runs_dir).paused  # resumed is remembered as well
 
 
 @pytest.mark.slow
