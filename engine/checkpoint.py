@@ -45,7 +45,7 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
 def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Path:
     """Write ``payload`` as the checkpoint of ``step``. On failure (disk full...) nothing is
     left behind and the previous checkpoint stays in force; the error is one line."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(exist_ok=True)  # not its parents: a run directory that is gone stays gone
     remove_stale_temporaries(directory)
     path = directory / checkpoint_name(step)
     try:

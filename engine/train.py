@@ -41,6 +41,7 @@ from runspec.run.rundir import (
     RUNNING,
     STOPPED,
     RunDir,
+    RunGone,
     RunState,
     StateConflict,
     StateError,
@@ -275,13 +276,25 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
     last_ckpt = trainer.step
     steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
 
+    def gone() -> None:
+        """A run directory deleted under a training engine: stop, and write nothing where it was
+        (a checkpoint would re-create it as an orphan no listing shows)."""
+        if main and not rd.state_file.exists():
+            raise RunGone(f"{rd.id}: the run directory {rd.path} was deleted while training; stopped at step "
+                          f"{trainer.step} without writing anything there")
+
     def save() -> None:
         nonlocal last_ckpt
+        gone()
         last_ckpt = trainer.step
         payload = trainer.state() if main or trainer.sharded else None  # FSDP: every rank gathers
         if not main:
             return
-        path = checkpoint.save(rd.checkpoints, trainer.step, payload)
+        try:
+            path = checkpoint.save(rd.checkpoints, trainer.step, payload)
+        except checkpoint.CheckpointError:
+            gone()  # deleted in the middle of the write: say that, not "free disk space"
+            raise
         sinks.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
         rd.update(expected=RUNNING, step=trainer.step)
 
@@ -353,6 +366,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
                 DATA_WAIT: min(1.0, trainer.batches.take_waited() / dt),
                 **{k: v.item() for k, v in m.items()},
             }
+            gone()
             sinks.step(trainer.step, metrics, max_steps=t.max_steps, **staged())
             steps_in_interval, interval_t0, excluded = 0, time.perf_counter(), 0.0
         paused = time.perf_counter()

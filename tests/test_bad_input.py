@@ -197,3 +197,29 @@ def test_a_closed_pipe_ends_quietly(write_config, runs_dir):
     r = subprocess.run(f"{sys.executable} -m cockpit --runs-dir {runs_dir} status | head -1", shell=True, cwd=ROOT,
                        capture_output=True, text=True)
     assert r.stdout.startswith("worker") and r.stderr == ""
+
+
+@pytest.mark.slow
+def test_a_run_directory_deleted_while_training_is_not_recreated(write_config, runs_dir):
+    """Before: the engine re-created RUN/checkpoints/step_N.pt and .lock without a state.json,
+    an orphan that no listing shows."""
+    import shutil
+    import time
+
+    from conftest import PATIENCE
+
+    from cockpit.runs import create_run
+
+    cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 5}, "log": {"every": 1},
+                                "eval": {"every": 0}})
+    rd = create_run(cfg, name="doomed", runs_dir=runs_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", str(rd.path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + PATIENCE
+    while not list(rd.checkpoints.glob("step_*.pt")) and time.monotonic() < end:
+        time.sleep(0.05)
+    while rd.path.exists():  # (a checkpoint being written meanwhile may make one attempt fail)
+        shutil.rmtree(rd.path, ignore_errors=True)
+    out, err = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 2 and "was deleted while training" in err, (out, err)
+    assert not rd.path.exists()
