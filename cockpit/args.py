@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runspec.argtypes import non_negative_int, positive_int  # noqa: F401 (every command takes them from here)
+from runspec.argtypes import (  # noqa: F401 (every command takes them from here)
+    finite_float,
+    non_negative_float,
+    non_negative_int,
+    percent,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -19,30 +27,6 @@ class Parser(argparse.ArgumentParser):
 def add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a finite number >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a number > 0")
-    return value
 
 
 def fail(msg: str, code: int = 2) -> int:

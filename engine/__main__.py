@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runspec.argtypes import non_negative_int
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine")
@@ -13,10 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("run_dir")
     c = sub.add_parser("complete", help="serve completions from a run's checkpoint (JSON lines on stdin/stdout)")
     c.add_argument("run_dir")
-    c.add_argument("--step", type=int, default=None)
+    c.add_argument("--step", type=non_negative_int, default=None)
     e = sub.add_parser("export", help="write a plain checkpoint of a run (adapters merged)")
     e.add_argument("run_dir")
-    e.add_argument("--step", type=int, default=None)
+    e.add_argument("--step", type=non_negative_int, default=None)
     e.add_argument("--merged", required=True, metavar="OUT")
     from runspec import bench as options  # the options cockpit bench parses and passes on
 

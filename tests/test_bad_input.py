@@ -106,6 +106,19 @@ def cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "bench with zero steps": (["bench", "train", config(root, "b"), "--steps", "0"], "must be at least 1"),
         "--gpus without that GPU": (["worker", "--gpus", "7"], "GPU"),
         "garbage --gpus": (["worker", "--gpus", "a,b"], "give distinct GPU indices"),
+        # issue 26: every number finite and in range, with the real limits in the message
+        "negative budget": (["analyze", "scaling", "--budget", "-1", "done"], "-1: must be a finite number > 0"),
+        "negative hours": (["analyze", "scaling", "--hours", "-2", "done"], "-2: must be a finite number > 0"),
+        "infinite budget": (["analyze", "scaling", "--budget", "inf", "done"], "inf: must be a finite number"),
+        "zero budget": (["analyze", "scaling", "--budget", "0", "done"], "0: must be a finite number > 0"),
+        "runs and a sweep": (["analyze", "scaling", "--sweep", "s", "done"], "give runs or --sweep s, not both"),
+        "threshold over 100%": (["worker", "--once", "--threshold", "150"], "a percentage from 0 to 100"),
+        "negative grace": (["keepawake", "--grace", "-5"], "finite number >= 0"),
+        "negative seed": (["complete", "done", "--prompt", "x", "--seed", "-3"], "between 0 and"),
+        "huge seed": (["corpora", "mix", "o", "--source", "a=1", "--seed", str(2**70)], "between 0 and"),
+        "position 0": (["queue", "mv", "waiting", "--to", "0"], "must be at least 1"),
+        "resume to 0 steps": (["--headless", "resume", "done", "--max-steps", "0"], "must be at least 1"),
+        "negative step": (["complete", "done", "--step", "-1", "--prompt", "x"], "must be 0 or more"),
     }
 
 
@@ -114,7 +127,9 @@ CASES = ["malformed TOML", "unknown key", "wrong type", "zero steps", "negative 
          "garbage --set", "unknown tokenizer", "missing data", "directory without data", "empty data", "binary data",
          "non-UTF-8 data", "parquet without the text column", "truncated parquet", "context longer than the corpus",
          "resume of a run that does not exist", "resume of a completed run", "completion without a checkpoint",
-         "bench with zero steps", "--gpus without that GPU", "garbage --gpus"]
+         "bench with zero steps", "--gpus without that GPU", "garbage --gpus", "negative budget", "negative hours",
+         "infinite budget", "zero budget", "runs and a sweep", "threshold over 100%", "negative grace",
+         "negative seed", "huge seed", "position 0", "resume to 0 steps", "negative step"]
 
 
 @pytest.mark.slow

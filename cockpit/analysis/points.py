@@ -48,6 +48,8 @@ def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, lis
     """(what was asked for, points, one line per run left out)."""
     from cockpit.runs import RunError, find_run, list_runs
 
+    if sweep and refs:
+        raise RunError(f"give runs or --sweep {sweep}, not both ({len(refs)} run(s) were given as well)")
     if sweep:
         rds = [rd for rd in list_runs(runs_dir) if rd.read_meta().sweep == sweep]
         if not rds:
@@ -70,3 +72,20 @@ def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, lis
         else:
             points.append(p)
     return label, points, skipped
+
+
+SHOWN_LEFT_OUT = 5  # past this many, the runs left out are counted by reason, not listed
+
+
+def left_out_notes(skipped: list[str]) -> list[str]:
+    """"left out: RUN: why" lines; past a handful, the first few and a count per reason (a queued
+    sweep of 1,000 runs is one line, not 999)."""
+    if len(skipped) <= SHOWN_LEFT_OUT:
+        return [f"left out: {line}" for line in skipped]
+    reasons: dict[str, int] = {}
+    for line in skipped:
+        why = line.split(": ", 1)[1] if ": " in line else line
+        reasons[why] = reasons.get(why, 0) + 1
+    shown = [f"left out: {line}" for line in skipped[:3]]
+    counts = "; ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return shown + [f"left out: {len(skipped)} runs in all: {counts}"]

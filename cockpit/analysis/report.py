@@ -42,13 +42,13 @@ def scaling(runs_dir: Path, sweep: str | None, runs: list[str], *, params: str =
             bootstrap: int = 100, budget: float | None = None, hours: float | None = None, out: str | None = None,
             charts: bool = True) -> Report:
     """The scaling fit of finished runs (a sweep's or the runs named), for a budget in FLOPs or hours."""
-    from cockpit.analysis.points import gather
+    from cockpit.analysis.points import gather, left_out_notes
     from cockpit.analysis.scaling import fit_isoflop, fit_law
 
     rep = Report()
     label, points, skipped = gather(runs_dir, sweep, runs)
-    for line in skipped:
-        rep.note(f"left out: {line}")
+    for line in left_out_notes(skipped):
+        rep.note(line)
     if len(points) < 5:
         rep.note(f"error: {len(points)} finished run{'s' if len(points) != 1 else ''} in {label}; a fit of 5 constants needs at least 5, and several sizes "
                  f"at several token budgets to be worth trusting")
@@ -180,13 +180,13 @@ def lr(runs_dir: Path, sweep: str | None, runs: list[str], *, out: str | None = 
        charts: bool = True) -> Report:
     """The best learning rate per size of finished runs, and its exponent in width."""
     from cockpit.analysis.lr import fit_lr
-    from cockpit.analysis.points import gather
+    from cockpit.analysis.points import gather, left_out_notes
 
     rep = Report()
 
     label, points, skipped = gather(runs_dir, sweep, runs)
-    for line in skipped:
-        rep.note(f"left out: {line}")
+    for line in left_out_notes(skipped):
+        rep.note(line)
     for p in points:
         if not math.isfinite(p.loss):
             rep.note(f"left out: {p.run}: final loss {p.loss} (diverged: this rate is too high)")

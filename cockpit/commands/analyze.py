@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from cockpit.args import positive_int
+from cockpit.args import positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -17,8 +17,8 @@ def register(sub) -> None:
     s.add_argument("runs", nargs="*", help="runs (ids, prefixes or directories); or --sweep")
     s.add_argument("--sweep", help="every run of this sweep")
     budget = s.add_mutually_exclusive_group()
-    budget.add_argument("--budget", type=float, help="compute budget in FLOPs (e.g. 1e18)")
-    budget.add_argument("--hours", type=float, help="compute budget in hours on this machine, at the runs' own "
+    budget.add_argument("--budget", type=positive_float, help="compute budget in FLOPs (e.g. 1e18)")
+    budget.add_argument("--hours", type=positive_float, help="compute budget in hours on this machine, at the runs' own "
                                                     "measured FLOP rate")
     s.add_argument("--params", choices=("total", "non_embedding"), default="non_embedding",
                    help="which parameter count is N (the optimum depends on it; default non_embedding)")

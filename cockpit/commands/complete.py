@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from cockpit.args import fail, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
+from cockpit.args import fail, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, seed
 from cockpit.completion import GREY, RESET, CompletionClient, CompletionError, conviction_row, token_label, use_color
 
 TEXT_END, CONVICTION_END = "###", "@@@"
@@ -23,11 +23,11 @@ NO_CONVICTION = "conviction is not available for this run: it was trained withou
 def register(sub) -> None:
     c = sub.add_parser("complete", help="complete prompts with a run's model: ### text, @@@ conviction per token")
     c.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
-    c.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    c.add_argument("--step", type=non_negative_int, default=None, help="checkpoint step (default: the latest)")
     c.add_argument("-t", "--temperature", type=non_negative_float, default=0.8, help="0: greedy")
     c.add_argument("-k", "--top-k", type=non_negative_int, default=50, help="0: no limit")
     c.add_argument("-m", "--max-tokens", type=positive_int, default=256, help="tokens to generate per prompt")
-    c.add_argument("--seed", type=int, default=None, help="same seed, same completion")
+    c.add_argument("--seed", type=seed, default=None, help="same seed, same completion")
     c.add_argument("--prompt", default=None, help="run once on this prompt instead of reading prompts")
     c.add_argument("--mode", choices=("text", "conviction"), default="text", help="with --prompt")
     c.add_argument("--json", action="store_true", help="one JSON object per token: token, id, conviction, prob")

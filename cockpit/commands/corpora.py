@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from cockpit.args import seed
 from cockpit.corpora import corpora_root
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN
 from cockpit.format import nbytes
@@ -31,7 +32,7 @@ def register(sub) -> None:
     m.add_argument("--source", action="append", default=[], metavar="PATH=RATIO",
                    help="a corpus and its share by tokens (repeatable), e.g. --source a=0.5 --source b=0.5")
     m.add_argument("--tokens", default=None, help="total tokens, e.g. 200M (default: as many as the ratios allow)")
-    m.add_argument("--seed", type=int, default=None, help="the order documents are drawn in (the same seed gives the same mix)")
+    m.add_argument("--seed", type=seed, default=None, help="the order documents are drawn in (the same seed gives the same mix)")
     m.add_argument("--tokenizer", default=None, help="tokenizer the ratios are measured in (default gpt2)")
     m.add_argument("--column", default=None, help="the text field of the sources (default text)")
     m.add_argument("--allow-repeat", action="store_true", help="reuse a too-small source's documents")

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cockpit.args import non_negative_int
+
 
 def register(sub) -> None:
     x = sub.add_parser("export", help="write a plain checkpoint of a run with its LoRA adapters merged "
                                       "(for cockpit complete and [init] from)")
     x.add_argument("run", help="run id, unique id prefix, or run directory")
-    x.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    x.add_argument("--step", type=non_negative_int, default=None, help="checkpoint step (default: the latest)")
     x.add_argument("--merged", required=True, metavar="OUT", help="the .pt file to write (must not exist)")
     x.set_defaults(func=export)
 

@@ -7,13 +7,14 @@ import signal
 import threading
 import time
 
+from cockpit.args import non_negative_float, percent
 from cockpit.runs import runs_root
 
 
 def register(sub) -> None:
     k = sub.add_parser("keepawake", help="keep the machine awake while a GPU is busy (standalone)")
-    k.add_argument("--threshold", type=float, default=10.0, help="a GPU above this utilization (%%) is busy")
-    k.add_argument("--grace", type=float, default=300.0, help="seconds to stay awake after the last busy reading")
+    k.add_argument("--threshold", type=percent, default=10.0, help="a GPU above this utilization (%%) is busy")
+    k.add_argument("--grace", type=non_negative_float, default=300.0, help="seconds to stay awake after the last busy reading")
     k.set_defaults(func=keepawake)
 
 

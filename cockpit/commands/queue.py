@@ -6,7 +6,7 @@ import json
 import sys
 
 from cockpit import control
-from cockpit.args import add_set, fail, warn
+from cockpit.args import add_set, fail, positive_int, warn
 from cockpit.runs import RunError, runs_root
 
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
     mv = qs.add_parser("mv", help="move queued runs (several, a sweep's or a tag's move together, in their order)")
     add_selection(mv)
     g = mv.add_mutually_exclusive_group(required=True)
-    g.add_argument("--to", type=int, metavar="POSITION", help="to this place (1 = next to start)")
+    g.add_argument("--to", type=positive_int, metavar="POSITION", help="to this place (1 = next to start)")
     g.add_argument("--up", action="store_true", help="one place earlier (one run)")
     g.add_argument("--down", action="store_true", help="one place later (one run)")
     for name, text in (("stop", "stop running runs cleanly (checkpoint, stopped) or take queued ones out"),

@@ -9,7 +9,7 @@ from cockpit.args import positive_int
 def register(sub) -> None:
     s = sub.add_parser("resume", help="continue a stopped, interrupted or partial run from its checkpoint")
     s.add_argument("run", help="run id, unique id prefix, or run directory")
-    s.add_argument("--max-steps", type=int, default=None, help="new total step count")
+    s.add_argument("--max-steps", type=positive_int, default=None, help="new total step count")
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
     s.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="continue on N devices (the global batch changes with them; the data stream continues)")

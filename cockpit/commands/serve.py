@@ -11,14 +11,14 @@ import socket
 import sys
 from pathlib import Path
 
-from cockpit.args import positive_int
+from cockpit.args import non_negative_int, positive_int
 
 
 def register(sub) -> None:
     s = sub.add_parser("serve", help="serve a run's model over HTTP: llama.cpp and OpenAI APIs with conviction, "
                                      "and a page at /")
     s.add_argument("run", help="run id, unique id prefix, run directory, or an exported .pt file")
-    s.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    s.add_argument("--step", type=non_negative_int, default=None, help="checkpoint step (default: the latest)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; any other needs a key)")
     s.add_argument("--port", type=port_number, default=8080, help="0: any free port")
     s.add_argument("--api-key", default=None,

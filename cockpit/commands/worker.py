@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cockpit.args import fail
+from cockpit.args import fail, non_negative_float, percent
 from cockpit.runs import runs_root
 
 
@@ -10,8 +10,8 @@ def register(sub) -> None:
     w = sub.add_parser("worker", help="start queued runs one after another (keep it alive with tmux/nohup/systemd)")
     w.add_argument("--gpus", default=None, help="comma-separated GPU indices: one run per GPU")
     w.add_argument("--once", action="store_true", help="drain the queue, then exit")
-    w.add_argument("--threshold", type=float, default=10.0, help="keep-awake: GPU utilization %% that counts as busy")
-    w.add_argument("--grace", type=float, default=300.0, help="keep-awake: seconds awake after the GPU goes idle")
+    w.add_argument("--threshold", type=percent, default=10.0, help="keep-awake: GPU utilization %% that counts as busy")
+    w.add_argument("--grace", type=non_negative_float, default=300.0, help="keep-awake: seconds awake after the GPU goes idle")
     w.set_defaults(func=worker)
 
 
