@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cockpit import exit_codes
 from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
 from runspec.config.plan import phase
@@ -37,8 +38,8 @@ def fields(h: RunHistory) -> str:
 
 
 def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, console: Console | None = None) -> int:
-    """Show progress until the engine exits; return the CLI exit status (0 completed or
-    stopped, 1 failed, 2 failed on bad input such as unreadable data)."""
+    """Show progress until the engine exits; return the CLI exit status (cockpit.exit_codes:
+    0 completed, 1 failed, 2 bad input such as unreadable data, 3 stopped, 4 killed)."""
     console = console or Console()
     prog = RunHistory(rd)
     prog.reader.offset = rd.events.stat().st_size if rd.events.exists() else 0  # a resume shows new events only
@@ -105,7 +106,6 @@ def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Conso
     out(f"log         {rd.log}")
     if state.status == FAILED:
         print(f"error: run {rd.id} failed: {state.reason}", file=sys.stderr)
-        return 2 if state.exit_code == 2 else 1
-    if state.status != COMPLETED:
+    elif state.status != COMPLETED:
         out(f"{state.reason}; continue with: cockpit --headless resume {rd.id}")
-    return 0
+    return exit_codes.for_run(state)  # not completed is never 0 (cockpit/exit_codes.py)

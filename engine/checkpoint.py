@@ -27,6 +27,10 @@ class CheckpointError(ValueError):
     pass
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full disk): the run failed, its input was fine."""
+
+
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Half-written checkpoint files (``.step_N.pt.*.tmp``) whose writer is gone. One engine
     writes a run's checkpoints, so at its start or before its own next write every such file
@@ -55,8 +59,8 @@ def save(directory: Path, step: int, payload: dict[str, Any], keep: int = 3) -> 
     except (OSError, RuntimeError) as e:  # torch reports ENOSPC as RuntimeError from its zip writer
         last = latest_checkpoint(directory)
         kept = f"the checkpoint at {last.name} is kept" if last is not None else "no earlier checkpoint exists"
-        raise CheckpointError(f"{path}: could not be written ({_os_reason(e)}); {kept}. "
-                              f"Free disk space, then resume the run") from None
+        raise CheckpointWriteError(f"{path}: could not be written ({_os_reason(e)}); {kept}. "
+                                   f"Free disk space, then resume the run") from None
     for old in checkpoint_steps(directory)[:-keep] if keep > 0 else []:
         (directory / checkpoint_name(old)).unlink(missing_ok=True)
     return path

@@ -189,6 +189,9 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     except StoppedBeforeStart:
         status, reason, code = STOPPED, "stopped before training started", 0
         log(reason)
+    except checkpoint.CheckpointWriteError as e:  # a failure of the run (a full disk), not of its input
+        status, reason, code = FAILED, str(e), 1
+        print(reason, file=sys.stderr, flush=True)
     except BAD_INPUT as e:
         status, reason, code = FAILED, str(e), 2
         print(reason, file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
 """`cockpit` end to end, as a user runs it: real subprocesses, real files, real wandb offline."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=PATIENCE)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 3, err  # stopped before completing: not success (cockpit/exit_codes.py)
     rd = only_run(runs_dir)
     state = rd.read_state()
     assert state.status == "stopped" and "SIGINT" in state.reason and rd.checkpoint_steps() == [state.step]
@@ -103,6 +104,27 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
 
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "resume", rd.id)
     assert r.returncode == 2 and "already trained" in r.stderr and "--max-steps" in r.stderr
+
+
+@pytest.mark.slow
+def test_an_engine_killed_under_a_headless_run_is_exit_4_not_success(write_config, runs_dir):
+    """Before: exit 0 with the reason on stdout, so `run && next` carried on after an OOM kill."""
+    cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
+                                "eval": {"every": 0}})
+    proc = subprocess.Popen([sys.executable, "-m", "cockpit", "--headless", "--runs-dir", str(runs_dir), "run",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + PATIENCE
+    pid = None
+    while time.time() < deadline and pid is None:
+        runs = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if runs and len([e for e in events.read_events(RunDir(runs[0]).events) if e.kind == "step"]) >= 2:
+            pid = RunDir(runs[0]).read_state().pid
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    out, err = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 4, (out, err)
+    state = only_run(runs_dir).read_state()
+    assert state.status == "interrupted" and "SIGKILL" in state.reason and "resume" in out
 
 
 @pytest.mark.slow

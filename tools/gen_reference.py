@@ -210,6 +210,10 @@ def cli_page() -> str:
             walk(sub, here, depth + 1)
 
     walk(top, "cockpit", 2)
+    from cockpit import exit_codes
+
+    out += ["## Exit status\n", "Every command, from `cockpit/exit_codes.py`; `run` and `resume` report how their "
+            "run ended.\n", exit_codes.markdown()]
     return "\n".join(out).rstrip() + "\n"
 
 
