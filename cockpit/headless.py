@@ -59,6 +59,8 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
         if ev.kind == events.WARNING:  # e.g. a damaged checkpoint set aside on resume
             console.print(f"warning: {ev.get('message', '')}", markup=False, highlight=False, soft_wrap=True,
                           style="yellow")
+        elif ev.kind == events.START and ev.get("resumed_from") is not None:  # the step the engine really loaded
+            console.print(f"resumed from step {ev.get('resumed_from')}", markup=False, highlight=False)
         elif ev.kind == events.STAGE:  # a stage began, or ReLoRA restarted: always a line of its own
             console.print(f"step {ev.step}: stage {phase(int(ev.get('stage') or 0), int(ev.get('stages') or 0), prog.first_start)}"
                           f"{' ' + ev.get('name') if ev.get('name') else ''}: {ev.get('description', '')} "

@@ -149,6 +149,8 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_says_s
     assert r.returncode == 0, r.stderr
     assert "warning:" in r.stdout and "step_0000030.pt: cannot be loaded" in r.stdout
     assert "resuming from the newest intact checkpoint" in r.stdout
+    # the CLI names no step it cannot vouch for; the step is the one the engine loaded (before: "from step 30")
+    assert "from step 30" not in r.stdout and "resumed from step 20" in r.stdout
     starts = [e for e in events.read_events(rd.events) if e.kind == events.START]
     assert starts[-1].get("resumed_from") == 20
     assert rd.read_state().status == "completed" and rd.read_state().step == 40

@@ -31,6 +31,6 @@ def resume(args) -> int:
         launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))
     except StateConflict as e:
         raise RunError(str(e)) from None
-    print(f"resuming {rd.path} from step {(rd.checkpoint_steps() or [0])[-1]} (the newest intact checkpoint) "
-          f"to {cfg.train.max_steps}")
+    # which checkpoint is intact only the engine can tell (it loads them): it says, as the run starts
+    print(f"resuming {rd.path} to step {cfg.train.max_steps} from its newest intact checkpoint")
     return follow(rd, start_engine(rd, launch), launch)
