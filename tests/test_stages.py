@@ -207,6 +207,16 @@ def test_a_stage_that_cannot_apply_is_refused_when_the_config_is_checked(stage, 
         assert message in str(e) and "test.toml" in str(e)
 
 
+def test_stages_out_of_order_are_named_as_such_not_as_a_ramp_error():
+    """Before: 'grow.ramp_steps: found 100; ... (between 1 and -11 steps)', blaming a default never written."""
+    with pytest.raises(ConfigError, match=r"\[\[stage\]\] 2 at_step: found 20; stages must start in order, after "
+                                          r"the previous one \(at_step 30\)"):
+        staged({"norm": "layernorm"}, [{"at_step": 30, "grow": {"d_model": 128}}, {"at_step": 20, "lora": {"rank": 2}}])
+    with pytest.raises(ConfigError, match=r"found 100 \(the default\); .* which is 40 steps: set grow.ramp_steps "
+                                          r"between 1 and 39"):
+        staged({"norm": "layernorm"}, [{"at_step": 10, "grow": {"d_model": 128}}, {"at_step": 50, "lora": {"rank": 2}}])
+
+
 def test_growth_of_an_unsupported_kind_names_the_kind():
     with pytest.raises(ConfigError, match="needs full-rank attention kind 'mha'"):
         staged({"attention": "mla"}, [{"at_step": 10, "grow": {"n_layer": 4}}])

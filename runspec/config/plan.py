@@ -53,6 +53,13 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
     configs, origins = [cfg], [0]
     prev = cfg
     stages = cfg.stage
+    # the order first: a stage's checks read where the next one starts, which means nothing out of order
+    for i in range(1, len(stages)):
+        st, before = stages[i], stages[i - 1]
+        if st.at_step <= before.at_step:
+            where = f"[[stage]] {i + 1}" + (f" ({st.name})" if st.name else "")
+            raise ConfigError(source, f"{where} at_step", f"found {st.at_step}; stages must start in order, after the "
+                                                          f"previous one (at_step {before.at_step}): list them by at_step")
     for i, st in enumerate(stages, start=1):
         where = f"[[stage]] {i}" + (f" ({st.name})" if st.name else "")
 
@@ -96,9 +103,11 @@ def stage_plan(cfg: Any, source: str = "<config>") -> StagePlan:
             need(st.lora.relora_warmup < st.lora.relora_every, "lora.relora_warmup",
                  f"found {st.lora.relora_warmup}, must be shorter than relora_every ({st.lora.relora_every})")
         if st.grow.d_model and m.norm == "layernorm":  # the ramp reaches 1 before the next stage unmasks it
+            default = " (the default)" if st.grow.ramp_steps == GrowConfig().ramp_steps else ""
             need(0 < st.grow.ramp_steps < end - st.at_step, "grow.ramp_steps",
-                 f"found {st.grow.ramp_steps}; the masked layernorm must finish ramping within its stage "
-                 f"(between 1 and {end - st.at_step - 1} steps)")
+                 f"found {st.grow.ramp_steps}{default}; the masked layernorm must finish ramping within its stage, "
+                 f"which is {end - st.at_step} steps: set grow.ramp_steps between 1 and {end - st.at_step - 1}, "
+                 f"or give the stage more steps")
         configs.append(stage_cfg)
         origins.append(st.at_step if st.optim else origins[-1])
         prev = stage_cfg
