@@ -404,7 +404,10 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, npro
         raise RunError(str(e)) from None
     steps = rd.checkpoint_steps()
     done = steps[-1] if steps else 0
-    if done >= cfg.train.max_steps:
+    if done > cfg.train.max_steps:  # (a --max-steps below what was trained: not "20/5 steps")
+        raise RunError(f"{rd.id} has already trained {done} steps, more than --max-steps {cfg.train.max_steps}; "
+                       f"pass --max-steps N with N > {done} to train further")
+    if done == cfg.train.max_steps:
         raise RunError(f"{rd.id} has already trained {done}/{cfg.train.max_steps} steps; "
                        f"pass --max-steps N with N > {done} to train further")
     write_resolved(rd, cfg)

@@ -119,6 +119,10 @@ def cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "position 0": (["queue", "mv", "waiting", "--to", "0"], "must be at least 1"),
         "resume to 0 steps": (["--headless", "resume", "done", "--max-steps", "0"], "must be at least 1"),
         "negative step": (["complete", "done", "--step", "-1", "--prompt", "x"], "must be 0 or more"),
+        "resume below what was trained": (["--headless", "resume", "done", "--max-steps", "5"],
+                                          "has already trained 10 steps, more than --max-steps 5"),
+        "export without a checkpoint": (["export", "waiting", "--merged", str(root / "out.pt")],
+                                        "has no checkpoint yet (queued)"),
     }
 
 
@@ -129,7 +133,8 @@ CASES = ["malformed TOML", "unknown key", "wrong type", "zero steps", "negative 
          "resume of a run that does not exist", "resume of a completed run", "completion without a checkpoint",
          "bench with zero steps", "--gpus without that GPU", "garbage --gpus", "negative budget", "negative hours",
          "infinite budget", "zero budget", "runs and a sweep", "threshold over 100%", "negative grace",
-         "negative seed", "huge seed", "position 0", "resume to 0 steps", "negative step"]
+         "negative seed", "huge seed", "position 0", "resume to 0 steps", "negative step",
+         "resume below what was trained", "export without a checkpoint"]
 
 
 @pytest.mark.slow
@@ -238,3 +243,32 @@ def test_a_run_directory_deleted_while_training_is_not_recreated(write_config, r
     out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 2 and "was deleted while training" in err, (out, err)
     assert not rd.path.exists()
+
+
+@pytest.mark.slow
+def test_export_of_a_failed_run_says_it_failed(write_config, runs_dir, tmp_path):
+    """Before: 'no checkpoint yet; train the run first', for a run that can only fail again as it is."""
+    short = tmp_path / "short.txt"
+    short.write_text("a short corpus" * 4)  # the engine refuses it at start: shorter than one context
+    cfg = write_config("short", {"data": {"path": str(short)}, "model": {"block_size": 64}})
+    assert cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg), "--name", "broken").returncode == 2
+    r = cockpit("--runs-dir", str(runs_dir), "export", "broken", "--merged", str(tmp_path / "x.pt"))
+    assert r.returncode == 2 and "failed before writing a checkpoint" in r.stderr and "shorter than" in r.stderr
+    assert "train the run first" not in r.stderr and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+def test_an_encoding_that_cannot_be_downloaded_is_hinted_in_the_commands_flags(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("some text to count")
+    offline = {"TIKTOKEN_CACHE_DIR": str(tmp_path / "empty-cache"), "HTTPS_PROXY": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    r = cockpit("corpora", "size", str(text), "--tokenizer", "r50k_base", env=offline)
+    assert r.returncode == 2 and "pass --tokenizer bytes" in r.stderr and "tokenizer = 'bytes'" not in r.stderr
+
+
+@pytest.mark.slow
+def test_corpora_size_hints_in_its_own_terms(tmp_path):
+    """Before: a missing path was hinted '--set data.path=...', a run's config syntax."""
+    r = cockpit("corpora", "size", str(tmp_path / "nowhere"), "--tokenizer", "bytes")
+    assert r.returncode == 1 and "nowhere: does not exist" in r.stderr and "--set" not in r.stderr

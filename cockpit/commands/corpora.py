@@ -14,7 +14,13 @@ from cockpit.args import seed
 from cockpit.corpora import corpora_root
 from cockpit.corpora.meta import TOKEN_COUNT_COLUMN
 from cockpit.format import nbytes
-from runspec.data.tokenizers import TokenizerError, check_name, get_tokenizer
+from runspec.data.corpus import CONFIG_HINT
+from runspec.data.tokenizers import BYTES_HINT, TokenizerError, check_name, get_tokenizer
+
+
+def in_cli_terms(e: Exception) -> str:
+    """An error from the shared data layer, with its hints in this command's flags, not config keys."""
+    return str(e).replace(CONFIG_HINT, "").replace(BYTES_HINT, "pass --tokenizer bytes")
 
 
 def register(sub) -> None:
@@ -61,7 +67,7 @@ def cmd_size(args) -> int:
     try:
         check_name(args.tokenizer)  # the encoding itself loads only if a file needs counting
     except TokenizerError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_cli_terms(e)}", file=sys.stderr)
         return 2
     planned, errors = plan(args.paths)
     n_files = sum(len(files) for _, files in planned)
@@ -78,10 +84,10 @@ def cmd_size(args) -> int:
             results = size_paths(planned, args.tokenizer, args.column, args.use_token_count_column,
                                  progress=lambda n: bar.advance(task, n), on_file=on_file)
         except TokenizerError as e:  # e.g. the encoding cannot be downloaded here
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {in_cli_terms(e)}", file=sys.stderr)
             return 2
     for e in errors:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {in_cli_terms(e)}", markup=False, highlight=False, soft_wrap=True)
     key = TOKEN_COUNT_COLUMN if args.use_token_count_column else args.tokenizer
     if args.json:
         print(json.dumps([{
@@ -151,7 +157,7 @@ def cmd_mix(args) -> int:
 
             result = mix(spec, tok, progress=lambda n: bar.advance(task, n), on_phase=on_phase)
     except (MixError, CorpusError, TokenizerError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_cli_terms(e)}", file=sys.stderr)
         return 2
     table = Table(box=None, header_style="bold", title=f"{result.out}: {result.tokens:,} {tok.name} tokens, "
                                                         f"{result.documents:,} documents, {len(result.files)} files")
@@ -174,7 +180,7 @@ def cmd_ls(args) -> int:
     try:
         items = list_corpora(root, args.column)
     except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_cli_terms(e)}", file=sys.stderr)
         return 2
     console = Console()
     if not items:

@@ -20,9 +20,21 @@ def register(sub) -> None:
 
 
 def export(args) -> int:
+    from cockpit.args import fail
     from cockpit.runs import find_run, runs_root
+    from runspec.run.rundir import FAILED, StateError
 
     rd = find_run(args.run, runs_root(args.runs_dir))
+    if not rd.checkpoint_steps():  # said here, in the run's own terms, before the engine loads torch
+        try:
+            state = rd.read_state()
+        except StateError:
+            state = None
+        if state is not None and state.status == FAILED:
+            return fail(f"{rd.id} failed before writing a checkpoint ({state.reason}); there is nothing to export: "
+                        f"fix the cause and 'cockpit queue retry {rd.id}'")
+        status = state.status if state is not None else "unreadable"
+        return fail(f"{rd.id} has no checkpoint yet ({status}); export it after it has trained")
     cmd = [sys.executable, "-m", "engine", "export", str(rd.path), "--merged", str(Path(args.merged).resolve())]
     if args.step is not None:
         cmd += ["--step", str(args.step)]

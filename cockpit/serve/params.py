@@ -95,7 +95,9 @@ def integer(body: dict, key: str, default: int, lo: int = -2**63, hi: int = 2**6
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
         raise BadRequest(f"{key} = {v!r} must be an integer")  # JSON's 1e309 is infinity: not one either
     if not lo <= v <= hi:
-        raise BadRequest(f"{key} = {v!r} must be between {lo} and {hi}")
+        # the real bounds only: a 64-bit limit in the message says nothing a person can use
+        rule = f"between {lo} and {hi}" if hi < 2**62 else f"{lo} or more"
+        raise BadRequest(f"{key} = {v!r} must be {rule}")
     return int(v)
 
 

@@ -23,11 +23,15 @@ class FileStamp:
     mtime_ns: int
 
 
+CONFIG_HINT = " (or --set data.path=...)"  # how a run's config names its data: commands without a config drop it
+
+
 def corpus_files(path: str | Path) -> list[Path]:
     """The files a corpus path stands for, in a stable order."""
     p = Path(path)
     if not p.exists():
-        raise CorpusError(f"{p}: does not exist; give a .txt, .jsonl or .parquet file, a .zip of one file, or a directory of them (or --set data.path=...)")
+        raise CorpusError(f"{p}: does not exist; give a .txt, .jsonl or .parquet file, a .zip of one file, or a "
+                          f"directory of them{CONFIG_HINT}")
     if p.is_file():
         if p.suffix not in CORPUS_SUFFIXES:
             raise CorpusError(f"{p}: unsupported file type '{p.suffix}'; use .txt, .jsonl, .parquet or a .zip of one file")

