@@ -73,13 +73,16 @@ def collect(runs_dir: Path, warn=None) -> dict:
         queued.append(item)
     from cockpit.eta import drain
 
-    finished = [x for x in listed.values() if x.status not in (QUEUED, RUNNING)]
-    recent = sorted(finished, key=lambda x: x.state.updated if x.state else 0)[-5:]
+    finished = [x for x in listed.values() if x.status not in (QUEUED, RUNNING) and x.state is not None]
+    recent = sorted(finished, key=lambda x: x.state.updated)[-5:]
+    # a run whose state.json cannot be read has no time to sort by: listed on its own, always, not dropped
+    damaged = [{"id": x.rd.id, "reason": x.problem} for x in listed.values() if x.state is None]
     return {
         "worker": worker_status(q), "paused": data["paused"], "queue": queued, "running": running,
         "drain": drain(listed, data["order"]).line(),
         "recent": [{"id": x.rd.id, "status": x.status, "reason": x.state.reason if x.state else x.problem}
                    for x in recent],
+        "damaged": damaged,
         **control_files(q),
     }
 
@@ -124,6 +127,8 @@ def render(st: dict) -> str:
               if q["status"] != RUNNING]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))
+    for r in st.get("damaged", []):
+        lines.append(f"damaged    {r['id']}: {r['reason']}")
     lines += [f"gpu {x}" for x in gpu_lines(st["gpus"])]
     lines.append(f"keep-awake {keepawake_line(st['keepawake'])}")
     return "\n".join(lines)

@@ -200,6 +200,21 @@ def test_damaged_state_json_is_a_one_line_reason_not_a_crash(write_config, runs_
     assert r.returncode == 2 and "damaged" in r.stderr
 
 
+def test_a_finished_run_with_a_damaged_state_is_listed_as_damaged_not_dropped(write_config, runs_dir):
+    """Before: it sorted as the oldest run and fell out of status's five recent ones."""
+    runs = queued_runs(write_config, runs_dir, 7)
+    q = Queue(runs_dir)
+    for rd in runs:
+        control.stop(q, rd.id)  # seven finished runs, none in the queue
+    runs[3].state_file.write_text('{"status": "stop')
+    from cockpit.status import collect, render
+
+    st = collect(runs_dir)
+    assert len(st["recent"]) == 5 and runs[3].id not in [r["id"] for r in st["recent"]]
+    assert st["damaged"] == [{"id": runs[3].id, "reason": st["damaged"][0]["reason"]}]
+    assert f"damaged    {runs[3].id}: " in render(st) and "state.json is damaged" in render(st)
+
+
 @pytest.mark.slow
 def test_signals_never_reach_a_process_that_reused_a_dead_engines_pid(write_config, runs_dir):
     """Before: stop/rm/resume checked only that the pid was alive, and killed a stranger."""
