@@ -102,6 +102,20 @@ def _draw(rng: np.random.Generator, dist: Any, key: str, spec: Path) -> Any:
     return int(rng.integers(int(lo), int(hi) + 1))
 
 
+CONFIRM_OVER = 1_000  # a sweep larger than this needs --yes: one typo in an axis can make it 100x
+MAX_RUNS = 100_000  # more runs than any queue here can work through: refused outright
+
+
+def planned_count(spec: Path, mode: str, axes: dict[str, Any], count: int) -> int:
+    """How many runs a spec expands to, without expanding it (a product of axis lengths)."""
+    if mode == "random":
+        return count
+    lengths = [len(v) if isinstance(v, list) else 1 for v in axes.values()]
+    if mode == "zip":
+        return max(lengths, default=0)
+    return math.prod(lengths)
+
+
 def combinations(spec: Path, mode: str, axes: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
     if mode == "random":
         _need(count >= 1, spec, f"[sweep] count = {count}: random search needs a count >= 1")
@@ -149,8 +163,10 @@ def load_toml(spec: Path) -> dict:
         raise SweepError(f"{spec}: TOML syntax: {e}") from None
 
 
-def load_sweep(spec_path: str | Path) -> Sweep:
-    """Read a spec and expand it into checked runs (nothing is created)."""
+def load_sweep(spec_path: str | Path, confirmed: bool = False, on_run=None) -> Sweep:
+    """Read a spec and expand it into checked runs (nothing is created). A sweep of more than
+    CONFIRM_OVER runs needs ``confirmed`` (--yes); ``on_run(i, n, run, counted)`` sees each run as it is
+    checked, so a long expansion shows itself as it goes."""
     from cockpit.runs import check_config
 
     spec = Path(spec_path)
@@ -177,7 +193,16 @@ def load_sweep(spec_path: str | Path) -> Sweep:
                                               f"tokens_per_param or flops")
     _need(not {"tokens_per_param", "flops"} <= set(axes), spec,
           "[sweep.axes] tokens_per_param and flops both set the number of steps; keep one")
-    combos = combinations(spec, mode, axes, int(s.get("count", 0)), int(s.get("seed", 0)))
+    count = s.get("count", 0)
+    _need(isinstance(count, (int, float)) and not isinstance(count, bool) and count == int(count), spec,
+          f"[sweep] count = {count!r}: a whole number of runs")
+    n = planned_count(spec, mode, axes, int(count))
+    _need(n <= MAX_RUNS, spec, f"{n:,} runs: more than {MAX_RUNS:,}, which no queue here can work through; "
+                               f"narrow the axes or lower count")
+    _need(n <= CONFIRM_OVER or confirmed, spec, f"{n:,} runs: more than {CONFIRM_OVER:,}; pass --yes if you mean it "
+                                                f"(with --dry-run, the runs are listed as they are checked)")
+    combos = combinations(spec, mode, axes, int(count), int(s.get("seed", 0)))
+    width = max(2, len(str(len(combos))))  # -001 ... -1000 sort in order
     runs = []
     for i, values in enumerate(combos, 1):
         sets = dict(fixed)
@@ -187,7 +212,7 @@ def load_sweep(spec_path: str | Path) -> Sweep:
             n_layer, d_model = PRESETS[size]
             sets.update({"model.n_layer": n_layer, "model.d_model": d_model, "model.n_head": d_model // 64})
         sets.update({k: v for k, v in values.items() if k not in SPECIAL})
-        run = PlannedRun(f"{name}-{i:02d}", values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
+        run = PlannedRun(f"{name}-{i:0{width}d}", values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
         try:
             run.cfg = check_config(base, run.overrides)
             ratio, budget = values.get("tokens_per_param"), values.get("flops")
@@ -207,6 +232,8 @@ def load_sweep(spec_path: str | Path) -> Sweep:
         except ConfigError as e:
             raise SweepError(f"{spec}: run {i} ({', '.join(f'{k}={v}' for k, v in values.items())}): {e}") from None
         runs.append(run)
+        if on_run is not None:
+            on_run(i, len(combos), run, counted)
     return Sweep(name, spec, base, mode, runs, counted)
 
 

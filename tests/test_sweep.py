@@ -70,6 +70,10 @@ def test_a_flops_axis_makes_flop_matched_runs(tmp_path):
     ('[sweep.axes]\n"model.d_model" = [32, 33]\n', "run 2 (model.d_model=33)"),
     ('mode = "random"\ncount = 2\n[sweep.axes]\n"optim.lr" = {log_uniform = [0, 1]}\n', "positive low bound"),
     ('colour = 1\n[sweep.axes]\n"model.d_model" = [32]\n', "unknown key"),
+    ('mode = "random"\ncount = 1e8\n[sweep.axes]\n"optim.lr" = {log_uniform = [1e-4, 1]}\n',
+     "100,000,000 runs: more than 100,000"),
+    ('[sweep.axes]\n"optim.lr" = ' + str([i / 1e5 for i in range(1, 41)]) + '\n"train.seed" = '
+     + str(list(range(30))) + '\n', "1,200 runs: more than 1,000; pass --yes"),
 ])
 @pytest.mark.slow
 def test_bad_specs_are_one_line_naming_the_key_and_create_nothing(tmp_path, body, named):
@@ -101,6 +105,8 @@ def test_a_sweep_is_queued_together_with_its_values_and_shows_progress(tmp_path)
     assert st.returncode == 0 and "0/3 completed" in st.stdout and "optim.lr=0.003" in st.stdout
     st = cockpit("--runs-dir", str(runs), "sweep", "status", "nope")
     assert st.returncode == 2 and "cockpit sweep ls" in st.stderr
+    rm = cockpit("--runs-dir", str(runs), "queue", "rm", queue[1])
+    assert rm.returncode == 0 and f"removed {queue[1]} from sweep {sweep_id} (2 of its runs remain)" in rm.stdout
 
 
 def test_known_vocabulary_sizes_are_the_encodings_own():
@@ -149,3 +155,17 @@ def test_strict_refuses_such_a_sweep_and_queues_nothing(tmp_path):
     assert "cannot mean anything" in r.stderr.splitlines()[-1] and not (runs / ".cockpit").exists()
     r = cockpit("--runs-dir", str(runs), "sweep", str(path))  # warned, then queued as asked
     assert r.returncode == 0 and "warning:" in r.stderr and "queued 2 runs" in r.stdout
+
+
+@pytest.mark.slow
+def test_a_large_sweep_needs_yes_and_its_dry_run_lists_runs_as_they_are_checked(tmp_path):
+    """Before: a 100,000-run grid's --dry-run printed nothing for minutes."""
+    body = '[sweep.axes]\n"optim.lr" = ' + str([i / 1e3 for i in range(1, 11)]) + '\n"train.seed" = ' + \
+        str(list(range(110))) + '\n'
+    path = spec(tmp_path, body)
+    r = cockpit("--runs-dir", str(tmp_path / "runs"), "sweep", str(path), "--dry-run", "--yes")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "sweep: 1,100 runs; each is listed as it is checked"
+    assert lines[2].startswith("1  s-0001  ") and lines[-3].startswith("1100  s-1100  ")  # names sort in order
+    assert lines[-1].startswith("1100 runs (grid)") and not (tmp_path / "runs").exists()

@@ -113,8 +113,15 @@ def queue(args) -> int:
         return each(control.select(q, args.runs, args.sweep, args.tag), again)
     elif c == "rm":
         def remove(rd):
+            sweep = rd.read_meta().sweep  # (read before: --force deletes the directory)
             control.remove(q, rd.id, args.force)
-            return f"removed {rd.id}"
+            if not sweep:
+                return f"removed {rd.id}"
+            from cockpit.runs import list_runs
+
+            left = sum(1 for other in list_runs(q.runs_dir) if other.read_meta().sweep == sweep)
+            # a sweep's analysis and status count its members: say what this leaves of it
+            return f"removed {rd.id} from sweep {sweep} ({left} of its runs remain)"
         return each(control.select(q, args.runs, args.sweep, args.tag), remove)
     elif c in ("pause", "resume"):
         q.set_paused(c == "pause")

@@ -7,7 +7,7 @@ from collections import Counter
 
 from cockpit.args import fail
 from cockpit.format import human
-from cockpit.sweep import Sweep, SweepError, load_sweep, queue_sweep
+from cockpit.sweep import CONFIRM_OVER, Sweep, SweepError, load_sweep, queue_sweep
 from cockpit.sweep_checks import sweep_warnings
 
 
@@ -16,28 +16,39 @@ def register(sub) -> None:
     s.add_argument("target", metavar="SPEC.toml | ls | status", help="a sweep spec (see examples/sweeps/), or ls, or status")
     s.add_argument("name", nargs="?", help="with status: the sweep (id or unique prefix)")
     s.add_argument("--dry-run", action="store_true", help="list the runs with parameters, tokens and FLOPs; queue nothing")
+    s.add_argument("--yes", action="store_true", help=f"expand a sweep of more than {CONFIRM_OVER:,} runs")
     s.add_argument("--strict", action="store_true",
                    help="refuse the sweep when a run cannot mean anything (warmup longer than the run, no running "
                         "validation, tokens per parameter far outside what a fit uses) instead of warning")
     s.set_defaults(func=main)
 
 
-def plan_table(sweep: Sweep) -> str:
-    keys = list(sweep.runs[0].values) if sweep.runs else []
-    head = ["#", "run", *keys, "params", "non-emb", "tokens", "tok/param", "FLOPs"]
-    rows = []
-    for i, r in enumerate(sweep.runs, 1):
-        n = r.params["total" if sweep.params_counted == "total" else "non_embedding"]
-        rows.append([str(i), r.name, *(f"{r.values[k]:.4g}" if isinstance(r.values[k], float) else str(r.values[k])
-                                        for k in keys),
-                     human(r.params["total"]), human(r.params["non_embedding"]), human(r.tokens),
-                     f"{r.tokens / n:.1f}", f"{r.flops:.2e}"])
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *rows]]
+STREAM_OVER = 100  # past this many runs the plan is printed row by row as each run is checked
+
+
+def plan_row(i: int, r, counted: str) -> list[str]:
+    n = r.params["total" if counted == "total" else "non_embedding"]
+    return [str(i), r.name, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values.values()),
+            human(r.params["total"]), human(r.params["non_embedding"]), human(r.tokens), f"{r.tokens / n:.1f}",
+            f"{r.flops:.2e}"]
+
+
+def plan_head(sweep_runs) -> list[str]:
+    keys = list(sweep_runs[0].values) if sweep_runs else []
+    return ["#", "run", *keys, "params", "non-emb", "tokens", "tok/param", "FLOPs"]
+
+
+def plan_total(sweep: Sweep) -> str:
     total_tokens, total_flops = sum(r.tokens for r in sweep.runs), sum(r.flops for r in sweep.runs)
-    lines.append(f"{len(sweep.runs)} runs ({sweep.mode}), {human(total_tokens)} tokens, {total_flops:.2e} FLOPs in all; "
-                 f"tok/param counts {sweep.params_counted.replace('_', '-')} parameters")
-    return "\n".join(lines)
+    return (f"{len(sweep.runs)} runs ({sweep.mode}), {human(total_tokens)} tokens, {total_flops:.2e} FLOPs in all; "
+            f"tok/param counts {sweep.params_counted.replace('_', '-')} parameters")
+
+
+def plan_table(sweep: Sweep) -> str:
+    rows = [plan_row(i, r, sweep.params_counted) for i, r in enumerate(sweep.runs, 1)]
+    widths = [max(len(x) for x in col) for col in zip(plan_head(sweep.runs), *rows)]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [plan_head(sweep.runs), *rows]]
+    return "\n".join([*lines, plan_total(sweep)])
 
 
 def sweeps(runs_dir) -> dict[str, list]:
@@ -91,9 +102,17 @@ def main(args) -> int:
                 step, val = progress(listed)
                 print(f"  {listed.rd.id:32s} {listed.status:10s} {step:>11s}  val {val:>7s}  {values}")
             return 0
-        sweep = load_sweep(args.target)
+        def streamed(i: int, n: int, run, counted: str) -> None:  # a large sweep shows itself as it is checked
+            if n <= STREAM_OVER:
+                return
+            if i == 1:
+                print(f"sweep: {n:,} runs; each is listed as it is checked", flush=True)
+                print("  ".join(plan_head([run])), flush=True)
+            print("  ".join(plan_row(i, run, counted)), flush=True)
+
+        sweep = load_sweep(args.target, confirmed=args.yes, on_run=streamed)
         print(f"sweep {sweep.name}: {len(sweep.runs)} runs from {sweep.base}")
-        print(plan_table(sweep))
+        print(plan_table(sweep) if len(sweep.runs) <= STREAM_OVER else plan_total(sweep))
         problems = sweep_warnings(sweep.runs, sweep.params_counted)
         for line in problems:
             print(f"warning: {line}", file=sys.stderr)
