@@ -167,6 +167,10 @@ class Queue:
         if anchor is not None and anchor not in self.order:
             raise RunError(f"--after {after}: {anchor} is not queued; give a queued run (cockpit queue ls)")
         deps = [self.run(d).id for d in depends_on or []]
+        for dep in deps:  # a run that waits on a failed one could only wait forever
+            if self.status_of(dep) == FAILED:
+                raise RunError(f"--depends-on {dep}: it failed, so this run would never start; fix it and "
+                               f"'cockpit queue retry {dep}' first, then add this run")
         items = [(c, overrides, name if len(configs) == 1 else None,
                   dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
                                       depends_on=deps or (meta.depends_on if meta else [])), cfg)

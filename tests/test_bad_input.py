@@ -246,7 +246,7 @@ def test_a_run_directory_deleted_while_training_is_not_recreated(write_config, r
 
 
 @pytest.mark.slow
-def test_export_of_a_failed_run_says_it_failed(write_config, runs_dir, tmp_path):
+def test_export_of_or_depending_on_a_failed_run_says_it_failed(write_config, runs_dir, tmp_path):
     """Before: 'no checkpoint yet; train the run first', for a run that can only fail again as it is."""
     short = tmp_path / "short.txt"
     short.write_text("a short corpus" * 4)  # the engine refuses it at start: shorter than one context
@@ -255,6 +255,10 @@ def test_export_of_a_failed_run_says_it_failed(write_config, runs_dir, tmp_path)
     r = cockpit("--runs-dir", str(runs_dir), "export", "broken", "--merged", str(tmp_path / "x.pt"))
     assert r.returncode == 2 and "failed before writing a checkpoint" in r.stderr and "shorter than" in r.stderr
     assert "train the run first" not in r.stderr and not (tmp_path / "x.pt").exists()
+    before = fingerprint(runs_dir)
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "add", str(write_config("next")), "--depends-on", "broken")
+    assert r.returncode == 2 and "it failed, so this run would never start" in r.stderr and "queue retry" in r.stderr
+    assert fingerprint(runs_dir) == before  # (before: accepted, to wait forever)
 
 
 @pytest.mark.slow
