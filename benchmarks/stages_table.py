@@ -1,10 +1,12 @@
 """The stages table of docs/guide/stages.md: growth against training the large shape from scratch for the same
 compute, and LoRA / repeated LoRA against full fine-tuning, CPU-sized, on real text.
 
-    python benchmarks/stages_table.py TEXT_FILE [--runs-dir DIR]
+    python benchmarks/stages_table.py [TEXT_FILE] [--runs-dir DIR]
 
-TEXT_FILE: the corpus the growth runs train on and the fine-tunes move to (tinyshakespeare's
-input.txt); the LoRA base run pre-trains on the embedded stories. Every run is a real
+TEXT_FILE: the corpus the growth runs train on and the fine-tunes move to (the docs' table used
+tinyshakespeare's input.txt); the LoRA base run pre-trains on the embedded stories. Without it,
+a corpus is generated (the story generator with another seed, each story's words in reverse
+order: text the base has not seen), so the benchmark runs on a fresh clone, offline. Every run is a real
 ``cockpit --headless run`` of a config in examples/growth/cpu and examples/lora/cpu. Prints
 one markdown table per comparison: final validation loss (the whole split), parameters
 trained, training FLOPs, and wall-clock training time.
@@ -73,21 +75,33 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def generated_corpus(where: Path) -> str:
+    """A second corpus without downloading one: generated stories, each with its words reversed."""
+    from runspec.data.stories import generate_stories
+
+    path = where / "generated_finetune.txt"
+    where.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(" ".join(reversed(s.split())) for s in generate_stories(4000, seed=99)), encoding="utf-8")
+    print(f"corpus: {path} (generated; pass TEXT_FILE for real text)", file=sys.stderr)
+    return str(path)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("text")
+    p.add_argument("text", nargs="?", help="a .txt corpus (default: one generated here)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--only", choices=("growth", "lora"), default=None, help="one of the two comparisons")
     args = p.parse_args()
-    text = str(Path(args.text).resolve())
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="stages-"))
+    text = str(Path(args.text).resolve()) if args.text else generated_corpus(runs)
+    corpus = "tinyshakespeare" if args.text and "shakespeare" in args.text else Path(text).name
     growth = ROOT / "examples/growth/cpu"
     rows = []
     for name in ("grow_wide", "scratch_wide", "grow_deep", "scratch_deep") if args.only != "lora" else ():
         rows.append(summary(run(growth / f"{name}.toml", runs, name, f"data.path={text}")))
         print(f"  {name}: {rows[-1]['val']:.4f}", file=sys.stderr)
     if rows:
-        print("Growth (tinyshakespeare, bytes; 4x64 for 300 steps then grown, against the grown shape from scratch "
+        print(f"Growth ({corpus}, bytes; 4x64 for 300 steps then grown, against the grown shape from scratch "
               "for the same FLOPs)\n")
         print(table(rows) + "\n")
     if args.only == "growth":
@@ -98,7 +112,7 @@ def main() -> int:
     for name in ("full_ft", "lora", "relora"):
         rows.append(summary(run(lora / f"{name}.toml", runs, name, f"data.path={text}", f"init.from={base}")))
         print(f"  {name}: {rows[-1]['val']:.4f}", file=sys.stderr)
-    print(f"Fine-tuning {base.name} (embedded stories, 600 steps) on tinyshakespeare for 300 steps\n")
+    print(f"Fine-tuning {base.name} (embedded stories, 600 steps) on {corpus} for 300 steps\n")
     print(table(rows))
     print(f"\nruns: {runs}", file=sys.stderr)
     return 0

@@ -37,6 +37,9 @@ def fields(h: RunHistory) -> str:
     return "  ".join(parts)
 
 
+QUIET_S = 30.0  # without a terminal, the longest silence while the steps advance
+
+
 def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, console: Console | None = None) -> int:
     """Show progress until the engine exits; return the CLI exit status (cockpit.exit_codes:
     0 completed, 1 failed, 2 bad input such as unreadable data, 3 stopped, 4 killed)."""
@@ -67,8 +70,14 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
                           f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)",
                           markup=False, highlight=False, soft_wrap=True)
         elif ev.kind == events.EVAL and not live:  # without a terminal: a line at each evaluation
-            console.print(f"step {prog.step}/{prog.max_steps}  {fields(prog)}", markup=False, highlight=False,
-                          soft_wrap=True)
+            line()
+
+    said = {"at": time.monotonic(), "step": -1}
+
+    def line() -> None:
+        console.print(f"step {prog.step}/{prog.max_steps}  {fields(prog)}", markup=False, highlight=False,
+                      soft_wrap=True)
+        said.update(at=time.monotonic(), step=prog.step)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -81,6 +90,8 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
                 done = proc.poll() is not None
                 prog.poll(on_event=on_event)
                 bar.update(task, completed=prog.step, total=prog.max_steps or None, info=fields(prog))
+                if not live and prog.step != said["step"] and time.monotonic() - said["at"] >= QUIET_S:
+                    line()  # a log file is never silent for minutes while the run advances
                 if done:
                     break
                 time.sleep(0.2)
