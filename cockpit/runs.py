@@ -81,10 +81,15 @@ def check_config(config_path: str | Path, overrides: list[str] | None = None) ->
 
 
 def check_ranks(cfg: RunConfig, force: bool, source: str, ranks: int | None = None) -> None:
-    """A run that would start more ranks here than this machine has GPUs or cores is refused
-    in one line, unless forced."""
-    from cockpit.gpu import ranks_refusal
+    """A run that would start more ranks here than this machine has GPUs or cores, or asks for
+    CUDA on a machine without a GPU, is refused in one line, unless forced."""
+    from cockpit.gpu import GpuMonitor, ranks_refusal
 
+    device = cfg.train.device
+    if device.startswith("cuda") and not force and not GpuMonitor().device_count():
+        # refused here, before a run directory exists (the engine would fail at start, after it)
+        raise RunError(f"[train] device = {device!r}: this machine shows no NVIDIA GPU (NVML); use device = 'auto' "
+                       f"or 'cpu', or pass --force if torch sees one that NVML does not")
     n = ranks if ranks is not None else cfg.train.gpus
     why = "" if force else ranks_refusal(n, cfg.train.device)
     if why:

@@ -16,9 +16,26 @@ GPU_PEAK_TFLOPS = {
 }
 
 
+class DeviceError(ValueError):
+    """The config asks for a device this machine does not have (one line, bad input)."""
+
+
 def pick_device(requested: str) -> torch.device:
     if requested != "auto":
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise DeviceError(f"[train] device = {requested!r} is not a device torch knows; use auto, cpu, cuda, "
+                              f"cuda:N or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise DeviceError(f"[train] device = {requested!r}, but torch sees no CUDA device here (torch "
+                              f"{torch.__version__}); use device = 'auto' or 'cpu'")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"[train] device = {requested!r}, but this machine has {torch.cuda.device_count()} "
+                              f"CUDA device(s)")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"[train] device = {requested!r}, but MPS is not available here; use 'auto' or 'cpu'")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

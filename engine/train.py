@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 from engine import checkpoint, launch
+from engine.device import DeviceError
 from engine.sinks import Sinks
 from runspec.config.plan import phase
 from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
@@ -48,7 +49,7 @@ from runspec.run.rundir import (
 )
 from runspec.run.stopflag import StopFlag
 
-BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError)
+BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError, DeviceError)
 STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a killed writer
 
 

@@ -123,6 +123,8 @@ def cases(root: Path) -> dict[str, tuple[list[str], str]]:
                                           "has already trained 10 steps, more than --max-steps 5"),
         "export without a checkpoint": (["export", "waiting", "--merged", str(root / "out.pt")],
                                         "has no checkpoint yet (queued)"),
+        "cuda where there is none": (["--headless", "run", config(root, "cu", {"train": {"device": "cuda"}})],
+                               "[train] device = 'cuda': this machine shows no NVIDIA GPU"),
     }
 
 
@@ -134,7 +136,7 @@ CASES = ["malformed TOML", "unknown key", "wrong type", "zero steps", "negative 
          "bench with zero steps", "--gpus without that GPU", "garbage --gpus", "negative budget", "negative hours",
          "infinite budget", "zero budget", "runs and a sweep", "threshold over 100%", "negative grace",
          "negative seed", "huge seed", "position 0", "resume to 0 steps", "negative step",
-         "resume below what was trained", "export without a checkpoint"]
+         "resume below what was trained", "export without a checkpoint", "cuda where there is none"]
 
 
 @pytest.mark.slow
@@ -276,3 +278,18 @@ def test_corpora_size_hints_in_its_own_terms(tmp_path):
     """Before: a missing path was hinted '--set data.path=...', a run's config syntax."""
     r = cockpit("corpora", "size", str(tmp_path / "nowhere"), "--tokenizer", "bytes")
     assert r.returncode == 1 and "nowhere: does not exist" in r.stderr and "--set" not in r.stderr
+
+
+@pytest.mark.slow
+def test_the_engine_names_a_device_it_cannot_use(write_config, runs_dir):
+    """Before: an AssertionError line (torch's 'Torch not compiled with CUDA enabled')."""
+    import torch
+
+    from cockpit.runs import create_run
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rd = create_run(write_config("cu", {"train": {"device": "cuda"}}), runs_dir=runs_dir)
+    r = subprocess.run([sys.executable, "-m", "engine", "train", str(rd.path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "[train] device = 'cuda', but torch sees no CUDA device here" in r.stderr
+    assert "AssertionError" not in r.stderr and "Traceback" not in r.stderr

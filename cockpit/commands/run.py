@@ -15,7 +15,8 @@ def register(sub) -> None:
     r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="train on N devices of this machine under torchrun (same as --set train.gpus=N)")
-    r.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores")
+    r.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores, or "
+                                                         "device = cuda where NVML shows no GPU")
     add_set(r)
     r.set_defaults(func=run)
 
