@@ -76,7 +76,8 @@ def collect(runs_dir: Path, warn=None) -> dict:
     finished = [x for x in listed.values() if x.status not in (QUEUED, RUNNING) and x.state is not None]
     recent = sorted(finished, key=lambda x: x.state.updated)[-5:]
     # a run whose state.json cannot be read has no time to sort by: listed on its own, always, not dropped
-    damaged = [{"id": x.rd.id, "reason": x.problem} for x in listed.values() if x.state is None]
+    damaged = [{"id": x.rd.id, "reason": x.problem.removeprefix(f"{x.rd.id}: ")} for x in listed.values()
+               if x.state is None]
     return {
         "worker": worker_status(q), "paused": data["paused"], "queue": queued, "running": running,
         "drain": drain(listed, data["order"]).line(),
