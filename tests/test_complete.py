@@ -109,7 +109,7 @@ def test_no_conviction_head_is_one_line_and_text_still_works(runs):
 
 @pytest.mark.parametrize("flag,value,why", [("-m", "0", "must be at least 1"), ("-m", "-5", "must be at least 1"),
                                             ("-k", "-3", "must be 0 or more"), ("-t", "-1", "finite number >= 0"),
-                                            ("--repeat-penalty", "0", "must be a number > 0"),
+                                            ("--repeat-penalty", "0", "must be a finite number > 0"),
                                             ("--repeat-last-n", "-2", "--repeat-last-n -2"),
                                             ("--presence-penalty", "nan", "finite number"),
                                             ("--grammar", "/no/such.gbnf", "--grammar /no/such.gbnf")])
