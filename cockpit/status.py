@@ -97,13 +97,26 @@ def queue_counts(st: dict) -> str:
     return ", ".join(parts)
 
 
+def _slot_text(s: dict) -> str:
+    """'CPU: run' for one slot a device; 'CPU 2/3: a, b' when the worker runs several on it."""
+    label, runs = device_label([s["slot"]]), s.get("runs") or ([s["run"]] if s.get("run") else [])
+    if s.get("capacity", 1) > 1:
+        label += f" {s.get('used', len(runs))}/{s['capacity']}"
+    return label + (f": {', '.join(runs)}" if runs else "")
+
+
+def slot_usage(slots: list[dict]) -> str:
+    """'CPU 1/2' per device: how many of its slots hold runs (the Queue tab's worker line)."""
+    return ", ".join(f"{device_label([s['slot']])} {s.get('used', 1 if s.get('run') else 0)}/{s.get('capacity', 1)}"
+                     for s in slots)
+
+
 def worker_line(w: dict) -> str:
     if not w["alive"]:
         return "not running (start: cockpit worker)"
     parts = []
     for x in w["workers"]:
-        slots = ", ".join(device_label([s["slot"]]) + (f": {s['run']}" if s.get("run") else "")
-                          for s in x["slots"])
+        slots = ", ".join(_slot_text(s) for s in x["slots"])
         parts.append(f"pid {x['pid']} ({slots})")
     return "alive, " + "; ".join(parts)
 

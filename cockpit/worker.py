@@ -55,6 +55,7 @@ class Slot:
     state: RunState | None = None  # as of the launch or adoption: identifies the engine
     launch: str | None = None
     filler: bool = False  # started behind a head run that was waiting for GPUs
+    taken: int = 1  # slots it holds on each of its devices (of the worker's --slots per device)
 
     @property
     def name(self) -> str:
@@ -78,6 +79,19 @@ def gpus_wanted(rd: RunDir) -> int:
     is parsed again only when its file changes."""
     cfg = run_config(rd)
     return max(1, cfg.train.gpus) if cfg is not None else 1
+
+
+def slots_wanted(rd: RunDir) -> int:
+    """The worker slots a queued run takes on each device ([train] slots); 1 when unreadable."""
+    cfg = run_config(rd)
+    return max(1, cfg.train.slots) if cfg is not None else 1
+
+
+def cpu_threads(taken: int, per_device: int) -> int:
+    """Intra-op threads for a CPU run holding ``taken`` of ``per_device`` slots: the cores split
+    between the runs, so two runs on two cores do not each spin two threads (oversubscribed,
+    both run slower than one at a time)."""
+    return max(1, (os.cpu_count() or 1) * taken // per_device)
 
 
 def workers_dir(runs_dir: Path) -> Path:
@@ -111,8 +125,9 @@ def should_resume(state: RunState) -> bool:
 
 class Worker:
     def __init__(self, runs_dir: Path, gpus: list[int] | None = None, once: bool = False,
-                 threshold: float = 10.0, grace: float = 300.0, log=print):
+                 threshold: float = 10.0, grace: float = 300.0, log=print, slots: int = 1):
         self.runs_dir, self.once, self.log = runs_dir, once, log
+        self.per_device = slots  # runs each device may hold at once (--slots)
         self.queue = Queue(runs_dir, warn=lambda m: log(f"warning: {m}"))
         self.devices = [str(g) for g in gpus] if gpus else ["cpu"]
         self.slots: list[Slot] = []  # the runs this worker is training
@@ -175,7 +190,7 @@ class Worker:
                 if owner_alive or (owner is not None and owner.kind != "worker"):
                     continue  # its owner (another worker, a headless CLI) is alive, or it is not a worker's
                 devices = (state.slot or "cpu").split(",")
-                if set(devices) <= set(self.free()):
+                if set(devices) <= set(self.free(min(slots_wanted(rd), self.per_device))):
                     self.adopt(devices, rd, state)
                 continue
             if owner_alive:
@@ -190,9 +205,12 @@ class Worker:
         if resume:
             self.queue.push_front(resume)
 
-    def free(self) -> list[str]:
-        held = {d for s in self.slots for d in s.devices}
-        return [d for d in self.devices if d not in held]
+    def used(self, device: str) -> int:
+        return sum(s.taken for s in self.slots if device in s.devices)
+
+    def free(self, take: int = 1) -> list[str]:
+        """The devices with ``take`` slots still free."""
+        return [d for d in self.devices if self.per_device - self.used(d) >= take]
 
     def adopt(self, devices: list[str], rd: RunDir, state: RunState) -> None:
         old = state.owner
@@ -206,7 +224,7 @@ class Worker:
             state = rd.modify(take)
         except StateError:
             return
-        slot = Slot(devices, rd, None, state, state.launch)
+        slot = Slot(devices, rd, None, state, state.launch, taken=min(slots_wanted(rd), self.per_device))
         self.slots.append(slot)
         self.log(f"adopted {rd.id}: its engine (pid {state.pid}) is still training on the {slot.label}")
 
@@ -269,7 +287,7 @@ class Worker:
             rd = self.queue.next_ready(skip=lambda run_id, why: self.log(f"skipped {run_id}: {why}"), accept=pick)
             if rd is None:
                 break
-            self.launch(pick.chosen, rd, filler=pick.filler)
+            self.launch(pick.chosen, rd, filler=pick.filler, taken=pick.take)
         self.write_status(alive=True)
         idle = not self.slots
         if not (self.once and idle):
@@ -282,10 +300,10 @@ class Worker:
             return True
         return False
 
-    def launch(self, devices: list[str], rd: RunDir, filler: bool = False) -> None:
+    def launch(self, devices: list[str], rd: RunDir, filler: bool = False, taken: int = 1) -> None:
         """Claim the run (queued -> running, compare-and-set: a stop that came first wins) and
         start its engine on these devices."""
-        slot = Slot(devices, rd, filler=filler)
+        slot = Slot(devices, rd, filler=filler, taken=taken)
         try:
             launch = claim(rd, self.me, expected=QUEUED, slot=slot.name)
         except StateError as e:
@@ -295,6 +313,9 @@ class Worker:
             for other in self.slots:
                 other.filler = False
         env = {"CUDA_VISIBLE_DEVICES": slot.name} if devices != ["cpu"] else {}
+        if devices == ["cpu"] and self.per_device > 1:
+            threads = str(cpu_threads(taken, self.per_device))
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         try:
             proc = start_engine(rd, launch, env)
         except OSError as e:
@@ -303,7 +324,8 @@ class Worker:
             return
         slot.proc, slot.launch = proc, launch
         self.slots.append(slot)
-        self.log(f"started {rd.id} (pid {proc.pid}) on the {slot.label}" + (" (filling a gap)" if filler else ""))
+        share = f" (slot {self.used(devices[0])}/{self.per_device})" if self.per_device > 1 else ""
+        self.log(f"started {rd.id} (pid {proc.pid}) on the {slot.label}{share}" + (" (filling a gap)" if filler else ""))
 
     def reap(self, slot: Slot) -> None:
         rd = slot.rd
@@ -333,9 +355,11 @@ class Worker:
             "slots": [self._device_status(d) for d in self.devices]}))
 
     def _device_status(self, device: str) -> dict:
-        s = next((s for s in self.slots if device in s.devices), None)
+        held = [s for s in self.slots if device in s.devices]
+        s = held[0] if held else None
         return {"slot": device, "run": s.rd.id if s else None,
-                "pid": (s.proc.pid if s.proc else s.state.pid if s.state else None) if s else None}
+                "pid": (s.proc.pid if s.proc else s.state.pid if s.state else None) if s else None,
+                "runs": [x.rd.id for x in held], "capacity": self.per_device, "used": self.used(device)}
 
 
 class Picker:
@@ -344,15 +368,17 @@ class Picker:
 
     def __init__(self, worker: Worker):
         self.worker = worker
-        self.free = worker.free()
         self.head_needs: int | None = None  # set when the first ready run has to wait
         self.fillers = sum(len(s.devices) for s in worker.slots if s.filler)
         self.chosen: list[str] = []
         self.filler = False
+        self.take = 1
 
     def __call__(self, rd: RunDir) -> bool:
         devices = self.worker.devices
         need = 1 if devices == ["cpu"] else gpus_wanted(rd)  # on the CPU, a run's ranks share it
+        self.take = min(slots_wanted(rd), self.worker.per_device)  # more than a device has: all of it
+        self.free = self.worker.free(self.take)
         if need > len(devices):
             if self.head_needs is None:
                 self.worker.log_once(rd.id, f"{rd.id} asks for {need} GPUs; this worker has {len(devices)} "

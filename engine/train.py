@@ -180,7 +180,10 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
             wb_config = {**wb_config, "sweep": meta.sweep, "sweep_values": meta.sweep_values}
         wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep) if main else WandbLogger.off()
         sinks.wandb = wandb
+        import torch
+
         sinks.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
+                   threads=torch.get_num_threads(),  # intra-op threads: a worker with --slots splits the cores
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "

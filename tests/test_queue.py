@@ -339,3 +339,33 @@ def test_worker_once_exits_when_what_is_left_waits_on_a_stopped_run(write_config
     r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
     assert r.returncode == 0 and "wait on stopped runs" in r.stdout + r.stderr
     assert child.read_state().status == "queued"  # it starts once the parent is resumed and completes
+
+
+@pytest.mark.slow
+def test_a_worker_with_two_slots_trains_two_runs_at_once_on_split_cores(write_config, runs_dir):
+    """--slots 2 on the CPU: the first two runs overlap, the third waits for a free slot, and
+    each run gets its share of the cores (not every core each: oversubscribed, both slow down)."""
+    import os
+
+    from runspec.run import events
+
+    q = Queue(runs_dir)
+    cfg = write_config("slot", {"train": {"max_steps": 40, "checkpoint_every": 0}, "eval": {"every": 0}})
+    big = write_config("whole", {"train": {"max_steps": 10, "checkpoint_every": 0, "slots": 2}, "eval": {"every": 0}})
+    runs = q.add([str(cfg)] * 3) + q.add([str(big)])
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", "--slots", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    spans = []
+    for rd in runs:
+        history = rd.read_state().history
+        began = next(h["time"] for h in history if h["status"] == "running")
+        ended = next(h["time"] for h in history if h["status"] == "completed")
+        spans.append((began, ended))
+    (a0, a1), (b0, b1), (c0, c1), (d0, d1) = spans
+    assert b0 < a1 and a0 < b1  # the first two ran side by side
+    assert c0 >= min(a1, b1)  # the third took the first slot that came free
+    assert d0 >= max(a1, b1, c1) or d1 <= min(a0, b0)  # [train] slots = 2: the CPU alone
+    threads = [next(e.get("threads") for e in events.read_events(rd.events) if e.kind == events.START) for rd in runs]
+    cores = os.cpu_count() or 1
+    assert threads[:3] == [max(1, cores // 2)] * 3 and threads[3] == cores
+    assert "(slot 2/2)" in r.stdout

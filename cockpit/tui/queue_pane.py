@@ -16,7 +16,7 @@ from cockpit.eta import drain
 from cockpit.format import hms
 from cockpit.queue import Queue
 from cockpit.runs import check_config, read_states
-from cockpit.status import control_files, worker_status
+from cockpit.status import control_files, slot_usage, worker_status
 from cockpit.tui.dialogs import Confirm, Prompt
 from cockpit.tui.pane import Pane, fill_table
 from cockpit.tui.runs_table import BROKEN, STATE_STYLE, RunRow, run_rows
@@ -80,7 +80,7 @@ class QueuePane(Pane):
         line = Text()
         line.append("worker ", style="bold")
         if worker["alive"]:
-            pids = ", ".join(str(w["pid"]) for w in worker["workers"])
+            pids = "; ".join(f"{w['pid']}: {slot_usage(w.get('slots', []))}" for w in worker["workers"])
             line.append(f"alive (pid {pids})", style="green")
         else:
             line.append("not running (w starts one)", style="yellow")

@@ -107,6 +107,7 @@ class TrainConfig:
     peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
     # ranks on this machine (torchrun; NCCL on CUDA, gloo on the CPU); batch_size is per rank
     gpus: int = 1  # ranks (devices) the run takes; > 1 launches torchrun
+    slots: int = 1  # worker slots it takes on each device (cockpit worker --slots N); N: the device alone
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     prefetch: int = 2  # steps of batches built ahead in a background thread; 0: built in the step
 
@@ -480,6 +481,7 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     for key in ("batch_size", "grad_accum"):
         need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
     need(1 <= t.gpus <= 1024, "[train] gpus", f"found {t.gpus}, must be between 1 and 1024 (ranks on this machine)")
+    need(1 <= t.slots <= 64, "[train] slots", f"found {t.slots}, must be between 1 and 64 (slots of a device)")
     if t.fsdp:  # what FSDP2 sharding supports here; the rest trains under DDP (fsdp = false)
         need(o.name == "adamw", "[train] fsdp", f"works with optim.name = 'adamw' (found '{o.name}': Muon and IVON "
                                                 f"need whole matrices); set fsdp = false to use DDP")
