@@ -16,7 +16,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cockpit import exit_codes
+from cockpit import exit_codes, notify
 from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
 from runspec.config.plan import phase
@@ -117,6 +117,12 @@ def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Conso
     if wandb_runs:
         out(f"wandb       {wandb_runs[-1]}  (upload with: wandb sync {wandb_runs[-1]})")
     out(f"log         {rd.log}")
+    if state.status in (COMPLETED, FAILED):  # the [notify] hook, for a run left to train in a terminal
+        try:
+            notify.fire(notify.load(), state.status, rd.id, str(rd.path), state.status, state.reason,
+                        lambda line: print(f"warning: {line}", file=sys.stderr))
+        except notify.NotifyError as e:
+            print(f"warning: {e}", file=sys.stderr)
     if state.status == FAILED:
         print(f"error: run {rd.id} failed: {state.reason}", file=sys.stderr)
     elif state.status != COMPLETED:

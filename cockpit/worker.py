@@ -29,13 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cockpit import notify
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
 from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, run_config, start_engine
 from runspec.fs import LockHeld, acquire, atomic_write
 from runspec.run.process import Proc
-from runspec.run.rundir import INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError
+from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError
 
 HEARTBEAT_STALE_S = 10  # a worker file older than this belongs to a worker that is gone
 RECOVER_EVERY_S = 10  # how often a running worker looks for runs whose engine vanished
@@ -140,6 +141,11 @@ class Worker:
         self._said: set[str] = set()
         self._recovered_at = 0.0
         self.recovered = 0.0  # wall time of the last recovery pass, in the worker's file
+        try:
+            self.notify = notify.load()  # [notify] of the user's settings: failed, completed, drained
+        except notify.NotifyError as e:
+            raise WorkerBusy(str(e)) from None
+        self._trained = False  # a run was started since the queue last drained
 
     # -- ownership ----------------------------------------------------------------------
     def check_gpus(self) -> None:
@@ -290,6 +296,12 @@ class Worker:
             self.launch(pick.chosen, rd, filler=pick.filler, taken=pick.take)
         self.write_status(alive=True)
         idle = not self.slots
+        if idle and self._trained and (not self.queue.order or not self.queue.can_progress()):
+            self._trained = False  # once per drain: the next run started arms it again
+            left = len(self.queue.order)
+            notify.fire(self.notify, "drained", reason=f"{left} queued run(s) wait on stopped runs" if left else "",
+                        log=self.log)
+            self.log("the queue is drained" + (f"; {left} run(s) wait on stopped runs" if left else ""))
         if not (self.once and idle):
             return False
         if not self.queue.order or self.queue.paused:
@@ -324,6 +336,7 @@ class Worker:
             return
         slot.proc, slot.launch = proc, launch
         self.slots.append(slot)
+        self._trained = True
         share = f" (slot {self.used(devices[0])}/{self.per_device})" if self.per_device > 1 else ""
         self.log(f"started {rd.id} (pid {proc.pid}) on the {slot.label}{share}" + (" (filling a gap)" if filler else ""))
 
@@ -345,6 +358,8 @@ class Worker:
             return
         self.log(f"{rd.id}: {state.status}" + (f" ({state.reason})" if state.reason else ""))
         self.slots.remove(slot)
+        if state.status in (COMPLETED, FAILED):
+            notify.fire(self.notify, state.status, rd.id, str(rd.path), state.status, state.reason, self.log)
         if state.status == INTERRUPTED and self.requeue(rd, state):
             self.queue.push_front([rd.id])
 

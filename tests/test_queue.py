@@ -369,3 +369,29 @@ def test_a_worker_with_two_slots_trains_two_runs_at_once_on_split_cores(write_co
     cores = os.cpu_count() or 1
     assert threads[:3] == [max(1, cores // 2)] * 3 and threads[3] == cores
     assert "(slot 2/2)" in r.stdout
+
+
+@pytest.mark.slow
+def test_notify_runs_the_hook_on_failure_completion_and_drain(write_config, runs_dir, tmp_path):
+    import time
+
+    from conftest import PATIENCE
+
+    log = tmp_path / "notified.txt"
+    settings = tmp_path / "config.toml"
+    settings.write_text('[notify]\ncommand = "echo $COCKPIT_EVENT $COCKPIT_RUN $COCKPIT_STATUS >> ' + str(log) + '"\n')
+    short = tmp_path / "short.txt"
+    short.write_text("a short corpus" * 4)  # the engine refuses it: shorter than one context
+    q = Queue(runs_dir)
+    (good,) = q.add([str(write_config("good", {"train": {"max_steps": 4}}))])
+    (bad,) = q.add([str(write_config("bad", {"data": {"path": str(short)}, "model": {"block_size": 64}}))])
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", env={"COCKPIT_CONFIG": str(settings)})
+    assert r.returncode == 0 and "the queue is drained" in r.stdout, r.stdout
+    end = time.monotonic() + PATIENCE
+    while time.monotonic() < end and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.05)  # the hook runs in the background
+    assert sorted(log.read_text().splitlines()) == sorted([f"completed {good.id} completed", f"failed {bad.id} failed",
+                                                           "drained"])
+    settings.write_text("[notify]\nwhen = 1\n")
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", env={"COCKPIT_CONFIG": str(settings)})
+    assert r.returncode == 2 and "[notify] unknown key(s) ['when']" in r.stderr and str(settings) in r.stderr

@@ -29,9 +29,9 @@ def worker(args) -> int:
             gpus = []
         if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
             return fail(f"--gpus {args.gpus}: give distinct GPU indices like 0,1")
-    worker = Worker(runs_root(args.runs_dir), gpus, args.once, args.threshold, args.grace,
-                    log=lambda m: print(m, flush=True), slots=args.slots)
     try:
+        worker = Worker(runs_root(args.runs_dir), gpus, args.once, args.threshold, args.grace,
+                        log=lambda m: print(m, flush=True), slots=args.slots)
         return worker.run()
     except WorkerBusy as e:
         return fail(str(e))
