@@ -11,6 +11,7 @@ recorded, so a recycled pid is never signalled.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import glob
 import os
 import re
@@ -107,6 +108,8 @@ def create_run(config_path: str | Path, overrides: list[str] | None = None, name
     _absolute_data_path(cfg)
     root = runs_dir or runs_root()
     parent = resolve_init(cfg, root) if cfg.init.from_ else None
+    if parent is not None and parent.run is not None:
+        cfg = inherit_shape(cfg, parent.run, config_path, overrides)
     if now and parent is not None and parent.pending:
         raise RunError(f"[init] from = '{parent.name}': that run has not completed; queue this one instead "
                        f"(cockpit queue add {config_path}): the worker starts it when {parent.name} completes")
@@ -141,6 +144,31 @@ class Parent:
     name: str  # run id, or the checkpoint file's path
     step: int | None  # None: the newest checkpoint when the run starts
     pending: bool  # the parent has not completed yet
+    run: RunDir | None = None  # the parent run (None for a checkpoint file)
+
+
+def inherit_shape(cfg: RunConfig, parent: RunDir, config_path: str | Path, overrides: list[str] | None) -> RunConfig:
+    """A fine-tune takes its parent's final shape (after its growth stages; adapters are merged
+    when it loads): every [model] key the child's own config (or --set) does not write comes
+    from the parent's last stage, so a grown parent is not restated by hand. A family table the
+    child writes ([model.attention], ...) is the child's whole."""
+    from runspec.config.load import apply_overrides
+    from runspec.config.plan import stage_plan
+    from runspec.config.schema import to_dict, tomllib
+
+    try:
+        final = stage_plan(parent.read_config()).configs[-1].model
+    except ConfigError as e:
+        raise RunError(f"[init] from = '{parent.id}': its config cannot be read ({e})") from None
+    raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+    apply_overrides(raw, overrides or [])
+    written = raw.get("model", {}) if isinstance(raw.get("model"), dict) else {}
+    data = to_dict(cfg)
+    data["model"] = {**dataclasses.asdict(final), **written}
+    try:
+        return config_from_dict(data, f"{config_path} ([model] from {parent.id}'s final stage)")
+    except ConfigError as e:
+        raise RunError(str(e)) from None
 
 
 def resolve_init(cfg: RunConfig, root: Path) -> Parent:
@@ -166,7 +194,7 @@ def resolve_init(cfg: RunConfig, root: Path) -> Parent:
         raise RunError(f"[init] from = '{ref}': {parent.id} failed without a checkpoint; pick another run")
     cfg.init.from_ = str(parent.path.resolve()) + (f":{step}" if step is not None else "")
     # wait for the parent unless the checkpoint asked for is already there
-    return Parent(parent.id, step, status != COMPLETED and (step is None or step not in steps))
+    return Parent(parent.id, step, status != COMPLETED and (step is None or step not in steps), parent)
 
 
 def claim_run_dir(root: Path, name: str) -> RunDir:

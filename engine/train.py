@@ -341,6 +341,9 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
         return {"stage": trainer.stage} if trainer.plan.stages else {}
 
     reason = ""
+    if trainer.step == 0 and (e.at_start == "always" or (e.at_start == "auto" and cfg.init.from_)) \
+            and (main or trainer.sharded):
+        run_eval(False)  # what the starting weights score here: a fine-tune's parent on its new data
     while trainer.step < t.max_steps:
         # every rank must leave at the same step: the stop (any rank's signal) and the budget are agreed
         halt, spent = dist.any(stop.signal is not None, bool(budget) and time.monotonic() - started >= budget)

@@ -18,7 +18,7 @@ from engine.optim import build_optimizers
 from engine.stages import build, carry_optimizer_state, enter, relora_ramp
 from runspec.config.load import config_from_dict
 from runspec.config.plan import stage_plan
-from runspec.config.schema import ConfigError
+from runspec.config.schema import ConfigError, tomllib
 from runspec.run import events
 from runspec.run.stopflag import StopFlag
 
@@ -312,6 +312,34 @@ def test_init_from_a_run_export_and_complete(tmp_path, runs_dir, write_config):
     (tmp_path / "grand.toml").write_text(tomli_w.dumps(grand))
     r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(tmp_path / "grand.toml"))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_a_fine_tune_of_a_grown_run_inherits_its_final_shape_and_scores_it_at_step_0(tmp_path, runs_dir,
+                                                                                         write_config):
+    """Before: the child had to restate the grown shape in [model] by hand, and had no
+    evaluation before it trained (what did the parent score on the new data?)."""
+    parent = merge(TINY, {"train": {"max_steps": 10}, "eval": {"every": 0, "sample_tokens": 0, "final": False}})
+    parent["stage"] = [{"at_step": 6, "grow": {"n_layer": 3, "d_model": 48, "ramp_steps": 2}}]
+    (tmp_path / "parent.toml").write_text(tomli_w.dumps(parent))
+    assert cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(tmp_path / "parent.toml"),
+                   "--name", "grown").returncode == 0
+    # no [model] at all: the shape is the parent's after its growth
+    child = {"train": {"max_steps": 3, "batch_size": 4}, "log": {"wandb": False},
+             "eval": {"every": 0, "batches": 2, "sample_tokens": 0, "final": False}, "init": {"from": "grown"}}
+    (tmp_path / "child.toml").write_text(tomli_w.dumps(child))
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(tmp_path / "child.toml"), "--name", "ft")
+    assert r.returncode == 0, r.stderr
+    rd = next(runs_dir.glob("ft-*"))
+    resolved = tomllib.loads((rd / "resolved.toml").read_text())
+    assert (resolved["model"]["n_layer"], resolved["model"]["d_model"]) == (3, 48)
+    evs = events.read_events(rd / "events.jsonl")
+    first = next(e for e in evs if e.kind == events.EVAL)
+    assert first.step == 0 and first.metrics["train_benchmarks/loss"] > 0  # eval.at_start = auto for [init] from
+    # what the child writes wins: a width the parent never had is the child's (and refused at load, by name)
+    (tmp_path / "wide.toml").write_text(tomli_w.dumps({**child, "model": {"d_model": 64}}))
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(tmp_path / "wide.toml"))
+    assert r.returncode != 0 and "in the parent and" in r.stderr + r.stdout
 
 
 @pytest.mark.slow

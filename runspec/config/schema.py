@@ -140,6 +140,7 @@ class OptimConfig:
 class EvalConfig:
     every: int = 250  # running validation every N steps; 0 disables
     batches: int = 8  # batches per running validation
+    at_start: str = field(default="auto", metadata=_choices("auto", "always", "never"))  # a running validation at step 0, before any training: auto does it for [init] from runs (what the parent scores on this data)
     final: bool = True  # one full pass over the validation split at the end
     final_max_batches: int = 0  # 0: the whole split
     sample_tokens: int = 200  # generated at each evaluation; 0 disables samples
