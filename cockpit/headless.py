@@ -67,7 +67,9 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
         elif ev.kind == events.STAGE:  # a stage began, or ReLoRA restarted: always a line of its own
             console.print(f"step {ev.step}: stage {phase(int(ev.get('stage') or 0), int(ev.get('stages') or 0), prog.first_start)}"
                           f"{' ' + ev.get('name') if ev.get('name') else ''}: {ev.get('description', '')} "
-                          f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)",
+                          f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)"
+                          + (f"; loss on a fixed batch {ev.get('loss_before'):.4f} -> {ev.get('loss_after'):.4f}"
+                             if ev.get("loss_before") is not None and ev.get("loss_after") is not None else ""),
                           markup=False, highlight=False, soft_wrap=True)
         elif ev.kind == events.EVAL and not live:  # without a terminal: a line at each evaluation
             line()

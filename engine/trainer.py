@@ -210,15 +210,18 @@ class Trainer:
         changes = []
         while self.stage < len(self.plan.stages) and self.plan.stages[self.stage].at_step <= self.step:
             old_model, old_opt = self.raw_model, self.opt
+            before = self.probe_loss(old_model)
             model, tr = stages.enter(old_model, self.plan, self.stage + 1, self.vocab)
             self.stage = tr.stage
             self._install(model)
+            after = self.probe_loss(self.raw_model)
             stages.carry_optimizer_state(old_opt, old_model, self.opt, model, tr.mapping)
             total, trainable = stages.param_counts(model)
             st = self.plan.stages[self.stage - 1]
             changes.append({"stage": self.stage, "stages": len(self.plan.stages), "name": st.name,
                             "description": st.describe(), "params": total, "params_trainable": trainable,
-                            "merged_adapters": tr.merged_adapters, "adapters": tr.adapters})
+                            "merged_adapters": tr.merged_adapters, "adapters": tr.adapters,
+                            "loss_before": before, "loss_after": after})
         j = stages.relora_restart_due(self.stage_config, self.step) if not self.merged else 0  # merged: none left
         if j:
             n = stages.restart_adapters(self.raw_model, self.opt, self.cfg, self.stage, j)
@@ -229,6 +232,21 @@ class Trainer:
         if self._ramps:
             stages.set_ramps(self._ramps, self.stage_config, self.step)
         return changes
+
+    @torch.no_grad()
+    def probe_loss(self, model) -> float | None:
+        """The LM loss on one fixed held-out batch (the running validation's first), in eval
+        mode: a stage records it just before and just after its change, so "growth did not jump
+        the loss" can be read off one's own run. None under FSDP (a forward needs every rank)."""
+        if self.sharded or len(self.eval_offsets) == 0:
+            return None
+        x, y = self.batch(self.data.val, self.eval_offsets[: self.cfg.train.batch_size])
+        was = model.training
+        model.eval()
+        with self.autocast():
+            logits = model(x).logits.float()
+        model.train(was)
+        return float(model.token_losses(logits, y).mean())
 
     def finish_adapters(self) -> int:
         """At the end of the run: merge the last stage's adapters when it asks to (merge = true)."""

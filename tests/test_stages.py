@@ -268,6 +268,8 @@ def test_resume_is_exact_across_growth_lora_and_a_relora_restart(tmp_path, runs_
     stage_events = [e for e in events.read_events(straight.events) if e.kind == events.STAGE]
     assert [(e.step, e.get("stage"), e.get("restart")) for e in stage_events] == [(6, 1, None), (12, 2, None), (16, 2, 1)]
     assert stage_events[1].get("params_trainable") < stage_events[1].get("params")
+    for e in stage_events[:2]:  # growth and LoRA keep the function: the fixed batch's loss does not jump
+        assert e.get("loss_before") > 0 and abs(e.get("loss_after") - e.get("loss_before")) < 1e-4, e.data
     steps = [e for e in events.read_events(straight.events) if e.kind == events.STEP]
     assert {e.step: e.get("stage") for e in steps}[7] == 1 and {e.step: e.get("stage") for e in steps}[20] == 2
     payload = torch.load(straight.checkpoints / "step_0000020.pt", weights_only=True)
