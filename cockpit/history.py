@@ -122,6 +122,7 @@ class RunHistory:
         self.error = ""
         self.events = 0
         self.stage = self.stages = 0
+        self.stage_params: int | None = None
         self.stage_marks: list[int] = []
         self.first_start: int | None = None  # the first [[stage]]'s step, from the start event
         self.parent = ""
@@ -207,6 +208,8 @@ class RunHistory:
         elif ev.kind == events.STAGE:
             self.stage = int(ev.get("stage", self.stage) or 0)
             self.stages = int(ev.get("stages", self.stages) or 0)
+            if ev.get("params"):
+                self.stage_params = int(ev.get("params"))  # the size after the change (a grown run is bigger)
             if ev.step and not ev.get("restart") and ev.step not in self.stage_marks:
                 self.stage_marks = sorted([*self.stage_marks, ev.step])
         elif ev.kind == events.FINAL:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cockpit.history import RunHistory, eta_s
+from runspec.config.schema import ConfigError
 from runspec.config.shape import model_label
 from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
 from runspec.run.rundir import RUNNING
@@ -73,6 +74,14 @@ def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHist
     s.wall_s, s.stage, s.stages, s.phase = h.wall_s, h.stage, h.stages, h.phase
     start = h.start
     s.params = int(start["params"]) if start.get("params") else None
+    if h.stage and cfg is not None and cfg.stage:  # the shape now, not the one it started with
+        from runspec.config.plan import stage_plan
+
+        try:
+            s.model = model_label(stage_plan(cfg).configs[min(h.stage, len(cfg.stage))].model)
+        except ConfigError:
+            pass
+        s.params = h.stage_params or s.params
     s.params_non_embedding = int(start["params_non_embedding"]) if start.get("params_non_embedding") else None
     s.flops_per_token = float(start["flops_per_token"]) if start.get("flops_per_token") else None
     if listed.status == RUNNING:

@@ -49,6 +49,17 @@ def test_a_running_run_reads_its_events_ahead_of_its_state(tmp_path):
     assert s.tok_s == 1020.0 and s.median_tok_s == pytest.approx(1015.0) and s.wall_s == pytest.approx(20.0)
 
 
+def test_a_grown_run_shows_the_size_it_has_now(tmp_path):
+    """Before: '2L×32 / 5.0K' after it became 4×64, and 'stage 1/1' for a two-phase run."""
+    rd = make_run(tmp_path, "g", "running", 10, 0, 80, steps(10, 20) + [
+        {"kind": "stage", "time": T0 + 15, "step": 15, "stage": 1, "stages": 1, "params": 41000,
+         "params_trainable": 41000}] + steps(30)[1:])
+    with open(rd.path / "resolved.toml", "a") as f:
+        f.write("[[stage]]\nat_step = 15\n[stage.grow]\nn_layer = 4\nd_model = 64\nramp_steps = 5\n")
+    s = summarize(listed(rd))
+    assert (s.model, s.params, s.phase) == ("4L×64", 41000, "2/2")
+
+
 def test_a_completed_run_shows_its_final_pass_and_no_eta(tmp_path):
     lines = steps(10, 100) + [{"kind": "eval", "time": T0 + 100, "step": 100, "metrics": {VAL_LOSS: 2.5}},
                               {"kind": "final", "time": T0 + 101, "step": 100, "metrics": {FINAL_LOSS: 2.31}}]
