@@ -34,6 +34,8 @@ def fields(h: RunHistory) -> str:
         parts.append(f"val {m[VAL_LOSS]:.4f}")
     if TOKENS_PER_S in m:
         parts.append(f"{m[TOKENS_PER_S]:,.0f} tok/s")
+    if h.progress:  # after the last step: the final pass, which can take longer than the last steps did
+        parts.append(h.progress)
     return "  ".join(parts)
 
 
@@ -71,8 +73,8 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
                           + (f"; loss on a fixed batch {ev.get('loss_before'):.4f} -> {ev.get('loss_after'):.4f}"
                              if ev.get("loss_before") is not None and ev.get("loss_after") is not None else ""),
                           markup=False, highlight=False, soft_wrap=True)
-        elif ev.kind == events.EVAL and not live:  # without a terminal: a line at each evaluation
-            line()
+        elif (ev.kind == events.EVAL or (ev.kind == events.PROGRESS and not ev.get("done"))) and not live:
+            line()  # without a terminal: a line at each evaluation, and when the final pass begins
 
     said = {"at": time.monotonic(), "step": -1}
 

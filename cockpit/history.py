@@ -105,6 +105,7 @@ class RunView:
     last_time: float = 0.0  # when the newest event was written (time.time())
     wall_s: float = 0.0  # engine time, summed over launches
     gaps: list[float] = field(default_factory=list)  # recent seconds between step events
+    progress: str = ""  # 'final pass 40% of 300,000 tokens' while a pass runs after training
 
 
 class RunHistory:
@@ -123,6 +124,7 @@ class RunHistory:
         self.events = 0
         self.stage = self.stages = 0
         self.stage_params: int | None = None
+        self.progress = ""  # 'final pass 40% of 300,000 tokens' while one runs after training
         self.stage_marks: list[int] = []
         self.first_start: int | None = None  # the first [[stage]]'s step, from the start event
         self.parent = ""
@@ -212,7 +214,12 @@ class RunHistory:
                 self.stage_params = int(ev.get("params"))  # the size after the change (a grown run is bigger)
             if ev.step and not ev.get("restart") and ev.step not in self.stage_marks:
                 self.stage_marks = sorted([*self.stage_marks, ev.step])
+        elif ev.kind == events.PROGRESS:
+            total = int(ev.get("total") or 0)
+            self.progress = (f"{ev.get('what', 'pass')} pass {int(ev.get('done') or 0) / total:.0%} of "
+                             f"{int(ev.get('tokens') or 0):,} tokens") if total else ""
         elif ev.kind == events.FINAL:
+            self.progress = ""
             self.final = {k: v for k, v in ev.metrics.items() if _number(v) is not None}
         elif ev.kind == events.SAMPLE and isinstance(ev.get("text"), str):
             self.sample = (ev.step or 0, ev.get("text"))
@@ -243,7 +250,7 @@ class RunHistory:
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
                            self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events,
                            self.stage, self.stages, list(self.stage_marks), self.phase, self.parent,
-                           self.last_time, self.wall_s, list(self.gaps))
+                           self.last_time, self.wall_s, list(self.gaps), self.progress)
 
 
     def _state(self) -> RunState:

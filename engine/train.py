@@ -413,7 +413,19 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
     if not main and not trainer.sharded:
         return COMPLETED, "", trainer.step
     if e.final:
-        res = trainer.evaluate(trainer.full_val_offsets(), head_stats=True, posterior_samples=e.posterior_samples)
+        offsets = trainer.full_val_offsets()
+        T = cfg.model.block_size
+        log(f"final: scoring {len(offsets) * T:,} validation tokens ({len(offsets):,} windows; "
+            f"eval.final_max_batches caps the pass)")
+        said = [time.monotonic()]
+
+        def progress(done: int, total: int) -> None:  # an event at most every 2 s: the TUI and headless show it
+            if done == 0 or time.monotonic() - said[0] >= 2.0:
+                said[0] = time.monotonic()
+                sinks.emit(events.PROGRESS, step=trainer.step, what="final", done=done, total=total,
+                           tokens=total * T)
+
+        res = trainer.evaluate(offsets, head_stats=True, posterior_samples=e.posterior_samples, progress=progress)
         final = {**res.metrics(FINAL), FINAL_TOKENS: res.tokens}
         if e.stride:  # sliding windows: every token with at least block_size - stride of context
             offsets, skip = trainer.sliding_offsets()

@@ -419,7 +419,8 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, offsets: torch.Tensor, head_stats: bool = False, posterior_samples: int = 0,
-                 split: np.ndarray | None = None, skip: torch.Tensor | None = None) -> EvalResult:
+                 split: np.ndarray | None = None, skip: torch.Tensor | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> EvalResult:
         """Loss and bits per byte over the windows at ``offsets`` of a split (validation unless
         given); with ``skip``, the first skip[i] positions of window i are context only, not
         scored (sliding-window evaluation); with ``head_stats``, each named head's statistics;
@@ -438,6 +439,8 @@ class Trainer:
         B = self.cfg.train.batch_size
         posterior = posterior_samples if self.opt.ivon else 0
         for i in range(0, len(offsets), B):
+            if progress is not None:
+                progress(i, len(offsets))  # (windows done, windows in all): the caller decides how often to say
             x, y = self.batch(split, offsets[i: i + B])
             with self.autocast():
                 out = model(x)

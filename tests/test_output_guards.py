@@ -35,3 +35,22 @@ def test_without_a_terminal_a_line_comes_while_the_run_advances(write_config, ru
     code = headless.follow(rd, start_engine(rd, launch), launch, Console(file=out, force_terminal=False))
     lines = [line for line in out.getvalue().splitlines() if line.startswith("step ")]
     assert code == 0 and len(lines) >= 2  # no evaluation ran: these lines are the quiet-time ones
+
+
+@pytest.mark.slow
+def test_the_final_pass_says_how_many_tokens_it_scores_and_shows_progress(write_config, runs_dir):
+    """Before: the whole validation split was scored with nothing shown (it outlasted the last
+    25 training steps)."""
+    from conftest import cockpit
+
+    from runspec.run import events
+
+    cfg = write_config("final", {"train": {"max_steps": 6}, "eval": {"every": 0, "final_max_batches": 0}})
+    r = cockpit("--headless", "--runs-dir", str(runs_dir), "run", str(cfg), "--name", "f")
+    assert r.returncode == 0, r.stderr
+    rd = next(runs_dir.glob("f-*"))
+    progress = [e for e in events.read_events(rd / "events.jsonl") if e.kind == events.PROGRESS]
+    assert progress and progress[0].get("what") == "final" and progress[0].get("done") == 0
+    tokens = progress[0].get("tokens")
+    assert f"final pass 0% of {tokens:,} tokens" in r.stdout  # a pipe: the line when the pass begins
+    assert f"final: scoring {tokens:,} validation tokens" in (rd / "engine.log").read_text()

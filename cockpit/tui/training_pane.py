@@ -472,6 +472,8 @@ class TrainingPane(Pane):
                 rows.append(("ETA", hms(left)))
             if v.wall_s:
                 rows.append(("elapsed", hms(v.wall_s)))
+            if v.progress and st.status == RUNNING:  # the final pass can outlast the last steps
+                rows.append(("now", v.progress))
             quiet = None
             if st.status == RUNNING and v.last_time:
                 age = max(0.0, clock() - v.last_time)

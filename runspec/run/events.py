@@ -27,8 +27,9 @@ STATUS = "status"  # state changes seen from the engine: running, stopped, compl
 ERROR = "error"  # a failure with a one-line reason
 WARNING = "warning"  # something the user should know that did not stop the run (message)
 STAGE = "stage"  # a stage began (stage, stages, name, description, params, params_trainable) or ReLoRA restarted
+PROGRESS = "progress"  # a long pass after training: what (final), done and total windows, tokens it scores
 
-KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING, STAGE)
+KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING, STAGE, PROGRESS)
 
 
 @dataclass
