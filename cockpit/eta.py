@@ -34,17 +34,28 @@ class Drain:
         return text + (f", {self.unknown} run(s) with no rate yet" if self.unknown and self.unknown < self.runs else "")
 
 
-def drain(listed: dict[str, Listed], order: list[str], histories: Histories | None = None) -> Drain:
-    summaries = {}
+def shape_rates(summaries) -> dict[str, float]:
+    """The median tokens/s that runs of each shape ('4L×128 mla') reached on this machine."""
+    rates: dict[str, list[float]] = {}
+    for s in summaries:
+        if s.median_tok_s:
+            rates.setdefault(s.model, []).append(s.median_tok_s)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def summaries_of(listed: dict[str, Listed], histories: Histories | None = None) -> dict:
+    out = {}
     for run_id, x in listed.items():
         if x.state is None:
             continue
         h = histories.get(x.rd) if histories is not None and x.rd.events.exists() else None
-        summaries[run_id] = summarize(x, None, h)
-    rates: dict[str, list[float]] = {}
-    for s in summaries.values():
-        if s.median_tok_s:
-            rates.setdefault(s.model, []).append(s.median_tok_s)
+        out[run_id] = summarize(x, None, h)
+    return out
+
+
+def drain(listed: dict[str, Listed], order: list[str], histories: Histories | None = None) -> Drain:
+    summaries = summaries_of(listed, histories)
+    rates = shape_rates(summaries.values())
     seconds, unknown, runs = 0.0, 0, 0
     for s in summaries.values():
         if s.status == RUNNING:
@@ -59,7 +70,7 @@ def drain(listed: dict[str, Listed], order: list[str], histories: Histories | No
             continue
         runs += 1
         cfg = run_config(listed[run_id].rd)
-        rate = statistics.median(rates[s.model]) if s.model in rates else None
+        rate = rates.get(s.model)
         if cfg is None or not rate:
             unknown += 1
             continue

@@ -1,6 +1,7 @@
 """What a sweep's dry run says about runs that cannot mean anything: a run that never reaches
-its peak learning rate, gets no running validation, writes no checkpoint before its end, or
-trains a number of tokens per parameter far outside what a scaling fit uses. Warnings by
+its peak learning rate, gets no running validation, writes no checkpoint before its end,
+trains a number of tokens per parameter far outside what a scaling fit uses, or takes more
+tokens in one step than its training split holds. Warnings by
 default (the sweep still queues); ``cockpit sweep --strict`` refuses the sweep instead."""
 
 from __future__ import annotations
@@ -20,7 +21,36 @@ GENERIC = {  # what several runs with the same problem are told, once
     "eval": "no running validation before the final pass (eval.every off, or >= train.max_steps)",
     "checkpoint": "train.checkpoint_every > train.max_steps: a checkpoint only at the end (a crash loses a run)",
     "tokens": "tokens per parameter far outside the {lo:g}-{hi:g} a scaling fit uses (Chinchilla's optimum is ~20)",
+    "data": "one step's batch is more than the whole training split: every step sees the data more than once",
 }
+
+
+_sizes: dict[tuple, int | None] = {}
+
+
+def train_tokens(cfg) -> int | None:
+    """About how many tokens the training split holds, where that is cheap to know: the built-in
+    stories, or the files' bytes with the bytes tokenizer. None otherwise (not guessed)."""
+    from runspec.config.schema import BUILTIN_STORIES
+
+    if cfg.data.tokenizer != "bytes":
+        return None
+    key = (cfg.data.path, cfg.data.val_fraction, cfg.data.test_fraction)
+    if key not in _sizes:
+        if cfg.data.path == BUILTIN_STORIES:
+            from runspec.data.stories import generate_stories
+
+            total = sum(len(x.encode()) + 1 for x in generate_stories())
+        else:
+            from runspec.data.corpus import CorpusError, corpus_files
+
+            try:
+                total = sum(f.stat().st_size for f in corpus_files(cfg.data.path))
+            except (CorpusError, OSError):
+                total = None
+        held = cfg.data.val_fraction + cfg.data.test_fraction
+        _sizes[key] = None if total is None else int(total * (1 - held))
+    return _sizes[key]
 
 
 def run_warnings(run: "PlannedRun", counted: str = "total") -> list[tuple[str, str]]:
@@ -39,6 +69,10 @@ def run_warnings(run: "PlannedRun", counted: str = "total") -> list[tuple[str, s
     if t.checkpoint_every > steps:
         out.append(("checkpoint", f"train.checkpoint_every {t.checkpoint_every} > train.max_steps {steps}: "
                                   f"a checkpoint only at the end (a crash loses the whole run)"))
+    data = train_tokens(cfg)
+    if data is not None and cfg.tokens_per_step > data:
+        out.append(("data", f"a step's batch is {cfg.tokens_per_step:,} tokens, more than the ~{data:,} of the "
+                            f"training split: every step sees the data more than once"))
     n = run.params.get("total" if counted == "total" else "non_embedding") if run.params else None
     if n and run.tokens:
         ratio = run.tokens / n

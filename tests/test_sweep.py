@@ -167,5 +167,23 @@ def test_a_large_sweep_needs_yes_and_its_dry_run_lists_runs_as_they_are_checked(
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "sweep: 1,100 runs; each is listed as it is checked"
-    assert lines[2].startswith("1  s-0001  ") and lines[-3].startswith("1100  s-1100  ")  # names sort in order
-    assert lines[-1].startswith("1100 runs (grid)") and not (tmp_path / "runs").exists()
+    assert lines[2].startswith("1  s-0001  ") and lines[-4].startswith("1100  s-1100  ")  # names sort in order
+    assert lines[-2].startswith("1100 runs (grid)") and not (tmp_path / "runs").exists()
+    assert lines[-1].startswith("estimated time: unknown (no run of these shapes has trained here yet")
+
+
+@pytest.mark.slow
+def test_a_dry_run_estimates_the_time_from_runs_trained_here_and_flags_a_batch_beyond_the_data(tmp_path):
+    runs = tmp_path / "runs"
+    path = spec(tmp_path, '[sweep.axes]\n"optim.lr" = [1e-3, 2e-3]\n')
+    base = tmp_path / "base.toml"
+    assert cockpit("--headless", "--runs-dir", str(runs), "run", str(base), "--name", "measured").returncode == 0
+    r = cockpit("--runs-dir", str(runs), "sweep", str(path), "--dry-run")
+    est = [line for line in r.stdout.splitlines() if line.startswith("estimated time:")]
+    assert r.returncode == 0 and est and "for 2 of 2 runs at this machine's measured rates" in est[0], r.stdout
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("a" * 3000)  # 2,700 training tokens; one step of 4 sequences x 32 tokens x 32 accumulations: 4,096
+    big = spec(tmp_path, f'[sweep.set]\n"data.path" = "{tiny}"\n"train.grad_accum" = 32\n'
+                         '[sweep.axes]\n"optim.lr" = [1e-3]\n', name="big")
+    r = cockpit("--runs-dir", str(runs), "sweep", str(big), "--dry-run")
+    assert "a step's batch is 4,096 tokens, more than the ~2,700 of the training split" in r.stderr, r.stderr

@@ -71,6 +71,25 @@ def progress(listed) -> tuple[str, str]:
     return f"{s.step}/{s.max_steps}", f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
+def estimate_line(sweep: Sweep, runs_dir) -> str:
+    """The sweep's training time at the rates runs of the same shapes reached on this machine
+    (one slot: runs one after another); shapes never trained here are counted, not guessed."""
+    from cockpit.eta import shape_rates, summaries_of
+    from cockpit.format import hms
+    from cockpit.runs import read_states
+    from runspec.config.shape import model_label
+
+    rates = shape_rates(summaries_of(read_states(runs_dir)).values()) if runs_dir.is_dir() else {}
+    known = [(r, rates.get(model_label(r.cfg.model))) for r in sweep.runs]
+    timed = [r.tokens / rate for r, rate in known if rate]
+    if not timed:
+        return ("estimated time: unknown (no run of these shapes has trained here yet; cockpit bench train "
+                "CONFIG measures one)")
+    left = len(sweep.runs) - len(timed)
+    return (f"estimated time: {hms(sum(timed))} for {len(timed)} of {len(sweep.runs)} runs at this machine's "
+            f"measured rates, one after another" + (f"; {left} of shapes never trained here" if left else ""))
+
+
 def main(args) -> int:
     from cockpit.runs import runs_root
 
@@ -113,6 +132,7 @@ def main(args) -> int:
         sweep = load_sweep(args.target, confirmed=args.yes, on_run=streamed)
         print(f"sweep {sweep.name}: {len(sweep.runs)} runs from {sweep.base}")
         print(plan_table(sweep) if len(sweep.runs) <= STREAM_OVER else plan_total(sweep))
+        print(estimate_line(sweep, runs_dir))
         problems = sweep_warnings(sweep.runs, sweep.params_counted)
         for line in problems:
             print(f"warning: {line}", file=sys.stderr)
