@@ -705,6 +705,30 @@ async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit
         await wait_for(pilot, lambda: not pane.chosen and not pane._summaries, "picks cleared")
 
 
+async def test_the_compare_picker_works_from_the_keyboard(trained, tmp_path):
+    """Before: Tab took the focus to the cursorless table, and Down and space then did nothing
+    ('0 picked' stayed). Now the table never takes focus and Down on the tab bar enters the tab."""
+    runs = copy_runs(trained, tmp_path)
+    app = CockpitApp(runs, tmp_path / "corpora", tab="queue", tick_s=0.1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("5")
+        pane = app.pane("compare")
+        await wait_for(pilot, lambda: len(pane._listed) == 2, "the runs listed")
+        lst = pane.query_one("#cmp-runs")
+        await wait_for(pilot, lambda: app.focused is lst, "focus on the run list")
+        await pilot.press("tab")  # away from the list (to the tab bar) ...
+        assert app.focused is not pane.query_one("#cmp-table")
+        await pilot.press("down")  # ... and back into the tab
+        await wait_for(pilot, lambda: app.focused is lst, "focus back on the list")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(pane.chosen) == 1, "one pick")
+        await on_screen(pilot, "1 picked")
+        await pilot.press("down", "space")
+        await wait_for(pilot, lambda: len(pane._summaries) == 2, "two picks compared")
+        await on_screen(pilot, "2 runs")
+        assert lst.highlighted == 1
+
+
 def test_corpora_tab_starts_on_the_tokenizer_the_newest_run_uses(tmp_path):
     from cockpit.tui.app import default_tokenizer
     from runspec.run.rundir import RunMeta

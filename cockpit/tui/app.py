@@ -35,6 +35,7 @@ PANES = {"corpora": ("cockpit.tui.corpora_pane", "CorporaPane", "1 Corpora"),
 def pane_class(tab: str) -> type[Pane]:
     module, name, _ = PANES[tab]
     return getattr(importlib.import_module(module), name)
+FIRST_WIDGET = {"completion": "#comp-prompt", "training": "#train-run", "compare": "#cmp-runs"}  # else its table
 POLL_S = {"corpora": 2.0, "queue": 1.0, "training": 0.5, "completion": 2.0, "compare": 3.0}
 
 
@@ -68,6 +69,8 @@ class CockpitApp(App):
         *[Binding(f"alt+{i}", f"tab('{tab}')", tab.capitalize(), show=False, priority=True)
           for i, tab in enumerate(("corpora", "queue", "training", "completion", "compare"), 1)],
         Binding("q", "quit", "Quit"),
+        # on the tab bar (where Tab leads from a tab's last widget), Down goes into the tab
+        Binding("down", "into_tab", "Into the tab", show=False),
     ]
 
     def __init__(self, runs_dir: Path | str = "runs", corpora_dir: Path | str = "corpora", tab: str = "queue",
@@ -147,10 +150,15 @@ class CockpitApp(App):
         if "completion" in self._panes:
             self.pane("completion").idle_check()
 
+    def action_into_tab(self) -> None:
+        from textual.widgets._tabbed_content import ContentTabs
+
+        if isinstance(self.focused, ContentTabs):
+            self.pane(self.active_tab).query_one(FIRST_WIDGET.get(self.active_tab, "DataTable")).focus()
+
     def _focus_pane(self, tab: str, now: bool = False) -> None:
         # focus inside the pane, so the footer shows the tab's keys and they work at once
-        first = {"completion": "#comp-prompt", "training": "#train-run", "compare": "#cmp-runs"}.get(tab, "DataTable")
-        widget = self.pane(tab).query_one(first)
+        widget = self.pane(tab).query_one(FIRST_WIDGET.get(tab, "DataTable"))
 
         def focus() -> None:
             # only if the tab is still the one shown: TabbedContent shows the tab of whatever

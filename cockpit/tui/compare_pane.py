@@ -74,6 +74,9 @@ class ComparePane(Pane):
 
     def on_mount(self) -> None:
         self.query_one("#cmp-fit-box").display = False
+        # the table has no cursor: focus on it took the keys from the run list (Tab, then Down and
+        # space did nothing), so Tab moves only between the sweep picker and the list
+        self.query_one("#cmp-table", DataTable).can_focus = False
 
     # -- loading ------------------------------------------------------------------------
     def load(self) -> CompareData:
