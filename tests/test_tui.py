@@ -705,6 +705,16 @@ async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit
         await wait_for(pilot, lambda: not pane.chosen and not pane._summaries, "picks cleared")
 
 
+def test_comma_and_full_stop_step_through_running_runs_first():
+    """Before: '.' from the running run jumped to the newest queued run, not the other running one."""
+    from cockpit.tui.training_pane import cycle_order
+
+    runs = [("q2", "queued"), ("q1", "queued"), ("r2", "running"), ("done", "completed"), ("r1", "running")]
+    order = cycle_order(runs)
+    assert order == ["r2", "r1", "q2", "q1", "done"]
+    assert order[(order.index("r2") + 1) % len(order)] == "r1"
+
+
 async def test_the_compare_picker_works_from_the_keyboard(trained, tmp_path):
     """Before: Tab took the focus to the cursorless table, and Down and space then did nothing
     ('0 picked' stayed). Now the table never takes focus and Down on the tab bar enters the tab."""

@@ -512,7 +512,7 @@ class TrainingPane(Pane):
         self.show_run(None)
 
     def action_cycle(self, delta: int) -> None:
-        ids = [r for r, _ in self.runs]
+        ids = cycle_order(self.runs)
         if not ids:
             return
         current = self.data.view.id if self.data and self.data.view else ids[0]
@@ -671,6 +671,12 @@ def load_overlay(runs_dir: Path) -> list[str]:
         return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
     except (OSError, ValueError, AttributeError):
         return []
+
+
+def cycle_order(runs: list[tuple[str, str]]) -> list[str]:
+    """The order , and . step through: the running runs first (newest first), then the rest, so
+    from one running run the next is the other running one, not the newest queued run."""
+    return [r for r, s in runs if s == RUNNING] + [r for r, s in runs if s != RUNNING]
 
 
 def save_overlay(runs_dir: Path, runs: list[str]) -> None:
