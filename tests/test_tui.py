@@ -705,6 +705,17 @@ async def test_compare_tab_picks_runs_or_a_sweep_and_shows_table_overlay_and_fit
         await wait_for(pilot, lambda: not pane.chosen and not pane._summaries, "picks cleared")
 
 
+def test_legend_labels_are_shortened_to_fit_not_cut_after_the_first():
+    from cockpit.tui.training_pane import LEGEND_MARK, fit_labels
+
+    labels = ["lm_head", "output_projection", "conviction_head", "blocks.attention.qkv", "blocks.ffn.up", "wte"]
+    assert fit_labels(labels, 200) == labels  # room for all: as they are
+    got = fit_labels(labels, 80)
+    assert sum(len(x) + LEGEND_MARK for x in got) <= 80 and len(got) == len(labels)
+    assert all(g == x or (g.endswith("…") and x.startswith(g[:-1])) for g, x in zip(got, labels))
+    assert got[0] == "lm_head" and got[-1] == "wte"  # short labels stay whole
+
+
 def test_comma_and_full_stop_step_through_running_runs_first():
     """Before: '.' from the running run jumped to the newest queued run, not the other running one."""
     from cockpit.tui.training_pane import cycle_order

@@ -70,7 +70,7 @@ class CockpitApp(App):
           for i, tab in enumerate(("corpora", "queue", "training", "completion", "compare"), 1)],
         Binding("q", "quit", "Quit"),
         # on the tab bar (where Tab leads from a tab's last widget), Down goes into the tab
-        Binding("down", "into_tab", "Into the tab", show=False),
+        Binding("down", "into_tab", "from the tab bar, into the tab", show=False),
     ]
 
     def __init__(self, runs_dir: Path | str = "runs", corpora_dir: Path | str = "corpora", tab: str = "queue",

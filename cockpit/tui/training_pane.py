@@ -133,10 +133,10 @@ class Chart(Widget):
         legend = None
         if self.legend and len(lines) > 1 and height >= 6:
             legend = Text(no_wrap=True, overflow="ellipsis")
-            for i, label in enumerate(lines):
+            for i, (label, shown) in enumerate(zip(lines, fit_labels(list(lines), width))):
                 legend.append("•  " if label in points else "━━ ",
                               style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
-                legend.append(f"{label}  ")
+                legend.append(f"{shown}  ")
         plot_h = height - 1 if legend is not None else height
         plt = Plot()
         plt.plotsize(width, plot_h)
@@ -671,6 +671,23 @@ def load_overlay(runs_dir: Path) -> list[str]:
         return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
     except (OSError, ValueError, AttributeError):
         return []
+
+
+LEGEND_MARK = 5  # '━━ ' before a label and two spaces after it
+
+
+def fit_labels(labels: list[str], width: int) -> list[str]:
+    """Legend labels that fit one line of ``width``: each shortened to an equal share (its
+    start kept, '…' for the rest) rather than the line cut after the first few, which left the
+    grad-norm legend at 160 columns as 'l…'."""
+    if sum(len(x) + LEGEND_MARK for x in labels) <= width or not labels:
+        return labels
+    share = max(4, (width - LEGEND_MARK * len(labels)) // len(labels))
+    short = [x for x in labels if len(x) <= share]  # labels under the share give their room to the rest
+    spare = width - LEGEND_MARK * len(labels) - sum(len(x) for x in short)
+    long_n = len(labels) - len(short)
+    share = max(4, spare // long_n) if long_n else share
+    return [x if len(x) <= share else x[: share - 1] + "…" for x in labels]
 
 
 def cycle_order(runs: list[tuple[str, str]]) -> list[str]:
