@@ -45,7 +45,9 @@ def _parse(text: str) -> dict | None:
         return None
     if not all(isinstance(x, str) for x in data["order"]):
         return None
-    return {"order": list(data["order"]), "paused": bool(data.get("paused", False))}
+    held = data.get("held", [])
+    held = [x for x in held if isinstance(x, str)] if isinstance(held, list) else []
+    return {"order": list(data["order"]), "paused": bool(data.get("paused", False)), "held": held}
 
 
 def _pause_note(paused: bool) -> str:
@@ -75,7 +77,7 @@ class Queue:
         try:
             text = self.file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {"order": [], "paused": False}, ""
+            return {"order": [], "paused": False, "held": []}, ""
         except (OSError, UnicodeDecodeError) as e:
             text = f"unreadable: {e}"
         data = _parse(text)
@@ -91,9 +93,9 @@ class Queue:
             # the backup is one edit behind at most: add queued runs it does not know, drop ones no longer queued
             order = [r for r in backup["order"] if r in queued] + [r for r in queued if r not in backup["order"]]
             paused = marked or backup["paused"]
-            return ({"order": order, "paused": paused},
+            return ({"order": order, "paused": paused, "held": [r for r in backup["held"] if r in order]},
                     f"recovered {len(order)} queued run(s) from queue.json.bak; {_pause_note(paused)}")
-        return ({"order": queued, "paused": marked},
+        return ({"order": queued, "paused": marked, "held": []},
                 f"rebuilt the queue from {len(queued)} run(s) in state queued; {_pause_note(marked)}")
 
     def _queued_runs(self) -> list[str]:
@@ -216,10 +218,27 @@ class Queue:
         with self.edit() as q:
             if run_id in q["order"]:
                 q["order"].remove(run_id)
+            if run_id in q["held"]:
+                q["held"].remove(run_id)
 
     def set_paused(self, paused: bool) -> None:
         with self.edit() as q:
             q["paused"] = paused
+
+    @property
+    def held(self) -> list[str]:
+        return self.read()["held"]
+
+    def hold(self, run_ids: list[str], held: bool = True) -> tuple[list[str], list[str]]:
+        """Hold queued runs in place (the worker skips them) or let them go, in one edit.
+        Returns (changed, not queued: left as they are)."""
+        with self.edit() as q:
+            queued = [r for r in run_ids if r in q["order"]]
+            if held:
+                q["held"] = q["held"] + [r for r in queued if r not in q["held"]]
+            else:
+                q["held"] = [r for r in q["held"] if r not in queued]
+        return queued, [r for r in run_ids if r not in queued]
 
     # -- for the worker -----------------------------------------------------------------
     def next_ready(self, skip: Callable[[str, str], None] = lambda run_id, why: None,
@@ -265,6 +284,9 @@ class Queue:
                     continue
                 if state.status != QUEUED:
                     continue
+                if run_id in q["held"]:  # queue pause RUN / --sweep: kept in place, not started
+                    keep.append(run_id)
+                    continue
                 waiting = self.waiting_for(rd)
                 if waiting:
                     status = self.status_of(waiting)
@@ -296,9 +318,10 @@ class Queue:
         """Whether a queued run may still start without the user: one is ready, or waits on a
         run that is queued, running or will be resumed (interrupted). Runs that wait only on
         stopped runs need the user to resume those."""
+        held = set(self.held)
         for run_id in self.order:
             rd = RunDir(self.runs_dir / run_id)
-            if self.status_of(run_id) != QUEUED:
+            if self.status_of(run_id) != QUEUED or run_id in held:  # a held run waits for the user
                 continue
             dep = self.waiting_for(rd)
             if not dep or self.status_of(dep) in (QUEUED, RUNNING, INTERRUPTED):

@@ -63,9 +63,12 @@ def collect(runs_dir: Path, warn=None) -> dict:
     listed = read_states(runs_dir)  # each state.json read once; damage is a reason, not a crash
     running = [run_progress(x) for x in listed.values() if x.status == RUNNING]
     queued = []
+    held = set(data.get("held", []))
     for i, run_id in enumerate(data["order"], 1):
         x = listed.get(run_id)
         item = {"position": i, "id": run_id, "status": x.status if x else "?", "model": run_label(x.rd) if x else "?"}
+        if run_id in held:
+            item["held"] = True
         if x is not None and x.state is not None and x.status == QUEUED:
             waiting = q.waiting_for(x.rd)
             if waiting:
@@ -137,7 +140,8 @@ def render(st: dict) -> str:
         lines.append("running    -")
     lines.append(f"queue      {queue_counts(st)}" + (f"; {st['drain']}" if st.get("drain") else ""))
     lines += [f"  {q['position']:>3}. {q['id']}  {q['model']}" +
-              (f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "") for q in st["queue"]
+              ("  (held)" if q.get("held") else f"  (waiting for {q['waiting_for']})" if q.get("waiting_for") else "")
+              for q in st["queue"]
               if q["status"] != RUNNING]
     for r in st["recent"]:
         lines.append(f"recent     {r['id']}  {r['status']}" + (f": {r['reason']}" if r["reason"] else ""))

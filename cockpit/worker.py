@@ -299,16 +299,16 @@ class Worker:
         if idle and self._trained and (not self.queue.order or not self.queue.can_progress()):
             self._trained = False  # once per drain: the next run started arms it again
             left = len(self.queue.order)
-            notify.fire(self.notify, "drained", reason=f"{left} queued run(s) wait on stopped runs" if left else "",
-                        log=self.log)
-            self.log("the queue is drained" + (f"; {left} run(s) wait on stopped runs" if left else ""))
+            notify.fire(self.notify, "drained", reason=f"{left} queued run(s) held or waiting on stopped runs"
+                        if left else "", log=self.log)
+            self.log("the queue is drained" + (f"; {left} run(s) held or waiting on stopped runs" if left else ""))
         if not (self.once and idle):
             return False
         if not self.queue.order or self.queue.paused:
             return True
         if not self.queue.can_progress():  # what is left waits on stopped runs: only the user can move it
-            self.log(f"--once: {len(self.queue.order)} queued run(s) wait on stopped runs; resume those, then "
-                     f"start a worker again")
+            self.log(f"--once: {len(self.queue.order)} queued run(s) are held (queue resume RUN) or wait on "
+                     f"stopped runs; resume those, then start a worker again")
             return True
         return False
 

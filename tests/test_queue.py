@@ -395,3 +395,23 @@ def test_notify_runs_the_hook_on_failure_completion_and_drain(write_config, runs
     settings.write_text("[notify]\nwhen = 1\n")
     r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", env={"COCKPIT_CONFIG": str(settings)})
     assert r.returncode == 2 and "[notify] unknown key(s) ['when']" in r.stderr and str(settings) in r.stderr
+
+
+@pytest.mark.slow
+def test_queue_pause_of_a_sweep_or_tag_holds_those_runs_in_place(write_config, runs_dir):
+    q = Queue(runs_dir)
+    cfg = str(write_config("h", {"train": {"max_steps": 3}, "eval": {"every": 0, "final": False}}))
+    a, b = q.add([cfg, cfg], tags=["later"])
+    (c,) = q.add([cfg])
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "pause", "--tag", "later")
+    assert r.returncode == 0 and "held 2 queued run(s) in place" in r.stdout, r.stderr
+    ls = cockpit("--runs-dir", str(runs_dir), "queue", "ls").stdout
+    assert f"{a.id}" in ls and ls.count("(held)") == 2 and not Queue(runs_dir).paused
+    r = cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    assert r.returncode == 0 and "are held" in r.stdout, r.stdout
+    assert c.read_state().status == "completed" and a.read_state().status == b.read_state().status == "queued"
+    assert Queue(runs_dir).order == [a.id, b.id]  # held in place, in order
+    r = cockpit("--runs-dir", str(runs_dir), "queue", "resume", a.id, b.id)
+    assert r.returncode == 0 and "let 2 held run(s) go" in r.stdout
+    assert cockpit("--runs-dir", str(runs_dir), "worker", "--once").returncode == 0
+    assert a.read_state().status == b.read_state().status == "completed" and Queue(runs_dir).held == []

@@ -38,8 +38,10 @@ def register(sub) -> None:
     rm = qs.add_parser("rm", help="remove queued runs (--force for finished ones: deletes their directories)")
     add_selection(rm)
     rm.add_argument("--force", action="store_true", help="also finished runs: their directories are deleted")
-    qs.add_parser("pause", help="the worker starts no new runs (the running one finishes)")
-    qs.add_parser("resume", help="the worker starts runs again")
+    add_selection(qs.add_parser("pause", help="the worker starts no new runs (the running one finishes); with runs, "
+                                             "--sweep or --tag: holds just those, in place"))
+    add_selection(qs.add_parser("resume", help="the worker starts runs again; with runs, --sweep or --tag: lets "
+                                              "those held runs go"))
     q.set_defaults(func=queue)
 
 
@@ -91,7 +93,8 @@ def queue(args) -> int:
                 where = f"  [{device_label(r['slot'].split(','))}]" if r.get("slot") else ""
                 print(f"  running  {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}{where}")
             for item in waiting:
-                waiting = f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else ""
+                waiting = "  (held)" if item.get("held") else (
+                    f"  (waiting for {item['waiting_for']})" if item.get("waiting_for") else "")
                 print(f"  {item['position']:>7}  {item['id']}  {item['model']}{waiting}")
     elif c == "mv":
         rds = control.select(q, args.runs, args.sweep, args.tag)
@@ -123,6 +126,12 @@ def queue(args) -> int:
             # a sweep's analysis and status count its members: say what this leaves of it
             return f"removed {rd.id} from sweep {sweep} ({left} of its runs remain)"
         return each(control.select(q, args.runs, args.sweep, args.tag), remove)
+    elif c in ("pause", "resume") and (args.runs or args.sweep or args.tag):
+        rds = control.select(q, args.runs, args.sweep, args.tag)
+        changed, left = q.hold([rd.id for rd in rds], held=c == "pause")
+        said = (f"held {len(changed)} queued run(s) in place: the worker skips them until 'cockpit queue resume' "
+                f"of them" if c == "pause" else f"let {len(changed)} held run(s) go")
+        print(said + (f"; {len(left)} not queued, left as they are" if left else ""))
     elif c in ("pause", "resume"):
         q.set_paused(c == "pause")
         print("paused: the worker starts no new runs" if c == "pause" else "resumed")
