@@ -78,18 +78,24 @@ def test_data_that_fails_in_the_engine_exits_2_with_the_reason(write_config, run
     assert only_run(runs_dir).read_state().status == "failed"
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
+def long_headless_run(write_config, runs_dir, steps: int):
+    """A headless run of a very long config, once its engine has logged ``steps`` steps."""
     cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
                                 "eval": {"every": 0}})
     proc = subprocess.Popen([sys.executable, "-m", "cockpit", "--headless", "--runs-dir", str(runs_dir), "run",
                              str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + PATIENCE
     while time.time() < deadline:
         runs = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        if runs and len([e for e in events.read_events(RunDir(runs[0]).events) if e.kind == "step"]) >= 3:
-            break
+        if runs and len([e for e in events.read_events(RunDir(runs[0]).events) if e.kind == "step"]) >= steps:
+            return proc, RunDir(runs[0])
         time.sleep(0.1)
+    raise AssertionError(f"the run did not reach {steps} steps")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
+    proc, _ = long_headless_run(write_config, runs_dir, steps=3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 3, err  # stopped before completing: not success (cockpit/exit_codes.py)
@@ -109,18 +115,8 @@ def test_ctrl_c_stops_cleanly_and_resume_continues(write_config, runs_dir):
 @pytest.mark.slow
 def test_an_engine_killed_under_a_headless_run_is_exit_4_not_success(write_config, runs_dir):
     """Before: exit 0 with the reason on stdout, so `run && next` carried on after an OOM kill."""
-    cfg = write_config("long", {"train": {"max_steps": 100000, "checkpoint_every": 0}, "log": {"every": 1},
-                                "eval": {"every": 0}})
-    proc = subprocess.Popen([sys.executable, "-m", "cockpit", "--headless", "--runs-dir", str(runs_dir), "run",
-                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + PATIENCE
-    pid = None
-    while time.time() < deadline and pid is None:
-        runs = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        if runs and len([e for e in events.read_events(RunDir(runs[0]).events) if e.kind == "step"]) >= 2:
-            pid = RunDir(runs[0]).read_state().pid
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    proc, rd = long_headless_run(write_config, runs_dir, steps=2)
+    os.kill(rd.read_state().pid, signal.SIGKILL)  # as the kernel's OOM killer would
     out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 4, (out, err)
     state = only_run(runs_dir).read_state()
