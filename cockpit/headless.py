@@ -70,8 +70,7 @@ def follow(rd: RunDir, proc: subprocess.Popen, launch: str | None = None, consol
             console.print(f"step {ev.step}: stage {phase(int(ev.get('stage') or 0), int(ev.get('stages') or 0), prog.first_start)}"
                           f"{' ' + ev.get('name') if ev.get('name') else ''}: {ev.get('description', '')} "
                           f"({ev.get('params', 0):,} parameters, {ev.get('params_trainable', 0):,} trainable)"
-                          + (f"; loss on a fixed batch {ev.get('loss_before'):.4f} -> {ev.get('loss_after'):.4f}"
-                             if ev.get("loss_before") is not None and ev.get("loss_after") is not None else ""),
+                          + events.stage_probe(ev.data),
                           markup=False, highlight=False, soft_wrap=True)
         elif (ev.kind == events.EVAL or (ev.kind == events.PROGRESS and not ev.get("done"))) and not live:
             line()  # without a terminal: a line at each evaluation, and when the final pass begins

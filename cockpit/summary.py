@@ -47,6 +47,24 @@ class RunSummary:
     has_events: bool = False
 
 
+_stage_labels: dict[int, tuple[object, list[str]]] = {}
+
+
+def stage_labels(cfg) -> list[str]:
+    """Each phase's shape label, '2L×64' then '4L×128'; planned once per config object
+    (run_config hands out the same object until resolved.toml changes)."""
+    hit = _stage_labels.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        from runspec.config.plan import stage_plan
+
+        try:
+            labels = [model_label(c.model) for c in stage_plan(cfg).configs]
+        except ConfigError:
+            labels = []
+        hit = _stage_labels[id(cfg)] = (cfg, labels)
+    return hit[1]
+
+
 def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHistory | None = None) -> RunSummary:
     """The summary of one listed run (``read_states``); ``cfg`` and ``history`` when the caller
     already has them (the Queue tab keeps one history per run and polls it)."""
@@ -75,12 +93,9 @@ def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHist
     start = h.start
     s.params = int(start["params"]) if start.get("params") else None
     if h.stage and cfg is not None and cfg.stage:  # the shape now, not the one it started with
-        from runspec.config.plan import stage_plan
-
-        try:
-            s.model = model_label(stage_plan(cfg).configs[min(h.stage, len(cfg.stage))].model)
-        except ConfigError:
-            pass
+        labels = stage_labels(cfg)
+        if labels:
+            s.model = labels[min(h.stage, len(labels) - 1)]
         s.params = h.stage_params or s.params
     s.params_non_embedding = int(start["params_non_embedding"]) if start.get("params_non_embedding") else None
     s.flops_per_token = float(start["flops_per_token"]) if start.get("flops_per_token") else None

@@ -217,12 +217,6 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
     return code
 
 
-def probe_text(change: dict) -> str:
-    """'; loss on a fixed batch 2.3456 -> 2.3457' for a stage that measured it."""
-    a, b = change.get("loss_before"), change.get("loss_after")
-    return f"; loss on a fixed batch {a:.4f} -> {b:.4f}" if a is not None and b is not None else ""
-
-
 def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int, step: int | None = None) -> None:
     """The end of the run, as this engine (or launcher) saw it: events, then state.json by
     compare-and-set, unless the run has meanwhile passed to another process."""
@@ -364,7 +358,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
             log(f"step {trainer.step}: stage {_phase(trainer)}"
                 f"{' ' + change['name'] if change.get('name') else ''}: {change['description']} "
                 f"({change['params']:,} parameters, {change['params_trainable']:,} trainable)"
-                + probe_text(change))
+                + events.stage_probe(change))
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps
         _, m = trainer.train_step(want_metrics=want, grad_norms=cfg.log.grad_norms)
         steps_in_interval += 1

@@ -307,7 +307,8 @@ def create_app(state: State) -> Starlette:
         check_model(body, state.engine.info)
         req = openai_api.parse(body, state.limits.max_tokens)
         reply = openai_api.Reply(req, state.engine.info.get("run", ""), chat=False)
-        offsets = [await prompt_chars(g) for g in req.choices]
+        per_prompt = [await prompt_chars(g) for g in req.choices[::req.n]]  # n choices share a prompt
+        offsets = [per_prompt[i // req.n] for i in range(len(req.choices))]
         if not req.stream:
             choices = await whole(request, req, lambda i, msgs, done: reply.completion_choice(i, offsets[i], msgs, done))
             return JSONResponse(reply.whole(choices))

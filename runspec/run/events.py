@@ -29,6 +29,13 @@ WARNING = "warning"  # something the user should know that did not stop the run 
 STAGE = "stage"  # a stage began (stage, stages, name, description, params, params_trainable) or ReLoRA restarted
 PROGRESS = "progress"  # a long pass after training: what (final), done and total windows, tokens it scores
 
+def stage_probe(data: dict) -> str:
+    """'; loss on a fixed batch 2.3456 -> 2.3457' for a stage event that measured it, as the
+    engine log and the headless line both say it."""
+    a, b = data.get("loss_before"), data.get("loss_after")
+    return f"; loss on a fixed batch {a:.4f} -> {b:.4f}" if a is not None and b is not None else ""
+
+
 KINDS = (START, STEP, EVAL, FINAL, SAMPLE, CHECKPOINT, STATUS, ERROR, WARNING, STAGE, PROGRESS)
 
 
