@@ -58,9 +58,9 @@ def summary(rd: Path) -> dict:
 
 def big_ratio(rd: Path) -> float:
     """FLOPs per token of the grown shape over the starting one (from the resolved config)."""
-    from runspec.config.shape import flops_per_token
     from runspec.config.load import load_config
     from runspec.config.plan import stage_plan
+    from runspec.config.shape import flops_per_token
 
     cfg = load_config(rd / "resolved.toml")
     plan = stage_plan(cfg)

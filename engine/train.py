@@ -124,7 +124,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         print(f"{rd.path}: cannot write events ({e})", file=sys.stderr, flush=True)
         return 2
     sinks = Sinks(writer, log)  # every record fans out from here (wandb joins once it is set up)
-    wandb = trainer = dist = None
+    wandb = tensorboard = trainer = dist = None
     attached = False
     step: int | None = None  # known only once a checkpoint is loaded or a step trained
     try:
@@ -180,6 +180,10 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
             wb_config = {**wb_config, "sweep": meta.sweep, "sweep_values": meta.sweep_values}
         wandb = WandbLogger(cfg, rd.path, rd.id, wb_config, warn=log, group=meta.sweep) if main else WandbLogger.off()
         sinks.wandb = wandb
+        from engine.tensorboard_log import TensorBoardLogger
+
+        tensorboard = TensorBoardLogger(cfg, rd.path, resumed_from, warn=sinks.warning) if main else None
+        sinks.tensorboard = tensorboard
         import torch
 
         sinks.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
@@ -209,6 +213,8 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         record_end(rd, writer, me, status, reason, code, step)
     if wandb is not None:
         wandb.finish(exit_code=code)
+    if tensorboard is not None:
+        tensorboard.finish()
     writer.close()
     if trainer is not None:
         trainer.batches.close()
@@ -333,7 +339,7 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
         sinks.eval(trainer.step, metrics, **staged())
         if e.sample_tokens:
             text = trainer.sample(seed=t.seed + trainer.step)
-            sinks.emit(events.SAMPLE, step=trainer.step, text=text)
+            sinks.sample(trainer.step, text)
         log(f"step {trainer.step}: val loss {res.loss:.4f} bpb {res.bpb:.4f}")
 
     def staged() -> dict:
@@ -440,5 +446,5 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
         log(f"final: val loss {res.loss:.4f} bpb {res.bpb:.4f} over {res.tokens:,} tokens "
             f"(non-overlapping windows of {cfg.model.block_size})")
     if e.sample_tokens:
-        sinks.emit(events.SAMPLE, step=trainer.step, text=trainer.sample(seed=t.seed + trainer.step))
+        sinks.sample(trainer.step, trainer.sample(seed=t.seed + trainer.step))
     return COMPLETED, "", trainer.step

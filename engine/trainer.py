@@ -28,8 +28,13 @@ from runspec.config.schema import RunConfig, resolved_dict
 from runspec.config.shape import count_params, model_label
 from runspec.data.shards import load_tokens
 from runspec.run.metrics import (
+    CLIP_FACTOR,
+    CLIPPED,
     GRAD_NORM,
     HIDDEN_NORM,
+    HIDDEN_NORM_NORMED,
+    LOGIT_MAX,
+    LOGIT_NORM,
     OBJECTIVE,
     TRAIN,
     TRAIN_LOSS,
@@ -37,6 +42,8 @@ from runspec.run.metrics import (
     debug_loss,
     grad_norm,
     named,
+    update_ratio,
+    weight_norm,
 )
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
@@ -75,7 +82,17 @@ def group_norm(params: list[torch.nn.Parameter]) -> torch.Tensor | None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    return _norm_of(grads)
+
+
+def _norm_of(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of several tensors taken as one vector."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x.detach().float()) for x in tensors]))
+
+
+def _full(value: torch.Tensor) -> torch.Tensor:
+    """A sharded (FSDP) tensor's value over every rank; a plain tensor as it is."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
 
 
 class StepHook:
@@ -289,9 +306,10 @@ class Trainer:
     # -- one optimizer step ---------------------------------------------------------------
     def train_step(self, want_metrics: bool = False, grad_norms: bool = True
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One optimizer step. ``want_metrics``: this is a log step (hidden-state norm, global
-        grad norm, the model's named metrics); ``grad_norms``: also the per-module gradient norms."""
-        t = self.cfg.train
+        """One optimizer step. ``want_metrics``: this is a log step (hidden-state norms, global
+        grad norm and clip factor, the model's named metrics, and what [log] switches on);
+        ``grad_norms``: also the per-module gradient norms, before clipping."""
+        t, lg = self.cfg.train, self.cfg.log
         self.opt.set_lr(self.lr_factor(self.step))
         progress = self.step / t.max_steps
         loss_sum = torch.zeros((), device=self.device)  # the LM loss: train/loss, comparable with validation
@@ -322,21 +340,29 @@ class Trainer:
                     for name, value in out.losses.items():
                         self._accumulate(debug_loss(name), value.detach() * share if share != 1.0 else value.detach())
                     if want_metrics and last:
-                        metrics[HIDDEN_NORM] = out.hidden.detach().float().norm(dim=-1).mean()
-                        metrics.update({debug(k): v for k, v in out.metrics.items()})
-                total = self._before_step(want_metrics)
+                        metrics.update(self._forward_metrics(out))
+                total, before_clip = self._before_step(want_metrics, want_metrics and grad_norms)
+        if t.grad_clip > 0:  # every step: the share of steps clipped over the interval
+            self._accumulate(CLIPPED, (_full(total) > t.grad_clip).float())
+            self._interval_counts[CLIPPED] = self._interval_counts.get(CLIPPED, 0) + 1
         if want_metrics:
             metrics[GRAD_NORM] = total
-            for name, params in self.groups.items() if grad_norms else ():
-                norm = group_norm(params)
-                if norm is not None:
-                    metrics[grad_norm(name)] = norm
-            if self.sharded:  # norms of sharded gradients are partial on each rank: combine them
-                metrics = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in metrics.items()}
+            metrics.update(before_clip)
+            if t.grad_clip > 0:  # what clip_grad_norm_ multiplied every gradient by (1: untouched)
+                metrics[CLIP_FACTOR] = torch.clamp(t.grad_clip / (_full(total) + 1e-6), max=1.0)
+        weights_before = self._weights() if want_metrics and lg.update_ratios else None
         for opt in self.opt.optimizers:
             self.scaler.step(opt)
         self.scaler.update()
         self.opt.zero_grad()
+        if weights_before is not None:
+            metrics.update(self._update_ratios(weights_before))
+        if want_metrics and lg.weight_norms:
+            for name, params in self.groups.items():
+                if params:
+                    metrics[weight_norm(name)] = _norm_of(params)
+        if want_metrics and self.sharded:  # norms of sharded tensors are partial on each rank: combine them
+            metrics = {k: _full(v) for k, v in metrics.items()}
         for hook in self.hooks:
             hook.after_step(self)
         self.step += 1
@@ -351,13 +377,47 @@ class Trainer:
         self._track_divergence(objective if objective is not None else loss_sum)
         return loss_sum, metrics
 
-    def _before_step(self, want_metrics: bool) -> torch.Tensor | None:
-        """Unscale, clip, measure and transform the gradients (inside IVON's sampling context:
-        it collects them as it leaves)."""
+    def _forward_metrics(self, out) -> dict[str, torch.Tensor]:
+        """A log step's figures from its last forward: the residual stream before and after the
+        final norm (before it is where growth shows; after it sits near sqrt(d) by design), the
+        model's named statistics and, with log.logit_stats, the logits' size."""
+        metrics = {HIDDEN_NORM: out.stream.detach().float().norm(dim=-1).mean(),
+                   HIDDEN_NORM_NORMED: out.hidden.detach().float().norm(dim=-1).mean()}
+        metrics.update({debug(k): v for k, v in out.metrics.items()})
+        if self.cfg.log.logit_stats:
+            logits = out.logits.detach().float()
+            metrics[LOGIT_NORM] = logits.norm(dim=-1).mean()
+            metrics[LOGIT_MAX] = logits.max()
+        return metrics
+
+    def _weights(self) -> dict[str, list[torch.Tensor]]:
+        """A copy of the trainable weights by module group (log steps only: one copy of the model)."""
+        return {name: [p.detach().clone() for p in params if p.requires_grad] for name, params in self.groups.items()}
+
+    def _update_ratios(self, before: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """||W_after - W_before|| / ||W_before|| per module group: how far this step moved it."""
+        out = {}
+        for name, params in self.groups.items():
+            old = before.get(name)
+            new = [p for p in params if p.requires_grad]
+            if old and len(old) == len(new):
+                out[update_ratio(name)] = _norm_of([p.detach() - o for p, o in zip(new, old)]) / (_norm_of(old) + 1e-12)
+        return out
+
+    def _before_step(self, want_metrics: bool, module_norms: bool) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Unscale, measure, clip and transform the gradients (inside IVON's sampling context:
+        it collects them as it leaves). Returns the global norm before clipping and, when asked,
+        each module group's norm before clipping: both describe the gradient the loss produced,
+        so they combine (root of the sum of squares) to the global one."""
         t = self.cfg.train
         if t.grad_clip > 0 or want_metrics or self.cfg.optim.orthograd:
             for opt in self.opt.optimizers:
                 self.scaler.unscale_(opt)
+        groups = {}
+        for name, params in self.groups.items() if module_norms else ():
+            norm = group_norm(params)
+            if norm is not None:
+                groups[grad_norm(name)] = norm
         total = None
         if t.grad_clip > 0:
             total = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
@@ -365,7 +425,7 @@ class Trainer:
             total = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         for hook in self.hooks:
             hook.before_step(self)
-        return total
+        return total, groups
 
     def _accumulate(self, name: str, value: torch.Tensor) -> None:
         acc = self._interval.get(name)

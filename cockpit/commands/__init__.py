@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-ORDER = ("run", "resume", "complete", "export", "analyze", "compare", "findings", "sweep", "serve", "corpora",
+ORDER = ("run", "resume", "complete", "export", "analyze", "compare", "metrics", "findings", "sweep", "serve", "corpora",
          "queue", "worker", "status", "keepawake", "bench")
 
 

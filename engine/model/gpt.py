@@ -35,6 +35,7 @@ class Output(NamedTuple):
     losses: dict[str, torch.Tensor] = {}  # by name, unweighted: "ce", "conviction", "moe_balance", ...
     weights: dict[str, float] = {}  # the weight each loss had in ``loss``
     metrics: dict[str, torch.Tensor] = {}  # by name (moe/load_max, ...), when asked for
+    stream: torch.Tensor | None = None  # the residual stream before the final norm (training forwards)
 
     @property
     def ce_loss(self) -> torch.Tensor | None:
@@ -165,7 +166,7 @@ class GPT(nn.Module):
         total = terms[0]
         for term in terms[1:]:
             total = total + term
-        return Output(logits, total, hidden, lm_input, conviction, losses, weights, collect.metrics())
+        return Output(logits, total, hidden, lm_input, conviction, losses, weights, collect.metrics(), x)
 
     def token_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-token negative log-likelihood (fp32) under the model's output distribution."""

@@ -158,7 +158,11 @@ class LogConfig:
     wandb: bool = True  # log to wandb too (events.jsonl always)
     wandb_mode: str = field(default="offline", metadata=_choices("offline", "online", "disabled"))  # offline writes into the run directory (wandb sync uploads later)
     wandb_project: str = "cockpit"  # the wandb project name
-    grad_norms: bool = True  # per-module gradient norms at each log step
+    grad_norms: bool = True  # per-module gradient norms at each log step, before clipping
+    weight_norms: bool = False  # per-module weight norms at each log step
+    update_ratios: bool = False  # per-module ||update|| / ||weight|| at each log step (copies the weights on log steps)
+    logit_stats: bool = False  # mean logit-vector norm and the max logit at each log step
+    tensorboard: bool = False  # also write TensorBoard event files into the run's tensorboard/ (pip install 'cockpit[tensorboard]')
 
 
 @dataclass

@@ -74,6 +74,8 @@ TRAIN_LOSS = _m("train/loss", "train loss", group="loss", better=LOWER)  # the L
 OBJECTIVE = _m("train/objective", "objective", group="loss", better=LOWER)  # what was minimised (LM + heads)
 LR = _m("train/lr", "lr", ".2e", "optim")  # the learning rate at this step
 GRAD_NORM = _m("train/grad_norm", "grad norm", ".3f", "optim")  # the global gradient norm, before clipping
+CLIP_FACTOR = _m("train/clip_factor", "clip factor", ".3f", "optim")  # what clipping multiplied the log step's gradients by: min(1, train.grad_clip / grad norm); 1 = not clipped
+CLIPPED = _m("train/clipped", "clipped", ".0%", "optim")  # share of the interval's steps whose gradient norm exceeded train.grad_clip
 TOKENS_PER_S = _m("train/tokens_per_s", "tokens/s", ",.0f", "speed", HIGHER)  # training throughput over the log interval (all ranks)
 STEP_MS = _m("train/step_ms", "step ms", ".1f", "speed", LOWER)  # wall time of one optimizer step
 MFU = _m("train/mfu", "MFU", ".2%", "speed", HIGHER)  # model FLOPs utilization against the device's peak (CPU: its measured matmul peak)
@@ -108,9 +110,14 @@ for _ns in (RUNNING_VAL, FINAL):
 _m("final_benchmarks/{head}_{statistic}", "head statistic", ".4f", "eval")  # a head's own statistic over the final pass
 
 # -- debug/ and aux/ ------------------------------------------------------------------
-HIDDEN_NORM = _m("debug/hidden_norm", "hidden norm", ".3f", "debug")  # mean L2 norm of the final hidden state, taken after the final norm
+HIDDEN_NORM = _m("debug/hidden_norm", "hidden norm", ".3f", "debug")  # mean L2 norm of the residual stream after the last block, before the final norm (where its growth shows)
+HIDDEN_NORM_NORMED = _m("debug/hidden_norm_normed", "normed hidden", ".3f", "debug")  # the same after the final norm (what the LM head reads; near sqrt(d_model) by design)
+LOGIT_NORM = _m("debug/logit_norm", "logit norm", ".3f", "debug")  # log.logit_stats: mean L2 norm of a token's logit vector (after any soft-cap)
+LOGIT_MAX = _m("debug/logit_max", "max logit", ".3f", "debug")  # log.logit_stats: the largest logit in the log step's last micro-batch
 GRAD_NORM_PREFIX = "debug/grad_norm/"
-_m("debug/grad_norm/{module}", "grad norm", ".3f", "debug")  # gradient norm of one module group (embeddings, blocks, lm_head, a head), measured after clipping
+_m("debug/grad_norm/{module}", "grad norm", ".3f", "debug")  # gradient norm of one module group (embeddings, blocks, lm_head, a head), before clipping: the groups combine (root of the sum of squares) to train/grad_norm
+_m("debug/weight_norm/{module}", "weight norm", ".3f", "debug")  # log.weight_norms: L2 norm of one module group's weights after the log step
+_m("debug/update_ratio/{module}", "update/weight", ".2e", "debug")  # log.update_ratios: ||W_after - W_before|| / ||W_before|| of one module group over the log step
 _m("debug/{loss}_loss", "loss", ".4f", "loss", LOWER)  # each loss the model names, unweighted (ce, conviction, moe_balance, aux, ...)
 AUX_ACTIVE_LAYERS = _m("aux/active_layers", "aux layers", ".0f", "debug")  # T12: intermediate layers whose loss is still on
 _m("aux/layer{layer}_t{offset}_loss", "aux loss", ".4f", "loss", LOWER)  # T12: layer l's loss for the target offset positions ahead
@@ -145,6 +152,16 @@ def is_named_loss(name: str) -> bool:
 def grad_norm(module: str) -> str:
     """The gradient norm of one module group (debug/grad_norm/blocks, .../head ...)."""
     return f"{GRAD_NORM_PREFIX}{module}"
+
+
+def weight_norm(module: str) -> str:
+    """The weight norm of one module group (log.weight_norms)."""
+    return f"{DEBUG}/weight_norm/{module}"
+
+
+def update_ratio(module: str) -> str:
+    """How far one step moved a module group, relative to its size (log.update_ratios)."""
+    return f"{DEBUG}/update_ratio/{module}"
 
 
 def aux_layer_loss(layer: int, offset: int) -> str:
