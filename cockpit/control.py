@@ -10,7 +10,16 @@ import shutil
 import signal
 
 from cockpit.queue import Queue
-from cockpit.runs import RunError, engine_alive, list_runs, read_state, record_engine_exit, signal_engine, starting
+from cockpit.runs import (
+    RunError,
+    engine_alive,
+    list_runs,
+    read_state,
+    record_engine_exit,
+    signal_engine,
+    starting,
+    sweep_members,
+)
 from runspec.run.lifecycle import QUEUED, RETRYABLE, RUNNING
 from runspec.run.rundir import RunDir, StateConflict, StateError
 
@@ -94,17 +103,10 @@ def select(q: Queue, refs: list[str], sweep: str | None = None, tag: str | None 
     chosen = [q.run(r) for r in refs]
     if sweep or tag:
         every = list_runs(q.runs_dir)
-        metas = {rd.id: rd.read_meta() for rd in every}
         if sweep:
-            ids = sorted({m.sweep for m in metas.values() if m.sweep and m.sweep.startswith(sweep)})
-            if sweep in ids:
-                ids = [sweep]
-            if len(ids) != 1:
-                raise RunError(f"--sweep {sweep}: " + (f"matches several sweeps ({', '.join(ids[:5])}); give more of it"
-                                                       if ids else "no such sweep; list them with: cockpit sweep ls"))
-            chosen += [rd for rd in every if metas[rd.id].sweep == ids[0]]
+            chosen += sweep_members(sweep, every)
         if tag:
-            tagged = [rd for rd in every if tag in metas[rd.id].tags]
+            tagged = [rd for rd in every if tag in rd.read_meta().tags]
             if not tagged:
                 raise RunError(f"--tag {tag}: no run has this tag (cockpit queue add --tag {tag} sets one)")
             chosen += tagged

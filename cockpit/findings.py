@@ -6,6 +6,7 @@ An entry is a Markdown file in findings/entries/ with a TOML header naming what 
     title = "SwiGLU beats GELU at 10M"
     runs = ["abl-gelu", "abl-swiglu"]      # or: sweep = "cpu_ladder"
     show = "compare"                        # compare (default) | scaling | lr
+    baseline = "abl-gelu"                   # compare: Δs against this run or seed group
     metric = VAL_LOSS        # compare: the curve to overlay
     budget = 1e15                           # scaling: the compute-optimal split at this many FLOPs
     bootstrap = 100                         # scaling: resamples for the intervals
@@ -29,7 +30,7 @@ from runspec.fs import atomic_write
 from runspec.run.metrics import VAL_LOSS
 
 SHOWS = ("compare", "scaling", "lr")
-KEYS = {"title", "runs", "sweep", "show", "metric", "budget", "bootstrap"}
+KEYS = {"title", "runs", "sweep", "show", "metric", "budget", "bootstrap", "baseline"}
 HEADER = re.compile(r"\A\+\+\+[ \t]*\n(.*?)\n\+\+\+[ \t]*\n?(.*)\Z", re.S)
 
 
@@ -48,6 +49,7 @@ class Entry:
     metric: str = VAL_LOSS
     budget: float | None = None
     bootstrap: int = 100
+    baseline: str | None = None
 
     @property
     def slug(self) -> str:
@@ -89,8 +91,11 @@ def read_entry(path: Path) -> Entry:
     boot = head.get("bootstrap", 100)
     if isinstance(boot, bool) or not isinstance(boot, int) or boot < 0:
         raise FindingsError(f"{path}: bootstrap = {boot!r} must be a whole number of resamples (0: none)")
+    baseline = head.get("baseline")
+    if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
+        raise FindingsError(f"{path}: baseline = {baseline!r} must be a run's or a seed group's name")
     return Entry(path, title.strip(), m.group(2).strip("\n"), list(runs), sweep, show, metric,
-                 float(budget) if budget else None, boot)
+                 float(budget) if budget else None, boot, baseline)
 
 
 def _resolve(entry: Entry, runs_dir: Path) -> tuple[list, list[str], str]:
@@ -114,7 +119,7 @@ def _resolve(entry: Entry, runs_dir: Path) -> tuple[list, list[str], str]:
 
 
 def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
-    from cockpit.analysis.compare import check_metric, markdown, summarize, table
+    from cockpit.analysis.compare import check_metric, legend, markdown, summarize, table
 
     lines = [f"## {entry.title}", "", entry.prose, ""] if entry.prose else [f"## {entry.title}", ""]
     rds, gone, asked = _resolve(entry, runs_dir)
@@ -129,8 +134,15 @@ def render_entry(entry: Entry, runs_dir: Path, root: Path) -> list[str]:
     plots = root / "plots"
     if entry.show == "compare":
         summaries = [summarize(rd) for rd in rds]
-        header, rows = table(summaries)
+        try:
+            header, rows = table(summaries, entry.baseline)
+        except ValueError as e:  # the baseline's runs are gone: the table without it, and why
+            lines += [f"> **Baseline:** {e}", ""]
+            header, rows = table(summaries)
         lines += [markdown(header, rows), ""]
+        note = legend(summaries, entry.baseline)
+        if note:
+            lines += [f"*{note}.*", ""]
         if len(summaries) and not check_metric(summaries, entry.metric):
             from cockpit.analysis.plots import overlay_plot
 
@@ -178,7 +190,8 @@ def build(root: Path, runs_dir: Path) -> tuple[Path, int]:
     return out, len(entries)
 
 
-def new_entry(root: Path, title: str, runs: list[str], sweep: str | None, show: str) -> Path:
+def new_entry(root: Path, title: str, runs: list[str], sweep: str | None, show: str, baseline: str | None = None,
+              prose: str = "Write the claim here, in your own words.") -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "finding"
     edir = root / "entries"
     edir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +202,9 @@ def new_entry(root: Path, title: str, runs: list[str], sweep: str | None, show: 
     head = [f"title = {_toml_str(title)}"]
     head.append(f"sweep = {_toml_str(sweep)}" if sweep else "runs = [" + ", ".join(_toml_str(r) for r in runs) + "]")
     head.append(f"show = \"{show}\"")
-    path.write_text("+++\n" + "\n".join(head) + "\n+++\n" + "Write the claim here, in your own words.\n", encoding="utf-8")
+    if baseline:
+        head.append(f"baseline = {_toml_str(baseline)}")
+    path.write_text("+++\n" + "\n".join(head) + "\n+++\n" + prose + "\n", encoding="utf-8")
     return path
 
 

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cockpit import exit_codes, notify
 from cockpit.history import RunHistory
 from cockpit.runs import record_engine_exit
+from cockpit.summary import final_items
 from runspec.config.plan import phase
 from runspec.run import events
 from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
@@ -113,6 +114,10 @@ def _report(rd: RunDir, proc: subprocess.Popen, prog: RunHistory, console: Conso
     if prog.final:
         out(f"final       val loss {prog.final.get(FINAL_LOSS, float('nan')):.4f}  "
             f"bpb {prog.final.get(FINAL_BPB, float('nan')):.4f}")
+        # every other final figure the run has, three to a line (the registry names and formats them)
+        rest = final_items({k: v for k, v in prog.final.items() if k not in (FINAL_LOSS, FINAL_BPB)})
+        for i in range(0, len(rest), 3):
+            out("            " + "  ".join(rest[i:i + 3]))
     ckpt = rd.latest_checkpoint()
     if ckpt:
         out(f"checkpoint  {ckpt}")

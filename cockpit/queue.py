@@ -159,12 +159,22 @@ class Queue:
     def add(self, configs: list[str], name: str | None = None, front: bool = False, after: str | None = None,
             overrides: list[str] | None = None, tags: list[str] | None = None,
             depends_on: list[str] | None = None, meta: RunMeta | None = None,
-            checked: list | None = None) -> list[RunDir]:
+            checked: list | None = None, seeds=None) -> list[RunDir]:
         """Check everything first (every config, --after, dependencies): a bad one changes
         nothing. Then create the runs and enqueue them. ``checked``: the configs' RunConfigs
         from check_config already (the Queue tab's dialog checks before it closes), so each
-        config is read and checked once."""
+        config is read and checked once. ``seeds`` (cockpit.seeds.Seeds): each config once per
+        seed, named NAME-s<seed>."""
         cfgs = checked if checked is not None else [check_config(c, overrides) for c in configs]
+        if seeds is not None:  # each config once per seed: runs that differ only in train.seed
+            from cockpit.seeds import SEED_KEY, seed_name
+
+            planned = [(c, [*(overrides or []), f"{SEED_KEY}={s}"], seed_name((name if len(configs) == 1 else None) or Path(c).stem, s))
+                       for c, cfg in zip(configs, cfgs) for s in seeds.values(cfg.train.seed)]
+            configs = [c for c, _, _ in planned]
+            cfgs = [check_config(c, ov) for c, ov, _ in planned]
+        else:
+            planned = [(c, overrides, name if len(configs) == 1 else None) for c in configs]
         anchor = self.run(after).id if after else None
         if anchor is not None and anchor not in self.order:
             raise RunError(f"--after {after}: {anchor} is not queued; give a queued run (cockpit queue ls)")
@@ -173,10 +183,10 @@ class Queue:
             if self.status_of(dep) == FAILED:
                 raise RunError(f"--depends-on {dep}: it failed, so this run would never start; fix it and "
                                f"'cockpit queue retry {dep}' first, then add this run")
-        items = [(c, overrides, name if len(configs) == 1 else None,
+        items = [(c, ov, nm,
                   dataclasses.replace(meta or RunMeta(), tags=list(tags or (meta.tags if meta else [])),
                                       depends_on=deps or (meta.depends_on if meta else [])), cfg)
-                 for c, cfg in zip(configs, cfgs)]
+                 for (c, ov, nm), cfg in zip(planned, cfgs)]
         return self.add_runs(items, front=front, anchor=anchor)
 
     def add_runs(self, items: list[tuple], front: bool = False, anchor: str | None = None) -> list[RunDir]:

@@ -234,6 +234,36 @@ def find_run(ref: str, runs_dir: Path | None = None) -> RunDir:
     raise RunError(f"no run '{ref}' under {root}/; list them with: cockpit status")
 
 
+def sweep_members(sweep: str, every: list[RunDir]) -> list[RunDir]:
+    """The runs of a sweep, named by its id or a unique prefix of it (as `cockpit sweep ls` lists them)."""
+    metas = {rd.id: rd.read_meta() for rd in every}
+    ids = sorted({m.sweep for m in metas.values() if m.sweep and m.sweep.startswith(sweep)})
+    if sweep in ids:
+        ids = [sweep]
+    if len(ids) != 1:
+        raise RunError(f"--sweep {sweep}: " + (f"matches several sweeps ({', '.join(ids[:5])}); give more of it"
+                                               if ids else "no such sweep; list them with: cockpit sweep ls"))
+    return [rd for rd in every if metas[rd.id].sweep == ids[0]]
+
+
+def select_runs(refs: list[str], sweeps: list[str], runs_dir: Path) -> list[RunDir]:
+    """Runs named one by one (find_run), by a glob over run ids ('abl-*'), or by sweep, each once,
+    in the order given (a glob's and a sweep's in id order)."""
+    chosen: list[RunDir] = []
+    for ref in refs:
+        if any(ch in ref for ch in "*?["):
+            hits = sorted(d for d in runs_dir.glob(ref) if (d / "state.json").exists())
+            if not hits:
+                raise RunError(f"'{ref}' matches no run under {runs_dir}/; list them with: cockpit status")
+            chosen += [RunDir(d) for d in hits]
+        else:
+            chosen.append(find_run(ref, runs_dir))
+    every = list_runs(runs_dir) if sweeps else []
+    for sweep in sweeps:
+        chosen += sorted(sweep_members(sweep, every), key=lambda rd: rd.id)
+    return list({rd.id: rd for rd in chosen}.values())
+
+
 def candidates(dirs: list[Path], most: int = 5) -> str:
     """'lora-20261201-101500 (completed, 3 h ago), ...': which run is which, for an ambiguity."""
     now = time.time()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cockpit.history import RunHistory, eta_s
 from runspec.config.schema import ConfigError
 from runspec.config.shape import model_label
-from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS
+from runspec.run.metrics import FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, final_figures, info, label_of
 from runspec.run.rundir import RUNNING
 
 if TYPE_CHECKING:
@@ -45,6 +45,13 @@ class RunSummary:
     reason: str = ""
     updated: float = 0.0  # the newest state transition
     has_events: bool = False
+    figures: list[str] | None = None  # 'label value' of every final figure it has (final_items)
+
+
+def final_items(final: dict[str, float]) -> list[str]:
+    """'label value' for every final figure of a run, in the registry's order (val loss, bpb,
+    test loss, conviction AUROC ... then sliding, full pass, bpc, a head's statistics)."""
+    return [f"{label_of(k)} {info(k).format(final[k])}" for k in final_figures(final)]
 
 
 _stage_labels: dict[int, tuple[object, list[str]]] = {}
@@ -88,6 +95,7 @@ def summarize(listed: "Listed", cfg: "RunConfig | None" = None, history: RunHist
     s.max_steps = h.max_steps or s.max_steps
     s.loss = h.latest.get(TRAIN_LOSS)
     s.val_loss, s.bpb, s.final, s.final_loss = h.val_loss, h.val_bpb, FINAL_LOSS in h.final, h.final.get(FINAL_LOSS)
+    s.figures = final_items(h.final) if h.final else None
     s.tokens, s.tok_s, s.median_tok_s = h.tokens, h.latest.get(TOKENS_PER_S), h.median_tokens_per_s()
     s.wall_s, s.stage, s.stages, s.phase = h.wall_s, h.stage, h.stages, h.phase
     start = h.start

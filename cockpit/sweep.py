@@ -9,6 +9,8 @@ A spec is TOML:
     count = 8                           # random: how many runs
     seed = 0                            # random: same seed, same runs
     params = "total"                    # what tokens_per_param multiplies: total | non_embedding
+    seeds = 3                           # every run once per seed (3: the base's train.seed and the
+                                        # two after it; or seeds = [1, 2, 5]), named NAME-<i>-s<seed>
 
     [sweep.set]                         # the same for every run
     "train.max_steps" = 400
@@ -173,9 +175,9 @@ def load_sweep(spec_path: str | Path, confirmed: bool = False, on_run=None) -> S
     data = load_toml(spec)
     s = data.get("sweep")
     _need(isinstance(s, dict), spec, "no [sweep] table; see examples/sweeps/")
-    unknown = set(s) - {"name", "base", "mode", "count", "seed", "params", "set", "axes"}
-    _need(not unknown, spec, f"[sweep] unknown key(s) {sorted(unknown)}; use name, base, mode, count, seed, params, "
-                             f"set, axes")
+    unknown = set(s) - {"name", "base", "mode", "count", "seed", "seeds", "params", "set", "axes"}
+    _need(not unknown, spec, f"[sweep] unknown key(s) {sorted(unknown)}; use name, base, mode, count, seed, seeds, "
+                             f"params, set, axes")
     name = str(s.get("name") or spec.stem)
     _need(name.replace("-", "").replace("_", "").isalnum(), spec, f"[sweep] name = {name!r}: letters, digits, - and _")
     _need(isinstance(s.get("base"), str), spec, "[sweep] base = \"CONFIG.toml\" is required (relative to this file)")
@@ -196,13 +198,28 @@ def load_sweep(spec_path: str | Path, confirmed: bool = False, on_run=None) -> S
     count = s.get("count", 0)
     _need(isinstance(count, (int, float)) and not isinstance(count, bool) and count == int(count), spec,
           f"[sweep] count = {count!r}: a whole number of runs")
-    n = planned_count(spec, mode, axes, int(count))
+    from cockpit.seeds import SEED_KEY, Seeds
+
+    try:
+        seeds = Seeds.from_spec(s["seeds"], "[sweep] seeds") if "seeds" in s else None
+    except ValueError as e:
+        raise SweepError(f"{spec}: {e}") from None
+    _need(seeds is None or SEED_KEY not in axes, spec, f"[sweep] seeds and a {SEED_KEY} axis both set the seed; keep one")
+    n = planned_count(spec, mode, axes, int(count)) * (len(seeds.values(0)) if seeds else 1)
     _need(n <= MAX_RUNS, spec, f"{n:,} runs: more than {MAX_RUNS:,}, which no queue here can work through; "
                                f"narrow the axes or lower count")
     _need(n <= CONFIRM_OVER or confirmed, spec, f"{n:,} runs: more than {CONFIRM_OVER:,}; pass --yes if you mean it "
                                                 f"(with --dry-run, the runs are listed as they are checked)")
     combos = combinations(spec, mode, axes, int(count), int(s.get("seed", 0)))
     width = max(2, len(str(len(combos))))  # -001 ... -1000 sort in order
+    names = [f"{name}-{i:0{width}d}" for i in range(1, len(combos) + 1)]
+    if seeds is not None:  # each point once per seed: NAME-<i>-s<seed>, the seed a value of its own
+        try:
+            base_seed = check_config(base, [f"{k}={toml_value(v)}" for k, v in fixed.items()]).train.seed
+        except ConfigError as e:
+            raise SweepError(f"{spec}: [sweep.set] on {base.name}: {e}") from None
+        names = [f"{n}-s{sd}" for n in names for sd in seeds.values(base_seed)]
+        combos = [{**c, SEED_KEY: sd} for c in combos for sd in seeds.values(base_seed)]
     runs = []
     for i, values in enumerate(combos, 1):
         sets = dict(fixed)
@@ -212,7 +229,7 @@ def load_sweep(spec_path: str | Path, confirmed: bool = False, on_run=None) -> S
             n_layer, d_model = PRESETS[size]
             sets.update({"model.n_layer": n_layer, "model.d_model": d_model, "model.n_head": d_model // 64})
         sets.update({k: v for k, v in values.items() if k not in SPECIAL})
-        run = PlannedRun(f"{name}-{i:0{width}d}", values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
+        run = PlannedRun(names[i - 1], values, [f"{k}={toml_value(v)}" for k, v in sets.items()])
         try:
             run.cfg = check_config(base, run.overrides)
             ratio, budget = values.get("tokens_per_param"), values.get("flops")

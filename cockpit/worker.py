@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cockpit import notify
+from cockpit import ablate, notify
 from cockpit.gpu import GpuMonitor
 from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
@@ -360,6 +360,7 @@ class Worker:
         self.slots.remove(slot)
         if state.status in (COMPLETED, FAILED):
             notify.fire(self.notify, state.status, rd.id, str(rd.path), state.status, state.reason, self.log)
+            ablate.on_run_end(rd, self.queue.runs_dir, self.log)  # the last run of an ablation: its findings
         if state.status == INTERRUPTED and self.requeue(rd, state):
             self.queue.push_front([rd.id])
 

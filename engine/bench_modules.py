@@ -3,8 +3,9 @@ and pairs of "two ways to write the same thing".
 
 Each row builds the real module from the registry (the same code a run trains) and measures
 forward + backward on a (batch, seq, d_model) input and, for attention, one cached decode step
-after a prefill of seq - 1 tokens. Timings are the median of ``reps`` repetitions after
-``warmup`` untimed ones, with the device synchronized around each. Memory is what autograd
+after a prefill of seq - 1 tokens. Timings are the median and interquartile range of adaptive
+repeats (torch.utils.benchmark) after ``warmup`` untimed calls, and the table warns when other
+processes were busy on the CPUs or a row's timings did not settle. Memory is what autograd
 keeps for the backward pass (activations, not weights: the same figure on any device), and on
 CUDA also the peak allocated during the step.
 """
@@ -12,7 +13,6 @@ CUDA also the peak allocated during the step.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -36,6 +36,8 @@ class Row:
     params: int
     fwd_bwd_ms: float | None
     decode_ms: float | None = None
+    fwd_bwd_iqr_ms: float | None = None  # the spread of the timings: interquartile range
+    decode_iqr_ms: float | None = None
     cache_per_token: int | None = None  # numbers kept per token per layer while decoding
     saved_mb: float | None = None  # tensors autograd keeps for the backward pass
     peak_mb: float | None = None  # CUDA only: peak allocated during the timed step
@@ -50,18 +52,36 @@ class Shape:
     heads: int = 8
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, reps: int, warmup: int) -> float:
+@dataclass
+class Timing:
+    median_ms: float
+    iqr_ms: float | None  # the interquartile range of the timed blocks (None: too few blocks to say)
+    runs: int  # calls timed
+
+    @property
+    def spread(self) -> float:
+        """IQR / median: 0.1 means the middle half of the timings spans 10% of the median."""
+        return self.iqr_ms / self.median_ms if self.median_ms and self.iqr_ms is not None else float("inf")
+
+
+SETTLED = 0.1  # repeats go on until IQR / median is below this (or the row's time runs out)
+
+
+def timing(fn: Callable[[], object], device: torch.device, reps: int, warmup: int, max_s: float) -> Timing:
+    """``warmup`` untimed calls, then torch.utils.benchmark's adaptive repeats: blocks of calls
+    (many per block when one call is short, so the timer's own cost vanishes) until the IQR is
+    under SETTLED of the median, for at least ``reps`` x 20 ms and at most ``max_s`` seconds. The
+    Timer keeps this process's thread count (its default, one thread, would time another program)
+    and synchronizes CUDA around each block."""
+    from torch.utils.benchmark import Timer
+
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    m = timer.adaptive_autorange(threshold=SETTLED, min_run_time=min(max_s, 0.02 * reps), max_run_time=max_s)
+    # fewer than 4 blocks (a call slower than the whole budget): no quartiles to speak of
+    return Timing(m.median * 1000, m.iqr * 1000 if len(m.times) >= 4 else None, len(m.times) * m.number_per_run)
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor], exclude: set[int]) -> tuple[torch.Tensor, int]:
@@ -126,21 +146,22 @@ def _fwd_bwd(module: torch.nn.Module, x: torch.Tensor, call: Callable) -> Callab
 
 
 def _measure_training(group: str, name: str, module: torch.nn.Module, x: torch.Tensor, call: Callable,
-                      device: torch.device, reps: int, warmup: int) -> Row:
+                      device: torch.device, reps: int, warmup: int, max_s: float) -> Row:
     step = _fwd_bwd(module, x, call)
-    ms = median_ms(step, device, reps, warmup)
+    t = timing(step, device, reps, warmup, max_s)
     exclude = {p.untyped_storage().data_ptr() for p in module.parameters()}
     _, saved = saved_bytes(lambda: call(x), exclude)
-    return Row(group, name, _params(module), ms, saved_mb=saved / MB, peak_mb=peak_mb(step, device))
+    return Row(group, name, _params(module), t.median_ms, fwd_bwd_iqr_ms=t.iqr_ms, saved_mb=saved / MB,
+               peak_mb=peak_mb(step, device))
 
 
-def bench_attention(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
+def bench_attention(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
     rows = []
     x = torch.randn(shape.batch, shape.seq, shape.d_model, device=device, requires_grad=True)
     for name, table in attention_rows(shape):
         m = model_config(shape, attention=table)
         module = module_for(m.attention)(m, m.attention, 0).to(device)
-        row = _measure_training("attention", name, module, x, module, device, reps, warmup)
+        row = _measure_training("attention", name, module, x, module, device, reps, warmup, max_s)
         # one cached decode step after a prefill of seq - 1 tokens, the cache restored each time
         module.eval()
         with torch.no_grad():
@@ -153,12 +174,13 @@ def bench_attention(shape: Shape, device: torch.device, reps: int, warmup: int) 
             def decode() -> None:
                 cache.tensors = dict(kept)
                 module(last, cache)
-            row.decode_ms = median_ms(decode, device, reps, warmup)
+            t = timing(decode, device, reps, warmup, max_s)
+            row.decode_ms, row.decode_iqr_ms = t.median_ms, t.iqr_ms
         rows.append(row)
     return rows
 
 
-def bench_ffn(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
+def bench_ffn(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
     from zoo.nn.collect import Collector
 
     rows = []
@@ -167,11 +189,12 @@ def bench_ffn(shape: Shape, device: torch.device, reps: int, warmup: int) -> lis
         m = model_config(shape, ffn=table)
         module = module_for(m.ffn)(m, m.ffn).to(device)
         # the MoE's named losses are part of its training cost: collect them as a run does
-        row = _measure_training("ffn", name, module, x, lambda t: module(t, Collector()), device, reps, warmup)
+        row = _measure_training("ffn", name, module, x, lambda t: module(t, Collector()), device, reps, warmup, max_s)
         with torch.no_grad():
             module.eval()
             one = x[:, -1:].detach()
-            row.decode_ms = median_ms(lambda: module(one), device, reps, warmup)
+            t = timing(lambda: module(one), device, reps, warmup, max_s)
+            row.decode_ms, row.decode_iqr_ms = t.median_ms, t.iqr_ms
         rows.append(row)
     return rows
 
@@ -183,7 +206,7 @@ def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return torch.softmax(s.masked_fill(future, float("-inf")), dim=-1) @ v
 
 
-def bench_pairs(shape: Shape, device: torch.device, reps: int, warmup: int, compile_: bool) -> list[Row]:
+def bench_pairs(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float, compile_: bool) -> list[Row]:
     rows = []
     B, T, H = shape.batch, shape.seq, shape.heads
     D = shape.d_model // H
@@ -200,19 +223,20 @@ def bench_pairs(shape: Shape, device: torch.device, reps: int, warmup: int, comp
                      ("attention: explicit softmax", _explicit_attention)):
         _, saved = saved_bytes(lambda: fn(*qkv), set())
         step = attention_step(fn)
-        rows.append(Row("pair", name, 0, median_ms(step, device, reps, warmup), saved_mb=saved / MB,
+        t = timing(step, device, reps, warmup, max_s)
+        rows.append(Row("pair", name, 0, t.median_ms, fwd_bwd_iqr_ms=t.iqr_ms, saved_mb=saved / MB,
                         peak_mb=peak_mb(step, device)))
     x = torch.randn(B, T, shape.d_model, device=device, requires_grad=True)
     for name, fused in (("qkv: fused (one matmul)", True), ("qkv: separate (three)", False)):
         m = model_config(shape, attention={"kind": "mha", "fused_qkv": fused})
         module = module_for(m.attention)(m, m.attention, 0).to(device)
-        rows.append(_measure_training("pair", name, module, x, module, device, reps, warmup))
-    rows += bench_muon(shape, device, reps, warmup)
-    rows += bench_compile(shape, device, reps, warmup) if compile_ else []
+        rows.append(_measure_training("pair", name, module, x, module, device, reps, warmup, max_s))
+    rows += bench_muon(shape, device, reps, warmup, max_s)
+    rows += bench_compile(shape, device, reps, warmup, max_s) if compile_ else []
     return rows
 
 
-def bench_muon(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
+def bench_muon(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
     """One optimizer step over the matrices of one block (q/k/v/o and a SwiGLU MLP)."""
     from engine.muon import Muon
 
@@ -230,12 +254,13 @@ def bench_muon(shape: Shape, device: torch.device, reps: int, warmup: int) -> li
         except Exception as e:  # an older torch without Muon: say so in the table
             rows.append(Row("pair", name, sum(p.numel() for p in ps), None, note=f"unavailable: {e}"))
             continue
-        rows.append(Row("pair", name, sum(p.numel() for p in ps), median_ms(opt.step, device, reps, warmup),
+        t = timing(opt.step, device, reps, warmup, max_s)
+        rows.append(Row("pair", name, sum(p.numel() for p in ps), t.median_ms, fwd_bwd_iqr_ms=t.iqr_ms,
                         note="one step, one block's matrices"))
     return rows
 
 
-def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int) -> list[Row]:
+def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
     """A whole block (prenorm, mha, swiglu) eager and under torch.compile."""
     from zoo.modules import build_block
 
@@ -243,7 +268,7 @@ def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int) ->
     x = torch.randn(shape.batch, shape.seq, shape.d_model, device=device, requires_grad=True)
     rows = []
     block = build_block(m, 0).to(device)
-    rows.append(_measure_training("pair", "block: eager", block, x, block, device, reps, warmup))
+    rows.append(_measure_training("pair", "block: eager", block, x, block, device, reps, warmup, max_s))
     try:
         compiled = torch.compile(block)
         t0 = time.perf_counter()
@@ -251,7 +276,8 @@ def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int) ->
         sync(device)
         first = time.perf_counter() - t0
         step = _fwd_bwd(block, x, compiled)
-        rows.append(Row("pair", "block: torch.compile", _params(block), median_ms(step, device, reps, warmup),
+        t = timing(step, device, reps, warmup, max_s)
+        rows.append(Row("pair", "block: torch.compile", _params(block), t.median_ms, fwd_bwd_iqr_ms=t.iqr_ms,
                         peak_mb=peak_mb(step, device), note=f"first call (compiling) {first:.1f} s"))
     except Exception as e:  # no C++ compiler, an unsupported backend: the table says so
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -259,41 +285,106 @@ def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int) ->
     return rows
 
 
-def run(shape: Shape, device_name: str, reps: int, warmup: int, compile_: bool) -> dict:
+class LoadMeter:
+    """How busy other processes kept the CPUs while a benchmark ran: the machine's busy CPU time
+    less this process's own, over the wall clock, in cores (psutil)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._ps = psutil
+        self._me = psutil.Process()
+        self.cores = psutil.cpu_count() or 1
+        self._start = (time.monotonic(), self._busy(), self._own())
+
+    def _busy(self) -> float:
+        t = self._ps.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    def _own(self) -> float:
+        t = self._me.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def others(self) -> float:
+        """Cores' worth of CPU other processes used since the meter started."""
+        wall0, busy0, own0 = self._start
+        wall = max(1e-9, time.monotonic() - wall0)
+        return max(0.0, ((self._busy() - busy0) - (self._own() - own0)) / wall)
+
+
+BUSY_SHARE = 0.25  # other processes using more than this share of the cores: the timings are suspect
+
+
+def warnings(rows: list[dict], others: float, cores: int, device: str) -> list[str]:
+    """Why the table's comparisons may not hold, with the figures: the machine's load (on the
+    CPU, where other processes take the cores the timings need) and rows whose spread is wide."""
+    out = []
+    if device == "cpu" and others > BUSY_SHARE * cores:
+        out.append(f"other processes kept {others:.1f} of {cores} cores busy while this ran: CPU timings are "
+                   f"slowed unevenly (a row measured in a busy moment looks slower); rerun on an idle machine")
+    wide = [(r["name"], what, r[iqr] / r[ms] if r.get(iqr) is not None else float("inf")) for r in rows
+            for what, ms, iqr in (("fwd+bwd", "fwd_bwd_ms", "fwd_bwd_iqr_ms"), ("decode", "decode_ms", "decode_iqr_ms"))
+            if r.get(ms) and (r.get(iqr) is None or r[iqr] / r[ms] > SETTLED)]
+    if wide:
+        listed = ", ".join(f"{n} {w} " + (f"±{100 * x:.0f}%" if x != float("inf") else "(too few repeats)")
+                           for n, w, x in sorted(wide, key=lambda t: -t[2])[:6])
+        out.append(f"{len(wide)} timing(s) did not settle (IQR over {SETTLED:.0%} of the median within --max-seconds): "
+                   f"{listed}{' ...' if len(wide) > 6 else ''}; differences smaller than that are noise")
+    return out
+
+
+def run(shape: Shape, device_name: str, reps: int, warmup: int, max_s: float, compile_: bool) -> dict:
     device = pick_device(device_name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device_name}: CUDA is not available on this machine; use --device cpu")
     torch.manual_seed(0)
-    rows = bench_attention(shape, device, reps, warmup) + bench_ffn(shape, device, reps, warmup) \
-        + bench_pairs(shape, device, reps, warmup, compile_)
+    meter = LoadMeter()
+    rows = bench_attention(shape, device, reps, warmup, max_s) + bench_ffn(shape, device, reps, warmup, max_s) \
+        + bench_pairs(shape, device, reps, warmup, max_s, compile_)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": name, "shape": asdict(shape), "reps": reps, "warmup": warmup, "torch": torch.__version__,
-            "rows": [asdict(r) for r in rows]}
+    others = meter.others()
+    result = {"device": name, "shape": asdict(shape), "reps": reps, "warmup": warmup, "max_seconds": max_s,
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": [asdict(r) for r in rows],
+              "other_processes_cores": round(others, 2), "cores": meter.cores}
+    result["warnings"] = warnings(result["rows"], others, meter.cores, device.type)
+    return result
 
 
 def _fmt(v: float | int | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _timed(ms: float | None, iqr: float | None, spec: str) -> str:
+    """'1.23 ±4%': the median and its IQR as a share of it."""
+    if ms is None:
+        return "-"
+    return f"{ms:{spec}}" + (f" ±{100 * iqr / ms:.0f}%" if iqr is not None and ms else " ±?")
+
+
 def table(result: dict) -> str:
     s = result["shape"]
-    lines = [f"bench modules on {result['device']} (torch {result['torch']}): batch {s['batch']} × seq {s['seq']}, "
-             f"d_model {s['d_model']}, {s['heads']} heads; median of {result['reps']} after {result['warmup']} warm-up",
-             f"{'':<30}{'params':>10}{'fwd+bwd ms':>12}{'decode ms':>11}{'cache/tok':>11}{'saved MB':>10}{'peak MB':>9}  note"]
+    lines = [f"bench modules on {result['device']} (torch {result['torch']}, {result.get('threads', '?')} threads): "
+             f"batch {s['batch']} × seq {s['seq']}, d_model {s['d_model']}, {s['heads']} heads; median ± IQR "
+             f"(as % of the median) of adaptive repeats after {result['warmup']} warm-up",
+             f"{'':<30}{'params':>10}{'fwd+bwd ms':>16}{'decode ms':>15}{'cache/tok':>11}{'saved MB':>10}"
+             f"{'peak MB':>9}  note"]
     group = None
     for r in result["rows"]:
         if r["group"] != group:
             group = r["group"]
             lines.append({"attention": "attention kinds", "ffn": "feed-forward kinds",
                           "pair": "two ways to write the same thing"}[group])
-        lines.append(f"  {r['name']:<28}{r['params']:>10,}{_fmt(r['fwd_bwd_ms'], '.2f'):>12}"
-                     f"{_fmt(r['decode_ms'], '.3f'):>11}{_fmt(r['cache_per_token'], ','):>11}"
+        lines.append(f"  {r['name']:<28}{r['params']:>10,}{_timed(r['fwd_bwd_ms'], r.get('fwd_bwd_iqr_ms'), '.2f'):>16}"
+                     f"{_timed(r['decode_ms'], r.get('decode_iqr_ms'), '.3f'):>15}{_fmt(r['cache_per_token'], ','):>11}"
                      f"{_fmt(r['saved_mb'], '.1f'):>10}{_fmt(r['peak_mb'], '.1f'):>9}  {r['note']}")
+    lines.append(f"other processes used {result.get('other_processes_cores', 0):.1f} of {result.get('cores', '?')} "
+                 f"cores meanwhile")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 
 
 def main(args) -> int:
     shape = Shape(args.d_model, args.seq, args.batch, args.heads)
-    result = run(shape, args.device, args.reps, args.warmup, not args.no_compile)
+    result = run(shape, args.device, args.reps, args.warmup, args.max_seconds, not args.no_compile)
     print(json.dumps(result) if args.json else table(result))
     return 0

@@ -9,7 +9,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from runspec.argtypes import non_negative_int, positive_int
+from runspec.argtypes import non_negative_int, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ MODULES = (
     Option("--batch", positive_int, 16, "sequences per forward pass"),
     Option("--heads", positive_int, 8, "attention heads (even, for the kinds that pair them)"),
     Option("--device", str, "auto", "auto (cuda if present), cpu, cuda, cuda:N, mps"),
-    Option("--reps", positive_int, 10, "timed repetitions (the median is shown)"),
+    Option("--reps", positive_int, 10, "at least reps x 20 ms of timed calls per row (median and IQR shown)"),
+    Option("--max-seconds", positive_float, 2.0, "at most this long per row while the timings settle (IQR < 10%)"),
     Option("--warmup", non_negative_int, 3, "untimed repetitions first"),
     Option("--no-compile", None, False, "skip the eager vs torch.compile pair (slow to compile)"),
     Option("--json", None, False, "one JSON object instead of the table"),

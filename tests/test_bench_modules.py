@@ -10,7 +10,7 @@ from conftest import cockpit
 
 from zoo.kind import PRENORM
 
-TINY = ["--d-model", "32", "--seq", "16", "--batch", "2", "--heads", "4", "--reps", "2", "--warmup", "1",
+TINY = ["--d-model", "32", "--seq", "16", "--batch", "2", "--heads", "4", "--reps", "2", "--warmup", "1", "--max-seconds", "0.2",
         "--device", "cpu", "--no-compile"]
 
 
@@ -75,3 +75,38 @@ def test_the_table_names_every_row():
 def test_bad_shapes_are_one_line_errors(args, message):
     r = cockpit("bench", "modules", *args)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_warnings_name_the_load_and_the_rows_that_did_not_settle():
+    from engine.bench_modules import warnings
+
+    rows = [{"name": "mha", "fwd_bwd_ms": 10.0, "fwd_bwd_iqr_ms": 3.0, "decode_ms": 1.0, "decode_iqr_ms": 0.01},
+            {"name": "mla", "fwd_bwd_ms": 10.0, "fwd_bwd_iqr_ms": None, "decode_ms": None, "decode_iqr_ms": None}]
+    busy, spread = warnings(rows, others=1.5, cores=2, device="cpu")
+    assert "1.5 of 2 cores" in busy
+    assert "2 timing(s) did not settle" in spread and "mha fwd+bwd ±30%" in spread
+    assert "mla fwd+bwd (too few repeats)" in spread and "mha decode" not in spread
+    assert warnings(rows[:0], 0.2, 2, "cpu") == []
+    assert warnings([], 1.9, 2, "cuda") == []  # a GPU's timings do not share the CPUs' cores
+
+
+@pytest.mark.slow
+def test_a_busy_machine_is_measured_and_said(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        r = cockpit("bench", "modules", *TINY, "--json")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["other_processes_cores"] > 0.25 * result["cores"]
+    assert any("cores busy while this ran" in w for w in result["warnings"])
+    for row in result["rows"]:
+        if row["fwd_bwd_ms"] is not None:
+            assert row["fwd_bwd_iqr_ms"] is None or row["fwd_bwd_iqr_ms"] >= 0

@@ -7,14 +7,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _figure(out: Path, size=(7, 4.5)):
-    """(pyplot, figure, axes) drawing off-screen (Agg: no display needed), out/ made."""
+def _figure(out: Path, size=(7, 4.5), panels: int = 0):
+    """(pyplot, figure, axes) drawing off-screen (Agg: no display needed), out/ made; with
+    ``panels``, a list of that many axes stacked on one step axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    if panels:
+        fig, axes = plt.subplots(panels, 1, figsize=size, sharex=True, squeeze=False)
+        return plt, fig, list(axes[:, 0])
     fig, ax = plt.subplots(figsize=size)
     return plt, fig, ax
 
@@ -90,14 +94,24 @@ def lr_plot(out: Path, fit) -> Path:
     return _save(plt, fig, ax, out / "lr.png")
 
 
-def overlay_plot(out: Path, summaries, metric: str, name: str | None = None) -> Path:
-    """One metric of several runs by step, in one PNG."""
-    plt, fig, ax = _figure(out, (7.5, 4.2))
-    for s in summaries:
-        xs, ys = s.curves.get(metric, ([], []))
-        if xs:
-            ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=s.run)
-    ax.set(xlabel="step", ylabel=metric, title=f"{metric} by step")
-    if "loss" in metric:
-        ax.set_yscale("log")
-    return _save(plt, fig, ax, out / (name or f"compare_{metric.replace('/', '_')}.png"))
+def overlay_plot(out: Path, summaries, metric: str | list[str], name: str | None = None, smooth: float = 0.0,
+                 grouped: bool = True, baseline: str | None = None) -> Path:
+    """Metrics of several runs by step in one PNG, a panel per metric: each run's curve, or a seed
+    group's mean with a band of one standard deviation."""
+    from cockpit.analysis.compare import bands
+
+    names = [metric] if isinstance(metric, str) else list(metric)
+    plt, fig, axes = _figure(out, (7.5, 3.2 * len(names) + 1.0), panels=len(names))
+    for ax, m in zip(axes, names):
+        for i, b in enumerate(bands(summaries, m, smooth, grouped, baseline)):
+            colour = f"C{i % 10}"
+            ax.plot(b.x, b.mean, color=colour, marker="." if len(b.x) < 30 else None,
+                    label=b.label + (" (mean ± 1 sd)" if b.low is not None else ""))
+            if b.low is not None:
+                ax.fill_between(b.x, b.low, b.high, color=colour, alpha=0.2, linewidth=0)
+        ax.set(ylabel=m, title=f"{m} by step" + (f" (EMA {smooth})" if smooth else ""))
+        if "loss" in m:
+            ax.set_yscale("log")
+    axes[-1].set_xlabel("step")
+    stem = "+".join(x.replace("/", "_") for x in names)
+    return _save(plt, fig, axes[0], out / (name or f"compare_{stem}.png"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cockpit.format import number
 from runspec.run import events
-from runspec.run.metrics import TOKENS, info
+from runspec.run.metrics import STEP_MS, TOKENS, info
 
 WALL = "wall_s"  # the column of engine seconds in exported files
 SCALAR_KINDS = (events.STEP, events.EVAL, events.FINAL)
@@ -24,6 +24,9 @@ class RunSeries:
     run: str
     values: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> step -> value
     wall: dict[int, float] = field(default_factory=dict)  # step -> engine seconds when it was logged
+    # step -> training seconds: each log interval's step time x its steps, so evaluations,
+    # checkpoints and time stopped do not count (the clock of "at equal wall clock")
+    train_s: dict[int, float] = field(default_factory=dict)
 
     def points(self, name: str) -> tuple[list[int], list[float]]:
         steps = sorted(self.values.get(name, {}))
@@ -44,6 +47,8 @@ def read_series(rd) -> RunSeries:
     out = RunSeries(rd.id)
     segment = (0.0, 0.0)  # (this launch's first event time, wall seconds before it)
     wall = 0.0
+    clock: dict[int, float] = {0: 0.0}
+    last = 0  # the newest step in clock
     for ev in events.read_events(rd.events):
         if ev.kind == events.START or not segment[0]:
             segment = (ev.time, wall)
@@ -51,9 +56,17 @@ def read_series(rd) -> RunSeries:
         if ev.kind not in SCALAR_KINDS or ev.step is None:
             continue
         out.wall[ev.step] = wall
+        step_ms = ev.metrics.get(STEP_MS) if ev.kind == events.STEP else None
+        if isinstance(step_ms, (int, float)) and not isinstance(step_ms, bool):
+            if ev.step <= last:  # a resumed run repeats the steps after its checkpoint
+                clock = {k: v for k, v in clock.items() if k < ev.step}
+                last = max(clock)
+            clock[ev.step] = clock[last] + step_ms / 1000 * (ev.step - last)
+            last = ev.step
         for name, value in ev.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out.values.setdefault(name, {})[ev.step] = float(value)
+    out.train_s = {k: v for k, v in clock.items() if k}
     return out
 
 

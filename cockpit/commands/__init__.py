@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-ORDER = ("run", "resume", "complete", "export", "analyze", "compare", "metrics", "findings", "sweep", "serve", "corpora",
+ORDER = ("run", "resume", "complete", "export", "analyze", "compare", "metrics", "findings", "ablate", "sweep",
+         "serve", "corpora",
          "queue", "worker", "status", "keepawake", "bench")
 
 

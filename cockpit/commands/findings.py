@@ -17,6 +17,8 @@ def register(sub) -> None:
     n.add_argument("title", help="the claim, in a sentence")
     n.add_argument("--runs", nargs="+", default=[], help="the runs behind the claim")
     n.add_argument("--sweep", help="or the sweep behind it")
+    n.add_argument("--baseline", metavar="RUN|GROUP", help="compare: Δs of every column against this run or seed "
+                                                           "group (marked against the seed spread)")
     n.add_argument("--show", choices=SHOWS, default=None, help="what to regenerate under the claim (default: "
                                                                 "compare for runs, scaling for a sweep)")
     f.set_defaults(func=main)
@@ -33,7 +35,7 @@ def main(args) -> int:
             for r in args.runs:  # a typo now is cheaper than a "runs gone" later
                 find_run(r, runs_dir)
             path = new_entry(root, args.title, [find_run(r, runs_dir).id for r in args.runs], args.sweep,
-                             args.show or ("scaling" if args.sweep else "compare"))
+                             args.show or ("scaling" if args.sweep else "compare"), baseline=args.baseline)
             print(f"wrote {path}: write the claim under its header, then: cockpit findings")
             return 0
         out, count = build(root, runs_dir)

@@ -8,6 +8,7 @@ import sys
 from cockpit import control
 from cockpit.args import add_set, fail, positive_int, warn
 from cockpit.runs import RunError, runs_root
+from cockpit.seeds import parse_seeds
 
 
 def register(sub) -> None:
@@ -21,6 +22,9 @@ def register(sub) -> None:
     a.add_argument("--depends-on", action="append", default=[], metavar="RUN",
                    help="start only once RUN has completed (repeatable; recorded in run.json)")
     a.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
+    a.add_argument("--seeds", type=parse_seeds, metavar="N|S,S,...",
+                   help="each config once per seed: N seeds from the config's train.seed, or these seeds; "
+                        "named NAME-s<seed> (compare shows them as one column, mean ± std)")
     add_set(a)
     ls = qs.add_parser("ls", help="queued runs in order")
     ls.add_argument("--json", action="store_true", help="one JSON object instead of the table")
@@ -70,7 +74,7 @@ def queue(args) -> int:
     c = args.queue_cmd
     if c == "add":
         for rd in q.add(args.configs, args.name, args.front, args.after, args.set, tags=args.tag,
-                        depends_on=args.depends_on):
+                        depends_on=args.depends_on, seeds=args.seeds):
             order = q.order
             where = f"at position {order.index(rd.id) + 1}" if rd.id in order else "(it has already started)"
             print(f"queued {rd.id} {where}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from cockpit.args import add_set, interactive, positive_int, warn
+from cockpit.seeds import parse_seeds
 
 
 def register(sub) -> None:
@@ -15,6 +16,9 @@ def register(sub) -> None:
     r.add_argument("--tag", action="append", default=[], help="a tag recorded in run.json (repeatable)")
     r.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="train on N devices of this machine under torchrun (same as --set train.gpus=N)")
+    r.add_argument("--seeds", type=parse_seeds, metavar="N|S,S,...",
+                   help="train the config once per seed, one after another: N seeds from its train.seed, or these; "
+                        "named NAME-s<seed>, then their mean ± std (without --headless: queued for the worker)")
     r.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores, or "
                                                          "device = cuda where NVML shows no GPU")
     add_set(r)
@@ -35,11 +39,52 @@ def run(args) -> int:
         print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
     cfg = check_config(args.config, args.set)
     check_ranks(cfg, args.force, "--nproc" if args.nproc is not None else "[train] gpus")
+    if args.seeds is not None:
+        return _run_seeds(args, cfg)
     rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True,
                     checked=cfg)
     print(f"created {rd.path}")
     launch = claim(rd, Proc.me("cli"), expected=QUEUED)
     return follow(rd, start_engine(rd, launch), launch)
+
+
+def _run_seeds(args, cfg) -> int:
+    """One run per seed, trained here one after another (a stopped or killed one ends the series:
+    that was a Ctrl-C), then the seeds side by side: mean ± standard deviation."""
+    from pathlib import Path
+
+    from cockpit import exit_codes
+    from cockpit.headless import follow
+    from cockpit.runs import check_config, claim, create_run, runs_root, start_engine
+    from cockpit.seeds import SEED_KEY, seed_name
+    from runspec.run.process import Proc
+    from runspec.run.rundir import QUEUED, RunMeta
+
+    runs_dir = runs_root(args.runs_dir)
+    values = args.seeds.values(cfg.train.seed)
+    done, worst = [], exit_codes.OK
+    for i, seed in enumerate(values, 1):
+        overrides = [*(args.set or []), f"{SEED_KEY}={seed}"]
+        rd = create_run(args.config, overrides, seed_name(args.name or Path(args.config).stem, seed), runs_dir,
+                        RunMeta(tags=args.tag), now=True, checked=check_config(args.config, overrides))
+        print(f"created {rd.path} (seed {seed}: {i} of {len(values)})")
+        launch = claim(rd, Proc.me("cli"), expected=QUEUED)
+        code = follow(rd, start_engine(rd, launch), launch)
+        worst = max(worst, code)
+        done.append(rd)
+        if code in (exit_codes.RUN_STOPPED, exit_codes.RUN_KILLED):
+            left = len(values) - i
+            if left:
+                print(f"stopped: {left} seed(s) not started ({', '.join(map(str, values[i:]))})")
+            break
+    if len(done) > 1:
+        from cockpit.analysis.compare import legend, plain, summarize, table
+
+        summaries = [summarize(rd) for rd in done]
+        print()
+        print(plain(*table(summaries)))
+        print(f"({legend(summaries, None)})")
+    return worst
 
 
 def _run_in_tui(args) -> int:
@@ -52,7 +97,7 @@ def _run_in_tui(args) -> int:
     from cockpit.worker import start_worker
 
     q = Queue(runs_root(args.runs_dir), warn=warn)
-    rd = q.add([args.config], args.name, overrides=args.set, tags=args.tag)[0]
+    rd = q.add([args.config], args.name, overrides=args.set, tags=args.tag, seeds=args.seeds)[0]
     if not worker_status(q)["alive"]:
         start_worker(q.runs_dir)
     return open_tui(args, "training", rd.id)

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Select, SelectionList, Static
 
-from cockpit.analysis.compare import Summary, short_names, table
+from cockpit.analysis.compare import Summary, bands, ordered_columns, table
 from cockpit.tui.pane import Pane, Readout, fill_table
 from cockpit.tui.training_pane import PALETTE, Chart
 from runspec.run.metrics import GRAD_NORM, LR, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
@@ -43,6 +43,7 @@ class ComparePane(Pane):
     TITLE = "Compare"
     BINDINGS = [
         Binding("m", "metric", "Next metric"),
+        Binding("b", "baseline", "Baseline"),
         Binding("f", "fit", "Scaling fit"),
         Binding("a", "clear", "Clear picks"),
     ]
@@ -51,6 +52,7 @@ class ComparePane(Pane):
         super().__init__(**kwargs)
         self.runs_dir = runs_dir
         self.chosen: list[str] = []
+        self.baseline: str | None = None  # a picked run: its column (its seed group) is the baseline
         self.metric = VAL_LOSS
         self.metrics: list[str] = [VAL_LOSS]
         self.fit_text = ""
@@ -129,19 +131,35 @@ class ComparePane(Pane):
             fill_table(tbl, [""], [])
             self.query_one("#cmp-chart", Chart).draw({})
             return
-        header, rows = table(summaries)
-        hint.set(Text(f"{len(summaries)} runs · m metric · f scaling fit · a clear", style="dim"))
-        # a first row in each run's line colour: the chart needs no legend over its data
+        baseline = self.baseline if self.baseline in {s.run for s in summaries} else None
+        header, rows = table(summaries, baseline)
+        cols = ordered_columns(summaries, baseline)
+        hint.set(Text(f"{len(summaries)} runs in {len(cols)} columns" + (f" · Δ against {cols[0].label}" if baseline
+                                                                      else "") +
+                      " · m metric · b baseline · f scaling fit · a clear", style="dim"))
+        # a first row in each column's line colour: the chart needs no legend over its data
         key = ["chart line", *(Text("━━━━", style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
-                               for i in range(len(summaries)))]
+                               for i in range(len(cols)))]
         fill_table(tbl, header, [("line", key), *((f"r{i}", r) for i, r in enumerate(rows))])
         names = set().union(*(s.curves for s in summaries))
         self.metrics = [m for m in FIRST_METRICS if m in names] + sorted(names - set(FIRST_METRICS))
-        short = dict(zip([s.run for s in summaries], short_names([s.run for s in summaries])[0]))
         chart = self.query_one("#cmp-chart", Chart)
         chart.title = self.metric
-        chart.draw({short[s.run]: s.curves.get(self.metric, ([], [])) for s in summaries},
-                   log_y="loss" in self.metric)
+        drawn = bands(summaries, self.metric, baseline=baseline)
+        chart.draw({b.label: (b.x, b.mean) for b in drawn}, log_y="loss" in self.metric,
+                   bands={b.label: (b.x, b.low, b.high) for b in drawn if b.low is not None})
+
+    def action_baseline(self) -> None:
+        """The highlighted run's column becomes the baseline (again: no baseline)."""
+        lst = self.query_one("#cmp-runs", SelectionList)
+        if lst.highlighted is None:
+            return
+        run = lst.get_option_at_index(lst.highlighted).value
+        if run not in self.chosen:
+            self.notify("pick the run first (space), then b makes its column the baseline", severity="warning")
+            return
+        self.baseline = None if self.baseline == run else run
+        self._refresh_view()
 
     # -- picking ------------------------------------------------------------------------
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:

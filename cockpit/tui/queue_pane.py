@@ -135,6 +135,9 @@ class QueuePane(Pane):
             text.append(row.status, style=STATE_STYLE.get(row.status, ""))
             if row.reason:
                 text.append(f": {row.reason}", style="red" if row.status in (FAILED, BROKEN) else "")
+            if row.figures:  # every final benchmark the run has, named by the metrics registry
+                text.append("\nfinal: ", style="bold")
+                text.append(" · ".join(row.figures))
         self.query_one("#queue-detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -41,6 +41,7 @@ class RunRow:
     tok_s: float | None = None
     elapsed: float = 0.0  # engine time over every launch
     gpus: int = 1  # what its config asks for ([train] gpus)
+    figures: tuple[str, ...] = ()  # every final figure, 'label value' (the detail line shows them)
 
 
 def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | None = None,
@@ -59,7 +60,7 @@ def run_rows(runs_dir: Path, histories: Histories, states: dict[str, Listed] | N
         row = RunRow(rd.id, s.status, step=s.step, max_steps=s.max_steps, reason=s.reason, updated=s.updated,
                      size=f"{params} {s.model}" if params and cfg else params or s.model, loss=s.loss,
                      eta_s=s.eta_s, stage=s.stage, stages=s.stages, phase=s.phase, val_loss=s.val_loss, bpb=s.bpb, final=s.final,
-                     tok_s=s.tok_s, elapsed=s.wall_s)
+                     tok_s=s.tok_s, elapsed=s.wall_s, figures=tuple(s.figures or ()))
         row.position = order.index(rd.id) + 1 if rd.id in order and state.status == QUEUED else None
         row.gpus = cfg.train.gpus if cfg else 1
         if state.status == RUNNING and state.slot and state.slot != "cpu":

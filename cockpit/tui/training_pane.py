@@ -84,6 +84,7 @@ class Chart(Widget):
         self.title = title
         self.legend = legend  # off where the lines' colours are named elsewhere (the compare table)
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
+        self.bands: dict[str, tuple[list[float], list[float], list[float]]] = {}
         self.points: set[str] = set()  # series drawn as markers, over the lines (validation)
         self.log_y = False
         self.marks: list[int] = []
@@ -93,11 +94,14 @@ class Chart(Widget):
         self._shown_generation = 0
 
     def draw(self, lines: dict[str, tuple[list[float], list[float]]], log_y: bool = False,
-             marks: list[int] | None = None, points: set[str] | frozenset = frozenset(), title: str | None = None) -> None:
+             marks: list[int] | None = None, points: set[str] | frozenset = frozenset(), title: str | None = None,
+             bands: dict[str, tuple[list[float], list[float], list[float]]] | None = None) -> None:
         """``marks``: steps drawn as vertical lines (where a stage begins); ``points``: series
         drawn as markers over the lines, so a sparse validation curve and the training line
-        never hide each other."""
+        never hide each other; ``bands``: (x, low, high) of a line's spread (a seed group's mean
+        ± one standard deviation), drawn as dim dots in the line's colour."""
         self.lines = {k: v for k, v in lines.items() if v[0]}
+        self.bands = {k: v for k, v in (bands or {}).items() if k in self.lines and v[0]}
         self.points = set(points)
         if title is not None:
             self.title = title
@@ -113,19 +117,20 @@ class Chart(Widget):
         if width < 10 or height < 3:
             return
         self._generation += 1
-        job = (self._generation, dict(self.lines), self.log_y, width, height, list(self.marks), set(self.points))
+        job = (self._generation, dict(self.lines), self.log_y, width, height, list(self.marks), set(self.points),
+               dict(self.bands))
         self.run_worker(lambda: self._make(*job), thread=True, group=f"chart-{self.id}", exit_on_error=False)
 
     def _make(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int],
-              points: set[str]) -> None:
+              points: set[str], bands: dict | None = None) -> None:
         # one picture at a time: plotext keeps state outside its figure objects, and four charts
         # built at once in their threads now and then drew one chart with another's tick rows
         # (a snapshot test caught it). The GIL let them take turns anyway: nothing is lost.
         with _PLOTEXT_LOCK:
-            self._make_locked(generation, lines, log_y, width, height, marks, points)
+            self._make_locked(generation, lines, log_y, width, height, marks, points, bands or {})
 
     def _make_locked(self, generation: int, lines, log_y: bool, width: int, height: int, marks: list[int],
-                     points: set[str]) -> None:
+                     points: set[str], bands: dict | None = None) -> None:
         from cockpit.analysis.termplot import tick_labels, ticks
 
         # the legend is a line of its own above the plot: inside, it covered the data (the
@@ -147,6 +152,15 @@ class Chart(Widget):
         all_x: list[float] = []
         all_y: list[float] = []
         colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(lines)}  # the legend's order
+        for label, (xs, low, high) in (bands or {}).items():  # under the lines: the spread, dim
+            dim = tuple(int(c * 0.55) for c in colours[label])
+            for edge in (low, high):
+                bx, by = thin(list(xs), list(edge), width)
+                kept = [(x, y) for x, y in zip(bx, by) if y > 0 or not log_y]
+                if kept:
+                    plt.scatter([x for x, _ in kept], [y for _, y in kept], color=dim, marker="·")
+                    all_x += [x for x, _ in kept]
+                    all_y += [y for _, y in kept]
         # lines first, markers over them: a marker hides one cell of a line, while a line drawn
         # over the markers hid every validation point that sat on the training curve
         for label in sorted(lines, key=lambda name: name in points):

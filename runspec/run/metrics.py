@@ -126,6 +126,28 @@ _m("debug/{statistic}", "statistic", ".4g", "debug")  # a kind's own (MoE balanc
 
 # the columns of compare's table of final figures, in order
 FINAL_COLUMNS = (FINAL_LOSS, FINAL_BPB, FINAL_TEST_LOSS, CONVICTION_AUROC, CONVICTION_SPEARMAN, CONVICTION_MEAN)
+FINAL_COUNTS = (FINAL_TOKENS, FINAL_SLIDING_TOKENS, FINAL_TEST_TOKENS)  # how much a pass scored, not a result
+
+
+def final_figures(names) -> list[str]:
+    """The final results among logged names, for every view that shows a run's outcome (the
+    headless summary, compare, the Queue tab, findings): the usual columns first, in their order,
+    then every other final_benchmarks/ name a run has (sliding, full pass, test sliding, bpc, a
+    head's statistics, IVON's posterior-predictive loss ...), sorted; the token counts stay out."""
+    names = set(names)
+    rest = sorted(n for n in names if n.startswith(FINAL + "/") and n not in FINAL_COLUMNS and n not in FINAL_COUNTS
+                  and not n.endswith("_tokens"))
+    return [n for n in FINAL_COLUMNS if n in names] + rest
+
+
+def label_of(name: str) -> str:
+    """A name's label for a table row: its own, or for a family member its own words (a final
+    pass's 'sliding_loss' reads 'final sliding loss', not its family's 'loss')."""
+    if name in REGISTRY:
+        return REGISTRY[name].label
+    ns, _, leaf = name.partition("/")
+    words = leaf.replace("/", " ").replace("_", " ")
+    return {FINAL: f"final {words}", RUNNING_VAL: f"val {words}"}.get(ns, words)
 
 
 def named(namespace: str, key: str) -> str:
