@@ -134,7 +134,7 @@ class ComparePane(Pane):
         baseline = self.baseline if self.baseline in {s.run for s in summaries} else None
         header, rows = table(summaries, baseline)
         cols = ordered_columns(summaries, baseline)
-        hint.set(Text(f"{len(summaries)} runs in {len(cols)} columns" + (f" · Δ against {cols[0].label}" if baseline
+        hint.set(Text(f"{len(summaries)} runs in {len(cols)} column{'s' if len(cols) != 1 else ''}" + (f" · Δ against {cols[0].label}" if baseline
                                                                       else "") +
                       " · m metric · b baseline · f scaling fit · a clear", style="dim"))
         # a first row in each column's line colour: the chart needs no legend over its data
