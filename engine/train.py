@@ -45,6 +45,7 @@ from runspec.run.rundir import (
     RunGone,
     RunState,
     StateConflict,
+    StateDamaged,
     StateError,
 )
 from runspec.run.stopflag import StopFlag
@@ -309,7 +310,11 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
             gone()  # deleted in the middle of the write: say that, not "free disk space"
             raise
         sinks.emit(events.CHECKPOINT, step=trainer.step, path=str(path), **staged())
-        rd.update(expected=RUNNING, step=trainer.step)
+        try:
+            rd.update(expected=RUNNING, step=trainer.step)
+        except StateDamaged:
+            gone()  # state.json removed by a deletion still under way: say that, not "incomplete"
+            raise
 
     def diverged() -> str:
         """'' while every loss so far was finite on every rank (one host sync: called only where
