@@ -122,6 +122,30 @@ def test_series_and_the_training_clock_come_from_a_real_events_file(tmp_path):
     assert curve.at("steps", 10) is None  # before the first evaluation: no value, not an extrapolation
 
 
+def test_a_polling_face_reads_a_finished_run_again_only_when_its_files_change(tmp_path):
+    from cockpit.analysis.compare import Summaries
+
+    rd = RunDir(tmp_path / "r")
+    rd.path.mkdir()
+    rd.create_state("completed", max_steps=30)
+    w = events.EventWriter(rd.events)
+    w.emit(events.START, step=0)
+    w.emit(events.EVAL, step=20, metrics={VAL_LOSS: 3.0})
+    w.close()
+    read = Summaries()
+    first = read.get(rd)
+    assert read.get(rd) is first and first.val.loss == [3.0]  # unchanged: the same summary, not re-read
+    w = events.EventWriter(rd.events)
+    w.emit(events.FINAL, step=30, metrics={FINAL_LOSS: 2.5})
+    w.close()
+    again = read.get(rd)
+    assert again is not first and again.val.loss == [3.0, 2.5] and again.final[FINAL_LOSS] == 2.5
+    rd.update(status="running")
+    assert read.get(rd) is not read.get(rd)  # a live run is always read
+    read.keep([])
+    assert not read._memo
+
+
 def test_ema_is_debiased_and_zero_leaves_the_curve():
     assert ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
     assert ema([1.0, 2.0], 0.0) == [1.0, 2.0]

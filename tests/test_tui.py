@@ -748,6 +748,13 @@ async def test_the_compare_picker_works_from_the_keyboard(trained, tmp_path):
         await wait_for(pilot, lambda: len(pane._summaries) == 2, "two picks compared")
         await on_screen(pilot, "2 runs")
         assert lst.highlighted == 1
+        await pilot.press("b")  # the highlighted pick becomes the baseline column
+        await wait_for(pilot, lambda: pane.baseline == lst.get_option_at_index(1).value, "a baseline")
+        await on_screen(pilot, "Δ against", "Δ val loss, equal steps")
+        tbl = pane.query_one("#cmp-table")  # the last rows sit below the fold of a 40-row screen
+        assert "Δ params" in [str(tbl.get_row_at(i)[0]) for i in range(tbl.row_count)]
+        await pilot.press("b")  # again: no baseline
+        await wait_for(pilot, lambda: pane.baseline is None, "the baseline cleared")
 
 
 def test_corpora_tab_starts_on_the_tokenizer_the_newest_run_uses(tmp_path):

@@ -17,6 +17,7 @@ from cockpit import seeds
 from cockpit.analysis.spread import LEGEND, delta, spread
 from cockpit.format import clock, human
 from runspec.run.metrics import FINAL_LOSS, VAL_LOSS, final_figures, info, label_of
+from runspec.run.rundir import RUNNING
 
 # keys that differ between any two runs without saying anything about them
 NOISE = ("log.run_name", "log.wandb_name", "data.cache_dir")
@@ -115,6 +116,42 @@ def summarize(rd) -> Summary:
             curves[VAL_LOSS] = ([*xs, float(h.step)], [*ys, float(final_loss)])
     return Summary(rd.id, s.status, config, s.params, s.params_non_embedding, s.tokens, s.wall_s, s.median_tok_s,
                    dict(h.final), curves, rd.read_meta().sweep, val_curve(read_series(rd)))
+
+
+def _signature(rd) -> tuple:
+    """What summarize() reads, by size and modification time (None where a file is missing)."""
+    out = []
+    for f in (rd.events, rd.state_file, rd.meta_file, rd.resolved):
+        try:
+            st = f.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class Summaries:
+    """summarize() for a face that asks again every second (the Compare tab): a run whose files
+    are unchanged since the last call is not read again, so a finished run costs a few stat()s
+    rather than two passes over its events. A running run is always read."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Any, tuple[tuple, Summary]] = {}
+
+    def get(self, rd) -> Summary:
+        key = _signature(rd)
+        hit = self._memo.get(rd.path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        s = summarize(rd)
+        if s.status != RUNNING:  # a live run's wall clock moves between its events
+            self._memo[rd.path] = (key, s)
+        return s
+
+    def keep(self, rds) -> None:
+        """Forget every run but these (the picks changed)."""
+        paths = {rd.path for rd in rds}
+        self._memo = {p: v for p, v in self._memo.items() if p in paths}
 
 
 def differing(configs: list[dict[str, Any]]) -> list[str]:

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Select, SelectionList, Static
 
-from cockpit.analysis.compare import Summary, bands, ordered_columns, table
+from cockpit.analysis.compare import Summaries, Summary, bands, ordered_columns, table
 from cockpit.tui.pane import Pane, Readout, fill_table
 from cockpit.tui.training_pane import PALETTE, Chart
 from runspec.run.metrics import GRAD_NORM, LR, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
@@ -60,6 +60,7 @@ class ComparePane(Pane):
         self._sweeps: list[str] = []
         self._sweep_of: dict[str, str] = {}
         self._summaries: list[Summary] = []
+        self._read = Summaries()  # a picked run is read again only when its files change
         self._syncing = False
 
     def compose(self):
@@ -82,7 +83,6 @@ class ComparePane(Pane):
 
     # -- loading ------------------------------------------------------------------------
     def load(self) -> CompareData:
-        from cockpit.analysis.compare import summarize
         from cockpit.runs import list_runs
 
         runs, sweeps = [], set()
@@ -95,7 +95,9 @@ class ComparePane(Pane):
             if sweep:
                 sweeps.add(sweep)
         by_id = {rd.id: rd for rd in all_runs}
-        summaries = [summarize(by_id[r]) for r in list(self.chosen) if r in by_id]
+        picked = [by_id[r] for r in list(self.chosen) if r in by_id]
+        self._read.keep(picked)
+        summaries = [self._read.get(rd) for rd in picked]
         return CompareData(runs, sorted(sweeps, reverse=True), summaries)
 
     def show(self, data: CompareData) -> None:
