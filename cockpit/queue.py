@@ -166,6 +166,11 @@ class Queue:
         config is read and checked once. ``seeds`` (cockpit.seeds.Seeds): each config once per
         seed, named NAME-s<seed>."""
         cfgs = checked if checked is not None else [check_config(c, overrides) for c in configs]
+        for c, cfg in zip(configs, cfgs):  # a worker starts runs on its own machine only
+            if cfg is not None and cfg.train.nodes > 1:
+                raise RunError(f"{c}: [train] nodes = {cfg.train.nodes}: a run across machines is started on each of "
+                               f"them, not queued: cockpit --headless run CONFIG --nodes N --node-rank K on every "
+                               f"node, or cockpit slurm CONFIG on a cluster")
         if seeds is not None:  # each config once per seed: runs that differ only in train.seed
             from cockpit.seeds import SEED_KEY, seed_name
 

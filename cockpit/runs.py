@@ -446,7 +446,8 @@ def record_engine_exit(rd: RunDir, code: int | None, launch: str | None = None) 
         raise RunError(str(e)) from None
 
 
-def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, nproc: int | None = None) -> RunConfig:
+def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, nproc: int | None = None,
+                   nodes: int | None = None, rdzv: str | None = None) -> RunConfig:
     """Apply --max-steps/--max-time/--nproc to resolved.toml after checking the run can continue.
     Another number of ranks continues the data stream where it stopped, each step drawing
     batch_size x grad_accum windows per rank: the global batch changes with the ranks."""
@@ -461,8 +462,12 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, npro
         data["train"]["max_time"] = max_time
     if nproc is not None:
         data["train"]["gpus"] = nproc
+    if nodes is not None:  # another node count: like --nproc, the global batch follows the ranks
+        data["train"]["nodes"] = nodes
+    if rdzv is not None:
+        data["train"]["rdzv"] = rdzv
     try:
-        cfg = config_from_dict(data, "--max-steps/--max-time/--nproc")
+        cfg = config_from_dict(data, "--max-steps/--max-time/--nproc/--nodes/--rdzv")
     except ConfigError as e:
         raise RunError(str(e)) from None
     steps = rd.checkpoint_steps()
@@ -473,6 +478,9 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, npro
     if done == cfg.train.max_steps:
         raise RunError(f"{rd.id} has already trained {done}/{cfg.train.max_steps} steps; "
                        f"pass --max-steps N with N > {done} to train further")
+    if cfg.train.nodes > 1 and not cfg.train.rdzv:
+        raise RunError(f"{rd.id}: [train] nodes = {cfg.train.nodes} needs --rdzv HOST:PORT (this machine's address as "
+                       f"the other nodes reach it, and a free port)")
     write_resolved(rd, cfg)
     return cfg
 

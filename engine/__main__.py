@@ -1,4 +1,4 @@
-"""python -m engine train RUN_DIR | complete RUN_DIR [--step N] | export RUN_DIR [--step N] --merged OUT | bench CONFIG --steps N [--json] | bench-modules [...]"""
+"""python -m engine train RUN_DIR [--node-rank K --rdzv HOST:PORT] | complete RUN_DIR [--step N] | export RUN_DIR [--step N] --merged OUT | bench CONFIG --steps N [--json] | bench-modules [...]"""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a run directory (created by cockpit)")
     t.add_argument("run_dir")
+    t.add_argument("--node-rank", type=non_negative_int, default=None, metavar="K",
+                   help="this machine's place in a [train] nodes > 1 run (default: $SLURM_NODEID, else 0); "
+                        "node 0 owns the run directory")
+    t.add_argument("--rdzv", default=None, metavar="HOST:PORT", help="node 0's rendezvous (overrides [train] rdzv)")
+    t.add_argument("--own-log", action="store_true",
+                   help="append this process's output to the run's engine.log (node 0) or engine.node<K>.log "
+                        "(as under srun, where nothing else redirects it)")
     c = sub.add_parser("complete", help="serve completions from a run's checkpoint (JSON lines on stdin/stdout)")
     c.add_argument("run_dir")
     c.add_argument("--step", type=non_negative_int, default=None)
@@ -31,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         from runspec.run.stopflag import StopFlag
 
         stop = StopFlag()  # before torch is imported: a stop during start-up is honoured, not fatal
-        from engine.train import run
+        from engine.train import node_rank_of, own_log, run
 
-        return run(args.run_dir, stop)
+        if args.own_log:
+            own_log(args.run_dir, node_rank_of(args.node_rank))
+        return run(args.run_dir, stop, node_rank=args.node_rank, rdzv=args.rdzv)
     if args.cmd == "complete":
         from engine.complete import serve
 

@@ -1,6 +1,7 @@
 """The launcher of a run on several devices: ``python -m engine train RUN_DIR`` with
 ``[train] gpus = N > 1`` starts ``torchrun --standalone --nproc-per-node N`` with the same
-command and stays beside it. Torch-free (the ranks import torch, the launcher need not).
+command and stays beside it; with ``nodes = M > 1`` each machine's launcher starts its own
+torchrun, and the M of them meet at node 0's rendezvous. Torch-free (the ranks import torch, the launcher need not).
 
 The launcher is the process the run's state names as its engine, so ``cockpit stop``, status
 and the worker's bookkeeping treat a distributed run like any other. torchrun puts each rank
@@ -22,11 +23,26 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from runspec.run.process import Proc, children
 
 LAUNCHER_ENV = "COCKPIT_LAUNCHER"  # "pid:start" of the launcher; ranks name it as the run's engine
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """A run across machines: ``count`` nodes meeting at node 0's ``endpoint`` (HOST:PORT).
+
+    torchrun's static rendezvous, not c10d: c10d gives out node ranks by sorting the nodes' host
+    names, so global rank 0 (which owns the run's state, events and checkpoints) could land on a
+    machine other than the one whose engine the run's state names; static keeps --node-rank as
+    given. A run is a fixed shape, so c10d's elasticity would buy nothing here."""
+
+    count: int
+    rank: int
+    endpoint: str
 
 
 def rank_env() -> tuple[int, int] | None:
@@ -47,8 +63,11 @@ def identity() -> Proc:
     return Proc.of(os.getppid(), "engine") or Proc.me("engine")
 
 
-def torchrun_command(run_dir: Path, nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+def torchrun_command(run_dir: Path, nproc: int, nodes: Nodes | None = None) -> list[str]:
+    where = ["--standalone"] if nodes is None else [
+        f"--nnodes={nodes.count}", f"--node-rank={nodes.rank}", "--rdzv-backend=static",
+        f"--rdzv-endpoint={nodes.endpoint}", f"--rdzv-id={run_dir.name}", "--max-restarts=0"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={nproc}",
             "-m", "engine", "train", str(run_dir)]
 
 
@@ -81,12 +100,13 @@ def failure_reason(lines: list[str], code: int) -> str:
         "; torchrun ended the other ranks (see engine.log)"
 
 
-def launch(run_dir: Path, nproc: int, me: Proc, stop, log) -> tuple[int, str]:
-    """Run the ranks under torchrun until they finish. Returns torchrun's exit code and, when
-    it failed, the reason its summary gives."""
+def launch(run_dir: Path, nproc: int, me: Proc, stop, log, nodes: Nodes | None = None) -> tuple[int, str]:
+    """Run this machine's ranks under torchrun until they finish. Returns torchrun's exit code
+    and, when it failed, the reason its summary gives."""
     env = {**os.environ, LAUNCHER_ENV: f"{me.pid}:{me.start}", "PYTHONUNBUFFERED": "1"}
-    log(f"launching {nproc} ranks: {' '.join(torchrun_command(run_dir, nproc)[1:])}")
-    proc = subprocess.Popen(torchrun_command(run_dir, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    command = torchrun_command(run_dir, nproc, nodes)
+    log(f"launching {nproc} ranks{f' on node {nodes.rank} of {nodes.count}' if nodes else ''}: {' '.join(command[1:])}")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     tail: collections.deque[str] = collections.deque(maxlen=400)
 

@@ -16,7 +16,7 @@ from engine import checkpoint, launch
 from engine.device import DeviceError
 from engine.sinks import Sinks
 from runspec.config.plan import phase
-from runspec.config.schema import ConfigError, RunConfig, parse_time_budget, resolved_dict
+from runspec.config.schema import ConfigError, RunConfig, parse_endpoint, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
 from runspec.run import events, lifecycle
@@ -109,12 +109,45 @@ def remove_stale_temporaries(rd: RunDir) -> None:
             pass
 
 
-def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
-    """Train (one process), launch the ranks (``gpus`` > 1), or be one of them (under torchrun)."""
+def node_rank_of(given: int | None) -> int:
+    """This machine's node rank: --node-rank, else Slurm's $SLURM_NODEID (srun starts the same
+    command on every node), else 0."""
+    if given is not None:
+        return given
+    value = os.environ.get("SLURM_NODEID", "")
+    return int(value) if value.isdigit() else 0
+
+
+def own_log(run_dir: str | Path, node: int) -> None:
+    """Send this process's stdout and stderr (and its children's) to the run's log: engine.log
+    on node 0, engine.node<K>.log on node K (a node's log, as cockpit's join writes it)."""
+    rd = RunDir(run_dir)
+    path = rd.node_log(node)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        print(f"{path}: cannot write the log ({e}); the runs directory must be one every node mounts",
+              file=sys.stderr, flush=True)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None = None,
+        rdzv: str | None = None) -> int:
+    """Train (one process), launch the ranks (``gpus`` > 1 or ``nodes`` > 1), or be one of them
+    (under torchrun). On node K > 0 of a multi-node run this process only launches its node's
+    ranks and speaks on its own stdout: node 0's engine owns the run's state and events."""
     global _quiet
     rd = RunDir(run_dir)
     stop = stop or StopFlag()
     ranked = launch.rank_env()
+    node = node_rank_of(node_rank) if ranked is None else 0
+    if node and (node_rank is not None or _spans_nodes(rd)):  # (a Slurm node id alone: only for a multi-node run)
+        return _follow_node(rd, node, rdzv, stop)
     main = ranked is None or ranked[0] == 0
     _quiet = not main
     # under torchrun the run's engine is the launcher (or the torchrun agent): stop signals it
@@ -141,10 +174,10 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
         attached = main
         if bad_config is not None:
             raise bad_config
-        if ranked is None and cfg.train.gpus > 1:
+        if ranked is None and (cfg.train.gpus > 1 or cfg.train.nodes > 1):
             if state.stop_requested or stop.signal:
                 raise StoppedBeforeStart
-            return _launch(rd, cfg, me, writer, stop)
+            return _launch(rd, cfg, me, writer, stop, rdzv)
         if ranked is None and (state.stop_requested or stop.signal):  # no need to load anything
             raise StoppedBeforeStart
         if main:
@@ -189,6 +222,7 @@ def run(run_dir: str | Path, stop: StopFlag | None = None) -> int:
 
         sinks.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                    threads=torch.get_num_threads(),  # intra-op threads: a worker with --slots splits the cores
+                   nodes=cfg.train.nodes,
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
@@ -241,9 +275,58 @@ def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int
         log(f"could not record the end of the run: {e}")
 
 
-def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag) -> int:
+def _nodes(cfg: RunConfig, node: int, rdzv: str | None, where: str) -> launch.Nodes | None:
+    """The multi-node shape of this launch (None on one machine); ConfigError when it cannot meet."""
+    t = cfg.train
+    if t.nodes == 1:
+        if node:
+            raise ConfigError(where, "--node-rank",
+                              f"found {node}, but [train] nodes = 1: this run is on one machine")
+        return None
+    endpoint = rdzv or t.rdzv
+    if not endpoint:
+        raise ConfigError(where, "[train] rdzv", f"nodes = {t.nodes} needs node 0's HOST:PORT, where the "
+                          f"nodes meet: set it, or pass --rdzv HOST:PORT on every node")
+    try:
+        parse_endpoint(endpoint)
+    except ValueError as e:
+        raise ConfigError("--rdzv", "rendezvous", str(e)) from None
+    if node >= t.nodes:
+        raise ConfigError(where, "--node-rank", f"found {node}, but [train] nodes = {t.nodes}: "
+                          f"node ranks run 0..{t.nodes - 1}")
+    return launch.Nodes(t.nodes, node, endpoint)
+
+
+def _spans_nodes(rd: RunDir) -> bool:
+    try:
+        return rd.read_config().train.nodes > 1
+    except ConfigError:
+        return False
+
+
+def _follow_node(rd: RunDir, node: int, rdzv: str | None, stop: StopFlag) -> int:
+    """Node K > 0: start this node's ranks and wait for them. It writes nothing into the run
+    directory; its output is this process's (cockpit sends it to engine.node<K>.log)."""
+    me = Proc.me("engine")
+    try:
+        cfg = rd.read_config()
+        nodes = _nodes(cfg, node, rdzv, str(rd.resolved))
+        state = rd.read_state()
+    except (ConfigError, StateError) as e:
+        print(f"{rd.id}: node {node}: {e}", file=sys.stderr, flush=True)
+        return 2
+    if state.stop_requested or stop.signal:
+        log(f"node {node}: the run was stopped before this node started")
+        return 0
+    log(f"node {node} of {nodes.count}: {cfg.train.gpus} rank(s) of {rd.id}, meeting node 0 at {nodes.endpoint}")
+    code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log, nodes)
+    log(f"node {node}: ranks ended (torchrun exit code {code})" + (f": {why}" if why else ""))
+    return code
+
+
+def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag, rdzv: str | None = None) -> int:
     """Run the ranks under torchrun; record the end when rank 0 could not (a rank died)."""
-    code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log)
+    code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log, _nodes(cfg, 0, rdzv, str(rd.resolved)))
     try:
         state = rd.read_state()
     except StateError as e:

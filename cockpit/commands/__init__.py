@@ -11,7 +11,7 @@ import importlib
 
 ORDER = ("run", "resume", "complete", "export", "analyze", "compare", "metrics", "findings", "ablate", "sweep",
          "serve", "corpora",
-         "queue", "worker", "status", "keepawake", "bench")
+         "queue", "slurm", "worker", "status", "keepawake", "bench")
 
 
 def register_all(sub) -> None:

@@ -13,6 +13,10 @@ def register(sub) -> None:
     s.add_argument("--max-time", default=None, metavar="H:MM", help="time budget for this session")
     s.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="continue on N devices (the global batch changes with them; the data stream continues)")
+    s.add_argument("--nodes", type=positive_int, default=None, metavar="N",
+                   help="continue across N machines (1: on this one); the others join with cockpit --headless run "
+                        "CONFIG --nodes N --node-rank K --rdzv HOST:PORT")
+    s.add_argument("--rdzv", default=None, metavar="HOST:PORT", help="node 0's rendezvous for --nodes N > 1")
     s.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores")
     s.set_defaults(func=resume)
 
@@ -26,7 +30,7 @@ def resume(args) -> int:
     rd = find_run(args.run, runs_root(args.runs_dir))
     # before anything of the run is rewritten
     check_ranks(rd.read_config(), args.force, "[train] gpus" if args.nproc is None else "--nproc", args.nproc)
-    cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc)
+    cfg = prepare_resume(rd, args.max_steps, args.max_time, args.nproc, args.nodes, args.rdzv)
     try:  # a running record whose engine is gone (prepare_resume checked) may be resumed too
         launch = claim(rd, Proc.me("cli"), expected=(QUEUED, STOPPED, INTERRUPTED, FAILED, COMPLETED, RUNNING))
     except StateConflict as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from cockpit.args import add_set, interactive, positive_int, warn
+from cockpit.args import add_set, interactive, non_negative_int, positive_int, warn
 from cockpit.seeds import parse_seeds
 
 
@@ -21,13 +21,23 @@ def register(sub) -> None:
                         "named NAME-s<seed>, then their mean ± std (without --headless: queued for the worker)")
     r.add_argument("--force", action="store_true", help="start more ranks than this machine has GPUs or cores, or "
                                                          "device = cuda where NVML shows no GPU")
+    r.add_argument("--nodes", type=positive_int, default=None, metavar="N",
+                   help="train across N machines, [train] gpus ranks on each (same as --set train.nodes=N); run the "
+                        "same command on every node with its --node-rank; the runs directory must be shared")
+    r.add_argument("--node-rank", type=non_negative_int, default=0, metavar="K",
+                   help="this machine's place among --nodes: 0 creates and owns the run, K > 0 joins it")
+    r.add_argument("--rdzv", default=None, metavar="HOST:PORT",
+                   help="node 0's address as the other nodes reach it, and a free port (same as --set train.rdzv=...)")
     add_set(r)
     r.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from cockpit import nodes
+
     if args.nproc is not None:
         args.set = [*(args.set or []), f"train.gpus={args.nproc}"]
+    args.set = [*(args.set or []), *nodes.overrides(args.nodes, args.rdzv)]
     from cockpit.headless import follow
     from cockpit.runs import check_config, check_ranks, claim, create_run, runs_root, start_engine
     from runspec.run.process import Proc
@@ -39,13 +49,42 @@ def run(args) -> int:
         print("no terminal: training here with plain output (pass --headless to say so)", file=sys.stderr)
     cfg = check_config(args.config, args.set)
     check_ranks(cfg, args.force, "--nproc" if args.nproc is not None else "[train] gpus")
+    if args.node_rank:
+        return _join(args, cfg)
+    nodes.check_leader(cfg, args.seeds is not None)
     if args.seeds is not None:
         return _run_seeds(args, cfg)
     rd = create_run(args.config, args.set, args.name, runs_root(args.runs_dir), RunMeta(tags=args.tag), now=True,
                     checked=cfg)
     print(f"created {rd.path}")
+    if cfg.train.nodes > 1:
+        print(f"node 0 of {cfg.train.nodes}: the run waits at {cfg.train.rdzv} until every node has joined; on each "
+              f"other node run this command with --node-rank K (K = 1..{cfg.train.nodes - 1}) and --runs-dir "
+              f"{rd.path.parent}")
     launch = claim(rd, Proc.me("cli"), expected=QUEUED)
     return follow(rd, start_engine(rd, launch), launch)
+
+
+def _join(args, cfg) -> int:
+    """Node K > 0: find the run node 0 created for this rendezvous, and run this node's ranks."""
+    from cockpit import nodes
+    from cockpit.runs import RunError, runs_root
+
+    if cfg.train.nodes == 1:
+        raise RunError(f"--node-rank {args.node_rank}: this run is on one machine; pass --nodes N (N > "
+                       f"{args.node_rank}) on every node")
+    if args.node_rank >= cfg.train.nodes:
+        raise RunError(f"--node-rank {args.node_rank}: node ranks run 0..{cfg.train.nodes - 1} for --nodes "
+                       f"{cfg.train.nodes}")
+    if not cfg.train.rdzv:
+        raise RunError("--node-rank: pass --rdzv HOST:PORT, the same as node 0's, to find its run and meet it")
+    if args.seeds is not None:
+        raise RunError("--seeds: node 0 decides what is trained; pass --seeds only there")
+    runs_dir = runs_root(args.runs_dir)
+    print(f"node {args.node_rank} of {cfg.train.nodes}: waiting for node 0's run in {runs_dir} "
+          f"(rdzv {cfg.train.rdzv})", flush=True)
+    rd = nodes.find_joinable(runs_dir, cfg, args.name)
+    return nodes.join(rd, args.node_rank)
 
 
 def _run_seeds(args, cfg) -> int:

@@ -479,7 +479,8 @@ class TrainingPane(Pane):
             if m.get(DATA_WAIT) is not None:  # share of step time spent waiting for batches
                 rows.append(("data wait", number(m.get(DATA_WAIT), ".1%")))
             if (v.start.get("world_size") or 1) > 1:
-                rows.append(("ranks", str(v.start["world_size"])))
+                nodes = v.start.get("nodes") or 1
+                rows.append(("ranks", str(v.start["world_size"]) + (f" on {nodes} nodes" if nodes > 1 else "")))
             recent = v.series.get(STEP_MS, ([], []))[1][-20:]
             left = eta_s(v.step, v.max_steps, m, recent) if st.status == RUNNING else None
             if left is not None:

@@ -107,6 +107,8 @@ class TrainConfig:
     peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
     # ranks on this machine (torchrun; NCCL on CUDA, gloo on the CPU); batch_size is per rank
     gpus: int = 1  # ranks (devices) the run takes; > 1 launches torchrun
+    nodes: int = 1  # machines the run spans, `gpus` ranks on each (torchrun's static rendezvous at `rdzv`)
+    rdzv: str = ""  # HOST:PORT on node 0 where the nodes meet; may instead be given at launch (--rdzv)
     slots: int = 1  # worker slots it takes on each device (cockpit worker --slots N); N: the device alone
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     prefetch: int = 2  # steps of batches built ahead in a background thread; 0: built in the step
@@ -247,12 +249,20 @@ class RunConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        """Global, for ``gpus`` ranks: batch_size and grad_accum are per rank."""
-        return self.tokens_per_rank * self.train.gpus
+        """Global, for ``gpus`` ranks on each of ``nodes``: batch_size and grad_accum are per rank."""
+        return self.tokens_per_rank * self.train.gpus * self.train.nodes
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]
 _SECTION_TYPES = typing.get_type_hints(RunConfig)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (a rendezvous endpoint) as (host, port); a ValueError that says what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"found {text!r}, expected HOST:PORT of node 0 (e.g. 'node001:29500', a port 1-65535)")
+    return host.strip("[]"), int(port)
 
 
 def parse_time_budget(text: str) -> float:
@@ -486,6 +496,12 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     for key in ("batch_size", "grad_accum"):
         need(getattr(t, key) > 0, f"[train] {key}", f"found {getattr(t, key)}, must be > 0")
     need(1 <= t.gpus <= 1024, "[train] gpus", f"found {t.gpus}, must be between 1 and 1024 (ranks on this machine)")
+    need(1 <= t.nodes <= 1024, "[train] nodes", f"found {t.nodes}, must be between 1 and 1024 (machines)")
+    if t.rdzv:
+        try:
+            parse_endpoint(t.rdzv)
+        except ValueError as exc:
+            raise ConfigError(source, "[train] rdzv", str(exc)) from None
     need(1 <= t.slots <= 64, "[train] slots", f"found {t.slots}, must be between 1 and 64 (slots of a device)")
     if t.fsdp:  # what FSDP2 sharding supports here; the rest trains under DDP (fsdp = false)
         need(o.name == "adamw", "[train] fsdp", f"works with optim.name = 'adamw' (found '{o.name}': Muon and IVON "

@@ -174,6 +174,10 @@ class RunDir:
     meta_file = property(lambda self: self.path / "run.json")
     events = property(lambda self: self.path / "events.jsonl")
     log = property(lambda self: self.path / "engine.log")
+
+    def node_log(self, node: int) -> Path:
+        """A run's log on node ``node`` of a multi-node run (node 0's is engine.log)."""
+        return self.log if node == 0 else self.path / f"engine.node{node}.log"
     checkpoints = property(lambda self: self.path / "checkpoints")
     wandb = property(lambda self: self.path / "wandb")
 
