@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cockpit import exit_codes
 from cockpit.runs import RunError, list_runs, run_config
-from runspec.config.schema import RunConfig
+from runspec.config.schema import RunConfig, node_problem
 from runspec.run.rundir import FAILED, QUEUED, RUNNING, RunDir, StateError
 
 JOIN_WAIT_S = 600.0  # how long node K waits for node 0 to create the run (nodes start in any order)
@@ -36,9 +36,9 @@ def check_leader(cfg: RunConfig, seeds: bool = False) -> None:
     if cfg.train.nodes > 1 and seeds:
         raise RunError("--seeds with --nodes: the nodes meet for one run; start each seed's run across the nodes "
                        "by itself (--set train.seed=S)")
-    if cfg.train.nodes > 1 and not cfg.train.rdzv:
-        raise RunError(f"[train] nodes = {cfg.train.nodes} needs --rdzv HOST:PORT (this machine's address as the other "
-                       f"nodes reach it, and a free port) or [train] rdzv")
+    why = node_problem(cfg.train.nodes, 0, cfg.train.rdzv)
+    if why:
+        raise RunError(why)
 
 
 def find_joinable(runs_dir: Path, cfg: RunConfig, name: str | None, wait_s: float = JOIN_WAIT_S) -> RunDir:

@@ -28,7 +28,7 @@ import tomli_w
 
 from cockpit.format import ago
 from runspec.config.load import config_from_dict, load_config, parse_overrides
-from runspec.config.schema import BUILTIN_STORIES, ConfigError, RunConfig, resolved_dict
+from runspec.config.schema import BUILTIN_STORIES, ConfigError, RunConfig, node_problem, resolved_dict
 from runspec.config.stages import parse_ref
 from runspec.data.corpus import preflight
 from runspec.fs import atomic_write
@@ -478,9 +478,9 @@ def prepare_resume(rd: RunDir, max_steps: int | None, max_time: str | None, npro
     if done == cfg.train.max_steps:
         raise RunError(f"{rd.id} has already trained {done}/{cfg.train.max_steps} steps; "
                        f"pass --max-steps N with N > {done} to train further")
-    if cfg.train.nodes > 1 and not cfg.train.rdzv:
-        raise RunError(f"{rd.id}: [train] nodes = {cfg.train.nodes} needs --rdzv HOST:PORT (this machine's address as "
-                       f"the other nodes reach it, and a free port)")
+    why = node_problem(cfg.train.nodes, 0, cfg.train.rdzv)
+    if why:
+        raise RunError(f"{rd.id}: {why}")
     write_resolved(rd, cfg)
     return cfg
 

@@ -16,7 +16,7 @@ from engine import checkpoint, launch
 from engine.device import DeviceError
 from engine.sinks import Sinks
 from runspec.config.plan import phase
-from runspec.config.schema import ConfigError, RunConfig, parse_endpoint, parse_time_budget, resolved_dict
+from runspec.config.schema import ConfigError, RunConfig, node_problem, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
 from runspec.run import events, lifecycle
@@ -278,23 +278,11 @@ def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int
 def _nodes(cfg: RunConfig, node: int, rdzv: str | None, where: str) -> launch.Nodes | None:
     """The multi-node shape of this launch (None on one machine); ConfigError when it cannot meet."""
     t = cfg.train
-    if t.nodes == 1:
-        if node:
-            raise ConfigError(where, "--node-rank",
-                              f"found {node}, but [train] nodes = 1: this run is on one machine")
-        return None
     endpoint = rdzv or t.rdzv
-    if not endpoint:
-        raise ConfigError(where, "[train] rdzv", f"nodes = {t.nodes} needs node 0's HOST:PORT, where the "
-                          f"nodes meet: set it, or pass --rdzv HOST:PORT on every node")
-    try:
-        parse_endpoint(endpoint)
-    except ValueError as e:
-        raise ConfigError("--rdzv", "rendezvous", str(e)) from None
-    if node >= t.nodes:
-        raise ConfigError(where, "--node-rank", f"found {node}, but [train] nodes = {t.nodes}: "
-                          f"node ranks run 0..{t.nodes - 1}")
-    return launch.Nodes(t.nodes, node, endpoint)
+    why = node_problem(t.nodes, node, endpoint)
+    if why:
+        raise ConfigError(where, "[train] nodes", why)
+    return launch.Nodes(t.nodes, node, endpoint) if t.nodes > 1 else None
 
 
 def _spans_nodes(rd: RunDir) -> bool:

@@ -69,15 +69,11 @@ def _join(args, cfg) -> int:
     """Node K > 0: find the run node 0 created for this rendezvous, and run this node's ranks."""
     from cockpit import nodes
     from cockpit.runs import RunError, runs_root
+    from runspec.config.schema import node_problem
 
-    if cfg.train.nodes == 1:
-        raise RunError(f"--node-rank {args.node_rank}: this run is on one machine; pass --nodes N (N > "
-                       f"{args.node_rank}) on every node")
-    if args.node_rank >= cfg.train.nodes:
-        raise RunError(f"--node-rank {args.node_rank}: node ranks run 0..{cfg.train.nodes - 1} for --nodes "
-                       f"{cfg.train.nodes}")
-    if not cfg.train.rdzv:
-        raise RunError("--node-rank: pass --rdzv HOST:PORT, the same as node 0's, to find its run and meet it")
+    why = node_problem(cfg.train.nodes, args.node_rank, cfg.train.rdzv)
+    if why:
+        raise RunError(why)
     if args.seeds is not None:
         raise RunError("--seeds: node 0 decides what is trained; pass --seeds only there")
     runs_dir = runs_root(args.runs_dir)

@@ -80,7 +80,8 @@ def main(args) -> int:
         return 0
     r = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
     if r.returncode != 0:
-        return fail(f"sbatch refused {path}: {(r.stderr or r.stdout).strip().splitlines()[-1] if (r.stderr or r.stdout).strip() else f'exit code {r.returncode}'}; "
+        said = (r.stderr or r.stdout).strip().splitlines()
+        return fail(f"sbatch refused {path}: {said[-1] if said else f'exit code {r.returncode}'}; "
                     f"the run stays queued here: fix the options and sbatch it again")
     job_id = r.stdout.strip().split(";")[0]
     meta = rd.read_meta()

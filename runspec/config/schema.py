@@ -265,6 +265,24 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def node_problem(nodes: int, node: int, rdzv: str) -> str:
+    """Why node ``node`` cannot take part in a run across ``nodes`` machines meeting at ``rdzv``
+    ('' when it can): the one check the CLI (before a run exists) and the engine (at launch) share."""
+    if nodes == 1:
+        return (f"--node-rank {node}: this run is on one machine; pass --nodes N (N > {node}) on every node"
+                if node else "")
+    if node >= nodes:
+        return f"--node-rank {node}: node ranks run 0..{nodes - 1} for --nodes {nodes}"
+    if not rdzv:
+        return (f"[train] nodes = {nodes} needs --rdzv HOST:PORT (node 0's address as the other nodes reach it, "
+                f"and a free port) or [train] rdzv")
+    try:
+        parse_endpoint(rdzv)
+    except ValueError as e:
+        return f"--rdzv: {e}"
+    return ""
+
+
 def parse_time_budget(text: str) -> float:
     """'1:30' -> 5400 seconds, '0:00:30' -> 30; '' -> 0, meaning no budget."""
     if text == "":
