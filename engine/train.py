@@ -51,6 +51,7 @@ from runspec.run.rundir import (
 from runspec.run.stopflag import StopFlag
 
 BAD_INPUT = (ConfigError, CorpusError, TokenizerError, checkpoint.CheckpointError, DeviceError)
+NODE_REPORT_S = 60.0  # how long node 0 waits for another node to say why its ranks ended
 STALE_TMP_S = 60  # a temporary file this old in a run directory was left by a killed writer
 
 
@@ -308,7 +309,7 @@ def _follow_node(rd: RunDir, node: int, rdzv: str | None, stop: StopFlag) -> int
         return 0
     log(f"node {node} of {nodes.count}: {cfg.train.gpus} rank(s) of {rd.id}, meeting node 0 at {nodes.endpoint}")
     code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log, nodes)
-    log(f"node {node}: ranks ended (torchrun exit code {code})" + (f": {why}" if why else ""))
+    log(launch.ended_line(node, code, why))  # node 0 reads this line for the run's reason (node_cause)
     return code
 
 
@@ -330,8 +331,24 @@ def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag, rdzv: 
         # rank 0 saw only the consequence (a collective that broke, in engine.log); the cause was another rank
         writer.emit(events.ERROR, reason=why)
         rd.update(reason=why)
+    if code and cfg.train.nodes > 1 and _failed_for(rd, launch.lost_a_peer):
+        # this node saw only that another went away; the cause is in that node's log
+        cause = launch.node_cause({k: rd.node_log(k) for k in range(1, cfg.train.nodes)}, NODE_REPORT_S)
+        if cause:
+            log(cause)
+            writer.emit(events.ERROR, reason=cause)
+            rd.update(reason=cause)
     writer.close()
     return code
+
+
+def _failed_for(rd: RunDir, test) -> bool:
+    """Whether the run failed for a reason the test accepts."""
+    try:
+        state = rd.read_state()
+    except StateError:
+        return False
+    return state.status == FAILED and test(state.reason or "")
 
 
 def _init_from(trainer, ref: str, runs_root: Path) -> dict:

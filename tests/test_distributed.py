@@ -135,7 +135,7 @@ def test_a_stopped_two_rank_run_resumes_to_the_same_weights(write_config, runs_d
     launcher = state(cut)["pid"]
     ranks = [r for agent in children(launcher) for r in children(agent)]
     assert len(ranks) == 2
-    os.kill(launcher, signal.SIGTERM)  # as cockpit stop does: the run's recorded pid is the launcher's
+    os.kill(launcher, signal.SIGTERM)  # as cockpit queue stop does: the run's recorded pid is the launcher's
     proc.communicate(timeout=PATIENCE)
     s = state(cut)
     assert s["status"] == "stopped", s

@@ -177,3 +177,58 @@ def test_endpoints_and_slurm_times_parse_or_say_why():
                  "--output": "/runs/x/slurm-%j.out", "--signal": "TERM@120", "--gpus-per-node": "8",
                  "--partition": "gpu", "--account": "acct"}
     assert "/venv/bin/python -m engine train /runs/x --rdzv \"$head_node:$port\" --own-log" in text
+
+
+def ranks_of(pid: int) -> list[int]:
+    """The ranks below a node's cockpit process: the children of its torchrun."""
+    import psutil
+
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if "torch.distributed.run" in p.cmdline():
+                return [c.pid for c in p.children()]
+        except psutil.Error:
+            continue
+    return []
+
+
+@pytest.mark.slow
+def test_a_node_whose_rank_dies_fails_the_run_with_the_cause(tmp_path, runs_dir):
+    cfg = tmp_path / "ddp.toml"
+    cfg.write_text(tomli_w.dumps(DDP))
+    rdzv = f"127.0.0.1:{free_port()}"
+    leader = node(runs_dir, cfg, 0, rdzv, "--set", "train.max_steps=100000", "--set", "log.every=5")
+    follower = node(runs_dir, cfg, 1, rdzv)
+    wait_for(lambda: any(p.name.startswith("multi-") for p in runs_dir.iterdir()), "node 0's run")
+    rd = run_dir(runs_dir, "multi")
+    wait_for(lambda: rd.events.exists() and max(losses(rd), default=0) >= 10, "10 steps on both nodes")
+    (rank,) = ranks_of(follower.pid)
+    os.kill(rank, signal.SIGKILL)  # the machine's rank dies as under the OOM killer
+    out1, _ = follower.communicate(timeout=PATIENCE)
+    out0, _ = leader.communicate(timeout=PATIENCE)
+    state = json.loads(rd.state_file.read_text())
+    assert state["status"] == "failed", (state, out0, out1)
+    assert leader.returncode == 1 and follower.returncode == 1, (out0, out1)
+    assert state["reason"].startswith("node 1: rank 1 was killed by SIGKILL"), state["reason"]
+    assert "engine.node1.log" in state["reason"]
+    errors = [e.data["reason"] for e in events.read_events(rd.events) if e.kind == events.ERROR]
+    assert errors and errors[-1] == state["reason"], errors  # the consequence first, then the cause
+
+
+def test_a_failed_run_across_nodes_takes_its_reason_from_the_node_that_had_a_cause(tmp_path):
+    from engine import launch
+
+    logs = {k: tmp_path / f"engine.node{k}.log" for k in (1, 2, 3)}
+    logs[1].write_text("launching 1 ranks on node 1 of 4\n" + launch.ended_line(1, 1, "rank 1 exited with code 1: "
+                       "RuntimeError: Connection closed by peer [10.0.0.1]:29500") + "\n")
+    logs[2].write_text(launch.ended_line(2, 1, "rank 2 was killed by SIGKILL; torchrun ended the other ranks "
+                                         "(see engine.log)") + "\n")
+    assert launch.lost_a_peer("RuntimeError: [pair.cc:553] Connection closed by peer [127.0.0.1]:35727")
+    assert not launch.lost_a_peer("rank 2 was killed by SIGKILL")
+    # node 1 only lost a peer, node 2 had the cause; node 3 has not written yet and is not waited for
+    assert launch.node_cause(logs, wait_s=0.0) == ("node 2: rank 2 was killed by SIGKILL; torchrun ended the other "
+                                                  "ranks (see engine.node2.log)")
+    del logs[2]
+    assert launch.node_cause(logs, wait_s=0.0).startswith("node 3 did not report how its ranks ended")
+    logs[3].write_text(launch.ended_line(3, 0, "") + "\n")
+    assert launch.node_cause(logs, wait_s=0.0) == ""  # only consequences: rank 0's own reason stands
