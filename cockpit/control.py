@@ -68,6 +68,9 @@ def stop(q: Queue, ref: str) -> str:
     state = read_state(rd)
     if state.status != RUNNING:
         raise RunError(f"{rd.id} is {state.status}; only running or queued runs can be stopped")
+    if state.elsewhere():
+        raise RunError(f"{rd.id} runs on {state.host} (engine pid {state.pid or 'starting'}), which only that "
+                       f"machine can signal: stop it there (cockpit --headless queue stop {rd.id})")
     try:  # an engine that has not started yet reads this when it attaches
         state = rd.update(expected=RUNNING, stop_requested=True)
     except StateConflict:
@@ -82,6 +85,10 @@ def stop(q: Queue, ref: str) -> str:
 def retry(q: Queue, ref: str) -> RunDir:
     rd = q.run(ref)
     state = read_state(rd)
+    if state.status == RUNNING and state.elsewhere():
+        raise RunError(f"{rd.id} is running on {state.host}, whose processes this machine cannot see; retry it "
+                       f"there, or, if that machine is gone for good: COCKPIT_HOST={state.host} cockpit --headless "
+                       f"queue retry {rd.id}")
     if state.status == RUNNING and not engine_alive(rd, state) and not starting(state):
         record_engine_exit(rd, None, state.launch)  # its engine is gone: interrupted, then queued
     try:

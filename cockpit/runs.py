@@ -33,7 +33,7 @@ from runspec.config.stages import parse_ref
 from runspec.data.corpus import preflight
 from runspec.fs import atomic_write
 from runspec.run import events, lifecycle
-from runspec.run.process import Proc, start_token
+from runspec.run.process import Proc, start_token, this_host
 from runspec.run.rundir import (
     BROKEN,
     COMPLETED,
@@ -338,7 +338,11 @@ def run_config(rd: RunDir) -> RunConfig | None:
 # -- processes ------------------------------------------------------------------------------
 
 def engine_alive(rd: RunDir, state: RunState) -> bool:
-    """The run's recorded engine is still that process (pid and start time match)."""
+    """The run's recorded engine is still that process (pid and start time match). A run
+    launched on another machine (a shared runs directory) counts as alive: its pid means
+    nothing here, and only that machine may decide it is gone."""
+    if state.elsewhere():
+        return True
     proc = state.engine()
     if proc is None:
         return False
@@ -362,8 +366,8 @@ def starting(state: RunState) -> bool:
 
 
 def signal_engine(rd: RunDir, state: RunState, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig`` to the run's engine if, and only if, it is still that process."""
-    if not engine_alive(rd, state):
+    """Send ``sig`` to the run's engine if, and only if, it is still that process (on this machine)."""
+    if state.elsewhere() or not engine_alive(rd, state):
         return False
     try:
         os.kill(state.pid, sig)  # type: ignore[arg-type]
@@ -380,7 +384,7 @@ def claim(rd: RunDir, owner: Proc, expected, slot: str | None = None) -> str:
     """Move a run to ``running`` on behalf of a launcher, before its engine exists. Returns the
     launch token to hand the engine; raises StateConflict if the run was not in ``expected``."""
     token = new_launch_token()
-    rd.transition("claim", expected=expected, owner=owner.to_dict(), slot=slot, launch=token, pid=None,
+    rd.transition("claim", expected=expected, owner=owner.to_dict(), host=this_host(), slot=slot, launch=token, pid=None,
                   pid_start=None, exit_code=None, stop_requested=False)
     return token
 

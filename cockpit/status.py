@@ -12,6 +12,7 @@ from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.summary import summarize
 from cockpit.worker import device_label, live_workers
 from runspec.config.shape import model_label
+from runspec.run.process import this_host
 from runspec.run.rundir import QUEUED, RUNNING
 
 
@@ -34,7 +35,7 @@ def run_progress(listed: Listed) -> dict:
     rd, state = listed.rd, listed.state
     s = summarize(listed)
     out = {"id": rd.id, "status": s.status, "step": s.step, "max_steps": s.max_steps, "pid": state.pid,
-           "slot": state.slot, "owner": state.owner, "model": s.model, "loss": s.loss, "eta_s": s.eta_s}
+           "slot": state.slot, "owner": state.owner, "host": state.host if state.elsewhere() else None, "model": s.model, "loss": s.loss, "eta_s": s.eta_s}
     if engine_alive(rd, state):
         out["engine"] = "alive"
     elif starting(state):
@@ -49,7 +50,9 @@ def worker_status(q: Queue) -> dict:
     """Every live worker (its pid, slots and runs); ``alive`` when there is at least one."""
     workers = live_workers(q.runs_dir)
     return {"alive": bool(workers), "pid": workers[0]["pid"] if workers else None,
-            "workers": [{"pid": w["pid"], "slots": w.get("slots", [])} for w in workers]}
+            "workers": [{"pid": w["pid"], "slots": w.get("slots", []),
+                         **({"host": w["host"]} if w.get("host", this_host()) != this_host() else {})}
+                        for w in workers]}
 
 
 def control_files(q: Queue) -> dict:
@@ -120,7 +123,7 @@ def worker_line(w: dict) -> str:
     parts = []
     for x in w["workers"]:
         slots = ", ".join(_slot_text(s) for s in x["slots"])
-        parts.append(f"pid {x['pid']} ({slots})")
+        parts.append(f"pid {x['pid']}{' on ' + x['host'] if x.get('host') else ''} ({slots})")
     return "alive, " + "; ".join(parts)
 
 
@@ -130,6 +133,8 @@ def render(st: dict) -> str:
     for r in st["running"]:
         loss = f"loss {r['loss']:.4f}" if r.get("loss") is not None else "starting"
         where = f"  [{device_label(r['slot'].split(','))}]" if r.get("slot") else ""
+        if r.get("host"):  # launched on another machine sharing this runs directory
+            where += f"  on {r['host']}"
         if r["engine"] == "gone":
             lines.append(f"running    {r['id']}  {r['model']}  step {r['step']}/{r['max_steps']}  ENGINE GONE (pid {r['pid']}): "
                          f"a worker marks it interrupted and resumes it")

@@ -12,7 +12,10 @@ owner and the slot (CPU, or GPU index) they hold. A new worker adopts a live eng
 its owner was a worker of the same slot that is gone; it marks runs whose engine vanished
 ``interrupted`` and resumes them from their last checkpoint ahead of the queue (unless the
 last resume made no progress: then a person decides). Every worker announces itself in
-``runs/.cockpit/workers/<pid>.json`` (a heartbeat), so one worker leaving never hides another.
+``runs/.cockpit/workers/<host>-<pid>.json`` (a heartbeat), so one worker leaving never hides
+another. The queue's locks are flock locks, which one machine cannot see from another (NFS may
+not honour them at all), so a worker refuses to start beside a live worker of another machine,
+and leaves alone the runs another machine launched (their pids mean nothing here).
 It waits with watchfiles on the control directory (no busy polling) and wakes once a second
 to sample the GPUs, update keep-awake and reap finished engines.
 """
@@ -35,10 +38,11 @@ from cockpit.keepawake import KeepAwake
 from cockpit.queue import Queue
 from cockpit.runs import claim, engine_alive, read_states, record_engine_exit, run_config, start_engine
 from runspec.fs import LockHeld, acquire, atomic_write
-from runspec.run.process import Proc
+from runspec.run.process import Proc, this_host
 from runspec.run.rundir import COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, RunDir, RunState, StateError
 
 HEARTBEAT_STALE_S = 10  # a worker file older than this belongs to a worker that is gone
+REMOTE_STALE_S = 60  # the same for another machine's worker, whose pid cannot be checked (clocks may differ)
 RECOVER_EVERY_S = 10  # how often a running worker looks for runs whose engine vanished
 
 
@@ -102,7 +106,8 @@ def workers_dir(runs_dir: Path) -> Path:
 
 
 def live_workers(runs_dir: Path) -> list[dict]:
-    """Every worker whose process is alive and whose heartbeat is fresh."""
+    """Every worker whose process is alive and whose heartbeat is fresh; another machine's by
+    its heartbeat alone."""
     out = []
     d = runs_dir / ".cockpit" / "workers"
     for f in sorted(d.glob("*.json")) if d.is_dir() else []:
@@ -111,7 +116,11 @@ def live_workers(runs_dir: Path) -> list[dict]:
         except (OSError, ValueError):
             continue
         proc = Proc.from_dict(w.get("proc"))
-        if proc is not None and proc.alive() and time.time() - w.get("heartbeat", 0) < HEARTBEAT_STALE_S:
+        age = time.time() - w.get("heartbeat", 0)
+        if w.get("host", this_host()) != this_host():
+            if age < REMOTE_STALE_S:
+                out.append(w)
+        elif proc is not None and proc.alive() and age < HEARTBEAT_STALE_S:
             out.append(w)
     return out
 
@@ -136,7 +145,8 @@ class Worker:
         self.keepawake = KeepAwake(threshold, grace)
         self.stop = threading.Event()
         self.me = Proc.me("worker")
-        self.file = workers_dir(runs_dir) / f"{self.me.pid}.json"
+        self.host = this_host()
+        self.file = workers_dir(runs_dir) / f"{self.host}-{self.me.pid}.json"
         self._locks = []
         self._said: set[str] = set()
         self._recovered_at = 0.0
@@ -161,6 +171,16 @@ class Worker:
         if missing:
             raise WorkerBusy(f"--gpus: GPU {missing[0]} does not exist; this machine has {count} "
                              f"(indices 0-{count - 1})")
+
+    def check_alone(self) -> None:
+        """No worker of another machine serves this runs directory: the locks that keep two
+        workers from starting one run do not reach across machines."""
+        for w in live_workers(self.runs_dir):
+            host = w.get("host", self.host)
+            if host != self.host:
+                raise WorkerBusy(f"{self.runs_dir}: a worker on {host} (pid {w.get('pid')}) serves this runs directory; "
+                                 f"run one worker per runs directory, on one machine (stop that one, or give this "
+                                 f"machine its own --runs-dir)")
 
     def lock_slots(self) -> None:
         for device in self.devices:
@@ -188,8 +208,8 @@ class Worker:
         resume = []
         for listed in read_states(self.runs_dir).values():
             rd, state = listed.rd, listed.state
-            if state is None or state.status != RUNNING or self.owns(state):
-                continue
+            if state is None or state.status != RUNNING or self.owns(state) or state.elsewhere():
+                continue  # (another machine's run: only that machine can tell whether its engine lives)
             owner = state.owner_proc()
             owner_alive = owner is not None and owner.alive()
             if engine_alive(rd, state):
@@ -251,8 +271,14 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> int:
         self.check_gpus()
-        self.lock_slots()
+        # announce first, then look: of two machines' workers starting at once, one at least sees the other
         self.write_status(alive=True)
+        try:
+            self.check_alone()
+            self.lock_slots()
+        except WorkerBusy:
+            self.file.unlink(missing_ok=True)
+            raise
         self.recover()
         from watchfiles import watch
 
@@ -366,7 +392,7 @@ class Worker:
 
     def write_status(self, alive: bool) -> None:
         atomic_write(self.file, json.dumps({
-            "proc": self.me.to_dict(), "pid": self.me.pid, "alive": alive, "heartbeat": time.time(),
+            "proc": self.me.to_dict(), "pid": self.me.pid, "host": self.host, "alive": alive, "heartbeat": time.time(),
             "recovered": self.recovered,
             "slots": [self._device_status(d) for d in self.devices]}))
 

@@ -34,7 +34,7 @@ from runspec.run.metrics import (
     TOKENS,
     TOKENS_PER_S,
 )
-from runspec.run.process import Proc
+from runspec.run.process import Proc, this_host
 from runspec.run.rundir import (
     COMPLETED,
     FAILED,
@@ -82,6 +82,8 @@ def attach(rd: RunDir, me: Proc, max_steps: int | None) -> RunState:
     def change(state: RunState) -> None:
         claimed = state.status == RUNNING and launch is not None and state.launch == launch
         if not claimed:
+            if state.status == RUNNING and state.elsewhere():
+                raise StateConflict(f"{rd.id} is running on {state.host} (engine pid {state.pid}); stop it there first")
             if state.status == RUNNING:
                 other = state.engine()
                 if other is not None and other.pid != me.pid and other.alive():
@@ -90,7 +92,7 @@ def attach(rd: RunDir, me: Proc, max_steps: int | None) -> RunState:
                 if other is None and owner is not None and owner.alive() and owner.pid != me.pid:
                     raise StateConflict(f"{rd.id} is being started by {owner}; let it, or stop it first")
             state.move("attach", owner=me.to_dict(), launch=None, slot=None)
-        state.pid, state.pid_start, state.exit_code = me.pid, me.start, None
+        state.pid, state.pid_start, state.exit_code, state.host = me.pid, me.start, None, this_host()
         if max_steps is not None:
             state.max_steps = max_steps
 

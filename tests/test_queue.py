@@ -87,9 +87,9 @@ def long_run(write_config, name="long"):
                                "eval": {"every": 0}})
 
 
-def start_worker(runs_dir, *extra):
+def start_worker(runs_dir, *extra, env: dict | None = None):
     return subprocess.Popen([sys.executable, "-m", "cockpit", "--runs-dir", str(runs_dir), "worker", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
 
 
 def wait_for(predicate, timeout=PATIENCE):
@@ -147,6 +147,46 @@ def test_a_second_worker_for_the_same_device_says_so(runs_dir):
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=PATIENCE)
     assert r.returncode == 2 and "another worker" in r.stderr and "owns the CPU" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_runs_directory_two_machines_share_has_one_worker_and_neither_takes_the_others_run(write_config, runs_dir):
+    alpha, beta = {"COCKPIT_HOST": "alpha"}, {"COCKPIT_HOST": "beta"}  # two machines over one (NFS) directory
+    q = Queue(runs_dir)
+    (a,) = q.add([str(write_config("long", {"train": {"max_steps": 10**6, "checkpoint_every": 20},
+                                              "log": {"every": 10}, "eval": {"every": 0}}))])  # until stopped
+    worker = start_worker(runs_dir, env=alpha)
+    try:
+        wait_for(lambda: len(checkpoints_written(a)) >= 1)
+        assert a.read_state().host == "alpha"
+        r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", env=beta)
+        assert r.returncode == 2 and "a worker on alpha" in r.stderr and "one worker per runs directory" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        st = cockpit("--runs-dir", str(runs_dir), "--headless", "status", env=beta)
+        assert f"pid {worker.pid} on alpha" in st.stdout 
+        (line,) = [x for x in st.stdout.splitlines() if x.startswith("running")]
+        assert a.id in line and line.endswith("on alpha"), line
+        for verb in ("stop", "retry"):
+            r = cockpit("--runs-dir", str(runs_dir), "queue", verb, a.id, env=beta)
+            assert r.returncode == 2 and "alpha" in r.stderr and "there" in r.stderr, (verb, r.stderr)
+        assert not a.read_state().stop_requested
+        worker.send_signal(signal.SIGTERM)  # alpha's worker leaves; its engine trains on
+        out, _ = worker.communicate(timeout=PATIENCE)
+        assert "still training on their own" in out
+        # beta's worker may start now; alpha's run is not its to mark interrupted or adopt
+        r = cockpit("--runs-dir", str(runs_dir), "worker", "--once", env=beta)
+        assert r.returncode == 0 and "adopted" not in r.stdout, r.stdout + r.stderr
+        state = a.read_state()
+        assert state.status == "running" and "interrupted" not in [h["status"] for h in state.history]
+        r = cockpit("--runs-dir", str(runs_dir), "queue", "stop", a.id, env=alpha)  # on its own machine
+        assert r.returncode == 0 and "asked" in r.stdout, r.stderr
+        wait_for(lambda: a.read_state().status == "stopped")
+    finally:
+        worker.kill()
+        worker.wait()
+        engine = a.read_state().engine()
+        if engine is not None and engine.alive():
+            os.kill(engine.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -10,10 +10,20 @@ is still recognised as alive). Elsewhere psutil's creation time, and psutil for 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 
 _boot_id: str | None = None
+
+# The machine a process runs on, as recorded beside its pid: a runs directory shared between
+# machines (NFS) holds pids that mean nothing here. COCKPIT_HOST overrides the host name (two
+# "machines" on one host in the tests; a host renamed under a run that must be taken back).
+HOST_ENV = "COCKPIT_HOST"
+
+
+def this_host() -> str:
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
 
 def _linux_boot_id() -> str:

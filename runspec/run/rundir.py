@@ -36,7 +36,7 @@ from runspec.run.lifecycle import (  # noqa: F401 (the vocabulary)
     STATES,
     STOPPED,
 )
-from runspec.run.process import Proc
+from runspec.run.process import Proc, this_host
 
 LAUNCH_ENV = "COCKPIT_LAUNCH"  # the launcher (worker, CLI) that claimed a run hands its engine this token
 MAX_ID_LEN = 80  # run ids are directory names: keep them well under NAME_MAX with the suffixes
@@ -65,6 +65,7 @@ class RunState:
     pid: int | None = None  # the engine (or, under torchrun, its launcher)
     pid_start: str | None = None  # when that pid started: identifies the process, not just the number
     owner: dict | None = None  # Proc of whoever launched the engine: a worker, the CLI
+    host: str | None = None  # the machine the engine (and its owner) run on: their pids mean nothing elsewhere
     slot: str | None = None  # the worker slot (cpu, or GPU indices) the run holds
     launch: str | None = None  # token handed to the engine it started (COCKPIT_LAUNCH)
     stop_requested: bool = False  # a stop asked for before the engine could be signalled
@@ -98,6 +99,11 @@ class RunState:
         if status == RUNNING and self.slot:  # which devices a launch held (cpu, or GPU indices)
             entry["slot"] = self.slot
         self.history.append(entry)
+
+    def elsewhere(self) -> bool:
+        """The run was launched on another machine (a shared runs directory): this one can
+        neither see its processes nor signal them."""
+        return bool(self.host) and self.host != this_host()
 
     def engine(self) -> Proc | None:
         """The recorded engine process, or None before it started."""
