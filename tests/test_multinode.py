@@ -75,8 +75,8 @@ def test_two_nodes_on_one_host_train_one_run_like_one_process_accumulating_and_r
     assert last["train/tokens"] == 8 * 2 * 4 * 32 + 4 * 4 * 32
 
 
-@pytest.mark.slow
-def test_a_ctrl_c_on_the_second_node_stops_the_whole_run_with_a_checkpoint(tmp_path, runs_dir):
+def two_nodes_training(tmp_path, runs_dir) -> tuple[subprocess.Popen, subprocess.Popen, RunDir]:
+    """Node 0 and node 1 of a long run, once both have trained 10 steps."""
     cfg = tmp_path / "ddp.toml"
     cfg.write_text(tomli_w.dumps(DDP))
     rdzv = f"127.0.0.1:{free_port()}"
@@ -85,6 +85,12 @@ def test_a_ctrl_c_on_the_second_node_stops_the_whole_run_with_a_checkpoint(tmp_p
     wait_for(lambda: any(p.name.startswith("multi-") for p in runs_dir.iterdir()), "node 0's run")
     rd = run_dir(runs_dir, "multi")
     wait_for(lambda: rd.events.exists() and max(losses(rd), default=0) >= 10, "10 steps on both nodes")
+    return leader, follower, rd
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_on_the_second_node_stops_the_whole_run_with_a_checkpoint(tmp_path, runs_dir):
+    leader, follower, rd = two_nodes_training(tmp_path, runs_dir)
     follower.send_signal(signal.SIGINT)
     out1, _ = follower.communicate(timeout=PATIENCE)
     out0, _ = leader.communicate(timeout=PATIENCE)
@@ -194,14 +200,7 @@ def ranks_of(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_node_whose_rank_dies_fails_the_run_with_the_cause(tmp_path, runs_dir):
-    cfg = tmp_path / "ddp.toml"
-    cfg.write_text(tomli_w.dumps(DDP))
-    rdzv = f"127.0.0.1:{free_port()}"
-    leader = node(runs_dir, cfg, 0, rdzv, "--set", "train.max_steps=100000", "--set", "log.every=5")
-    follower = node(runs_dir, cfg, 1, rdzv)
-    wait_for(lambda: any(p.name.startswith("multi-") for p in runs_dir.iterdir()), "node 0's run")
-    rd = run_dir(runs_dir, "multi")
-    wait_for(lambda: rd.events.exists() and max(losses(rd), default=0) >= 10, "10 steps on both nodes")
+    leader, follower, rd = two_nodes_training(tmp_path, runs_dir)
     (rank,) = ranks_of(follower.pid)
     os.kill(rank, signal.SIGKILL)  # the machine's rank dies as under the OOM killer
     out1, _ = follower.communicate(timeout=PATIENCE)
