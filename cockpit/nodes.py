@@ -16,6 +16,7 @@ from pathlib import Path
 from cockpit import exit_codes
 from cockpit.runs import RunError, list_runs, run_config
 from runspec.config.schema import RunConfig, node_problem
+from runspec.run import node_end
 from runspec.run.rundir import FAILED, QUEUED, RUNNING, RunDir, StateError
 
 JOIN_WAIT_S = 600.0  # how long node K waits for node 0 to create the run (nodes start in any order)
@@ -101,15 +102,19 @@ def join(rd: RunDir, node: int, rdzv: str | None = None) -> int:
 
 
 def _outcome(rd: RunDir, node: int, code: int) -> int:
-    """Node 0 records the run's end; wait a moment for it (the nodes leave at about the same time)."""
+    """Node 0 records the run's end; wait a moment for it (the nodes leave at about the same
+    time), and for its reason when the first one it records is only a lost connection (node 0
+    then reads the cause from the nodes' logs). This node's own cause, when it had one, is said
+    at once."""
     deadline = time.monotonic() + 30.0
+    own = node_end.last_cause(rd.node_log(node)) if code else ""
     state = None
     while time.monotonic() < deadline:
         try:
             state = rd.read_state()
         except StateError:
             break
-        if state.status != RUNNING:
+        if state.status != RUNNING and (own or state.status != FAILED or not node_end.lost_a_peer(state.reason)):
             break
         time.sleep(0.2)
     if state is None or state.status == RUNNING:
@@ -119,5 +124,5 @@ def _outcome(rd: RunDir, node: int, code: int) -> int:
     print(f"run         {rd.path}  [{state.status}] step {state.step}/{state.max_steps}", flush=True)
     print(f"log         {rd.node_log(node)}", flush=True)
     if state.status == FAILED:
-        print(f"error: run {rd.id} failed: {state.reason}", file=sys.stderr, flush=True)
+        print(f"error: run {rd.id} failed: {f'node {node}: {own}' if own else state.reason}", file=sys.stderr, flush=True)
     return exit_codes.for_run(state)

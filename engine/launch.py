@@ -12,7 +12,7 @@ stop goes to torchrun. When a rank dies, torchrun ends the others and prints whi
 failed and how; the launcher turns that into the run's reason when rank 0 could not record
 one itself. Across machines, node 0 sees only the consequence of another node's failure (a
 connection its collective lost), so it reads the cause from that node's log, where each
-node's launcher writes one "ranks ended" line.
+node's launcher writes one "ranks ended" line (runspec.run.node_end).
 """
 
 from __future__ import annotations
@@ -100,53 +100,6 @@ def failure_reason(lines: list[str], code: int) -> str:
         detail = ""
     return f"rank {rank.group(1)} {how or 'failed'}" + (f": {detail}" if detail else "") + \
         "; torchrun ended the other ranks (see engine.log)"
-
-
-# What a rank says when another machine's rank went away: a consequence, never the cause.
-_PEER_GONE = re.compile(r"Connection (closed|reset) by peer|remote worker crashing|Broken pipe|Connection refused|"
-                        r"DistNetworkError|DistBackendError|Socket Timeout|timed out", re.IGNORECASE)
-# The line each node's launcher writes when its ranks end (ended_line), read back by node_cause.
-_ENDED = re.compile(r"node (\d+): ranks ended \(torchrun exit code (-?\d+)\)(?:: (.*))?$")
-
-
-def lost_a_peer(reason: str) -> bool:
-    """Whether a run's reason is only that a collective lost another machine."""
-    return bool(_PEER_GONE.search(reason))
-
-
-def ended_line(node: int, code: int, why: str) -> str:
-    return f"node {node}: ranks ended (torchrun exit code {code})" + (f": {why}" if why else "")
-
-
-def node_cause(node_logs: dict[int, Path], wait_s: float) -> str:
-    """Why a run across machines failed, from the other nodes' logs: the first node whose ranks
-    ended with a cause of their own (not a lost connection). A node that has not written its
-    line yet is waited for, up to wait_s; one that never does is named as silent (its machine
-    may be down). '' when every node saw only the consequence."""
-    deadline = time.monotonic() + wait_s
-    silent: list[int] = []
-    while True:
-        silent = []
-        for k, path in sorted(node_logs.items()):
-            try:
-                lines = path.read_text(errors="replace").splitlines()
-            except OSError:
-                lines = []
-            ended = [m for m in map(_ENDED.search, lines) if m]
-            if not ended:
-                silent.append(k)
-                continue
-            why = ended[-1].group(3) or ""
-            if int(ended[-1].group(2)) != 0 and why and not lost_a_peer(why):
-                return f"node {k}: {why.replace('(see engine.log)', f'(see {path.name})')}"
-        if not silent or time.monotonic() >= deadline:
-            break
-        time.sleep(0.5)
-    if silent:
-        k = silent[0]
-        return (f"node {k} did not report how its ranks ended (is that machine up? see engine.node{k}.log there); "
-                "the other nodes lost their connection to it")
-    return ""
 
 
 def launch(run_dir: Path, nproc: int, me: Proc, stop, log, nodes: Nodes | None = None) -> tuple[int, str]:

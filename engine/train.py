@@ -19,7 +19,7 @@ from runspec.config.plan import phase
 from runspec.config.schema import ConfigError, RunConfig, node_problem, parse_time_budget, resolved_dict
 from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
-from runspec.run import events, lifecycle
+from runspec.run import events, lifecycle, node_end
 from runspec.run.metrics import (
     DATA_WAIT,
     FINAL,
@@ -311,7 +311,7 @@ def _follow_node(rd: RunDir, node: int, rdzv: str | None, stop: StopFlag) -> int
         return 0
     log(f"node {node} of {nodes.count}: {cfg.train.gpus} rank(s) of {rd.id}, meeting node 0 at {nodes.endpoint}")
     code, why = launch.launch(rd.path, cfg.train.gpus, me, stop, log, nodes)
-    log(launch.ended_line(node, code, why))  # node 0 reads this line for the run's reason (node_cause)
+    log(node_end.ended_line(node, code, why))  # node 0 reads this line for the run's reason (node_cause)
     return code
 
 
@@ -333,9 +333,9 @@ def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag, rdzv: 
         # rank 0 saw only the consequence (a collective that broke, in engine.log); the cause was another rank
         writer.emit(events.ERROR, reason=why)
         rd.update(reason=why)
-    if code and cfg.train.nodes > 1 and _failed_for(rd, launch.lost_a_peer):
+    if code and cfg.train.nodes > 1 and _failed_for(rd, node_end.lost_a_peer):
         # this node saw only that another went away; the cause is in that node's log
-        cause = launch.node_cause({k: rd.node_log(k) for k in range(1, cfg.train.nodes)}, NODE_REPORT_S)
+        cause = node_end.node_cause({k: rd.node_log(k) for k in range(1, cfg.train.nodes)}, NODE_REPORT_S)
         if cause:
             log(cause)
             writer.emit(events.ERROR, reason=cause)

@@ -210,12 +210,13 @@ def test_a_node_whose_rank_dies_fails_the_run_with_the_cause(tmp_path, runs_dir)
     assert leader.returncode == 1 and follower.returncode == 1, (out0, out1)
     assert state["reason"].startswith("node 1: rank 1 was killed by SIGKILL"), state["reason"]
     assert "engine.node1.log" in state["reason"]
+    assert "failed: node 1: rank 1 was killed by SIGKILL" in out1  # node 1's command says the cause too
     errors = [e.data["reason"] for e in events.read_events(rd.events) if e.kind == events.ERROR]
     assert errors and errors[-1] == state["reason"], errors  # the consequence first, then the cause
 
 
 def test_a_failed_run_across_nodes_takes_its_reason_from_the_node_that_had_a_cause(tmp_path):
-    from engine import launch
+    from runspec.run import node_end as launch
 
     logs = {k: tmp_path / f"engine.node{k}.log" for k in (1, 2, 3)}
     logs[1].write_text("launching 1 ranks on node 1 of 4\n" + launch.ended_line(1, 1, "rank 1 exited with code 1: "
