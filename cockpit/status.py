@@ -10,9 +10,8 @@ from cockpit.format import hms
 from cockpit.queue import Queue
 from cockpit.runs import Listed, engine_alive, read_states, run_config, starting
 from cockpit.summary import summarize
-from cockpit.worker import device_label, live_workers
+from cockpit.worker import device_label, live_workers, remote_host
 from runspec.config.shape import model_label
-from runspec.run.process import this_host
 from runspec.run.rundir import QUEUED, RUNNING
 
 
@@ -51,8 +50,7 @@ def worker_status(q: Queue) -> dict:
     workers = live_workers(q.runs_dir)
     return {"alive": bool(workers), "pid": workers[0]["pid"] if workers else None,
             "workers": [{"pid": w["pid"], "slots": w.get("slots", []),
-                         **({"host": w["host"]} if w.get("host", this_host()) != this_host() else {})}
-                        for w in workers]}
+                         **({"host": remote_host(w)} if remote_host(w) else {})} for w in workers]}
 
 
 def control_files(q: Queue) -> dict:

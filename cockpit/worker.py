@@ -105,6 +105,12 @@ def workers_dir(runs_dir: Path) -> Path:
     return d
 
 
+def remote_host(w: dict) -> str | None:
+    """The host of a worker file's worker when that is another machine, else None."""
+    host = w.get("host")
+    return host if host and host != this_host() else None
+
+
 def live_workers(runs_dir: Path) -> list[dict]:
     """Every worker whose process is alive and whose heartbeat is fresh; another machine's by
     its heartbeat alone."""
@@ -117,7 +123,7 @@ def live_workers(runs_dir: Path) -> list[dict]:
             continue
         proc = Proc.from_dict(w.get("proc"))
         age = time.time() - w.get("heartbeat", 0)
-        if w.get("host", this_host()) != this_host():
+        if remote_host(w):
             if age < REMOTE_STALE_S:
                 out.append(w)
         elif proc is not None and proc.alive() and age < HEARTBEAT_STALE_S:
@@ -176,8 +182,8 @@ class Worker:
         """No worker of another machine serves this runs directory: the locks that keep two
         workers from starting one run do not reach across machines."""
         for w in live_workers(self.runs_dir):
-            host = w.get("host", self.host)
-            if host != self.host:
+            host = remote_host(w)
+            if host:
                 raise WorkerBusy(f"{self.runs_dir}: a worker on {host} (pid {w.get('pid')}) serves this runs directory; "
                                  f"run one worker per runs directory, on one machine (stop that one, or give this "
                                  f"machine its own --runs-dir)")

@@ -324,6 +324,7 @@ def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag, rdzv: 
         log(f"could not read the run's state after its ranks ended: {e}")
         writer.close()
         return code or 1
+    reason = state.reason if state.status == FAILED else None  # the run's reason as it now stands
     if state.status == RUNNING and state.pid == me.pid:  # rank 0 left without recording the end
         reason = why or f"the ranks ended without recording the end of the run (torchrun exit code {code}); see engine.log"
         code = code or 1
@@ -333,24 +334,19 @@ def _launch(rd: RunDir, cfg: RunConfig, me: Proc, writer, stop: StopFlag, rdzv: 
         # rank 0 saw only the consequence (a collective that broke, in engine.log); the cause was another rank
         writer.emit(events.ERROR, reason=why)
         rd.update(reason=why)
-    if code and cfg.train.nodes > 1 and _failed_for(rd, node_end.lost_a_peer):
+        reason = why
+    if code and cfg.train.nodes > 1 and reason is not None and node_end.lost_a_peer(reason):
         # this node saw only that another went away; the cause is in that node's log
         cause = node_end.node_cause({k: rd.node_log(k) for k in range(1, cfg.train.nodes)}, NODE_REPORT_S)
         if cause:
             log(cause)
             writer.emit(events.ERROR, reason=cause)
-            rd.update(reason=cause)
+            try:
+                rd.update(expected=FAILED, reason=cause)
+            except StateError as e:
+                log(f"could not record the cause: {e}")
     writer.close()
     return code
-
-
-def _failed_for(rd: RunDir, test) -> bool:
-    """Whether the run failed for a reason the test accepts."""
-    try:
-        state = rd.read_state()
-    except StateError:
-        return False
-    return state.status == FAILED and test(state.reason or "")
 
 
 def _init_from(trainer, ref: str, runs_root: Path) -> dict:
