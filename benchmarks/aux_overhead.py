@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.device import sync  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
-from runspec.config.schema import load_config  # noqa: E402
+from runspec.config.load import load_config  # noqa: E402
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.trainer import Trainer  # noqa: E402
-from runspec.config.schema import load_config  # noqa: E402
+from runspec.config.load import load_config  # noqa: E402
 
 
 class PlainBlock(nn.Module):
