@@ -22,7 +22,7 @@ from cockpit.runs import record_engine_exit
 from cockpit.summary import final_items
 from runspec.config.plan import phase
 from runspec.run import events
-from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS
+from runspec.run.metrics import FINAL_BPB, FINAL_LOSS, TOKENS_PER_S, TRAIN_LOSS, VAL_LOSS, busy_note
 from runspec.run.rundir import COMPLETED, FAILED, RunDir
 
 
@@ -35,6 +35,8 @@ def fields(h: RunHistory) -> str:
         parts.append(f"val {m[VAL_LOSS]:.4f}")
     if TOKENS_PER_S in m:
         parts.append(f"{m[TOKENS_PER_S]:,.0f} tok/s")
+    if note := busy_note(h.latest, h.cores):  # other processes share the cores: why it is slow
+        parts.append(note)
     if h.progress:  # after the last step: the final pass, which can take longer than the last steps did
         parts.append(h.progress)
     return "  ".join(parts)

@@ -106,6 +106,7 @@ class RunView:
     wall_s: float = 0.0  # engine time, summed over launches
     gaps: list[float] = field(default_factory=list)  # recent seconds between step events
     progress: str = ""  # 'final pass 40% of 300,000 tokens' while a pass runs after training
+    cores: int | None = None  # a CPU run's cores (busy_note)
 
 
 class RunHistory:
@@ -128,6 +129,7 @@ class RunHistory:
         self.stage_marks: list[int] = []
         self.first_start: int | None = None  # the first [[stage]]'s step, from the start event
         self.parent = ""
+        self.cores: int | None = None  # a CPU run's cores (its start event's thread plan): busy_note reads it
         # wall clock: each engine launch (start event) to its last event, summed over resumes
         self.last_time = 0.0
         self.wall_s = 0.0
@@ -191,6 +193,8 @@ class RunHistory:
             self.step = ev.step
         if ev.kind == events.START:
             self.start = {k: v for k, v in ev.data.items() if not isinstance(v, (dict, list))}
+            cpu = ev.get("cpu")
+            self.cores = cpu.get("cores") if isinstance(cpu, dict) else None
             self.max_steps = ev.get("max_steps", self.max_steps)
             self.stages = int(ev.get("stages", 0) or 0)
             self.stage = int(ev.get("stage", 0) or 0)
@@ -250,7 +254,7 @@ class RunHistory:
                            {k: s.points() for k, s in wanted.items()}, dict(self.latest), self.step,
                            self.max_steps, dict(self.start), dict(self.final), self.sample, self.error, self.events,
                            self.stage, self.stages, list(self.stage_marks), self.phase, self.parent,
-                           self.last_time, self.wall_s, list(self.gaps), self.progress)
+                           self.last_time, self.wall_s, list(self.gaps), self.progress, self.cores)
 
 
     def _state(self) -> RunState:

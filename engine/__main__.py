@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         from runspec.run.stopflag import StopFlag
 
         stop = StopFlag()  # before torch is imported: a stop during start-up is honoured, not fatal
+        threads = _thread_plan(args.run_dir)  # before torch too: OpenMP reads its wait policy when torch loads it
         from engine.train import node_rank_of, own_log, run
 
         if args.own_log:
             own_log(args.run_dir, node_rank_of(args.node_rank))
-        return run(args.run_dir, stop, node_rank=args.node_rank, rdzv=args.rdzv)
+        return run(args.run_dir, stop, node_rank=args.node_rank, rdzv=args.rdzv, threads=threads)
     if args.cmd == "complete":
         from engine.complete import serve
 
@@ -72,6 +73,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     return 2
+
+
+def _thread_plan(run_dir: str):
+    """The CPU thread plan of a run (engine.cpu_threads), from its [train] threads; an
+    unreadable config is the run's failure to report later, not here."""
+    from engine.cpu_threads import plan
+    from runspec.run.rundir import RunDir
+
+    try:
+        pinned = RunDir(run_dir).read_config().train.threads
+    except Exception:  # whatever it is, run() reads the config again and records why it failed
+        pinned = 0
+    return plan(pinned)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 from engine import checkpoint, launch
+from engine.cpu_threads import Governor, ThreadPlan
 from engine.device import DeviceError
 from engine.sinks import Sinks
 from runspec.config.plan import phase
@@ -21,6 +22,7 @@ from runspec.data.corpus import CorpusError
 from runspec.data.tokenizers import TokenizerError
 from runspec.run import events, lifecycle, node_end
 from runspec.run.metrics import (
+    CPU_OTHERS,
     DATA_WAIT,
     FINAL,
     FINAL_SLIDING_TOKENS,
@@ -31,6 +33,7 @@ from runspec.run.metrics import (
     MFU,
     RUNNING_VAL,
     STEP_MS,
+    THREADS,
     TOKENS,
     TOKENS_PER_S,
 )
@@ -140,7 +143,7 @@ def own_log(run_dir: str | Path, node: int) -> None:
 
 
 def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None = None,
-        rdzv: str | None = None) -> int:
+        rdzv: str | None = None, threads: ThreadPlan | None = None) -> int:
     """Train (one process), launch the ranks (``gpus`` > 1 or ``nodes`` > 1), or be one of them
     (under torchrun). On node K > 0 of a multi-node run this process only launches its node's
     ranks and speaks on its own stdout: node 0's engine owns the run's state and events."""
@@ -188,6 +191,10 @@ def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None
         from engine import distributed  # torch import after the state is visible
         from engine.trainer import Trainer
 
+        import torch
+
+        if threads is not None:
+            torch.set_num_threads(threads.threads)
         dist, device = distributed.init(cfg.train.device)
         if dist.enabled and dist.any(state.stop_requested or stop.signal)[0]:  # all ranks or none
             raise StoppedBeforeStart
@@ -221,16 +228,20 @@ def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None
 
         tensorboard = TensorBoardLogger(cfg, rd.path, resumed_from, warn=sinks.warning) if main else None
         sinks.tensorboard = tensorboard
-        import torch
-
         sinks.emit(events.START, step=trainer.step, max_steps=cfg.train.max_steps, resumed_from=resumed_from,
                    threads=torch.get_num_threads(),  # intra-op threads: a worker with --slots splits the cores
+                   cpu=threads.to_dict() if threads is not None else None,  # how they were chosen (engine.cpu_threads)
                    nodes=cfg.train.nodes,
                     wandb_dir=wandb.directory, init_from=init_from, stage_starts=[s.at_step for s in cfg.stage],
                     **trainer.summary())
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
-            f"on {trainer.device}")
-        status, reason, step = _loop(trainer, cfg, rd, sinks, stop)
+            f"on {trainer.device}; torch.compile: {trainer.compile_reason}")
+        governor = Governor(threads).start() if threads is not None and trainer.device.type == "cpu" else None
+        try:
+            status, reason, step = _loop(trainer, cfg, rd, sinks, stop, governor)
+        finally:
+            if governor is not None:
+                governor.close()
         code = 0 if status != FAILED else 1
     except StoppedBeforeStart:
         status, reason, code = STOPPED, "stopped before training started", 0
@@ -362,9 +373,13 @@ def _init_from(trainer, ref: str, runs_root: Path) -> dict:
     return {"ref": ref, "path": str(path), "step": step, "fresh": fresh}
 
 
-def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> tuple[str, str, int]:
+def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag,
+          governor: Governor | None = None) -> tuple[str, str, int]:
     """Train until max_steps, a stop signal, the time budget or a non-finite loss. Returns the
-    final status, its reason and the step to record (the last checkpoint's, after a failure)."""
+    final status, its reason and the step to record (the last checkpoint's, after a failure).
+    On the CPU, ``governor`` moves the thread count as other processes come and go."""
+    import torch
+
     from engine.device import sync
 
     t, e = cfg.train, cfg.eval
@@ -456,6 +471,10 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
                 f"{' ' + change['name'] if change.get('name') else ''}: {change['description']} "
                 f"({change['params']:,} parameters, {change['params_trainable']:,} trainable)"
                 + events.stage_probe(change))
+        if governor is not None and (new := governor.advice()) is not None:
+            log(f"step {trainer.step}: {governor.describe(new)}")
+            torch.set_num_threads(new)
+            governor.applied(new)
         want = (trainer.step + 1) % cfg.log.every == 0 or trainer.step + 1 == t.max_steps
         _, m = trainer.train_step(want_metrics=want, grad_norms=cfg.log.grad_norms)
         steps_in_interval += 1
@@ -472,6 +491,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag) -> 
                 TOKENS: trainer.tokens_seen,
                 # share of the interval the step waited for its batches (the input pipeline's stall)
                 DATA_WAIT: min(1.0, trainer.batches.take_waited() / dt),
+                **({THREADS: governor.current, CPU_OTHERS: governor.others}
+                   if governor is not None and governor.others is not None else {}),
                 **{k: v.item() for k, v in m.items()},
             }
             gone()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
+import sysconfig
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -48,6 +51,7 @@ from runspec.run.metrics import (
 
 # Conviction statistics keep per-token values on the host; this caps their memory.
 MAX_STAT_TOKENS = 2_000_000
+DIVERGENCE_WINDOW = 256  # steps of losses kept on the device between two reads
 
 
 @dataclass
@@ -135,6 +139,36 @@ def may_leave_params_unused(cfg: RunConfig) -> bool:
     return cfg.aux.enabled(cfg.model.n_layer) or cfg.model.ffn.kind == "moe"
 
 
+# torch.compile = "auto": what compiling costs (seconds, once per stage) and saves (share of each
+# step) as measured here: CPU, the nanogpt_cpu shape, 20-30 s to compile for 1.04-1.11x a step;
+# an H200, 100M, 40-60 s for 1.45x (docs/benchmarks.md). A run compiles when its estimated
+# training time times the saving beats the cost.
+COMPILE_COST_S = {"cpu": 30.0, "cuda": 60.0}
+COMPILE_GAIN = {"cpu": 0.05, "cuda": 0.30}
+ASSUMED_UTILIZATION = {"cpu": 0.5, "cuda": 0.3}  # of the peak, for the estimate of a step's time
+
+
+def compile_choice(cfg: RunConfig, device: torch.device, flops_per_token: float, peak: float) -> tuple[bool, str]:
+    """(compile?, why) for ``[train] compile``: true and false as they say; auto compiles on CUDA
+    and CPU where the run's estimated training time x the saving > the cost, and only where
+    torch can compile (a C++ compiler on the CPU)."""
+    setting = cfg.train.compile
+    if setting != "auto":
+        return setting == "true", f"compile = {setting}"
+    kind = device.type
+    if kind not in COMPILE_COST_S:
+        return False, f"auto: eager on {kind}"
+    if kind == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cl")):
+        return False, "auto: eager (no C++ compiler for torch.compile's CPU kernels)"
+    if kind == "cpu" and not Path(sysconfig.get_paths()["include"], "Python.h").exists():
+        return False, "auto: eager (no Python headers for torch.compile's CPU kernels)"
+    run_s = cfg.train.max_steps * cfg.tokens_per_rank * flops_per_token / (peak * ASSUMED_UTILIZATION[kind])
+    saves, costs = run_s * COMPILE_GAIN[kind], COMPILE_COST_S[kind]
+    on = saves > costs
+    return on, (f"auto: {'compiled' if on else 'eager'} (~{run_s / 60:.0f} min of steps would save ~{saves:.0f} s "
+                f"for ~{costs:.0f} s of compiling)")
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print, dist: Dist | None = None,
                  device: str | None = None):
@@ -158,6 +192,7 @@ class Trainer:
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
         self.batches = BatchPipeline(self.batch_gen, self.step_offsets, lambda o: self.batch(self.data.train, o),
                                      t.prefetch)
+        self.peak_flops, self.peak_source = peak_flops(self.device, t.precision, t.peak_tflops)
         self._install(stages.build(self.plan, 0, self.vocab, self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.autocast = lambda: autocast_context(self.device, t.precision)
@@ -172,16 +207,17 @@ class Trainer:
         if cfg.data.raw_bytes:  # every token is a byte of the file, byte 0 included (no separators)
             lengths[: self.tokenizer.vocab_size] = 1
         self.byte_lengths = torch.from_numpy(lengths).to(self.device)
-        self.peak_flops, self.peak_source = peak_flops(self.device, t.precision, t.peak_tflops)
         # running validation: the same windows every time, so the curve is comparable
         g = torch.Generator().manual_seed(t.seed + 1)
         n = cfg.eval.batches * t.batch_size
         self.eval_offsets = torch.randint(window_count(len(self.data.val), cfg.model.block_size), (n,), generator=g)
-        # divergence is tracked on the device (no host sync per step) and read where the loop syncs
-        self._bad_step = torch.full((), -1.0, device=self.device)  # first step whose loss was not finite
-        self._bad_value = torch.zeros((), device=self.device)
-        self._last_finite = torch.full((), float("nan"), device=self.device)
-        self._step_t = torch.zeros((), device=self.device)
+        # divergence: each step's loss is copied into a window on the device (one op, no host sync)
+        # that ``divergence`` reads where the loop syncs anyway (log, eval and checkpoint steps)
+        self._window = torch.zeros(DIVERGENCE_WINDOW, device=self.device)
+        self._window_n = 0  # losses in the window
+        self._window_start = 0  # steps done before the window's first loss
+        self._last_finite: float = float("nan")
+        self._bad: tuple[int, str, float] | None = None
 
     # -- stages ---------------------------------------------------------------------------
     def _install(self, model, opt=None) -> None:
@@ -209,7 +245,9 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 # a loss can drop out on a schedule (T12), leaving its classifier without a gradient
                 find_unused_parameters=may_leave_params_unused(self.cfg))
-        self.model = torch.compile(wrapped) if self.cfg.train.compile else wrapped
+        self.compiled, self.compile_reason = compile_choice(self.cfg, self.device, model.flops_per_token(),
+                                                            self.peak_flops)
+        self.model = torch.compile(wrapped) if self.compiled else wrapped
         self.opt = opt or build_optimizers(model, self.cfg, self.device.type, train_tokens=len(self.data.train))
         self.hooks = step_hooks(self.cfg, model)
         self.groups = model.module_groups()
@@ -312,7 +350,7 @@ class Trainer:
         t, lg = self.cfg.train, self.cfg.log
         self.opt.set_lr(self.lr_factor(self.step))
         progress = self.step / t.max_steps
-        loss_sum = torch.zeros((), device=self.device)  # the LM loss: train/loss, comparable with validation
+        loss_sum: torch.Tensor | None = None  # the LM loss: train/loss, comparable with validation
         objective: torch.Tensor | None = None  # the weighted sum optimized, when other losses weigh in
         metrics: dict[str, torch.Tensor] = {}
         samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
@@ -334,7 +372,8 @@ class Trainer:
                             out = self.model(x, y, progress=progress, metrics=want_metrics and last)
                         self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
                     lm = out.losses["ce"].detach()
-                    loss_sum += lm * share if share != 1.0 else lm
+                    part = lm * share if share != 1.0 else lm
+                    loss_sum = part if loss_sum is None else loss_sum + part
                     if out.loss is not out.losses["ce"]:
                         objective = (objective if objective is not None else 0.0) + out.loss.detach() * share
                     for name, value in out.losses.items():
@@ -434,21 +473,28 @@ class Trainer:
         acc += value
 
     def _track_divergence(self, loss: torch.Tensor) -> None:
-        self._step_t += 1
-        finite = torch.isfinite(loss)
-        clean = self._bad_step < 0
-        first = ~finite & clean
-        self._bad_step = torch.where(first, self._step_t, self._bad_step)
-        self._bad_value = torch.where(first, loss.float(), self._bad_value)
-        self._last_finite = torch.where(finite & clean, loss.float(), self._last_finite)
+        if self._window_n == DIVERGENCE_WINDOW:  # nobody read it for a while (bench, tests): read it now
+            self.divergence()
+        self._window[self._window_n] = loss.detach()
+        self._window_n += 1
 
     def divergence(self) -> tuple[int, str, float] | None:
-        """(step, 'nan' or 'inf', last finite loss) of the first non-finite loss, or None."""
-        step = int(self._bad_step.item())
-        if step < 0:
-            return None
-        value = float(self._bad_value.item())
-        return step, "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"), float(self._last_finite.item())
+        """(step, 'nan' or 'inf', last finite loss) of the first non-finite loss, or None.
+        Reads the window of losses since the last call (one host sync)."""
+        if self._bad is None and self._window_n:
+            losses = self._window[: self._window_n].float().cpu()
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                i = int(bad[0])
+                value = float(losses[i])
+                last = float(losses[i - 1]) if i else self._last_finite
+                self._bad = (self._window_start + i + 1, "nan" if math.isnan(value) else
+                             ("inf" if value > 0 else "-inf"), last)
+            else:
+                self._last_finite = float(losses[-1])
+            self._window_start += self._window_n
+            self._window_n = 0
+        return self._bad
 
     def lr_factor(self, step: int) -> float:
         """The schedule of the stage in force (a stage with [stage.optim] keys starts its own),
@@ -628,7 +674,7 @@ class Trainer:
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.step = int(payload["step"])
-        self._step_t.fill_(self.step)
+        self._window_n, self._window_start = 0, self.step
         self.tokens_seen = int(payload.get("tokens_seen", 0))
         rng = payload["rng"]
         # generator states are CPU byte tensors, whatever device the checkpoint was mapped to
@@ -652,7 +698,8 @@ class Trainer:
             "params_aux": counts["aux"],  # training-only classifiers (T12), among the non-embedding ones
             "device": str(self.device),
             "precision": self.cfg.train.precision,
-            "compile": self.cfg.train.compile,
+            "compile": self.compiled,
+            "compile_reason": self.compile_reason,
             "tokenizer": self.tokenizer.name,
             "vocab_size": self.tokenizer.vocab_size,
             "label": model_label(m),

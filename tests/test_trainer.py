@@ -69,6 +69,26 @@ def test_compiled_model_trains_like_the_eager_one(tiny):
     assert lc == pytest.approx(le, rel=1e-3)
 
 
+def test_compile_auto_compiles_only_where_the_run_is_long_enough_to_pay(tiny):
+    from engine.trainer import compile_choice
+    from runspec.config.load import config_from_dict
+
+    short = tiny()
+    assert short.compiled is False and short.compile_reason.startswith("auto: eager (~0 min of steps")
+    assert short.summary()["compile"] is False
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    long = config_from_dict({"model": {"n_layer": 12, "d_model": 768, "n_head": 12, "block_size": 1024},
+                             "train": {"max_steps": 100_000, "batch_size": 32}})
+    flops = 6 * 85e6
+    assert compile_choice(long, cuda, flops, 989e12)[0] is True  # hours on a GPU: compiling pays
+    assert compile_choice(long, cpu, flops, 150e9)[0] is True
+    assert compile_choice(long, mps, flops, 1e12) == (False, "auto: eager on mps")
+    quick = config_from_dict({"train": {"max_steps": 400}})
+    assert compile_choice(quick, cpu, 6 * 1e6, 150e9)[0] is False  # a minute of steps: 30 s to compile does not pay
+    pinned = config_from_dict({"train": {"compile": False, "max_steps": 100_000}})
+    assert pinned.train.compile == "false" and compile_choice(pinned, cuda, flops, 989e12) == (False, "compile = false")
+
+
 def test_evaluation_reports_loss_and_bits_per_byte(tiny):
     tr = tiny()
     res = tr.evaluate(tr.full_val_offsets())

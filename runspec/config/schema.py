@@ -101,7 +101,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables clipping
     precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "fp16"))  # bf16/fp16: autocast (fp16 with a grad scaler); fp32 weights always
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    compile: bool = False  # torch.compile the model
+    compile: str = field(default="auto", metadata=_choices("auto", "true", "false"))  # torch.compile the model; auto: where the run is long enough for compiling to pay (true/false also as TOML booleans)
     seed: int = 1337  # model init, data order and sampling
     checkpoint_every: int = 250  # 0: only at the end and on a stop signal
     peak_tflops: float = 0.0  # 0: known GPU table, or a measured matmul peak on CPU
@@ -112,6 +112,7 @@ class TrainConfig:
     slots: int = 1  # worker slots it takes on each device (cockpit worker --slots N); N: the device alone
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     prefetch: int = 2  # steps of batches built ahead in a background thread; 0: built in the step
+    threads: int = 0  # CPU intra-op threads; 0: from the free cores, adapting while other jobs come and go
 
 
 @dataclass
@@ -366,8 +367,10 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
             kwargs[key] = _build_section(hints[key], value, f"{section}.{key}", source)
             continue
         name = fields[key].name
-        value = _coerce(value, hints[name], where, source)
         choices = fields[key].metadata.get("choices")
+        if isinstance(value, bool) and choices and "true" in choices:  # compile = true, or "auto"
+            value = "true" if value else "false"
+        value = _coerce(value, hints[name], where, source)
         if choices and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -530,6 +533,8 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
         need(not cfg.stage, "[train] fsdp", "[[stage]] rebuilds the model from whole weights; set fsdp = false "
                                             "to grow or adapt under DDP")
         need(not cfg.init.from_, "[train] fsdp", "[init] from loads whole weights into the model; set fsdp = false")
+    need(0 <= t.threads <= 1024, "[train] threads", f"found {t.threads}, must be between 0 (auto: the free cores) "
+                                                    f"and 1024")
     for key in ("grad_clip", "checkpoint_every", "peak_tflops", "prefetch"):
         need(getattr(t, key) >= 0, f"[train] {key}", f"found {getattr(t, key)}, must be >= 0")
     need(t.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,

@@ -81,6 +81,8 @@ STEP_MS = _m("train/step_ms", "step ms", ".1f", "speed", LOWER)  # wall time of 
 MFU = _m("train/mfu", "MFU", ".2%", "speed", HIGHER)  # model FLOPs utilization against the device's peak (CPU: its measured matmul peak)
 TOKENS = _m("train/tokens", "tokens", ",.0f", "speed")  # tokens trained so far
 DATA_WAIT = _m("train/data_wait", "data wait", ".1%", "speed", LOWER)  # share of step time waiting for batches
+THREADS = _m("train/threads", "threads", "d", "speed")  # CPU runs: the intra-op threads in force at the log step ([train] threads; auto moves it with the machine's load)
+CPU_OTHERS = _m("train/cpu_others", "other load", ".1f", "speed")  # CPU runs: what other processes wanted of this run's cores at the last look, in cores
 TRAIN_STEP = _m("train/step", "step", "d")  # wandb's x axis
 TRAIN_STAGE = _m("train/stage", "stage", "d")  # the [[stage]] the run is in
 PARAMS = _m("train/params", "params", ",.0f")  # parameters of the model at this point (growth changes it)
@@ -138,6 +140,15 @@ def final_figures(names) -> list[str]:
     rest = sorted(n for n in names if n.startswith(FINAL + "/") and n not in FINAL_COLUMNS and n not in FINAL_COUNTS
                   and not n.endswith("_tokens"))
     return [n for n in FINAL_COLUMNS if n in names] + rest
+
+
+def busy_note(latest: dict, cores: int | None) -> str:
+    """'' on a machine this run has to itself; else how shared it is, for the headless line and
+    the Training tab: 'shared: 2.0 cores wanted by others of 2, 2 threads'."""
+    others, threads = latest.get(CPU_OTHERS), latest.get(THREADS)
+    if others is None or threads is None or not cores or others + threads <= cores + 0.25:
+        return ""
+    return f"shared: {others:.1f} cores wanted by others of {cores}, {threads:.0f} thread{'s' if threads != 1 else ''}"
 
 
 def label_of(name: str) -> str:
