@@ -90,6 +90,22 @@ def test_the_note_says_when_the_machine_is_shared():
     assert busy_note({}, 2) == "" and busy_note({THREADS: 1, CPU_OTHERS: 3.0}, None) == ""
 
 
+def test_the_headless_line_says_the_machine_is_shared(tmp_path):
+    from cockpit.headless import fields
+    from cockpit.history import RunHistory
+    from runspec.run.rundir import RunDir
+
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    w = events.EventWriter(rd.events)
+    w.emit(events.START, step=0, max_steps=100, cpu={"cores": 2, "threads": 2})
+    w.emit(events.STEP, step=10, metrics={"train/loss": 2.5, "train/tokens_per_s": 900.0, THREADS: 1, CPU_OTHERS: 2.0})
+    w.close()
+    h = RunHistory(rd)
+    h.poll()
+    assert fields(h) == "loss 2.5000  900 tok/s  shared: 2.0 cores wanted by others of 2, 1 thread"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif((os.cpu_count() or 1) < 2 or not os.path.exists("/proc/stat"), reason="needs 2 cores, Linux")
 def test_a_run_drops_threads_when_cpu_bound_processes_arrive_and_says_so(write_config, runs_dir):

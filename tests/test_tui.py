@@ -4,6 +4,7 @@ corpora, a real worker subprocess and a real completion process."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -365,16 +366,21 @@ async def test_training_tab_follows_a_live_run(tmp_path):
     rd.path.mkdir(parents=True)
     rd.create_state("running", max_steps=1000)
     w = events.EventWriter(rd.events)
-    w.emit(events.START, step=0, max_steps=1000, params=1000, model="tiny", device="cpu")
+    w.emit(events.START, step=0, max_steps=1000, params=1000, model="tiny", device="cpu",
+           cpu={"threads": 2, "most": 2, "cores": 2, "others": 0.0, "passive": False, "source": "auto"})
     app = CockpitApp(runs, tmp_path / "corpora", tab="training", tick_s=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
         pane = app.pane("training")
         for step in range(1, 301):
+            shared = step > 250  # two CPU-bound processes arrived: the engine dropped to one thread
             w.emit(events.STEP, step=step, max_steps=1000, metrics={
-                "train/loss": 6 - step / 100, "train/step_ms": 10,
+                "train/loss": 6 - step / 100, "train/step_ms": 10, "train/threads": 1 if shared else 2,
+                "train/cpu_others": 2.0 if shared else 0.0,
                 "debug/never_seen_before_loss": 1 / step, "debug/aux/layer1_t1_loss": 7 - step / 100})
         await wait_for(pilot, lambda: pane.data and pane.data.view and pane.data.view.step == 300, "step 300")
         await on_screen(pilot, "300/1,000", "0:00:07")  # ETA: 700 steps x 10 ms
+        screen = await on_screen(pilot, "CPU shared  2.0 of 2 busy")
+        assert re.search(r"threads +1 ", screen)
         loss = pane.query_one("#chart-loss")
         await wait_for(pilot, lambda: loss.lines.get("train", ([0], []))[0][-1] == 300, "the chart")
         # losses the model names are charted without the TUI knowing their names

@@ -47,8 +47,8 @@ from runspec.run.metrics import (
     TRAIN_LOSS,
     VAL_BPB,
     VAL_LOSS,
-    busy_note,
     is_named_loss,
+    shared_cpu,
 )
 from runspec.run.rundir import RUNNING
 
@@ -479,8 +479,8 @@ class TrainingPane(Pane):
                 rows.insert(1, ("stage", v.phase))
             if m.get(DATA_WAIT) is not None:  # share of step time spent waiting for batches
                 rows.append(("data wait", number(m.get(DATA_WAIT), ".1%")))
-            if note := busy_note(m, v.cores):  # other processes share this run's cores
-                rows.append(("machine", note))
+            if shared := shared_cpu(m, v.cores):  # other processes share this run's cores: why it is slower
+                rows += [("CPU shared", f"{shared[0]:.1f} of {v.cores} busy"), ("threads", str(shared[1]))]
             if (v.start.get("world_size") or 1) > 1:
                 nodes = v.start.get("nodes") or 1
                 rows.append(("ranks", str(v.start["world_size"]) + (f" on {nodes} nodes" if nodes > 1 else "")))

@@ -142,13 +142,23 @@ def final_figures(names) -> list[str]:
     return [n for n in FINAL_COLUMNS if n in names] + rest
 
 
-def busy_note(latest: dict, cores: int | None) -> str:
-    """'' on a machine this run has to itself; else how shared it is, for the headless line and
-    the Training tab: 'shared: 2.0 cores wanted by others of 2, 2 threads'."""
+def shared_cpu(latest: dict, cores: int | None) -> tuple[float, int] | None:
+    """(other processes' demand, this run's threads) when they add up to more than the run's
+    cores (the machine is shared, and that is why the run is slower), else None."""
     others, threads = latest.get(CPU_OTHERS), latest.get(THREADS)
     if others is None or threads is None or not cores or others + threads <= cores + 0.25:
+        return None
+    return others, int(threads)
+
+
+def busy_note(latest: dict, cores: int | None) -> str:
+    """The headless line's words for a shared machine ('' when it is not): 'shared: 2.0 cores
+    wanted by others of 2, 1 thread'."""
+    shared = shared_cpu(latest, cores)
+    if shared is None:
         return ""
-    return f"shared: {others:.1f} cores wanted by others of {cores}, {threads:.0f} thread{'s' if threads != 1 else ''}"
+    others, threads = shared
+    return f"shared: {others:.1f} cores wanted by others of {cores}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def label_of(name: str) -> str:
