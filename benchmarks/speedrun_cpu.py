@@ -204,8 +204,6 @@ ABLATIONS: dict[str, list[str]] = {
     "bf16 autocast -> fp32": ["train.precision=fp32"],
     "RoPE -> learned positions": ["model.pos=learned"],
     "QK-norm -> none": ["model.qk_norm=false"],
-    "ReLU² -> GELU": ["model.ffn.activation=gelu"],
-    "untied head -> tied": ["model.tie_embeddings=true"],
     "zero-init blocks -> scaled init": ["model.init=scaled"],
     "linear decay to 0 -> cosine to lr/10": ["optim.schedule=cosine", "optim.min_lr=6e-4"],
 }
