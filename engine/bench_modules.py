@@ -260,6 +260,54 @@ def bench_muon(shape: Shape, device: torch.device, reps: int, warmup: int, max_s
     return rows
 
 
+def context_rows(shape: Shape) -> list[tuple[str, dict]]:
+    """The plain model, then every memory and shape kind's own rows (their specs' bench_variants)."""
+    rows = [("plain", {})]
+    for family in ("memory", "shape"):
+        rows += [(name, {family: table}) for cls in FAMILIES[family].values()
+                 for name, table in cls.bench_variants(shape.d_model, shape.seq)]
+    return rows
+
+
+CONTEXT_LAYERS = 4
+
+
+def bench_context(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
+    """Whole small models (4 layers) at context seq/2, seq and 2 seq: a training step's time and the
+    activations kept for backward, per token; a memory kind's step runs with its memory full."""
+    from engine.model import build_model
+
+    rows = []
+    for context in (max(8, shape.seq // 2), shape.seq, 2 * shape.seq):
+        for name, keys in context_rows(Shape(shape.d_model, context, shape.batch, shape.heads)):
+            cfg = config_from_dict({"model": {"n_layer": CONTEXT_LAYERS, "d_model": shape.d_model,
+                                              "n_head": shape.heads, "block_size": context, "pos": "rope",
+                                              "norm": "rmsnorm", "bias": False, **keys}}, "bench modules")
+            model = build_model(cfg, 256, seed=0).to(device)
+            x = torch.randint(0, 256, (shape.batch, context), device=device)
+            memory = model.new_memory(training=True) if model.memory is not None else None
+            more = {"memory": memory} if memory is not None else {}
+            if memory is not None:
+                for _ in range(4):  # fill the memory (and the compressed one) with a few segments
+                    with torch.no_grad():
+                        model(x, **more)
+                kept = [(s.mem, s.cmem) for s in memory]
+
+            def call(_x: torch.Tensor) -> torch.Tensor:
+                out = model(x, x, **more).loss
+                if memory is not None:  # the same memory for every timed step
+                    for s, (mem, cmem) in zip(memory, kept):
+                        s.mem, s.cmem = mem, cmem
+                return out
+
+            row = _measure_training("context", f"{name} @ {context}", model, x, call, device, reps, warmup, max_s)
+            tokens = shape.batch * context
+            row.note = (f"{1000 * row.fwd_bwd_ms / tokens:.1f} µs/token, {1024 * row.saved_mb / tokens:.1f} KB/token "
+                        f"kept for backward")
+            rows.append(row)
+    return rows
+
+
 def bench_compile(shape: Shape, device: torch.device, reps: int, warmup: int, max_s: float) -> list[Row]:
     """A whole block (prenorm, mha, swiglu) eager and under torch.compile."""
     from zoo.modules import build_block
@@ -340,7 +388,7 @@ def run(shape: Shape, device_name: str, reps: int, warmup: int, max_s: float, co
     torch.manual_seed(0)
     meter = LoadMeter()
     rows = bench_attention(shape, device, reps, warmup, max_s) + bench_ffn(shape, device, reps, warmup, max_s) \
-        + bench_pairs(shape, device, reps, warmup, max_s, compile_)
+        + bench_pairs(shape, device, reps, warmup, max_s, compile_) + bench_context(shape, device, reps, warmup, max_s)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     others = meter.others()
     result = {"device": name, "shape": asdict(shape), "reps": reps, "warmup": warmup, "max_seconds": max_s,
@@ -373,7 +421,9 @@ def table(result: dict) -> str:
         if r["group"] != group:
             group = r["group"]
             lines.append({"attention": "attention kinds", "ffn": "feed-forward kinds",
-                          "pair": "two ways to write the same thing"}[group])
+                          "pair": "two ways to write the same thing",
+                          "context": f"memories and shapes: {CONTEXT_LAYERS}-layer models, a training step at each "
+                                     f"context (memory full)"}[group])
         lines.append(f"  {r['name']:<28}{r['params']:>10,}{_timed(r['fwd_bwd_ms'], r.get('fwd_bwd_iqr_ms'), '.2f'):>16}"
                      f"{_timed(r['decode_ms'], r.get('decode_iqr_ms'), '.3f'):>15}{_fmt(r['cache_per_token'], ','):>11}"
                      f"{_fmt(r['saved_mb'], '.1f'):>10}{_fmt(r['peak_mb'], '.1f'):>9}  {r['note']}")

@@ -63,7 +63,8 @@ def _top(values: torch.Tensor, n: int) -> list[tuple[int, float]]:
 def _score_prompt(model: GPT, ctx: list[int], n_probs: int, vocab_limit: int | None) -> list:
     """Each prompt token's logprob under the model given the tokens before it (the first has none)."""
     device = next(model.parameters()).device
-    logits = model(torch.tensor([ctx], dtype=torch.long, device=device)).logits[0].float()
+    fresh = model.new_cache() if model.memory is not None else None  # a memory reads a long prompt segment by segment
+    logits = model(torch.tensor([ctx], dtype=torch.long, device=device), cache=fresh).logits[0].float()
     if vocab_limit is not None:
         logits[:, vocab_limit:] = float("-inf")
     logp = torch.log(model.probs(logits))
@@ -84,14 +85,17 @@ def sample_tokens(model: GPT, prompt: list[int], s: Sampling, generator: torch.G
     ``ignore_eos`` bans, ``newline`` the token ``penalize_nl = false`` exempts; ``constraint`` is a grammar (engine.grammar.Constraint), and the
     generation ends when it allows nothing. When the context fills up, the cache is rebuilt
     from the newest 3/4 of the window (after the n_keep first tokens), so the cost stays
-    amortized O(1) per token; ``context`` records what was cut."""
+    amortized O(1) per token; ``context`` records what was cut. A model with a memory (XL,
+    compressive) never cuts: the whole prompt goes in segment by segment and earlier segments
+    live on in the memory."""
     device = next(model.parameters()).device
     block = model.cfg.block_size
     ids = list(prompt) or [0]
     ctx = context if context is not None else Context()
     ctx.prompt_tokens = len(ids)
-    keep = _kept(len(ids), s.n_keep, block)
-    pending = _window(ids, keep, block)
+    remembers = model.memory is not None  # a memory kind: the window never fills, earlier segments roll into memory
+    keep = _kept(len(ids), s.n_keep, block) if not remembers else 0
+    pending = _window(ids, keep, block) if not remembers else ids
     ctx.dropped = len(ids) - len(pending)
     if s.echo:
         scores = _score_prompt(model, pending, s.n_probs, vocab_limit)
@@ -108,7 +112,7 @@ def sample_tokens(model: GPT, prompt: list[int], s: Sampling, generator: torch.G
         bias_ids = torch.tensor(list(bias), dtype=torch.long, device=device)
         bias_vals = torch.tensor(list(bias.values()), dtype=torch.float32, device=device)
     for _ in range(s.max_tokens):
-        if cache[0].length + len(pending) > block:
+        if not remembers and cache[0].length + len(pending) > block:
             cache = model.new_cache()
             pending = _window(ids, keep, (3 * block) // 4)
             ctx.shifted = True

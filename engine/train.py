@@ -25,6 +25,7 @@ from runspec.run.metrics import (
     CPU_OTHERS,
     DATA_WAIT,
     FINAL,
+    FINAL_MEMORY_TOKENS,
     FINAL_SLIDING_TOKENS,
     FINAL_TEST_TOKENS,
     FINAL_TOKENS,
@@ -539,6 +540,13 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag,
 
         res = trainer.evaluate(offsets, head_stats=True, posterior_samples=e.posterior_samples, progress=progress)
         final = {**res.metrics(FINAL), FINAL_TOKENS: res.tokens}
+        if cfg.model.memory.active:  # Transformer-XL's protocol: streams read in order, the memory carried
+            mem = trainer.evaluate_memory()
+            final.update(mem.metrics(FINAL, "memory_"))
+            final[FINAL_MEMORY_TOKENS] = mem.tokens
+            log(f"final: with the memory carried over the split ({cfg.model.memory.label()}, "
+                f"{cfg.model.memory.slots(evaluating=True)} states a layer) val loss {mem.loss:.4f} "
+                f"bpb {mem.bpb:.4f} over {mem.tokens:,} tokens")
         if e.stride:  # sliding windows: every token with at least block_size - stride of context
             offsets, skip = trainer.sliding_offsets()
             slide = trainer.evaluate(offsets, skip=skip)
@@ -550,6 +558,8 @@ def _loop(trainer, cfg: RunConfig, rd: RunDir, sinks: Sinks, stop: StopFlag,
             res_test = trainer.evaluate(trainer.full_val_offsets(test), split=test)
             final.update(res_test.metrics(FINAL, "test_"))
             final[FINAL_TEST_TOKENS] = res_test.tokens
+            if cfg.model.memory.active:
+                final.update(trainer.evaluate_memory(test).metrics(FINAL, "test_memory_"))
             if e.stride:
                 offsets, skip = trainer.sliding_offsets(test)
                 final.update(trainer.evaluate(offsets, split=test, skip=skip).metrics(FINAL, "test_sliding_"))

@@ -28,7 +28,7 @@ from engine.optim import build_optimizers, lr_factor, orthogonalize_grads
 from engine.sampling import Sampling
 from runspec.config.plan import StagePlan, stage_plan
 from runspec.config.schema import RunConfig, resolved_dict
-from runspec.config.shape import count_params, model_label
+from runspec.config.shape import cache_per_token, count_params, model_label
 from runspec.data.shards import load_tokens
 from runspec.run.metrics import (
     CLIP_FACTOR,
@@ -190,6 +190,11 @@ class Trainer:
         self.stage, self.merged = 0, False
         stages.check_all(self.plan, self.vocab)
         self.batch_gen = torch.Generator().manual_seed(t.seed)  # the data position, checkpointed
+        # a memory kind reads each batch row as a contiguous stream: the position is the step itself
+        self.streams = cfg.model.memory.active
+        self._draw_step = 0  # the step the next drawn batch is for (streams)
+        self._memory: dict[int, list] = {}  # micro-batch -> each layer's memory of its streams
+        self.step = 0
         self.batches = BatchPipeline(self.batch_gen, self.step_offsets, lambda o: self.batch(self.data.train, o),
                                      t.prefetch)
         self.peak_flops, self.peak_source = peak_flops(self.device, t.precision, t.peak_tflops)
@@ -224,7 +229,10 @@ class Trainer:
         """Make ``model`` (stage ``self.stage``) the one trained: optimizer, hooks, groups."""
         self.cfg = self.plan.configs[self.stage]
         self.raw_model = model
-        self.batches.rewind()  # a stage may change the batch: what was built ahead is redrawn
+        self._rewind()  # a stage may change the batch: what was built ahead is redrawn
+        for states in self._memory.values():  # the memories go on with the new stage's modules
+            for state, module in zip(states, model.memory or []):
+                state.module = module
         self.ddp = None
         wrapped = model
         if self.sharded:  # FSDP2: each block is a unit gathered for its forward/backward, the rest the root's
@@ -330,11 +338,47 @@ class Trainer:
         """Global: every rank's micro-batches."""
         return self.cfg.tokens_per_rank * self.dist.world
 
+    def _rewind(self) -> None:
+        """Forget the batches built ahead; the next one drawn is for the current step."""
+        self.batches.rewind()
+        self._draw_step = self.step
+
+    def _stream_layout(self) -> tuple[int, int]:
+        """(tokens per stream, segments per pass over it): the training split cut into one
+        contiguous stream per batch row of every rank and micro-batch (Transformer-XL's batchify)."""
+        t, T = self.cfg.train, self.cfg.model.block_size
+        rows = self.dist.world * t.grad_accum * t.batch_size
+        length = len(self.data.train) // rows
+        if length < T + 1:
+            raise stages.ConfigError("[model.memory]", "kind", f"a memory reads {rows} contiguous streams of the "
+                                     f"training split ({len(self.data.train):,} tokens: {length} each), shorter than "
+                                     f"one segment ({T + 1}); use more data or a smaller batch")
+        return length, (length - 1) // T
+
+    def _stream_offsets(self) -> list[torch.Tensor]:
+        """Each row's next segment of its stream, in order: row r of step s reads its stream at
+        (s mod segments per pass) x block_size."""
+        t, T = self.cfg.train, self.cfg.model.block_size
+        length, per = self._stream_layout()
+        segment = self._draw_step % per
+        self._draw_step += 1
+        rows = self.dist.world * t.grad_accum * t.batch_size
+        starts = torch.arange(rows) * length + segment * T
+        first = self.dist.rank * t.grad_accum
+        return [starts[(first + m) * t.batch_size: (first + m + 1) * t.batch_size] for m in range(t.grad_accum)]
+
+    def _memory_of(self, micro: int) -> list:
+        if micro not in self._memory:
+            self._memory[micro] = self.raw_model.new_memory(training=True)
+        return self._memory[micro]
+
     def step_offsets(self) -> list[torch.Tensor]:
         """This rank's micro-batches of the next step. One global draw of world x grad_accum x
         batch_size windows, rank r taking micro-batches r*grad_accum ..: two ranks of batch b
         see exactly what one process with grad_accum 2 sees, and every rank keeps the same
         generator state (the data position in a checkpoint is the same whoever saved it)."""
+        if self.streams:
+            return self._stream_offsets()
         t = self.cfg.train
         high = window_count(len(self.data.train), self.cfg.model.block_size)
         offsets = torch.randint(high, (self.dist.world * t.grad_accum * t.batch_size,), generator=self.batch_gen)
@@ -356,6 +400,8 @@ class Trainer:
         samples = self.opt.samples()  # IVON: posterior samples per step; otherwise 1
         batches = self.batches.next()
         share = 1.0 / (t.grad_accum * samples)
+        if self.streams and self.step % self._stream_layout()[1] == 0:  # the streams start over: nothing before
+            self._memory = {}
         for sample in range(samples):
             last_sample = sample == samples - 1
             with self.opt.sampling():
@@ -369,7 +415,8 @@ class Trainer:
                         self.raw_model.set_requires_gradient_sync(not quiet)
                     with self.ddp.no_sync() if quiet and self.ddp is not None else contextlib.nullcontext():
                         with self.autocast():
-                            out = self.model(x, y, progress=progress, metrics=want_metrics and last)
+                            more = {"memory": self._memory_of(micro)} if self.streams else {}
+                            out = self.model(x, y, progress=progress, metrics=want_metrics and last, **more)
                         self.scaler.scale(out.loss / t.grad_accum if t.grad_accum > 1 else out.loss).backward()
                     lm = out.losses["ce"].detach()
                     part = lm * share if share != 1.0 else lm
@@ -588,6 +635,41 @@ class Trainer:
         bpc = nats.item() / math.log(2) / max(1, count) if self.tokenizer.name == "bytes" else None
         return EvalResult(loss, bpb, count, stats or None, extra, bpc)
 
+    @torch.no_grad()
+    def evaluate_memory(self, split: np.ndarray | None = None) -> EvalResult:
+        """Transformer-XL's evaluation: the split cut into batch_size contiguous streams, each read
+        segment by segment in order with the memory carried across (the evaluation memory,
+        eval_mem_len), every token scored once. final_max_batches caps the segments per stream."""
+        split = self.data.val if split is None else split
+        model = self.raw_model
+        T, B = self.cfg.model.block_size, self.cfg.train.batch_size
+        length = len(split) // B
+        B = B if length >= 2 else 1
+        length = len(split) // B
+        cap = self.cfg.eval.final_max_batches
+        memory = model.new_memory(training=False)
+        model.eval()
+        nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        nbytes = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
+        for k, start in enumerate(range(0, length - 1, T)):
+            if cap and k >= cap:
+                break
+            n = min(T, length - 1 - start)
+            rows = np.stack([split[b * length + start: b * length + start + n + 1] for b in range(B)]).astype(np.int64)
+            xy = torch.from_numpy(rows).to(self.device)
+            x, y = xy[:, :-1], xy[:, 1:]
+            with self.autocast():
+                logits = model(x, memory=memory).logits.float()
+            nats += model.token_losses(logits, y).sum().double()
+            nbytes += self.byte_lengths[y].sum()
+            count += y.numel()
+        model.train()
+        loss = nats.item() / max(1, count)
+        bpb = nats.item() / math.log(2) / max(1, int(nbytes.item()))
+        bpc = loss / math.log(2) if self.tokenizer.name == "bytes" else None
+        return EvalResult(loss, bpb, count, bpc=bpc)
+
     def full_val_offsets(self, split: np.ndarray | None = None) -> torch.Tensor:
         """Non-overlapping windows over a whole split, validation by default (capped by
         final_max_batches)."""
@@ -646,6 +728,8 @@ class Trainer:
             "merged": self.merged,  # the stage's adapters were merged at the end of the run
             "tokenizer": self.tokenizer.name,
             "vocab_size": self.tokenizer.vocab_size,
+            # the streams' memories (a memory kind): a resume goes on with what the segments left
+            "memory": [[st.state_dict() for st in self._memory[k]] for k in sorted(self._memory)] if self._memory else None,
         }
 
     def load_state(self, payload: dict[str, Any]) -> None:
@@ -680,8 +764,13 @@ class Trainer:
         # generator states are CPU byte tensors, whatever device the checkpoint was mapped to
         # (loaded onto the GPU, they were refused: resuming on CUDA failed; found on an H200)
         torch.set_rng_state(rng["torch"].cpu())
-        self.batches.rewind()
+        self._rewind()
         self.batch_gen.set_state(rng["batch"].cpu())
+        self._memory = {}
+        for micro, states in enumerate(payload.get("memory") or []):  # the streams' memories, as they were
+            mine = self._memory_of(micro)
+            for state, saved in zip(mine, states):
+                state.load_state_dict({k: v.to(self.device) if v is not None else None for k, v in saved.items()})
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
 
@@ -703,13 +792,14 @@ class Trainer:
             "tokenizer": self.tokenizer.name,
             "vocab_size": self.tokenizer.vocab_size,
             "label": model_label(m),
-            "kinds": {"attention": m.attention.kind, "ffn": m.ffn.kind, "block": m.block.kind},
+            "kinds": {"attention": m.attention.kind, "ffn": m.ffn.kind, "block": m.block.kind,
+                      "memory": m.memory.kind, "shape": m.shape.kind},
             "model": f"{model_label(m)}: {m.n_head}h x{self.cfg.head_dim} {m.attention.kind} attention "
                      f"({m.attention.pattern}), {m.ffn.kind} ffn {self.cfg.d_ff} {m.ffn.activation}"
                      f"{' gated' if m.ffn.gated else ''}, {m.block.kind} blocks, {m.norm} pos={m.pos} "
                      f"ctx={m.block_size}",
             "params_expected": counts["total"],
-            "kv_cache_per_token": m.n_layer * m.attention.cache_per_token(m),
+            "kv_cache_per_token": cache_per_token(m),
             "tokens_per_step": self.tokens_per_step,
             "world_size": self.dist.world,  # ranks; batch_size is per rank, tokens_per_step global
             "train_tokens": len(self.data.train),

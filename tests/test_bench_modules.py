@@ -30,6 +30,15 @@ def test_every_registered_kind_has_a_row(result):
         assert any(n.split()[0] == kind for n in names["attention"]), (kind, names)
     for kind in FAMILIES["ffn"]:
         assert any(n.split()[0] == kind for n in names["ffn"]), (kind, names)
+    # memories and shapes: whole small models at three contexts, with time and memory per token
+    context = {r["name"]: r for r in result["rows"] if r["group"] == "context"}
+    for kind in [*FAMILIES["memory"], *FAMILIES["shape"]]:
+        if kind in ("none", "stack"):
+            kind = "plain"
+        for ctx in (8, 16, 32):
+            row = next((r for n, r in context.items() if n.split()[0] == kind and n.endswith(f"@ {ctx}")), None)
+            assert row and row["fwd_bwd_ms"] > 0 and row["saved_mb"] > 0 and "µs/token" in row["note"], (kind, ctx)
+    assert context["hourglass 1-2-1 @ 16"]["params"] == context["plain @ 16"]["params"]  # mean pooling: no parameters
 
 
 @pytest.mark.slow

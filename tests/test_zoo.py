@@ -68,6 +68,20 @@ def combos() -> dict[str, dict]:
         "ngpt/simple": model_keys("mha", "dense", {"kind": "ngpt", "variant": "simple"}),
         "ngpt+moe-gated": model_keys("mha", {"kind": "moe", "experts": 3, "top_k": 2, "gated": True,
                                              "activation": "silu"}, "ngpt"),
+        # memories across segments and shapes along the sequence (their own identities: test_zoo_memory.py)
+        "xl": model_keys(memory={"kind": "xl", "mem_len": 16}),
+        "xl/xl-relative": model_keys(memory={"kind": "xl", "mem_len": 16}, pos="xl_relative"),
+        "xl/xl-relative+gqa": model_keys({"kind": "gqa", "kv_heads": 2}, memory={"kind": "xl", "mem_len": 16},
+                                         pos="xl_relative"),
+        "xl+diff": model_keys("diff", memory={"kind": "xl", "mem_len": 16}),
+        "xl+moe": model_keys("mha", "moe", memory={"kind": "xl", "mem_len": 16}),
+        "xl+ngpt": model_keys("mha", "dense", "ngpt", memory={"kind": "xl", "mem_len": 16}),
+        "compressive/conv": model_keys(memory={"kind": "compressive", "mem_len": 8, "cmem_len": 4, "rate": 4}),
+        "compressive/mean": model_keys(memory={"kind": "compressive", "mem_len": 8, "cmem_len": 4, "rate": 2,
+                                               "compress": "mean"}),
+        "hourglass": model_keys(n_layer=3, shape={"kind": "hourglass", "shorten": [1, 2, 1]}),
+        "hourglass/3-linear": model_keys(n_layer=3, shape={"kind": "hourglass", "shorten": [1, 3, 1], "pool": "linear"}),
+        "hourglass/nested+mla": model_keys("mla", n_layer=5, shape={"kind": "hourglass", "shorten": [1, 2, 4, 2, 1]}),
         "stablemax": model_keys(output="stablemax"),
         "learned-positions+bias-free": model_keys(pos="learned", bias=False),
     })
@@ -168,7 +182,8 @@ def test_one_batch_can_be_overfit(name):
     assert loss.item() < 0.1, loss.item()
 
 
-@pytest.mark.parametrize("name", [n for n in COMBOS if "dint" not in n and COMBOS[n]["pos"] == "rope"])
+@pytest.mark.parametrize("name", [n for n in COMBOS if "dint" not in n and COMBOS[n]["pos"] in ("rope", "xl_relative")
+                                  and "hourglass" not in n])
 def test_rope_outputs_depend_only_on_relative_positions(name):
     """With a sliding window the receptive field is bounded, so with purely relative positions
     (RoPE) the outputs of a sequence must not change when other tokens are put in front of it.
@@ -197,7 +212,7 @@ def test_parameter_count_and_roles_match_the_torch_free_spec(name):
 
 @pytest.mark.parametrize("name", ["mha+dense+prenorm", "mla+dense+prenorm", "diff+dense+prenorm",
                                   "dint+dense+prenorm", "mha+moe+prenorm", "mla/query-compression",
-                                  "mha/low-rank", "mla/diff-map"])
+                                  "mha/low-rank", "mla/diff-map", "hourglass", "hourglass/nested+mla"])
 def test_flops_per_token_match_a_flop_counter(name):
     """The spec's formula (6 x weights + 3 x attention scores, per token) against torch's own
     count of a forward and backward pass."""

@@ -13,8 +13,11 @@ from zoo.attention.spec import AttentionSpec
 from zoo.block.spec import BlockSpec
 from zoo.ffn.spec import FFNSpec
 from zoo.kind import REGISTERED
+from zoo.memory.spec import MemorySpec
+from zoo.shape.spec import ShapeSpec
 
-BASES: dict[str, type] = {"attention": AttentionSpec, "ffn": FFNSpec, "block": BlockSpec}
+BASES: dict[str, type] = {"attention": AttentionSpec, "ffn": FFNSpec, "block": BlockSpec, "memory": MemorySpec,
+                          "shape": ShapeSpec}
 ROOT = Path(__file__).resolve().parent
 
 

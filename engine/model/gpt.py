@@ -19,7 +19,9 @@ from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 from runspec.config.shape import flops_per_token, padded_vocab
 from zoo.block.ngpt.module import ngpt_normalize
 from zoo.kind import Regime
-from zoo.modules import build_block
+from zoo.memory.module import DecodeMemory, SegmentMemory
+from zoo.modules import build_block, module_for
+from zoo.shape.module import Caches
 from zoo.nn.collect import Collector
 from zoo.nn.layers import Scale, unit
 from zoo.nn.norms import make_norm
@@ -58,6 +60,10 @@ class GPT(nn.Module):
         self.wpe = LearnedPositions(n_tables, cfg.block_size, cfg.d_model) if n_tables else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(build_block(cfg, i) for i in range(cfg.n_layer))
+        self.shape = module_for(cfg.shape)(cfg, cfg.shape)  # how the blocks run along the sequence
+        # a memory across segments (Transformer-XL, compressive): one module per layer
+        self.memory = nn.ModuleList(module_for(cfg.memory)(cfg, cfg.memory, i) for i in range(cfg.n_layer)) \
+            if cfg.memory.active else None
         self.ln_f = None if self.ngpt else make_norm(cfg.norm, cfg.d_model, cfg.bias)
         self.output_projection = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias) if cfg.output_projection else None
         self.output_norm = make_norm(cfg.norm, cfg.d_model, cfg.bias) if cfg.output_projection_norm else None
@@ -122,9 +128,15 @@ class GPT(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: list | None = None,
-                progress: float | None = None, metrics: bool = False) -> Output:
+                progress: float | None = None, metrics: bool = False, memory: list | None = None) -> Output:
+        """``cache``: a decoding's caches (``new_cache``); ``memory``: the layers' memories of the
+        streams this batch continues (``new_memory``; a memory kind's training and evaluation)."""
         B, T = idx.shape
-        offset = cache[0].length if cache is not None else 0
+        if cache is not None and self.memory is not None and T > cache[0].room:
+            # decoding with a memory: a prompt longer than the segment's room goes in segment by segment
+            room = cache[0].room
+            return _joined(self.forward(idx[:, :room], None, cache), self.forward(idx[:, room:], None, cache))
+        offset = cache[0].length if cache is not None and self.memory is None else 0
         x = self.wte(idx)
         if self.wpe is not None:
             x = x + self.wpe(0, T, offset, idx.device)
@@ -135,12 +147,18 @@ class GPT(nn.Module):
         # heads that exist for their loss run only in training, with a progress to schedule by
         heads = {n: h for n, h in self.heads.items() if not h.training_only or (targets is not None and progress is not None)}
         layers: list[torch.Tensor] | None = [] if any(h.needs_layers for h in heads.values()) else None
-        for i, block in enumerate(self.blocks):
-            if i > 0 and self.cfg.pos == "learned_per_layer":
-                x = x + self.wpe(i, T, offset, idx.device)
-            x = block(x, cache[i] if cache is not None else None, collect)
+
+        def after(i: int, x: torch.Tensor) -> torch.Tensor:  # T12: the next layer's positions; the layer taps
+            if i + 1 < len(self.blocks) and self.cfg.pos == "learned_per_layer":
+                x = x + self.wpe(i + 1, T, offset, idx.device)
             if layers is not None:
                 layers.append(x)
+            return x
+
+        per_layer = after if layers is not None or self.cfg.pos == "learned_per_layer" else None
+        x = self.shape(self.blocks, x, memory if memory is not None else cache, collect, per_layer)
+        if memory is not None and collect is not None:
+            self._memory_losses(memory, collect)
         hidden = x if self.ln_f is None else self.ln_f(x)
         lm_input = hidden
         if self.output_projection is not None:
@@ -175,8 +193,33 @@ class GPT(nn.Module):
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         return next_token_probs(logits, self.cfg.output)
 
-    def new_cache(self) -> list:
-        return [block.attn.new_cache() for block in self.blocks]
+    def new_cache(self) -> Caches:
+        """A decoding's caches: each layer's KV cache (or its memory, which keeps one), and the
+        shape's own state (an hourglass's partial groups)."""
+        if self.memory is not None:
+            spec = self.cfg.memory
+            caches = Caches(DecodeMemory(mod, spec.slots(evaluating=True) - getattr(spec, "cmem_len", 0),
+                                         getattr(spec, "cmem_len", 0), self.cfg.block_size) for mod in self.memory)
+        else:
+            caches = Caches(block.attn.new_cache() for block in self.blocks)
+        caches.shape_state = self.shape.new_state()
+        return caches
+
+    def new_memory(self, training: bool) -> list:
+        """Each layer's memory for a batch of streams read segment by segment: empty at first,
+        then what the segments before left (training: the training memory; else the evaluation one)."""
+        spec = self.cfg.memory
+        cmem = getattr(spec, "cmem_len", 0)
+        return [SegmentMemory(mod, spec.slots(evaluating=not training) - cmem, cmem, train=training)
+                for mod in self.memory]
+
+    def _memory_losses(self, memory: list, collect: Collector) -> None:
+        """The memory kind's named losses (compressive: the reconstruction), averaged over layers."""
+        weight = getattr(self.cfg.memory, "recon_weight", 1.0)
+        for state in memory:
+            for name, value in state.losses.items():
+                collect.loss(name, value, weight)  # (the collector averages a name's terms)
+            state.losses = {}
 
     # -- grouping for optimizers and per-module gradient norms ------------------------------
     def module_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -185,6 +228,13 @@ class GPT(nn.Module):
         for info in param_table(self):
             groups.setdefault(info.group, []).append(info.param)
         return groups
+
+
+def _joined(a: Output, b: Output) -> Output:
+    """Two outputs of consecutive pieces of a sequence as one (decoding with a memory)."""
+    cat = lambda x, y: None if x is None else torch.cat((x, y), dim=1)  # noqa: E731
+    return Output(cat(a.logits, b.logits), None, cat(a.hidden, b.hidden), cat(a.lm_input, b.lm_input),
+                  cat(a.conviction, b.conviction))
 
 
 def build_heads(m: ModelConfig, vocab_size: int, conviction: ConvictionConfig | None,

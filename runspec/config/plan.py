@@ -131,9 +131,11 @@ def _check_growth(g: GrowConfig, m: Any, prev: Any, need: Callable) -> Any:
                             ("n_head", m.n_head, g.n_head), ("d_ff", prev.d_ff, g.d_ff)):
         need(value == 0 or value >= old, f"grow.{key}",
              f"found {value}, smaller than the model's {old}; growth only adds (0 keeps the size)")
-    for spec in (m.block, m.attention, m.ffn):  # each kind says whether it can grow
+    for spec in (m.block, m.attention, m.ffn, m.shape):  # each kind says whether it can grow
         refusal = spec.grow_refusal()
         need(not refusal, "grow", refusal)
+    need(not m.memory.active, "grow", f"a memory's states have the model's width; growth needs [model.memory] "
+                                      f"kind = 'none' (found '{m.memory.kind}')")
     need(not prev.aux.enabled(m.n_layer), "grow", "T12 auxiliary heads are tied to layer positions; "
                                                   "turn [aux] off for runs that grow")
     if g.d_model:

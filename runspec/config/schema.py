@@ -24,7 +24,11 @@ from zoo.block.prenorm.spec import PreNormSpec
 from zoo.block.spec import BlockSpec
 from zoo.ffn.dense.spec import DenseSpec
 from zoo.ffn.spec import FFNSpec
+from zoo.memory.none.spec import NoMemorySpec
+from zoo.memory.spec import MemorySpec
 from zoo.registry import DEFAULT_KIND, FAMILIES, kind_of_key, spec_keys
+from zoo.shape.spec import ShapeSpec
+from zoo.shape.stack.spec import StackSpec
 
 # tomllib is imported from here by the modules that read TOML (one place for the 3.10 fallback)
 if sys.version_info >= (3, 11):
@@ -63,7 +67,7 @@ class ModelConfig:
     bias: bool = True  # biases in linear layers and LayerNorms (the LM head never has one)
     norm: str = field(default="layernorm", metadata=_choices("layernorm", "rmsnorm"))  # the normalization layers
     qk_norm: bool = False  # normalize queries and keys per head before RoPE (QK-norm)
-    pos: str = field(default="learned", metadata=_choices("learned", "learned_per_layer", "rope", "none"))  # positions: one learned table, one per layer (T12), rotary, or none
+    pos: str = field(default="learned", metadata=_choices("learned", "learned_per_layer", "rope", "xl_relative", "none"))  # positions: one learned table, one per layer (T12), rotary, Transformer-XL's relative encoding (mha, gqa), or none
     rope_base: float = 10000.0  # RoPE's base frequency
     dropout: float = 0.0  # on attention weights, residual branches and embeddings
     logit_softcap: float = 0.0  # 0 disables; else logits = c * tanh(logits / c)
@@ -78,6 +82,8 @@ class ModelConfig:
     attention: AttentionSpec = _family("attention", MHASpec)
     ffn: FFNSpec = _family("ffn", DenseSpec)
     block: BlockSpec = _family("block", PreNormSpec)
+    memory: MemorySpec = _family("memory", NoMemorySpec)  # none, xl (segment recurrence), compressive
+    shape: ShapeSpec = _family("shape", StackSpec)  # stack (every layer at full length), hourglass
 
 
 @dataclass
@@ -479,8 +485,17 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
     )
     need(m.pos != "rope" or cfg.head_dim % 2 == 0, "[model] head_dim",
          f"RoPE needs an even head size, found {cfg.head_dim}")
-    for spec in (m.attention, m.ffn, m.block):
+    for spec in (m.attention, m.ffn, m.block, m.memory, m.shape):
         spec.check(m, need)
+    need(m.pos != "xl_relative" or m.attention.kind in ("mha", "gqa"), "[model] pos",
+         f"xl_relative adds its distance term to one attention map; attention kind '{m.attention.kind}' has "
+         f"others (use pos = 'rope' with it)")
+    need(m.shape.kind == "stack" or not cfg.aux.enabled(m.n_layer), "[aux] layers",
+         "T12's intermediate losses read every layer at full length; an hourglass's middle layers are shorter")
+    need(not (m.memory.active and o.name == "ivon" and o.ivon_mc_samples > 1), "[optim] ivon_mc_samples",
+         "each posterior sample would read the segment again and roll the memory twice; use 1 with a memory")
+    need(not (m.memory.active and t.fsdp), "[train] fsdp", "a memory carries each rank's own streams; use DDP "
+                                                          "(fsdp = false)")
     need(0.0 <= m.dropout < 1.0, "[model] dropout", f"found {m.dropout}, must be in [0, 1)")
     need(m.logit_softcap >= 0, "[model] logit_softcap", f"found {m.logit_softcap}, must be >= 0 (0 disables)")
     need(m.init_std > 0, "[model] init_std", f"found {m.init_std}, must be > 0")

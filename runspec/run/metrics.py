@@ -97,6 +97,7 @@ FULL_SECONDS = _m("train_benchmarks/full_seconds", "full pass s", ".1f", "speed"
 FINAL_LOSS = _m("final_benchmarks/loss", "final val loss", group="eval", better=LOWER)  # the final pass over the whole validation split (non-overlapping windows)
 FINAL_BPB = _m("final_benchmarks/bpb", "final val bpb", group="eval", better=LOWER)  # the same in bits per byte
 FINAL_TOKENS = _m("final_benchmarks/tokens", "val tokens", ",.0f", "eval")  # validation tokens the final pass scored
+FINAL_MEMORY_TOKENS = _m("final_benchmarks/memory_tokens", "memory val tokens", ",.0f", "eval")  # tokens the pass with the memory carried over the split scored (a memory kind: Transformer-XL's protocol)
 FINAL_SLIDING_TOKENS = _m("final_benchmarks/sliding_tokens", "sliding val tokens", ",.0f", "eval")  # tokens the sliding-window pass scored (eval.stride)
 FINAL_TEST_TOKENS = _m("final_benchmarks/test_tokens", "test tokens", ",.0f", "eval")  # test tokens scored at the end (data.test_fraction or test_tokens)
 FINAL_TEST_LOSS = _m("final_benchmarks/test_loss", "test loss", group="eval", better=LOWER)  # loss on the test split, scored once at the end
@@ -106,7 +107,7 @@ CONVICTION_SPEARMAN = _m("final_benchmarks/conviction_spearman_loss", "convictio
 CONVICTION_MEAN = _m("final_benchmarks/conviction_mean", "conviction mean", ".4f", "conviction")  # the head's mean output over the validation tokens
 # every evaluation pass (running, full, sliding, test, test_sliding) in both namespaces
 for _ns in (RUNNING_VAL, FINAL):
-    _m(f"{_ns}/{{pass}}loss", "loss", ".4f", "eval", LOWER)  # a pass's loss: (running), full_, sliding_, test_, test_sliding_
+    _m(f"{_ns}/{{pass}}loss", "loss", ".4f", "eval", LOWER)  # a pass's loss: (running), full_, sliding_, memory_, test_, test_sliding_, test_memory_
     _m(f"{_ns}/{{pass}}bpb", "bpb", ".4f", "eval", LOWER)  # a pass's bits per byte
     _m(f"{_ns}/{{pass}}bpc", "bpc", ".4f", "eval", LOWER)  # byte-level: bits per character
 _m("final_benchmarks/{head}_{statistic}", "head statistic", ".4f", "eval")  # a head's own statistic over the final pass
@@ -128,7 +129,7 @@ _m("debug/{statistic}", "statistic", ".4g", "debug")  # a kind's own (MoE balanc
 
 # the columns of compare's table of final figures, in order
 FINAL_COLUMNS = (FINAL_LOSS, FINAL_BPB, FINAL_TEST_LOSS, CONVICTION_AUROC, CONVICTION_SPEARMAN, CONVICTION_MEAN)
-FINAL_COUNTS = (FINAL_TOKENS, FINAL_SLIDING_TOKENS, FINAL_TEST_TOKENS)  # how much a pass scored, not a result
+FINAL_COUNTS = (FINAL_TOKENS, FINAL_SLIDING_TOKENS, FINAL_MEMORY_TOKENS, FINAL_TEST_TOKENS)  # how much a pass scored, not a result
 
 
 def final_figures(names) -> list[str]:

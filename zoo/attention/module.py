@@ -14,7 +14,7 @@ from zoo.attention.spec import AttentionSpec
 from zoo.kind import Regime
 from zoo.nn.layers import Scale, unit
 from zoo.nn.norms import make_norm
-from zoo.nn.positions import Rotary
+from zoo.nn.positions import RelativePositions, Rotary
 
 if TYPE_CHECKING:
     from runspec.config.schema import ModelConfig
@@ -76,6 +76,8 @@ class AttentionBase(nn.Module):
         self.dropout = m.dropout
         self.resid_drop = nn.Dropout(m.dropout)
         self._masks: dict[tuple, torch.Tensor] = {}
+        # Transformer-XL's relative positions: a bias on every score, from the distance
+        self.relative = RelativePositions(m.d_model, self.n_head, self.head_dim) if m.pos == "xl_relative" else None
 
     # -- pieces the kinds use ---------------------------------------------------------------
     def _qk_norms(self, m: ModelConfig, dim: int) -> None:
@@ -120,11 +122,29 @@ class AttentionBase(nn.Module):
                 return self.attend(q.float(), k.float(), v.float(), offset, scale).to(q.dtype)
         Tq, Tk = q.size(-2), k.size(-2)
         drop = self.dropout if self.training else 0.0
+        if self.relative is not None:
+            return self._attend_relative(q, k, v, offset, scale, drop)
         if self.spec.pattern == "full" and offset == 0 and Tq == Tk:
             return F.scaled_dot_product_attention(q, k, v, is_causal=Tq > 1, dropout_p=drop, scale=scale)
         if self.spec.pattern == "full" and Tq == 1:  # one new token sees everything cached
             return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=scale)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask(Tq, Tk, offset, q.device),
+                                              dropout_p=drop, scale=scale)
+
+    def _attend_relative(self, q, k, v, offset: int, scale: float | None, drop: float) -> torch.Tensor:
+        """Transformer-XL's score, (q + u) . k + (q + v) . W_R R_(i-j), as SDPA over q + u with the
+        position term as an additive mask (the causal and sparse pattern folded in as -inf)."""
+        Tq, Tk = q.size(-2), k.size(-2)
+        scale = scale if scale is not None else 1.0 / math.sqrt(q.size(-1))
+        rel = self.relative
+        r = rel.encodings(offset + Tq, q.dtype)  # (H, L, D), distances 0 .. offset + Tq - 1
+        by_distance = (q + rel.v.to(q.dtype)[None, :, None, :]) @ r.transpose(-2, -1)[None]  # (B, H, Tq, L)
+        q_pos = torch.arange(offset, offset + Tq, device=q.device)
+        dist = (q_pos[:, None] - torch.arange(Tk, device=q.device)[None, :]).clamp(0, offset + Tq - 1)
+        bias = by_distance.gather(-1, dist.expand(*by_distance.shape[:2], Tq, Tk))
+        ok = self.mask(Tq, Tk, offset, q.device)
+        bias = (bias * scale).masked_fill(~ok, float("-inf"))
+        return F.scaled_dot_product_attention(q + rel.u.to(q.dtype)[None, :, None, :], k, v, attn_mask=bias,
                                               dropout_p=drop, scale=scale)
 
     def mask(self, Tq: int, Tk: int, offset: int, device: torch.device) -> torch.Tensor:

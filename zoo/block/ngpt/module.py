@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from zoo.block.ngpt.spec import NGPTSpec
+from zoo.memory.module import run_attention
 from zoo.modules import builds
 from zoo.nn.layers import Scale, unit
 
@@ -33,7 +34,7 @@ class NGPTBlock(nn.Module):
         self.alpha_m = Scale(size, spec.alpha_init, scale, absolute=True)
 
     def forward(self, h: torch.Tensor, cache=None, collect=None) -> torch.Tensor:
-        h_a = self.attn(h, cache)
+        h_a = run_attention(self.attn, h, cache)
         h = unit(unit(h) + self.alpha_a().to(h.dtype) * (unit(h_a) - unit(h)))
         h_m = self.mlp(h, collect)
         return unit(h + self.alpha_m().to(h.dtype) * (unit(h_m) - h))

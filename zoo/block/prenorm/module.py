@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from zoo.block.prenorm.spec import PreNormSpec
+from zoo.memory.module import run_attention
 from zoo.modules import builds
 from zoo.nn.norms import make_norm
 
@@ -26,5 +27,5 @@ class PreNorm(nn.Module):
         self.residual_scale = m.residual_scale
 
     def forward(self, x: torch.Tensor, cache=None, collect=None) -> torch.Tensor:
-        x = x + self.residual_scale * self.attn(self.ln1(x), cache)
+        x = x + self.residual_scale * run_attention(self.attn, self.ln1(x), cache)
         return x + self.residual_scale * self.mlp(self.ln2(x), collect)
