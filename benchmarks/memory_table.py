@@ -55,20 +55,24 @@ def main() -> None:
     ap.add_argument("text", help="tinyshakespeare's input.txt")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--runs-dir", default=None, help="where the runs go (default: a temporary directory)")
+    ap.add_argument("--only", action="append", default=[], help="train only these rows (the newest run of each "
+                                                                 "other row in --runs-dir is read as it is)")
     args = ap.parse_args()
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="memory-table-"))
     for name, config, extra in RUNS:
+        if args.only and name not in args.only:
+            continue
         sets = [f"data.path={Path(args.text).resolve()}", f"train.max_steps={args.steps}", *extra]
         cockpit("--runs-dir", str(runs_dir), "queue", "add", str(ROOT / "examples/memory" / config),
                 "--name", f"mem-{name}", *[x for s in sets for x in ("--set", s)])
-    print(f"training {len(RUNS)} runs in {runs_dir} ...", flush=True)
+    print(f"training {len(args.only) or len(RUNS)} runs in {runs_dir} ...", flush=True)
     cockpit("--runs-dir", str(runs_dir), "worker", "--once")
     print(f"\n{args.steps} steps each, batch 16 x 64 tokens, bytes; validation: the last 10% of the file\n")
     print("| run | model | parameters | per window (bpc) | sliding, stride 16 (bpc) | memory carried (bpc) "
           "| tokens/s |")
     print("|---|---|---|---|---|---|---|")
     for name, _, _ in RUNS:
-        rd = RunDir(next(runs_dir.glob(f"mem-{name}-*")))
+        rd = RunDir(max(runs_dir.glob(f"mem-{name}-2*")))  # the newest
         r = row(rd)
         f = r["final"]
 

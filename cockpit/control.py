@@ -52,12 +52,13 @@ def remove(q: Queue, ref: str, force: bool = False) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
     q.drop(rd.id)
 
-def stop(q: Queue, ref: str) -> str:
+def stop(q: Queue, ref: str, reason: str = "") -> str:
     """Take a queued run out of the queue, or ask a running one to stop. Whichever of this
-    and a worker's start lands first wins; the other sees the new state."""
+    and a worker's start lands first wins; the other sees the new state. ``reason`` (a search's
+    pruner) becomes the run's reason when it stops."""
     rd = q.run(ref)
     try:
-        rd.transition("stop", expected=QUEUED, reason="stopped while queued")
+        rd.transition("stop", expected=QUEUED, reason=reason or "stopped while queued")
     except StateConflict:
         pass
     except StateError as e:
@@ -72,9 +73,9 @@ def stop(q: Queue, ref: str) -> str:
         raise RunError(f"{rd.id} runs on {state.host} (engine pid {state.pid or 'starting'}), which only that "
                        f"machine can signal: stop it there (cockpit --headless queue stop {rd.id})")
     try:  # an engine that has not started yet reads this when it attaches
-        state = rd.update(expected=RUNNING, stop_requested=True)
+        state = rd.update(expected=RUNNING, stop_requested=True, stop_reason=reason)
     except StateConflict:
-        return stop(q, ref)  # it ended (or was requeued) meanwhile: look again
+        return stop(q, ref, reason)  # it ended (or was requeued) meanwhile: look again
     if signal_engine(rd, state, signal.SIGTERM):
         return f"asked {rd.id} (pid {state.pid}) to stop; it checkpoints first"
     if starting(state):

@@ -99,6 +99,12 @@ def cpu_threads(taken: int, per_device: int) -> int:
     return max(1, (os.cpu_count() or 1) * taken // per_device)
 
 
+def studies_here(runs_dir: Path) -> bool:
+    """Whether the runs directory has searches to tend (cheap: Optuna loads only then)."""
+    d = runs_dir / ".cockpit" / "studies"
+    return d.is_dir() and any(d.glob("*.json"))
+
+
 def workers_dir(runs_dir: Path) -> Path:
     d = runs_dir / ".cockpit" / "workers"
     d.mkdir(parents=True, exist_ok=True)
@@ -320,6 +326,10 @@ class Worker:
         utils = [g["util"] for g in snap["gpus"]] if snap["available"] else None
         ka = self.keepawake.update(utils, running)
         atomic_write(self.queue.dir / "keepawake.json", json.dumps(ka))
+        if studies_here(self.queue.runs_dir):  # searches: tell what ended, prune, top them up
+            from cockpit.study import tend
+
+            tend(self.queue.runs_dir, self.log)
         while self.free() and not self.stop.is_set():
             pick = Picker(self)
             rd = self.queue.next_ready(skip=lambda run_id, why: self.log(f"skipped {run_id}: {why}"), accept=pick)

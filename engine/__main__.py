@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("config")
     options.add(b, options.TRAIN)
     options.add(sub.add_parser("bench-modules", help="time every attention and ffn kind at one shape"), options.MODULES)
+    cc = sub.add_parser("coordcheck", help="μP's coordinate check: layer sizes against width, SP and μP")
+    cc.add_argument("config")
+    options.add(cc, options.COORDCHECK)
     args = p.parse_args(argv)
     if args.cmd == "train":
         from runspec.run.stopflag import StopFlag
@@ -61,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return bench_main(args)
         except (ConfigError, CorpusError, TokenizerError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.cmd == "coordcheck":
+        from engine.coordcheck import main as coord_main
+        from runspec.config.schema import ConfigError
+        from runspec.data.corpus import CorpusError
+
+        try:
+            return coord_main(args)
+        except (ConfigError, CorpusError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     if args.cmd == "bench-modules":

@@ -18,6 +18,7 @@ from torch import nn
 from engine.model.roles import param_table
 from engine.muon import Muon
 from runspec.config.schema import RunConfig
+from zoo.kind import width_multiplier
 
 
 def lr_factor(cfg: RunConfig, step: int) -> float:
@@ -107,11 +108,20 @@ def build_optimizers(model: nn.Module, cfg: RunConfig, device_type: str, train_t
     muon = [p.param for p in table if o.name == "muon" and p.role == "matrix" and p.param.dim() == 2]
     rest = [p for p in table if o.name != "muon" or not (p.role == "matrix" and p.param.dim() == 2)]
     decay = 0.0 if ngpt else o.weight_decay  # nGPT: weights live on the sphere, nothing to decay
+    # μP (Adam's table): matrices whose both sides grow with width step at lr / m; embeddings, the
+    # readout (with its 1/m logit multiplier) and vectors keep lr. Weight decay is AdamW's,
+    # decoupled and multiplied by each group's lr, so it follows the multiplier. Muon's matrices
+    # take no multiplier: its orthogonalized update already has the width-independent spectral
+    # size μP asks of an update (Bernstein et al.), and its shape factor covers the aspect ratio.
+    m = width_multiplier(cfg.model)
+    hidden = [p for p in rest if p.decayed and p.role in ("matrix", "expert") and m != 1.0]
+    in_hidden = {id(p.param) for p in hidden}
     groups = [
         {"params": [p.param for p in rest if p.role == "embedding"], "weight_decay": decay,
          "base_lr": o.lr * o.wte_lr_scale, "name": "embeddings"},
-        {"params": [p.param for p in rest if p.role != "embedding" and p.decayed], "weight_decay": decay,
-         "base_lr": o.lr, "name": "decay"},
+        {"params": [p.param for p in hidden], "weight_decay": decay, "base_lr": o.lr / m, "name": "hidden"},
+        {"params": [p.param for p in rest if p.role != "embedding" and p.decayed and id(p.param) not in in_hidden],
+         "weight_decay": decay, "base_lr": o.lr, "name": "decay"},
         {"params": [p.param for p in rest if p.role != "embedding" and not p.decayed], "weight_decay": 0.0,
          "base_lr": o.lr, "name": "no_decay"},
     ]

@@ -276,11 +276,18 @@ def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None
 def record_end(rd: RunDir, writer, me: Proc, status: str, reason: str, code: int, step: int | None = None) -> None:
     """The end of the run, as this engine (or launcher) saw it: events, then state.json by
     compare-and-set, unless the run has meanwhile passed to another process."""
+    if status == STOPPED:  # a stop asked for with its reason (a search's pruner): that is why it stopped
+        try:
+            asked = rd.read_state().stop_reason
+        except StateError:
+            asked = ""
+        if asked:
+            reason = f"{asked}; {reason}"
     if status == FAILED:
         writer.emit(events.ERROR, reason=reason)
     writer.emit(events.STATUS, status=status, reason=reason)
     finish = {"reason": reason, "exit_code": code, "pid": None, "pid_start": None, "launch": None,
-              "stop_requested": False}
+              "stop_requested": False, "stop_reason": ""}
     if step is not None:  # a start that failed before loading never lowers the recorded step
         finish["step"] = step
     try:

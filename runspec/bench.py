@@ -60,6 +60,15 @@ MODULES = (
     Option("--json", None, False, "one JSON object instead of the table"),
 )
 
+COORDCHECK = (
+    Option("--widths", str, "64,128,256,512", "the widths (d_model) to train, comma-separated"),
+    Option("--steps", positive_int, 10, "training steps at each width"),
+    Option("--parametrization", str, "both", "sp, mup or both"),
+    Option("--out", str, None, "a folder for coordcheck.png and coordcheck.json"),
+    Option("--json", None, False, "one JSON object instead of the table"),
+    Option("--set", str, None, "override a config value, e.g. --set optim.lr=3e-3 (repeatable)", repeat=True),
+)
+
 
 def add(p: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
     for o in options:

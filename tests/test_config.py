@@ -115,8 +115,10 @@ def test_every_example_config_is_valid():
     assert run_configs and len(sweeps) >= 4
     for p in run_configs:
         assert isinstance(load_config(p), RunConfig), p
-    for p in sweeps:  # every run a sweep spec expands into is checked too
-        assert load_sweep(p).runs, p
+    from cockpit.study import is_study, load_study_spec
+
+    for p in sweeps:  # every run a sweep spec expands into is checked too (a search: every key of its space)
+        assert load_study_spec(p).trials if is_study(p) else load_sweep(p).runs, p
 
 
 @pytest.mark.parametrize("model, label", [

@@ -73,3 +73,16 @@ class Regime:
 
 
 PRENORM = Regime()
+
+
+def width_multiplier(m: ModelConfig) -> float:
+    """μP's m = d_model / base_width (1 under the standard parametrization, or at the base width)."""
+    if m.parametrization != "mup":
+        return 1.0
+    return m.d_model / (m.base_width or m.d_model)
+
+
+def head_multiplier(m: ModelConfig) -> float:
+    """How much wider a head is than at the base width: the width multiplier when the head size
+    follows d_model (head_dim = 0), 1 when it is fixed (head_dim set: heads are added instead)."""
+    return width_multiplier(m) if not m.head_dim else 1.0

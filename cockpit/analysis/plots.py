@@ -81,7 +81,7 @@ def _isoflop_plot(out: Path, iso, counted: str) -> Path:
     return _save(plt, fig, ax, out / "scaling_isoflop.png")
 
 
-def lr_plot(out: Path, fit) -> Path:
+def lr_plot(out: Path, fit, suffix: str = "") -> Path:
     plt, fig, ax = _figure(out)
     colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(fit.sizes), 1)))
     for sz, col in zip(fit.sizes, colours):
@@ -90,8 +90,8 @@ def lr_plot(out: Path, fit) -> Path:
         if sz.usable:
             ax.plot([sz.lr_opt], [sz.loss_opt], marker="v", color=col, ms=9)
     ax.set(xscale="log", xlabel="learning rate", ylabel="final validation loss",
-           title="loss against learning rate; ▼ = fitted minimum")
-    return _save(plt, fig, ax, out / "lr.png")
+           title=f"{suffix + ': ' if suffix else ''}loss against learning rate; ▼ = fitted minimum")
+    return _save(plt, fig, ax, out / (f"lr_{suffix}.png" if suffix else "lr.png"))
 
 
 def overlay_plot(out: Path, summaries, metric: str | list[str], name: str | None = None, smooth: float = 0.0,

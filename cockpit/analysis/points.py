@@ -20,6 +20,7 @@ class Point:
     values: dict[str, Any] = field(default_factory=dict)  # the sweep's values for this run
     lr: float | None = None
     width: int | None = None  # d_model
+    parametrization: str = "sp"  # [model] parametrization: sp | mup
 
     def params(self, counted: str) -> int:
         return self.params_total if counted == "total" else self.params_non_embedding
@@ -41,7 +42,8 @@ def read_point(rd) -> tuple[Point | None, str]:
     return Point(rd.id, s.params, s.params_non_embedding or s.params, s.tokens or 0, float(s.final_loss),
                  s.flops_per_token or 6.0 * s.params,
                  s.median_tok_s, rd.read_meta().sweep_values,
-                 cfg.optim.lr if cfg is not None else None, cfg.model.d_model if cfg is not None else None), ""
+                 cfg.optim.lr if cfg is not None else None, cfg.model.d_model if cfg is not None else None,
+                 cfg.model.parametrization if cfg is not None else "sp"), ""
 
 
 def gather(runs_dir: Path, sweep: str | None, refs: list[str]) -> tuple[str, list[Point], list[str]]:

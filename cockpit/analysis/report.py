@@ -196,6 +196,9 @@ def lr(runs_dir: Path, sweep: str | None, runs: list[str], *, out: str | None = 
                  f"{len({p.lr for p in points})} learning rate(s); sweep optim.lr over 3 or more values per size "
                  f"(see examples/sweeps/lr.toml)")
         return rep.fail()
+    kinds = sorted({p.parametrization for p in points})
+    if len(kinds) > 1:  # SP and μP side by side: does the best rate stay put as the width grows?
+        return _lr_side_by_side(rep, label, points, charts, out)
     fit = fit_lr(points)
     rep.say(f"learning rate over {len(points)} runs ({label}): a parabola of final validation loss in log10(lr) "
             f"per size")
@@ -228,4 +231,44 @@ def lr(runs_dir: Path, sweep: str | None, runs: list[str], *, out: str | None = 
         from cockpit.analysis.plots import lr_plot
 
         rep.say(f"wrote {lr_plot(Path(out), fit)}")
+    return rep
+
+
+def _lr_side_by_side(rep: Report, label: str, points: list, charts: bool, out: str | None) -> Report:
+    """The best learning rate per width in each parametrization, and how far it moves across the
+    widths (in factors of the rates tried: μP's promise is that it does not)."""
+    from cockpit.analysis.lr import fit_lr
+
+    fits = {k: fit_lr([p for p in points if p.parametrization == k]) for k in ("sp", "mup")}
+    name = {"sp": "SP", "mup": "μP"}
+    rep.say(f"learning rate per width, standard parametrization against μP, over {len(points)} runs ({label})")
+    widths = sorted({sz.width for f in fits.values() for sz in f.sizes if sz.width})
+    rep.say(f"  {'width':>6}  {'SP best tried':>13}  {'SP fitted':>10}  {'μP best tried':>13}  {'μP fitted':>10}")
+    for w in widths:
+        cells = []
+        for k in ("sp", "mup"):
+            sz = next((s for s in fits[k].sizes if s.width == w), None)
+            cells += [f"{sz.best_tried:.3g}" if sz else "-",
+                      f"{sz.lr_opt:.3g}" if sz and sz.usable else "-"]
+        rep.say(f"  {w:>6}  {cells[0]:>13}  {cells[1]:>10}  {cells[2]:>13}  {cells[3]:>10}")
+    for k in ("sp", "mup"):
+        best = [s.best_tried for s in sorted(fits[k].sizes, key=lambda s: s.width or 0)]
+        if len(best) >= 2:
+            grid = sorted({p.lr for p in points if p.parametrization == k})
+            steps = [abs(grid.index(b) - grid.index(best[0])) for b in best]
+            rep.say(f"  {name[k]}: the best rate tried moves {max(steps)} grid step(s) across widths "
+                    f"{min(widths)}..{max(widths)} ({best[0]:.3g} -> {best[-1]:.3g})")
+    if charts:
+        from cockpit.analysis.termplot import Series, chart
+
+        for k in ("sp", "mup"):
+            rep.say("")
+            rep.say(chart([Series(f"d {sz.width}", sz.lrs, sz.losses) for sz in fits[k].sizes],
+                          title=f"{name[k]}: final validation loss against learning rate", xlabel="lr",
+                          ylabel="loss", xlog=True))
+    if out:
+        from cockpit.analysis.plots import lr_plot
+
+        for k in ("sp", "mup"):
+            rep.say(f"wrote {lr_plot(Path(out), fits[k], suffix=k)}")
     return rep

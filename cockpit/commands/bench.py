@@ -22,6 +22,11 @@ def register(sub) -> None:
                                          "and ffn kind at one shape, and pairs of ways to write the same thing")
     options.add(bm, options.MODULES)
     bm.set_defaults(func=modules)
+    bc = bsub.add_parser("coordcheck", help="μP's coordinate check: train a few steps at several widths and show "
+                                            "each layer's activation size against width, SP and μP")
+    bc.add_argument("config", help="a run config (TOML): its model at each width, its data and learning rate")
+    options.add(bc, options.COORDCHECK)
+    bc.set_defaults(func=coordcheck)
 
 
 def train(args) -> int:
@@ -37,3 +42,16 @@ def modules(args) -> int:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
         return fail(f"--device {args.device!r}: use auto, cpu, cuda, cuda:N or mps")
     return subprocess.call([sys.executable, "-m", "engine", "bench-modules", *options.argv(args, options.MODULES)])
+
+
+def coordcheck(args) -> int:
+    try:
+        widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        return fail(f"--widths {args.widths!r}: whole numbers separated by commas, e.g. 64,128,256,512")
+    if len(set(widths)) < 2 or min(widths) < 1:
+        return fail(f"--widths {args.widths!r}: at least two different positive widths")
+    if args.parametrization not in ("sp", "mup", "both"):
+        return fail(f"--parametrization {args.parametrization!r}: use sp, mup or both")
+    return subprocess.call([sys.executable, "-m", "engine", "coordcheck", args.config,
+                            *options.argv(args, options.COORDCHECK)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from pathlib import Path
 
 from cockpit.args import fail
 from cockpit.format import human
@@ -95,6 +96,13 @@ def main(args) -> int:
 
     runs_dir = runs_root(args.runs_dir)
     try:
+        if args.target not in ("ls", "status") and _is_study(args.target):
+            return _search(args, runs_dir)
+        if args.target == "status" and args.name and (runs_dir / ".cockpit" / "studies" / f"{args.name}.json").exists():
+            from cockpit.study import describe, summary
+
+            print(describe(summary(runs_dir, args.name)))
+            return 0
         if args.target == "ls":
             found = sweeps(runs_dir)
             if not found:
@@ -147,3 +155,28 @@ def main(args) -> int:
         return 0
     except SweepError as e:
         return fail(str(e))
+
+
+def _is_study(target: str) -> bool:
+    from pathlib import Path
+
+    from cockpit.study import is_study
+
+    return Path(target).is_file() and is_study(Path(target))
+
+
+def _search(args, runs_dir) -> int:
+    """A search spec (method = tpe ...): check it, then create the study and queue its first trials."""
+    from cockpit.study import create, load_study_spec
+
+    st = load_study_spec(args.target)
+    keys = ", ".join(f"{k} {next(iter(d))} {next(iter(d.values()))}" for k, d in st.space.items())
+    print(f"search {st.name}: {st.method}, {st.trials} trials ({st.parallel} at a time) of {Path(st.base).name} "
+          f"over {keys}; objective {st.objective} ({st.direction})"
+          + (f"; pruned by {st.prune.method} from step {st.prune.min_steps}" if st.prune else ""))
+    if args.dry_run:
+        return 0
+    created = create(st, runs_dir, log=print)
+    print(f"queued the first {len(created)} trial(s); a worker runs them and asks for the next ones "
+          f"(cockpit worker, or w in the TUI); progress: cockpit sweep status {st.name}")
+    return 0

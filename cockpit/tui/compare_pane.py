@@ -45,6 +45,7 @@ class ComparePane(Pane):
         Binding("m", "metric", "Next metric"),
         Binding("b", "baseline", "Baseline"),
         Binding("f", "fit", "Scaling fit"),
+        Binding("s", "study", "Search"),
         Binding("a", "clear", "Clear picks"),
     ]
 
@@ -138,7 +139,7 @@ class ComparePane(Pane):
         cols = ordered_columns(summaries, baseline)
         hint.set(Text(f"{len(summaries)} runs in {len(cols)} column{'s' if len(cols) != 1 else ''}" + (f" · Δ against {cols[0].label}" if baseline
                                                                       else "") +
-                      " · m metric · b baseline · f scaling fit · a clear", style="dim"))
+                      " · m metric · b baseline · f scaling fit · s search · a clear", style="dim"))
         # a first row in each column's line colour: the chart needs no legend over its data
         key = ["chart line", *(Text("━━━━", style=Style(color=Color.from_rgb(*PALETTE[i % len(PALETTE)]), bold=True))
                                for i in range(len(cols)))]
@@ -222,6 +223,29 @@ class ComparePane(Pane):
         runs = list(self.chosen)
         self.in_background(lambda: self._fit(runs), done=self._fitted, name="fit")
 
+    def action_study(self) -> None:
+        """Toggle between the overlay and the search the picked runs belong to (its best trial so
+        far, the objective by trial, each key's importance; read in the background)."""
+        box, chart = self.query_one("#cmp-fit-box"), self.query_one("#cmp-chart", Chart)
+        text = self.query_one("#cmp-fit", Static)
+        if box.display:
+            box.display, chart.display = False, True
+            return
+        box.display, chart.display = True, False
+        names = {self._sweep_of.get(r) for r in self.chosen} - {None, ""}
+        name = names.pop() if len(names) == 1 else None
+        if name is None or not (self.runs_dir / ".cockpit" / "studies" / f"{name}.json").exists():
+            text.update(Text("pick a search's runs (a sweep spec with method = tpe, random, grid or cmaes) to see its "
+                             "best trial, objective by trial and importances; s: back to the chart", style="yellow"))
+            return
+        text.update(Text("reading the study…", style="dim"))
+        self.in_background(lambda: self._study(name), done=self._fitted, name="study")
+
+    def _study(self, name: str) -> str:
+        from cockpit.study import describe, summary
+
+        return describe(summary(self.runs_dir, name))
+
     def _fit(self, runs: list[str]) -> str:
         from cockpit.analysis import report
 
@@ -229,4 +253,4 @@ class ComparePane(Pane):
 
     def _fitted(self, text: str) -> None:
         self.fit_text = text
-        self.query_one("#cmp-fit", Static).update(Text(text + "\n(f: back to the chart)"))
+        self.query_one("#cmp-fit", Static).update(Text(text + "\n(f or s: back to the chart)"))

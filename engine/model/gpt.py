@@ -18,7 +18,7 @@ from engine.model.roles import param_table
 from runspec.config.schema import AuxConfig, ConvictionConfig, ModelConfig
 from runspec.config.shape import flops_per_token, padded_vocab
 from zoo.block.ngpt.module import ngpt_normalize
-from zoo.kind import Regime
+from zoo.kind import Regime, width_multiplier
 from zoo.memory.module import DecodeMemory, SegmentMemory
 from zoo.modules import build_block, module_for
 from zoo.shape.module import Caches
@@ -74,6 +74,7 @@ class GPT(nn.Module):
         # nGPT's logit scale s_z: init 1, scale 1/sqrt(d)
         self.s_z = Scale(vocab_size, 1.0, 1.0 / math.sqrt(cfg.d_model)) if self.ngpt else None
         self.heads = build_heads(cfg, vocab_size, conviction, aux)
+        self.readout = 1.0 / width_multiplier(cfg)
         self._init_weights()
 
     def head(self, name: str) -> Head | None:
@@ -87,6 +88,8 @@ class GPT(nn.Module):
         stream get std/sqrt(2L) (scaled) or zeros (zero_out). nGPT: std 1/sqrt(d), then every
         matrix is normalized."""
         std = 1.0 / math.sqrt(self.cfg.d_model) if self.ngpt else self.cfg.init_std
+        # μP: hidden matrices' init variance falls as 1/fan_in (std / sqrt(m)); embeddings keep theirs
+        hidden_std = std / math.sqrt(width_multiplier(self.cfg))
         residual = {id(m.weight) for m in self.modules() if getattr(m, "is_residual_out", False)}
         for m in self.modules():
             for name in getattr(m, "residual_out_params", ()):
@@ -96,14 +99,16 @@ class GPT(nn.Module):
             if info.role == "bias":
                 nn.init.zeros_(p)
             elif info.role in ("embedding", "position", "lm_head", "matrix", "expert", "router", "head"):
+                sd = hidden_std if info.role in ("matrix", "expert") else std
                 if id(p) in residual and not self.ngpt and self.cfg.init == "scaled":
-                    nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layer))  # GPT-2: flat variance in depth
+                    nn.init.normal_(p, 0.0, sd / math.sqrt(2 * self.cfg.n_layer))  # GPT-2: flat variance in depth
                 elif id(p) in residual and not self.ngpt and self.cfg.init == "zero_out":
                     nn.init.zeros_(p)  # each block starts as the identity
                 else:
-                    nn.init.normal_(p, 0.0, std)
-        if self.cfg.init == "zero_out" and not self.cfg.tie_embeddings and not self.ngpt:
-            nn.init.zeros_(self.lm_head.weight)  # uniform predictions at step 0
+                    nn.init.normal_(p, 0.0, sd)
+        if (self.cfg.init == "zero_out" or self.cfg.parametrization == "mup") and not self.cfg.tie_embeddings \
+                and not self.ngpt:
+            nn.init.zeros_(self.lm_head.weight)  # uniform predictions at step 0 (μP: its zero-init readout)
         if self.ngpt:
             ngpt_normalize(self)
 
@@ -166,6 +171,8 @@ class GPT(nn.Module):
             if self.output_norm is not None:
                 lm_input = self.output_norm(lm_input)
         logits = self.lm_head(lm_input)
+        if self.readout != 1.0:  # μP: the logits times 1/m, so they do not grow with width
+            logits = logits * self.readout
         if self.s_z is not None:
             logits = logits * self.s_z().to(logits.dtype)
         if self.cfg.logit_softcap > 0:

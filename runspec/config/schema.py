@@ -78,6 +78,8 @@ class ModelConfig:
     tie_embeddings: bool = True  # the LM head is the token embedding
     output_projection: bool = False  # d x d linear between the last hidden state and the LM head
     output_projection_norm: bool = False  # a norm after the output projection
+    parametrization: str = field(default="sp", metadata=_choices("sp", "mup"))  # sp: the usual; mup: the maximal-update parametrization (init, learning rates and the readout scaled with width, so a learning rate found at base_width transfers)
+    base_width: int = 0  # mup: the width whose learning rate and init the others inherit; 0: d_model (a multiplier of 1); sp has no use for it (so one sweep can compare both)
     # the kinds: a table with `kind` and that kind's keys, or just the kind's name
     attention: AttentionSpec = _family("attention", MHASpec)
     ffn: FFNSpec = _family("ffn", DenseSpec)
@@ -487,6 +489,13 @@ def check(cfg: RunConfig, source: str = "<config>") -> None:
          f"RoPE needs an even head size, found {cfg.head_dim}")
     for spec in (m.attention, m.ffn, m.block, m.memory, m.shape):
         spec.check(m, need)
+    if m.parametrization == "mup":
+        need(not m.tie_embeddings, "[model] tie_embeddings", "μP treats the input embedding and the readout "
+                                                             "differently (its learning rate, init and a 1/width "
+                                                             "multiplier on the logits); set tie_embeddings = false")
+        need(m.block.kind != "ngpt", "[model] parametrization", "nGPT keeps every weight on the unit sphere: it has its "
+                                                                "own width rule; use parametrization = 'sp' with it")
+    need(m.base_width >= 0, "[model] base_width", f"found {m.base_width}, must be >= 0 (0: d_model)")
     need(m.pos != "xl_relative" or m.attention.kind in ("mha", "gqa"), "[model] pos",
          f"xl_relative adds its distance term to one attention map; attention kind '{m.attention.kind}' has "
          f"others (use pos = 'rope' with it)")

@@ -93,3 +93,4 @@ def cache_per_token(m: ModelConfig) -> float:
     """Numbers a decoding keeps per token over all layers: each layer's KV cache, an hourglass's
     shortened layers for their share of the tokens."""
     return sum(share * m.attention.cache_per_token(m) for share in _layer_shares(m))
+

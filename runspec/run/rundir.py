@@ -69,6 +69,7 @@ class RunState:
     slot: str | None = None  # the worker slot (cpu, or GPU indices) the run holds
     launch: str | None = None  # token handed to the engine it started (COCKPIT_LAUNCH)
     stop_requested: bool = False  # a stop asked for before the engine could be signalled
+    stop_reason: str = ""  # why a stop was asked for (a search's pruner): the engine records it as the reason
     step: int = 0
     max_steps: int = 0
     exit_code: int | None = None
@@ -132,6 +133,7 @@ class RunMeta:
     parent_step: int | None = None
     depends_on: list[str] = field(default_factory=list)  # runs that must complete before this one starts
     gpus: int = 1  # devices the run asks the worker for
+    trial: int | None = None  # a search's trial number (cockpit.study): the study finds its run by it
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunMeta":

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.attention.spec import AttentionSpec
-from zoo.kind import Regime
+from zoo.kind import Regime, head_multiplier
 from zoo.nn.layers import Scale, unit
 from zoo.nn.norms import make_norm
 from zoo.nn.positions import RelativePositions, Rotary
@@ -76,6 +76,8 @@ class AttentionBase(nn.Module):
         self.dropout = m.dropout
         self.resid_drop = nn.Dropout(m.dropout)
         self._masks: dict[tuple, torch.Tensor] = {}
+        # μP: scores scaled by 1/d instead of 1/sqrt(d), the same at the base width (1 under SP)
+        self.mup_score = 1.0 / math.sqrt(head_multiplier(m))
         # Transformer-XL's relative positions: a bias on every score, from the distance
         self.relative = RelativePositions(m.d_model, self.n_head, self.head_dim) if m.pos == "xl_relative" else None
 
@@ -109,7 +111,7 @@ class AttentionBase(nn.Module):
 
     def softmax_scale(self, dim: int) -> float:
         # nGPT: q and k are unit vectors (times s_qk), so the logit scale is sqrt(d), not 1/sqrt(d)
-        return math.sqrt(dim) if self.ngpt else 1.0 / math.sqrt(dim)
+        return math.sqrt(dim) if self.ngpt else self.mup_score / math.sqrt(dim)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
                scale: float | None = None) -> torch.Tensor:
