@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,9 @@ sys.path.insert(0, str(ROOT))
 from runspec.run import events  # noqa: E402
 from runspec.run.rundir import RunDir  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from product import cockpit  # noqa: E402
+
 RUNS = [  # (name, config, extra overrides)
     ("plain", "cpu_plain.toml", []),
     ("xl", "cpu_xl.toml", []),
@@ -31,13 +33,6 @@ RUNS = [  # (name, config, extra overrides)
     ("compressive-conv", "cpu_compressive.toml", []),
     ("hourglass", "cpu_hourglass.toml", []),
 ]
-
-
-def cockpit(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "cockpit", *args], cwd=ROOT, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"cockpit {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-    return out
 
 
 def row(rd: RunDir) -> dict:
@@ -63,10 +58,10 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         sets = [f"data.path={Path(args.text).resolve()}", f"train.max_steps={args.steps}", *extra]
-        cockpit("--runs-dir", str(runs_dir), "queue", "add", str(ROOT / "examples/memory" / config),
+        cockpit(runs_dir, "queue", "add", str(ROOT / "examples/memory" / config),
                 "--name", f"mem-{name}", *[x for s in sets for x in ("--set", s)])
     print(f"training {len(args.only) or len(RUNS)} runs in {runs_dir} ...", flush=True)
-    cockpit("--runs-dir", str(runs_dir), "worker", "--once")
+    cockpit(runs_dir, "worker", "--once")
     print(f"\n{args.steps} steps each, batch 16 x 64 tokens, bytes; validation: the last 10% of the file\n")
     print("| run | model | parameters | per window (bpc) | sliding, stride 16 (bpc) | memory carried (bpc) "
           "| tokens/s |")

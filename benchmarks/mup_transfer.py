@@ -13,7 +13,6 @@ moved, then the coordinate check's table.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,14 +25,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def cockpit(runs: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs), *args], cwd=ROOT,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"cockpit {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-    return out.stdout
+from product import cockpit  # noqa: E402
 
 
 def main() -> None:

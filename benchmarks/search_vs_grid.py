@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,17 +23,12 @@ from pathlib import Path
 import tomli_w
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from product import cockpit  # noqa: E402
 LRS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 WARMUPS = [0, 100, 200]
 DECAYS = [0.0, 0.1, 0.3]
-
-
-def cockpit(runs: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs), *args], cwd=ROOT,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"cockpit {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-    return out.stdout
 
 
 def fixed(text: str, steps: int) -> dict:

@@ -206,15 +206,18 @@ class ComparePane(Pane):
         self._refresh_view()
 
     # -- the fit ------------------------------------------------------------------------
+    def _text_view(self) -> Static | None:
+        """Toggle the text box in place of the chart: the box when it opens, None when it closed."""
+        box, chart = self.query_one("#cmp-fit-box"), self.query_one("#cmp-chart", Chart)
+        box.display, chart.display = not box.display, box.display
+        return self.query_one("#cmp-fit", Static) if box.display else None
+
     def action_fit(self) -> None:
         """Toggle between the overlay and the scaling fit of the runs picked (computed in the
         background: the bootstrap takes a few seconds)."""
-        box, chart = self.query_one("#cmp-fit-box"), self.query_one("#cmp-chart", Chart)
-        fit = self.query_one("#cmp-fit", Static)
-        if box.display:
-            box.display, chart.display = False, True
+        fit = self._text_view()
+        if fit is None:
             return
-        box.display, chart.display = True, False
         if len(self.chosen) < 5:
             fit.update(Text(f"{len(self.chosen)} runs picked: a scaling fit needs 5 or more finished runs "
                             f"(several sizes at several token budgets); f: back to the chart", style="yellow"))
@@ -226,12 +229,9 @@ class ComparePane(Pane):
     def action_study(self) -> None:
         """Toggle between the overlay and the search the picked runs belong to (its best trial so
         far, the objective by trial, each key's importance; read in the background)."""
-        box, chart = self.query_one("#cmp-fit-box"), self.query_one("#cmp-chart", Chart)
-        text = self.query_one("#cmp-fit", Static)
-        if box.display:
-            box.display, chart.display = False, True
+        text = self._text_view()
+        if text is None:
             return
-        box.display, chart.display = True, False
         names = {self._sweep_of.get(r) for r in self.chosen} - {None, ""}
         name = names.pop() if len(names) == 1 else None
         if name is None or not (self.runs_dir / ".cockpit" / "studies" / f"{name}.json").exists():

@@ -106,9 +106,8 @@ class GPT(nn.Module):
                     nn.init.zeros_(p)  # each block starts as the identity
                 else:
                     nn.init.normal_(p, 0.0, sd)
-        if (self.cfg.init == "zero_out" or self.cfg.parametrization == "mup") and not self.cfg.tie_embeddings \
-                and not self.ngpt:
-            nn.init.zeros_(self.lm_head.weight)  # uniform predictions at step 0 (μP: its zero-init readout)
+        if self.cfg.init == "zero_out" and not self.cfg.tie_embeddings and not self.ngpt:
+            nn.init.zeros_(self.lm_head.weight)  # uniform predictions at step 0
         if self.ngpt:
             ngpt_normalize(self)
 
