@@ -1,7 +1,9 @@
 """Model-based search against the full grid, through the product: the same space (learning rate,
 warmup, weight decay) at one small shape on tinyshakespeare, as a grid sweep (every point trained
 to the end) and as TPE + ASHA searches with several seeds (``examples/sweeps/cpu/search.toml``'s
-settings), each drained by ``cockpit worker --once``. Counts the tokens each one trained (a pruned
+settings, with the first rung after the longest warmup: a run still warming up looks worse than
+one that is not, and ASHA would stop the best configurations there), each drained by
+``cockpit worker --once``. Counts the tokens each one trained (a pruned
 run counts the steps it made) and compares the best final validation loss.
 
     python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 16]
@@ -57,7 +59,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("text")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--min-steps", type=int, default=300, help="ASHA's first rung (after the longest warmup)")
+    ap.add_argument("--reuse-grid", action="store_true", help="the grid's runs in --runs-dir are read, not trained")
     ap.add_argument("--steps", type=int, default=900)
     ap.add_argument("--runs-dir", default=None)
     args = ap.parse_args()
@@ -68,9 +72,10 @@ def main() -> None:
     grid = {"sweep": {"name": "grid", "base": base, "mode": "grid", "set": fixed(args.text, args.steps),
                       "axes": {"optim.lr": LRS, "optim.warmup_steps": WARMUPS, "optim.weight_decay": DECAYS}}}
     (specs / "grid.toml").write_text(tomli_w.dumps(grid))
-    print(f"grid: {len(list(itertools.product(LRS, WARMUPS, DECAYS)))} runs of {args.steps} steps ...", flush=True)
-    cockpit(runs, "sweep", str(specs / "grid.toml"))
-    cockpit(runs, "worker", "--once")
+    if not (args.reuse_grid and any(runs.glob("grid-*"))):
+        print(f"grid: {len(list(itertools.product(LRS, WARMUPS, DECAYS)))} runs of {args.steps} steps ...", flush=True)
+        cockpit(runs, "sweep", str(specs / "grid.toml"))
+        cockpit(runs, "worker", "--once")
     g_best, g_tokens, g_n = results(runs, "grid-")
     print(f"grid: best final val loss {g_best:.4f} over {g_n} runs, {g_tokens:,} tokens", flush=True)
     rows = []
@@ -81,7 +86,7 @@ def main() -> None:
                           "space": {"optim.lr": {"log_uniform": [LRS[0], LRS[-1]]},
                                     "optim.warmup_steps": {"int": [WARMUPS[0], WARMUPS[-1]]},
                                     "optim.weight_decay": {"uniform": [DECAYS[0], DECAYS[-1]]}},
-                          "prune": {"method": "asha", "min_steps": 100, "reduction": 3}}}
+                          "prune": {"method": "asha", "min_steps": args.min_steps, "reduction": 3}}}
         (specs / f"{name}.toml").write_text(tomli_w.dumps(spec))
         cockpit(runs, "sweep", str(specs / f"{name}.toml"))
         cockpit(runs, "worker", "--once")

@@ -242,16 +242,20 @@ def storage(runs_dir: Path, name: str):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def sampler(st: StudySpec):
+def sampler(st: StudySpec, asked: int = 0):
+    """The study's sampler as of ``asked`` trials. The sampler lives only as long as one round of
+    the worker (its state is not in the storage), so its seed moves on with the trials asked: a
+    fresh sampler with the spec's seed alone drew the same first point every round."""
     import optuna
 
+    seed = st.seed * 100_003 + asked
     if st.method == "tpe":  # constant liar: trials running in parallel are counted as bad, not ignored
-        return optuna.samplers.TPESampler(seed=st.seed, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if st.method == "random":
-        return optuna.samplers.RandomSampler(seed=st.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if st.method == "grid":
-        return optuna.samplers.GridSampler({k: d["choice"] for k, d in st.space.items()}, seed=st.seed)
-    return optuna.samplers.CmaEsSampler(seed=st.seed)
+        return optuna.samplers.GridSampler({k: d["choice"] for k, d in st.space.items()}, seed=seed)
+    return optuna.samplers.CmaEsSampler(seed=seed)
 
 
 def pruner(st: StudySpec, max_steps: int):
@@ -280,7 +284,9 @@ def read_spec(runs_dir: Path, name: str) -> StudySpec:
 def open_study(runs_dir: Path, st: StudySpec, max_steps: int):
     import optuna
 
-    return optuna.load_study(study_name=st.name, storage=storage(runs_dir, st.name), sampler=sampler(st),
+    store = storage(runs_dir, st.name)
+    asked = len(store.get_all_trials(store.get_study_id_from_name(st.name), deepcopy=False))
+    return optuna.load_study(study_name=st.name, storage=store, sampler=sampler(st, asked),
                              pruner=pruner(st, max_steps))
 
 

@@ -82,6 +82,8 @@ def test_a_search_runs_its_trials_on_the_queue_and_reports_the_best(tmp_path):
     w = worker(runs, "--once")
     assert w.wait(timeout=PATIENCE) == 0, w.stdout.read()
     assert {k: len(v) for k, v in trial_runs(runs, "search").items()} == {0: 1, 1: 1, 2: 1, 3: 1}
+    values = [json.loads(p.read_text())["sweep_values"] for p in runs.glob("search-t*/run.json")]
+    assert len({json.dumps(v, sort_keys=True) for v in values}) == 4  # asked in different rounds: four points
     s = cockpit("--runs-dir", str(runs), "sweep", "status", "search")
     assert s.returncode == 0 and "4 of 4 trials asked (4 complete)" in s.stdout, s.stdout
     assert "best so far: trial" in s.stdout and "importance (fANOVA): optim." in s.stdout
