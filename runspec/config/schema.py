@@ -364,7 +364,7 @@ def _build_section(cls: type, table: Any, section: str, source: str) -> Any:
     for key, value in table.items():
         where = f"[{section}] {key}"
         if key not in fields:
-            if cls is ModelConfig and (hint := _kind_key_hint(key)):
+            if cls is ModelConfig and (hint := _kind_key_hint(key, own=list(fields))):
                 raise ConfigError(source, where, f"unknown key; {hint}")
             raise _unknown_key(source, where, key, list(fields))
         family = fields[key].metadata.get("family")
@@ -412,14 +412,19 @@ def _build_kind(family: str, value: Any, section: str, source: str) -> Any:
     return _build_section(cls, value, section, source)
 
 
-def _kind_key_hint(key: str, exclude: str = "") -> str:
-    """Where a key given in [model] (or in another kind's table) lives: [model.ffn] activation."""
+def _kind_key_hint(key: str, exclude: str = "", own: list[str] | None = None) -> str:
+    """Where a key given in [model] (or in another kind's table) lives: [model.ffn] activation.
+    Empty when one of the section's own keys (``own``) is at least as close: [model] n_layers
+    is n_layer, not [model.shape] layers."""
     for family, kinds in FAMILIES.items():
         if family == exclude:
             continue
         names = sorted({k for cls in kinds.values() for k in spec_keys(cls)} - {"kind"})
         close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
         if close:
+            ratio = difflib.SequenceMatcher(None, key, close[0]).ratio()
+            if any(difflib.SequenceMatcher(None, key, k).ratio() >= ratio for k in own or []):
+                return ""
             owners = kind_of_key(family, close[0])
             kind = "" if len(owners) == len(kinds) else f" (kind {' or '.join(repr(o) for o in owners)})"
             return f"did you mean [model.{family}] {close[0]}{kind}?"
