@@ -381,14 +381,24 @@ def warnings(rows: list[dict], others: float, cores: int, device: str) -> list[s
     return out
 
 
-def run(shape: Shape, device_name: str, reps: int, warmup: int, max_s: float, compile_: bool) -> dict:
+GROUPS = ("attention", "ffn", "pair", "context")
+
+
+def run(shape: Shape, device_name: str, reps: int, warmup: int, max_s: float, compile_: bool,
+        groups: tuple[str, ...] = GROUPS) -> dict:
+    for g in groups:
+        if g not in GROUPS:
+            raise ValueError(f"--groups {g}: not a table of bench modules; choose from {', '.join(GROUPS)}")
     device = pick_device(device_name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device_name}: CUDA is not available on this machine; use --device cpu")
     torch.manual_seed(0)
     meter = LoadMeter()
-    rows = bench_attention(shape, device, reps, warmup, max_s) + bench_ffn(shape, device, reps, warmup, max_s) \
-        + bench_pairs(shape, device, reps, warmup, max_s, compile_) + bench_context(shape, device, reps, warmup, max_s)
+    tables = {"attention": lambda: bench_attention(shape, device, reps, warmup, max_s),
+              "ffn": lambda: bench_ffn(shape, device, reps, warmup, max_s),
+              "pair": lambda: bench_pairs(shape, device, reps, warmup, max_s, compile_),
+              "context": lambda: bench_context(shape, device, reps, warmup, max_s)}
+    rows = [row for g in GROUPS if g in groups for row in tables[g]()]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     others = meter.others()
     result = {"device": name, "shape": asdict(shape), "reps": reps, "warmup": warmup, "max_seconds": max_s,
@@ -435,6 +445,7 @@ def table(result: dict) -> str:
 
 def main(args) -> int:
     shape = Shape(args.d_model, args.seq, args.batch, args.heads)
-    result = run(shape, args.device, args.reps, args.warmup, args.max_seconds, not args.no_compile)
+    groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    result = run(shape, args.device, args.reps, args.warmup, args.max_seconds, not args.no_compile, groups)
     print(json.dumps(result) if args.json else table(result))
     return 0

@@ -57,6 +57,8 @@ MODULES = (
     Option("--max-seconds", positive_float, 2.0, "at most this long per row while the timings settle (IQR < 10%)"),
     Option("--warmup", non_negative_int, 3, "untimed repetitions first"),
     Option("--no-compile", None, False, "skip the eager vs torch.compile pair (slow to compile)"),
+    Option("--groups", str, "attention,ffn,pair,context", "the tables to measure, comma-separated: attention, ffn, "
+                                                          "pair (two ways to write the same thing), context"),
     Option("--json", None, False, "one JSON object instead of the table"),
 )
 

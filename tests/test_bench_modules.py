@@ -79,6 +79,7 @@ def test_the_table_names_every_row():
     (["--d-model", "48", "--heads", "3"], "--heads 3"),
     (["--device", "gpu"], "--device 'gpu'"),
     (["--seq", "0"], "--seq"),
+    (["--groups", "attention,atention"], "--groups atention: not a table of bench modules"),
 ])
 @pytest.mark.slow
 def test_bad_shapes_are_one_line_errors(args, message):
@@ -107,13 +108,14 @@ def test_a_busy_machine_is_measured_and_said(tmp_path):
 
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        r = cockpit("bench", "modules", *TINY, "--json")
+        r = cockpit("bench", "modules", *TINY, "--groups", "ffn", "--json")  # one table: the load is what is tested
     finally:
         for h in hogs:
             h.kill()
             h.wait()
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
+    assert {row["group"] for row in result["rows"]} == {"ffn"}
     assert result["other_processes_cores"] > 0.25 * result["cores"]
     assert any("cores busy while this ran" in w for w in result["warnings"])
     for row in result["rows"]:
