@@ -136,6 +136,7 @@ def test_bench_train_reports_throughput_as_json(write_config):
     figures = json.loads(r.stdout)
     assert figures["tokens_per_s"] > 0 and figures["median_step_ms"] > 0
     assert figures["params"] > 0 and figures["device"] == "cpu" and figures["steps"] == 4
+    assert figures["peak_memory_mb"] > 50  # the process peak on a CPU: torch alone is more
 
 
 @pytest.mark.slow
