@@ -524,8 +524,9 @@ def describe(s: dict) -> str:
                      + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items()))
     done = [h for h in s["history"] if h["value"] is not None]
     if len(done) >= 2:
-        lines.append(chart([Series("trial", [h["trial"] for h in done], [h["value"] for h in done], line=False),
-                            Series("best so far", [h["trial"] for h in done], [h["best"] for h in done])],
+        # the best-so-far line first: the trials' points are drawn over it, not hidden under it
+        lines.append(chart([Series("best so far", [h["trial"] for h in done], [h["best"] for h in done]),
+                            Series("trial", [h["trial"] for h in done], [h["value"] for h in done], line=False)],
                            title=f"{s['objective']} by trial", xlabel="trial", ylabel=s["objective"].split("/")[-1]))
     if s["importance"]:
         lines.append("importance (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in s["importance"].items()))
