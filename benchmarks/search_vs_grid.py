@@ -6,7 +6,7 @@ one that is not, and ASHA would stop the best configurations there), each draine
 ``cockpit worker --once``. Counts the tokens each one trained (a pruned
 run counts the steps it made) and compares the best final validation loss.
 
-    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 20]
+    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 18]
         [--steps 900] [--runs-dir DIR]
 
 Prints the grid's best, each search's best and tokens, and the two targets: within 1% of the
@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("text")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=18)
     ap.add_argument("--min-steps", type=int, default=300, help="ASHA's first rung (after the longest warmup)")
     ap.add_argument("--reuse-grid", action="store_true", help="the grid's runs in --runs-dir are read, not trained")
     ap.add_argument("--steps", type=int, default=900)
