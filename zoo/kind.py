@@ -48,6 +48,30 @@ class ModuleKind:
         return [(cls.kind, {"kind": cls.kind})]
 
 
+class ModelKind:
+    """What a model-level kind (a memory, a shape) says about the rest of the product, with the
+    defaults of the family's plain kind: nothing to check, no parameters of its own, no label,
+    no rows in ``cockpit bench modules``' context table."""
+
+    kind: str
+
+    def check(self, m: ModelConfig, need: Need) -> None:
+        pass
+
+    def params(self, m: ModelConfig) -> int:
+        """Parameters of the kind itself, per layer for a memory (its compression network), in
+        all for a shape (its pooling projections)."""
+        return 0
+
+    def label(self) -> str:
+        return ""
+
+    @classmethod
+    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
+        """Rows of ``cockpit bench modules``' context table: (row name, its [model.<family>] table)."""
+        return []
+
+
 @dataclass(frozen=True)
 class Regime:
     """How every module of a model treats its hidden state, decided once by the block kind:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from zoo.kind import Need
+from zoo.kind import ModelKind, Need
 
 if TYPE_CHECKING:
     from runspec.config.schema import ModelConfig
@@ -17,7 +17,7 @@ RELATIVE_POSITIONS = ("rope", "xl_relative", "none")
 
 
 @dataclass
-class MemorySpec:
+class MemorySpec(ModelKind):
     family: ClassVar[str] = "memory"
     kind: str = "none"
 
@@ -29,21 +29,6 @@ class MemorySpec:
     def slots(self, evaluating: bool = False) -> int:
         """States a layer attends to beyond its segment (the compressed ones included)."""
         return 0
-
-    def check(self, m: ModelConfig, need: Need) -> None:
-        pass
-
-    def params(self, m: ModelConfig) -> int:
-        """Parameters per layer (a compression network)."""
-        return 0
-
-    def label(self) -> str:
-        return ""
-
-    @classmethod
-    def bench_variants(cls, d_model: int, seq: int) -> list[tuple[str, dict]]:
-        """Rows of ``cockpit bench modules``' context table: (row name, its [model.memory] table)."""
-        return []
 
     def _check_memory(self, m: ModelConfig, need: Need) -> None:
         w = f"[model.memory] kind = '{self.kind}'"
