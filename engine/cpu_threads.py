@@ -220,6 +220,14 @@ class ThreadPlan:
     def adapts(self) -> bool:
         return self.source != "config"
 
+    def describe(self) -> str:
+        """The log line at start when the run takes fewer threads than it may ('' otherwise):
+        a run started on a busy machine says so once, as a change mid-run does."""
+        if self.threads >= self.most or self.others is None:
+            return ""
+        return (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''} of {self.most}: other processes want "
+                f"{self.others:.1f} of {self.cores} cores")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["others"] = None if self.others is None else round(self.others, 2)
