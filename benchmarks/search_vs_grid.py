@@ -86,7 +86,7 @@ def main() -> None:
                           "space": {"optim.lr": {"log_uniform": [LRS[0], LRS[-1]]},
                                     "optim.warmup_steps": {"int": [WARMUPS[0], WARMUPS[-1]]},
                                     "optim.weight_decay": {"uniform": [DECAYS[0], DECAYS[-1]]}},
-                          "prune": {"method": "asha", "min_steps": args.min_steps, "reduction": 3}}}
+                          "prune": {"method": "asha", "min_steps": args.min_steps, "reduction": 4}}}
         (specs / f"{name}.toml").write_text(tomli_w.dumps(spec))
         cockpit(runs, "sweep", str(specs / f"{name}.toml"))
         cockpit(runs, "worker", "--once")
