@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -113,19 +114,30 @@ def test_sigkill_worker_mid_run_then_a_new_worker_finishes_it(write_config, runs
     (b,) = q.add([str(write_config("next"))])
     worker = start_worker(runs_dir)
     wait_for(lambda: len(checkpoints_written(a)) >= 2)
+    # the engine is frozen (SIGSTOP) while the worker dies and the next one looks: on a loaded machine
+    # a 300-step run could otherwise finish in between, and there would be nothing left to adopt
+    engine_pid = a.read_state().pid
+    os.kill(engine_pid, signal.SIGSTOP)
     status = cockpit("--runs-dir", str(runs_dir), "status").stdout
     assert "worker     alive" in status and f"running    {a.id}  2L×32  step" in status
-    engine_pid = a.read_state().pid
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     if engine_dies_too:  # a machine crash takes the engine as well
         os.kill(engine_pid, signal.SIGKILL)
         wait_for(lambda: not os.path.exists(f"/proc/{engine_pid}") or
                  open(f"/proc/{engine_pid}/stat").read().split()[2] == "Z")
-        killed_at = checkpoints_written(a)[-1]
+        killed_at = a.checkpoint_steps()[-1]  # the newest on disk: a checkpoint saved but not yet logged counts
     assert q.order == [b.id]  # no queue entry lost
     second = start_worker(runs_dir, "--once")
-    out, _ = second.communicate(timeout=PATIENCE)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in second.stdout], daemon=True)
+    reader.start()
+    if not engine_dies_too:
+        wait_for(lambda: any(f"adopted {a.id}" in line for line in lines))
+        os.kill(engine_pid, signal.SIGCONT)
+    second.wait(timeout=PATIENCE)
+    reader.join(timeout=PATIENCE)
+    out = "".join(lines)
     assert second.returncode == 0, out
     state = a.read_state()
     assert state.status == "completed" and state.step == 300
@@ -192,7 +204,10 @@ def test_a_runs_directory_two_machines_share_has_one_worker_and_neither_takes_th
 @pytest.mark.slow
 def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):
     q = Queue(runs_dir)
-    (a,) = q.add([str(long_run(write_config))])
+    # long enough that no loaded machine finishes it before the stop arrives; stopped twice
+    endless = write_config("endless", {"train": {"max_steps": 1_000_000, "checkpoint_every": 20}, "log": {"every": 10},
+                                       "eval": {"every": 0}})
+    (a,) = q.add([str(endless)])
     worker = start_worker(runs_dir)
     try:
         wait_for(lambda: len(checkpoints_written(a)) >= 1)
@@ -202,9 +217,13 @@ def test_stop_and_retry_through_a_live_worker(write_config, runs_dir):
         stopped_at = a.read_state().step
         assert a.checkpoint_steps()[-1] == stopped_at
         assert cockpit("--runs-dir", str(runs_dir), "queue", "retry", a.id).returncode == 0
-        wait_for(lambda: a.read_state().status == "completed", timeout=PATIENCE)
+        wait_for(lambda: len([e for e in events.read_events(a.events) if e.kind == events.START]) == 2
+                 and a.read_state().status == "running")
         starts = [e for e in events.read_events(a.events) if e.kind == events.START]
         assert starts[-1].get("resumed_from") == stopped_at
+        assert cockpit("--runs-dir", str(runs_dir), "queue", "stop", a.id).returncode == 0
+        wait_for(lambda: a.read_state().status == "stopped")
+        assert a.read_state().step > stopped_at
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=PATIENCE)
