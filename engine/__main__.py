@@ -55,37 +55,32 @@ def main(argv: list[str] | None = None) -> int:
         from engine.export import main as export_main
 
         return export_main(args.run_dir, args.step, args.merged)
+    from runspec.config.schema import ConfigError
+    from runspec.data.corpus import CorpusError
+
     if args.cmd == "bench":
         from engine.bench import main as bench_main
-        from runspec.config.schema import ConfigError
-        from runspec.data.corpus import CorpusError
         from runspec.data.tokenizers import TokenizerError
 
-        try:
-            return bench_main(args)
-        except (ConfigError, CorpusError, TokenizerError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return _one_line_errors(bench_main, args, ConfigError, CorpusError, TokenizerError)
     if args.cmd == "coordcheck":
         from engine.coordcheck import main as coord_main
-        from runspec.config.schema import ConfigError
-        from runspec.data.corpus import CorpusError
 
-        try:
-            return coord_main(args)
-        except (ConfigError, CorpusError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return _one_line_errors(coord_main, args, ConfigError, CorpusError, ValueError)
     if args.cmd == "bench-modules":
         from engine.bench_modules import main as modules_main
-        from runspec.config.schema import ConfigError
 
-        try:
-            return modules_main(args)
-        except (ConfigError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return _one_line_errors(modules_main, args, ConfigError, ValueError)
     return 2
+
+
+def _one_line_errors(main, args, *errors: type[Exception]) -> int:
+    """A command's bad input (the given errors) as one line on stderr and exit status 2."""
+    try:
+        return main(args)
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def _thread_plan(run_dir: str):

@@ -238,8 +238,8 @@ def run(run_dir: str | Path, stop: StopFlag | None = None, node_rank: int | None
         log(f"training {rd.id}: {trainer.summary()['model']}, {trainer.summary()['params']:,} parameters "
             f"on {trainer.device}; torch.compile: {trainer.compile_reason}")
         governor = Governor(threads).start() if threads is not None and trainer.device.type == "cpu" else None
-        if governor is not None and threads.describe():
-            log(threads.describe())
+        if governor is not None and (why := threads.describe()):
+            log(why)
         try:
             status, reason, step = _loop(trainer, cfg, rd, sinks, stop, governor)
         finally:
