@@ -292,10 +292,10 @@ def read_spec(runs_dir: Path, name: str) -> StudySpec:
     return StudySpec.from_dict(json.loads(meta_path(runs_dir, name).read_text()))
 
 
-def open_study(runs_dir: Path, st: StudySpec, max_steps: int):
+def open_study(runs_dir: Path, st: StudySpec, max_steps: int, store=None):
     import optuna
 
-    store = storage(runs_dir, st.name)
+    store = store or storage(runs_dir, st.name)
     asked = len(store.get_all_trials(store.get_study_id_from_name(st.name), deepcopy=False))
     return optuna.load_study(study_name=st.name, storage=store, sampler=sampler(st, asked),
                              pruner=pruner(st, max_steps))
@@ -422,7 +422,11 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
     from runspec.run.rundir import COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, StateError
 
     State = optuna.trial.TrialState
-    study = open_study(runs_dir, st, max_steps_of(st))
+    store = storage(runs_dir, st.name)
+    trials = store.get_all_trials(store.get_study_id_from_name(st.name), deepcopy=False)
+    if len(trials) >= st.trials and not any(t.state == State.RUNNING for t in trials):
+        return []  # finished: every trial asked and told; the worker's every round need not read its config and runs
+    study = open_study(runs_dir, st, max_steps_of(st), store)
     runs = trial_runs(runs_dir, st.name)
     active, queued = 0, []
     for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
