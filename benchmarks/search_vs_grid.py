@@ -2,11 +2,12 @@
 warmup, weight decay) at one small shape on tinyshakespeare, as a grid sweep (every point trained
 to the end) and as TPE + ASHA searches with several seeds (``examples/sweeps/cpu/search.toml``'s
 settings, with the first rung after the longest warmup: a run still warming up looks worse than
-one that is not, and ASHA would stop the best configurations there), each drained by
+one that is not, and ASHA would stop the best configurations there), each given a third of the
+grid's tokens as its ``budget_tokens`` (and up to ``--trials`` trials), each drained by
 ``cockpit worker --once``. Counts the tokens each one trained (a pruned
 run counts the steps it made) and compares the best final validation loss.
 
-    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 18]
+    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 40] [--budget 0.3333]
         [--steps 900] [--runs-dir DIR]
 
 Prints the grid's best, each search's best and tokens, and the two targets: within 1% of the
@@ -59,7 +60,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("text")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=18)
+    ap.add_argument("--trials", type=int, default=40, help="at most; the token budget ends a search sooner")
+    ap.add_argument("--budget", type=float, default=1 / 3, help="each search's budget_tokens, a share of the grid's")
     ap.add_argument("--min-steps", type=int, default=300, help="ASHA's first rung (after the longest warmup)")
     ap.add_argument("--reuse-grid", action="store_true", help="the grid's runs in --runs-dir are read, not trained")
     ap.add_argument("--steps", type=int, default=900)
@@ -83,6 +85,7 @@ def main() -> None:
         name = f"tpe{seed}"
         spec = {"sweep": {"name": name, "base": base, "method": "tpe", "trials": args.trials, "parallel": 2,
                           "seed": seed, "objective": "final_val_loss", "set": fixed(args.text, args.steps),
+                          "budget_tokens": int(g_tokens * args.budget),
                           "space": {"optim.lr": {"log_uniform": [LRS[0], LRS[-1]]},
                                     "optim.warmup_steps": {"int": [WARMUPS[0], WARMUPS[-1]]},
                                     "optim.weight_decay": {"uniform": [DECAYS[0], DECAYS[-1]]}},

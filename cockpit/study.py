@@ -7,7 +7,9 @@ A spec is a sweep spec whose ``method`` is a sampler:
     name = "lr-search"
     base = "../quickstart.toml"
     method = "tpe"                      # tpe | random | grid | cmaes (Optuna's samplers)
-    trials = 24                         # runs in all
+    trials = 24                         # runs in all, at most
+    budget_tokens = 12_000_000          # optional: tokens the trials may train in all (a pruned one
+                                        # counts the steps it made); no trial is asked that could cross it
     parallel = 2                        # runs queued or training at once
     seed = 0
     objective = "final_val_loss"        # or any final_benchmarks/ name; minimised or maximised as its
@@ -37,7 +39,10 @@ its objective (failed: FAIL); the running validation of a running trial is repor
 at each evaluation and, when the pruner says so, the run is stopped through the queue's own stop
 path with the reason (``pruned at step 300: val 2.31, not in the best 1/3 of the 7 trials at this
 rung``) and the trial is PRUNED (the run is stopped and resumable like any other); then the study
-is topped up to ``parallel`` active runs until ``trials`` have been asked. A trial asked but never
+is topped up to ``parallel`` active runs until ``trials`` have been asked or, with
+``budget_tokens``, until one more trial run to its end could cross the budget: the tokens trained
+by the trials that ended plus every active trial counted to its end (so the budget holds whatever
+the pruner decides). A trial asked but never
 queued (the process died in between) gets its run on the next round, and a trial's run is found by
 its trial number, so after a killed worker no trial is lost or run twice.
 """
@@ -85,6 +90,7 @@ class StudySpec:
     fixed: dict[str, Any]
     space: dict[str, dict]
     prune: PruneSpec | None = None
+    budget_tokens: int | None = None
     created: float = field(default_factory=time.time)
 
     @classmethod
@@ -152,9 +158,9 @@ def load_study_spec(spec_path: str | Path) -> StudySpec:
     s = data.get("sweep")
     _need(isinstance(s, dict), spec, "no [sweep] table; see examples/sweeps/")
     unknown = set(s) - {"name", "base", "method", "trials", "parallel", "seed", "objective", "direction", "set",
-                        "space", "prune"}
+                        "space", "prune", "budget_tokens"}
     _need(not unknown, spec, f"[sweep] unknown key(s) {sorted(unknown)} for a search (method = ...); use name, base, "
-                             f"method, trials, parallel, seed, objective, direction, set, space, prune")
+                             f"method, trials, parallel, seed, objective, direction, budget_tokens, set, space, prune")
     method = s.get("method")
     _need(method in METHODS, spec, f"[sweep] method = {method!r}: use tpe, random, grid or cmaes")
     name = str(s.get("name") or spec.stem)
@@ -187,8 +193,11 @@ def load_study_spec(spec_path: str | Path) -> StudySpec:
             v = getattr(prune, key)
             _need(isinstance(v, int) and not isinstance(v, bool) and v >= low, spec,
                   f"[sweep.prune] {key} = {v!r}: a whole number >= {low}")
+    budget = s.get("budget_tokens")
+    _need(budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1), spec,
+          f"[sweep] budget_tokens = {budget!r}: a whole number of tokens >= 1 (e.g. 12_000_000), or leave it out")
     st = StudySpec(name, str(spec.resolve()), str(base), method, s.get("trials", 0), s.get("parallel", 1),
-                   s.get("seed", 0), objective, direction, fixed, space, prune)
+                   s.get("seed", 0), objective, direction, fixed, space, prune, budget)
     dists = distributions(st)
     if method == "grid":
         _need(all(isinstance(d, dict) and "choice" in d for d in space.values()), spec,
@@ -196,6 +205,10 @@ def load_study_spec(spec_path: str | Path) -> StudySpec:
         points = math.prod(len(d["choice"]) for d in space.values())
         _need(st.trials <= points, spec, f"[sweep] trials = {st.trials}: the grid has {points} points; ask for at "
                                          f"most that many")
+    if budget is not None:
+        full = trial_tokens(st, {})
+        _need(full <= budget, spec, f"[sweep] budget_tokens = {budget:,}: one trial trains up to {full:,} tokens "
+                                    f"(max_steps x tokens per step), more than the whole budget; raise it")
     # every key exists and takes such values: the base config with the space's bounds checked
     for key, dist in dists.items():
         samples = dist.choices if hasattr(dist, "choices") else (dist.low, dist.high)
@@ -215,6 +228,27 @@ def trial_overrides(st: StudySpec, params: dict[str, Any], checks_only: bool = F
     if st.prune is not None and not checks_only:
         sets.setdefault("eval.every", st.prune.min_steps)
     return [f"{k}={toml_value(v)}" for k, v in sets.items()]
+
+
+_TOKENS_PER_STEP: dict[tuple, tuple[int, int]] = {}  # (study, params) -> (tokens per step, max_steps)
+
+
+def _step_size(st: StudySpec, params: dict[str, Any]) -> tuple[int, int]:
+    """(tokens per step, max_steps) of a trial with these values: the space may hold the batch, the
+    context or the steps, so each trial's own config says."""
+    from cockpit.runs import check_config
+
+    key = (st.name, st.created, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    if key not in _TOKENS_PER_STEP:
+        cfg = check_config(Path(st.base), trial_overrides(st, params, checks_only=True))
+        _TOKENS_PER_STEP[key] = (cfg.tokens_per_step, cfg.train.max_steps)
+    return _TOKENS_PER_STEP[key]
+
+
+def trial_tokens(st: StudySpec, params: dict[str, Any], step: int | None = None) -> int:
+    """Tokens a trial trains by ``step`` (None: by its end)."""
+    per_step, max_steps = _step_size(st, params)
+    return per_step * (max_steps if step is None else step)
 
 
 # -- storage ---------------------------------------------------------------------------------------
@@ -423,8 +457,10 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
 
     State = optuna.trial.TrialState
     store = storage(runs_dir, st.name)
-    trials = store.get_all_trials(store.get_study_id_from_name(st.name), deepcopy=False)
-    if len(trials) >= st.trials and not any(t.state == State.RUNNING for t in trials):
+    study_id = store.get_study_id_from_name(st.name)
+    trials = store.get_all_trials(study_id, deepcopy=False)
+    ended = len(trials) >= st.trials or store.get_study_user_attrs(study_id).get("budget_spent") is not None
+    if ended and not any(t.state == State.RUNNING for t in trials):
         return []  # finished: every trial asked and told; the worker's every round need not read its config and runs
     study = open_study(runs_dir, st, max_steps_of(st), store)
     runs = trial_runs(runs_dir, st.name)
@@ -462,14 +498,43 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
             pass  # stopped by hand: its trial waits (resume the run and it goes on), holding no slot
     asked = len(study.get_trials(deepcopy=False))
     dists = distributions(st)
+    committed = tokens_committed(st, study, runs) if st.budget_tokens is not None else 0
     while active < st.parallel and asked < st.trials:
+        if st.budget_tokens is not None:
+            # the next trial counted to its end at the fixed settings (a space over the batch or
+            # the steps is counted as asked, once its values are known, the round after)
+            if committed + trial_tokens(st, {}) > st.budget_tokens:
+                if active == 0 and not study.user_attrs.get("budget_spent"):
+                    study.set_user_attr("budget_spent", committed)
+                    log(f"{st.name}: budget spent ({committed:,} of {st.budget_tokens:,} tokens); no more trials")
+                break
         trial = study.ask(dists)
         rd = _queue_trial(runs_dir, st, trial.number, trial.params)
         queued.append(rd)
         log(f"{st.name}: trial {trial.number}: {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in trial.params.items())} -> {rd.id}")
         active += 1
         asked += 1
+        committed += trial_tokens(st, trial.params)
     return queued
+
+
+def tokens_committed(st: StudySpec, study, runs: dict[int, Any]) -> int:
+    """Tokens the study has trained or may yet train: each trial that ended (or was stopped), the
+    steps its run made; each trial still queued or running, its run's whole length."""
+    import optuna
+
+    from runspec.run.rundir import QUEUED, RUNNING, StateError
+
+    total = 0
+    for t in study.get_trials(deepcopy=False):
+        rd = runs.get(t.number)
+        try:
+            state = rd.read_state() if rd is not None else None
+        except StateError:
+            state = None
+        open_ = t.state == optuna.trial.TrialState.RUNNING and (state is None or state.status in (QUEUED, RUNNING))
+        total += trial_tokens(st, t.params, None if open_ else (state.step if state else 0))
+    return total
 
 
 def open_studies(runs_dir: Path) -> list[StudySpec]:
@@ -505,8 +570,10 @@ def summary(runs_dir: Path, name: str) -> dict:
         except Exception:  # noqa: BLE001 - too few distinct values for the forest: no figure
             importance = {}
     counts: dict[str, int] = {}
+    trained = 0
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        trained += trial_tokens(st, t.params, _step(runs.get(t.number)))
     history, so_far = [], None
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
@@ -517,9 +584,21 @@ def summary(runs_dir: Path, name: str) -> dict:
                         and t.intermediate_values else None})
     return {"name": name, "method": st.method, "objective": st.objective, "direction": st.direction,
             "trials": st.trials, "parallel": st.parallel, "prune": asdict(st.prune) if st.prune else None,
+            "tokens": trained, "budget_tokens": st.budget_tokens,
+            "budget_spent": study.user_attrs.get("budget_spent") is not None,
             "counts": counts, "best": {"trial": best.number, "value": best.value, "params": best.params,
                                        "run": runs[best.number].id if best.number in runs else None} if best else None,
             "history": history, "importance": importance}
+
+
+def _step(rd) -> int:
+    """The steps a trial's run has made (0: no run yet, or its state unreadable)."""
+    from runspec.run.rundir import StateError
+
+    try:
+        return rd.read_state().step if rd is not None else 0
+    except StateError:
+        return 0
 
 
 def describe(s: dict) -> str:
@@ -545,6 +624,10 @@ def describe(s: dict) -> str:
                            title=f"{s['objective']} by trial", xlabel="trial", ylabel=s["objective"].split("/")[-1]))
     if s["importance"]:
         lines.append("importance (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in s["importance"].items()))
+    budget = s.get("budget_tokens")
+    lines.append(f"tokens trained: {s.get('tokens', 0):,}" + (
+        f" of a budget of {budget:,} ({s.get('tokens', 0) / budget:.0%})" if budget else "")
+        + ("; budget spent, no more trials" if s.get("budget_spent") else ""))
     for h in s["history"]:
         value = f"{h['value']:.4f}" if h["value"] is not None else "-"
         state = h["state"] + (f" at step {h['pruned_at']}" if h["pruned_at"] is not None else "")

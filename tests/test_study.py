@@ -45,6 +45,8 @@ SPACE = {"optim.lr": {"log_uniform": [1e-3, 3e-2]}, "optim.warmup_steps": {"int"
     ({"method": "tpe", "trials": 4, "space": SPACE, "objective": "train/loss"}, "objective = 'train/loss'"),
     ({"method": "tpe", "trials": 4, "space": SPACE, "prune": {"method": "asha", "min_steps": 0}},
      "[sweep.prune] min_steps = 0"),
+    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": "lots"}, "[sweep] budget_tokens = 'lots'"),
+    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": 100}, "one trial trains up to"),
 ])
 def test_a_bad_search_space_is_a_one_line_error_naming_the_key(tmp_path, sweep, says):
     with pytest.raises(SweepError) as e:
@@ -58,6 +60,19 @@ def test_the_objective_and_its_direction_come_from_the_registry(tmp_path):
     st = load_study_spec(write_spec(tmp_path, {"method": "random", "trials": 3, "space": SPACE,
                                                "objective": "final_benchmarks/conviction_auroc_top1"}))
     assert st.direction == "maximize"
+
+
+def test_a_token_budget_queues_no_trial_that_could_cross_it(tmp_path):
+    from cockpit.study import create, describe, summary, trial_tokens
+
+    sweep = {"method": "tpe", "trials": 6, "parallel": 2, "space": SPACE}
+    one = trial_tokens(load_study_spec(write_spec(tmp_path, sweep)), {})
+    # room for one and a half trials: the second of the two parallel slots stays empty
+    st = load_study_spec(write_spec(tmp_path, {**sweep, "budget_tokens": one * 3 // 2}, name="budget"))
+    runs = tmp_path / "runs"
+    assert len(create(st, runs, log=lambda _: None)) == 1
+    text = describe(summary(runs, "budget"))
+    assert f"tokens trained: 0 of a budget of {one * 3 // 2:,} (0%)" in text, text
 
 
 def worker(runs: Path, *extra: str) -> subprocess.Popen:
@@ -105,6 +120,27 @@ def test_a_search_runs_its_trials_on_the_queue_and_reports_the_best(tmp_path):
             await on_screen(pilot, "best so far: trial", "importance (fANOVA)")
 
     asyncio.run(look())
+
+
+@pytest.mark.slow
+def test_a_search_with_a_token_budget_ends_when_one_more_trial_could_cross_it(tmp_path):
+    from cockpit.study import load_study_spec as spec_of
+    from cockpit.study import trial_tokens
+
+    runs = tmp_path / "runs"
+    sweep = {"method": "random", "trials": 10, "parallel": 2, "space": SPACE}
+    one = trial_tokens(spec_of(write_spec(tmp_path, sweep)), {})
+    spec = write_spec(tmp_path, {**sweep, "budget_tokens": one * 3 + one // 2})  # three whole trials fit, not four
+    assert cockpit("--runs-dir", str(runs), "sweep", str(spec)).returncode == 0
+    w = worker(runs, "--once")
+    out, _ = w.communicate(timeout=PATIENCE)
+    assert w.returncode == 0, out
+    assert sorted(trial_runs(runs, "search")) == [0, 1, 2], out
+    assert "budget spent (" in out
+    s = cockpit("--runs-dir", str(runs), "sweep", "status", "search")
+    assert "3 of 10 trials asked (3 complete)" in s.stdout, s.stdout
+    assert f"tokens trained: {3 * one:,} of a budget of {one * 3 + one // 2:,}" in s.stdout
+    assert "budget spent, no more trials" in s.stdout
 
 
 @pytest.mark.slow
