@@ -47,6 +47,7 @@ SPACE = {"optim.lr": {"log_uniform": [1e-3, 3e-2]}, "optim.warmup_steps": {"int"
      "[sweep.prune] min_steps = 0"),
     ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": "lots"}, "[sweep] budget_tokens = 'lots'"),
     ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": 100}, "one trial trains up to"),
+    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": 2.5e6 + 0.5}, "[sweep] budget_tokens = 2500000.5"),
 ])
 def test_a_bad_search_space_is_a_one_line_error_naming_the_key(tmp_path, sweep, says):
     with pytest.raises(SweepError) as e:
@@ -71,6 +72,7 @@ def test_a_token_budget_queues_no_trial_that_could_cross_it(tmp_path):
     st = load_study_spec(write_spec(tmp_path, {**sweep, "budget_tokens": one * 3 // 2}, name="budget"))
     runs = tmp_path / "runs"
     assert len(create(st, runs, log=lambda _: None)) == 1
+    assert load_study_spec(write_spec(tmp_path, {**sweep, "budget_tokens": float(one * 2)})).budget_tokens == one * 2
     text = describe(summary(runs, "budget"))
     assert f"tokens trained: 0 of a budget of {one * 3 // 2:,} (0%)" in text, text
 

@@ -167,11 +167,14 @@ def _is_study(target: str) -> bool:
 
 def _search(args, runs_dir) -> int:
     """A search spec (method = tpe ...): check it, then create the study and queue its first trials."""
-    from cockpit.study import create, load_study_spec
+    from cockpit.study import create, load_study_spec, trial_tokens
 
     st = load_study_spec(args.target)
     keys = ", ".join(f"{k} {next(iter(d))} {next(iter(d.values()))}" for k, d in st.space.items())
-    print(f"search {st.name}: {st.method}, {st.trials} trials ({st.parallel} at a time) of {Path(st.base).name} "
+    one = trial_tokens(st, {})
+    budget = (f", a budget of {st.budget_tokens:,} tokens ({st.budget_tokens / one:.1f} whole trials of {one:,})"
+              if st.budget_tokens is not None else "")
+    print(f"search {st.name}: {st.method}, up to {st.trials} trials{budget} ({st.parallel} at a time) of {Path(st.base).name} "
           f"over {keys}; objective {st.objective} ({st.direction})"
           + (f"; pruned by {st.prune.method} from step {st.prune.min_steps}" if st.prune else ""))
     if args.dry_run:
