@@ -7,7 +7,7 @@ grid's tokens as its ``budget_tokens`` (and up to ``--trials`` trials), each dra
 ``cockpit worker --once``. Counts the tokens each one trained (a pruned
 run counts the steps it made) and compares the best final validation loss.
 
-    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--trials 40] [--budget 0.3333]
+    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--first-seed 0] [--trials 40] [--budget 0.3333]
         [--steps 900] [--runs-dir DIR]
 
 Prints the grid's best, each search's best and tokens, and the two targets: within 1% of the
@@ -60,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("text")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="more seeds in the same runs directory")
     ap.add_argument("--trials", type=int, default=40, help="at most; the token budget ends a search sooner")
     ap.add_argument("--budget", type=float, default=1 / 3, help="each search's budget_tokens, a share of the grid's")
     ap.add_argument("--min-steps", type=int, default=300, help="ASHA's first rung (after the longest warmup)")
@@ -81,7 +82,7 @@ def main() -> None:
     g_best, g_tokens, g_n = results(runs, "grid-")
     print(f"grid: best final val loss {g_best:.4f} over {g_n} runs, {g_tokens:,} tokens", flush=True)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         name = f"tpe{seed}"
         spec = {"sweep": {"name": name, "base": base, "method": "tpe", "trials": args.trials, "parallel": 2,
                           "seed": seed, "objective": "final_val_loss", "set": fixed(args.text, args.steps),

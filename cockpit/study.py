@@ -500,13 +500,13 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
             pass  # stopped by hand: its trial waits (resume the run and it goes on), holding no slot
     asked = len(study.get_trials(deepcopy=False))
     dists = distributions(st)
-    committed = tokens_committed(st, study, runs) if st.budget_tokens is not None else 0
+    committed, stopping = tokens_committed(st, study, runs) if st.budget_tokens is not None else (0, 0)
     while active < st.parallel and asked < st.trials:
         if st.budget_tokens is not None:
             # the next trial counted to its end at the fixed settings (a space over the batch or
             # the steps is counted as asked, once its values are known, the round after)
             if committed + trial_tokens(st, {}) > st.budget_tokens:
-                if active == 0 and not study.user_attrs.get("budget_spent"):
+                if active == 0 and stopping == 0 and not study.user_attrs.get("budget_spent"):
                     study.set_user_attr("budget_spent", committed)
                     log(f"{st.name}: budget spent ({committed:,} of {st.budget_tokens:,} tokens); no more trials")
                 break
@@ -520,23 +520,27 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
     return queued
 
 
-def tokens_committed(st: StudySpec, study, runs: dict[int, Any]) -> int:
-    """Tokens the study has trained or may yet train: each trial that ended (or was stopped), the
-    steps its run made; each trial still queued or running, its run's whole length."""
+def tokens_committed(st: StudySpec, study, runs: dict[int, Any]) -> tuple[int, int]:
+    """(tokens the study has trained or may yet train, runs still being stopped): each trial whose
+    run ended, the steps it made; each run still queued or running, its whole length, even when
+    its trial was pruned (the run trains on until the stop reaches it: its steps are known once it
+    has stopped, a round later); a trial asked but not yet queued, its whole length."""
     import optuna
 
     from runspec.run.rundir import QUEUED, RUNNING, StateError
 
-    total = 0
+    total = stopping = 0
     for t in study.get_trials(deepcopy=False):
         rd = runs.get(t.number)
         try:
             state = rd.read_state() if rd is not None else None
         except StateError:
             state = None
-        open_ = t.state == optuna.trial.TrialState.RUNNING and (state is None or state.status in (QUEUED, RUNNING))
-        total += trial_tokens(st, t.params, None if open_ else (state.step if state else 0))
-    return total
+        live = state is not None and state.status in (QUEUED, RUNNING)
+        asked = state is None and t.state == optuna.trial.TrialState.RUNNING
+        stopping += live and t.state != optuna.trial.TrialState.RUNNING
+        total += trial_tokens(st, t.params, None if live or asked else (state.step if state else 0))
+    return total, stopping
 
 
 def open_studies(runs_dir: Path) -> list[StudySpec]:
