@@ -45,8 +45,9 @@ SPACE = {"optim.lr": {"log_uniform": [1e-3, 3e-2]}, "optim.warmup_steps": {"int"
     ({"method": "tpe", "trials": 4, "space": SPACE, "objective": "train/loss"}, "objective = 'train/loss'"),
     ({"method": "tpe", "trials": 4, "space": SPACE, "prune": {"method": "asha", "min_steps": 0}},
      "[sweep.prune] min_steps = 0"),
-    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": "lots"}, "[sweep] budget_tokens = 'lots'"),
+    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": "lots"}, "[sweep] budget_tokens = \"lots\""),
     ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": 100}, "one trial trains up to"),
+    ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": True}, "[sweep] budget_tokens = true:"),
     ({"method": "tpe", "trials": 4, "space": SPACE, "budget_tokens": 2.5e6 + 0.5}, "[sweep] budget_tokens = 2500000.5"),
 ])
 def test_a_bad_search_space_is_a_one_line_error_naming_the_key(tmp_path, sweep, says):
