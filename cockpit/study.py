@@ -197,7 +197,7 @@ def load_study_spec(spec_path: str | Path) -> StudySpec:
     if isinstance(budget, float) and budget.is_integer():
         budget = int(budget)  # 1.5e7 is TOML's float: a whole number of tokens all the same
     _need(budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1), spec,
-          f"[sweep] budget_tokens = {toml_value(budget)}: a whole number of tokens >= 1 (e.g. 12_000_000), or leave it out")
+          f"[sweep] budget_tokens = {budget if budget is None else toml_value(budget)}: a whole number of tokens >= 1 (e.g. 12_000_000), or leave it out")
     st = StudySpec(name, str(spec.resolve()), str(base), method, s.get("trials", 0), s.get("parallel", 1),
                    s.get("seed", 0), objective, direction, fixed, space, prune, budget)
     dists = distributions(st)
