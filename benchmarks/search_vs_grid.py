@@ -7,8 +7,8 @@ grid's tokens as its ``budget_tokens`` (and up to ``--trials`` trials), each dra
 ``cockpit worker --once``. Counts the tokens each one trained (a pruned
 run counts the steps it made) and compares the best final validation loss.
 
-    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--first-seed 0] [--trials 40] [--budget 0.3333]
-        [--steps 900] [--runs-dir DIR]
+    python benchmarks/search_vs_grid.py PATH/TO/tinyshakespeare/input.txt [--seeds 3] [--first-seed 0]
+        [--trials 40] [--budget 0.3333] [--steps 900] [--runs-dir DIR [--reuse-grid]]
 
 Prints the grid's best, each search's best and tokens, and the two targets: within 1% of the
 grid's best, with at most a third of the grid's tokens.

@@ -197,7 +197,8 @@ def load_study_spec(spec_path: str | Path) -> StudySpec:
     if isinstance(budget, float) and budget.is_integer():
         budget = int(budget)  # 1.5e7 is TOML's float: a whole number of tokens all the same
     _need(budget is None or (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1), spec,
-          f"[sweep] budget_tokens = {budget if budget is None else toml_value(budget)}: a whole number of tokens >= 1 (e.g. 12_000_000), or leave it out")
+          f"[sweep] budget_tokens = {budget if budget is None else toml_value(budget)}: a whole number of tokens "
+          f">= 1 (e.g. 12_000_000), or leave it out")
     st = StudySpec(name, str(spec.resolve()), str(base), method, s.get("trials", 0), s.get("parallel", 1),
                    s.get("seed", 0), objective, direction, fixed, space, prune, budget)
     dists = distributions(st)
@@ -503,8 +504,9 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
     committed, stopping = tokens_committed(st, study, runs) if st.budget_tokens is not None else (0, 0)
     while active < st.parallel and asked < st.trials:
         if st.budget_tokens is not None:
-            # the next trial counted to its end at the fixed settings (a space over the batch or
-            # the steps is counted as asked, once its values are known, the round after)
+            # the next trial counted to its end at the fixed settings: its values are not known
+            # before it is asked (a space over the batch or the steps counts it at its own size
+            # once asked, below)
             if committed + trial_tokens(st, {}) > st.budget_tokens:
                 if active == 0 and stopping == 0 and not study.user_attrs.get("budget_spent"):
                     study.set_user_attr("budget_spent", committed)

@@ -174,7 +174,8 @@ def _search(args, runs_dir) -> int:
     one = trial_tokens(st, {})
     budget = (f", a budget of {st.budget_tokens:,} tokens ({st.budget_tokens / one:.1f} whole trials of {one:,})"
               if st.budget_tokens is not None else "")
-    print(f"search {st.name}: {st.method}, up to {st.trials} trials{budget} ({st.parallel} at a time) of {Path(st.base).name} "
+    print(f"search {st.name}: {st.method}, up to {st.trials} trials{budget} ({st.parallel} at a time) of "
+          f"{Path(st.base).name} "
           f"over {keys}; objective {st.objective} ({st.direction})"
           + (f"; pruned by {st.prune.method} from step {st.prune.min_steps}" if st.prune else ""))
     if args.dry_run:
