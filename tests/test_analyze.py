@@ -24,8 +24,9 @@ def swept(tmp_path_factory):
     for spec in ("tiny.toml", "lrs.toml"):
         r = cockpit("--runs-dir", str(runs), "sweep", str(tmp / spec))
         assert r.returncode == 0, r.stderr
-    subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs), "worker", "--once"], check=True,
-                   capture_output=True, timeout=PATIENCE)
+    # two slots: two runs at once on a core each, so the twelve engines start side by side
+    subprocess.run([sys.executable, "-m", "cockpit", "--runs-dir", str(runs), "worker", "--once", "--slots", "2"],
+                   check=True, capture_output=True, timeout=PATIENCE)
     return tmp, runs
 
 
