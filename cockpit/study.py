@@ -339,9 +339,7 @@ def open_study(runs_dir: Path, st: StudySpec, max_steps: int, store=None):
 
 
 def max_steps_of(st: StudySpec) -> int:
-    from cockpit.runs import check_config
-
-    return check_config(Path(st.base), trial_overrides(st, {}, checks_only=True)).train.max_steps
+    return _step_size(st, {})[1]
 
 
 def create(st: StudySpec, runs_dir: Path, log: Log = print) -> list:
@@ -456,13 +454,14 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
     the runs it queued."""
     import optuna
 
-    from runspec.run.rundir import COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, StateError
+    from runspec.run.rundir import COMPLETED, FAILED, QUEUED, RUNNING, STOPPED
 
     State = optuna.trial.TrialState
     store = storage(runs_dir, st.name)
     study_id = store.get_study_id_from_name(st.name)
     trials = store.get_all_trials(study_id, deepcopy=False)
-    ended = len(trials) >= st.trials or store.get_study_user_attrs(study_id).get("budget_spent") is not None
+    ended = len(trials) >= st.trials or (st.budget_tokens is not None and
+                                         store.get_study_user_attrs(study_id).get("budget_spent") is not None)
     if ended and not any(t.state == State.RUNNING for t in trials):
         return []  # finished: every trial asked and told; the worker's every round need not read its config and runs
     study = open_study(runs_dir, st, max_steps_of(st), store)
@@ -476,9 +475,8 @@ def tend_one(runs_dir: Path, st: StudySpec, log: Log = print) -> list:
             log(f"{st.name}: trial {trial.number} had no run; queued {rd.id}")
             active += 1
             continue
-        try:
-            state = rd.read_state()
-        except StateError:
+        state = _state_of(rd)
+        if state is None:
             continue
         if state.status in (COMPLETED, FAILED) and st.prune is not None:
             _report(st, study, trial, rd, log, judge=False)  # its rungs count for the trials after it
@@ -529,15 +527,11 @@ def tokens_committed(st: StudySpec, study, runs: dict[int, Any]) -> tuple[int, i
     has stopped, a round later); a trial asked but not yet queued, its whole length."""
     import optuna
 
-    from runspec.run.rundir import QUEUED, RUNNING, StateError
+    from runspec.run.rundir import QUEUED, RUNNING
 
     total = stopping = 0
     for t in study.get_trials(deepcopy=False):
-        rd = runs.get(t.number)
-        try:
-            state = rd.read_state() if rd is not None else None
-        except StateError:
-            state = None
+        state = _state_of(runs.get(t.number))
         live = state is not None and state.status in (QUEUED, RUNNING)
         asked = state is None and t.state == optuna.trial.TrialState.RUNNING
         stopping += live and t.state != optuna.trial.TrialState.RUNNING
@@ -581,7 +575,8 @@ def summary(runs_dir: Path, name: str) -> dict:
     trained = 0
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-        trained += trial_tokens(st, t.params, _step(runs.get(t.number)))
+        state = _state_of(runs.get(t.number))
+        trained += trial_tokens(st, t.params, state.step if state else 0)
     history, so_far = [], None
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
@@ -599,14 +594,14 @@ def summary(runs_dir: Path, name: str) -> dict:
             "history": history, "importance": importance}
 
 
-def _step(rd) -> int:
-    """The steps a trial's run has made (0: no run yet, or its state unreadable)."""
+def _state_of(rd):
+    """A trial run's state; None when it has no run yet or its state cannot be read."""
     from runspec.run.rundir import StateError
 
     try:
-        return rd.read_state().step if rd is not None else 0
+        return rd.read_state() if rd is not None else None
     except StateError:
-        return 0
+        return None
 
 
 def describe(s: dict) -> str:

@@ -171,9 +171,10 @@ def _search(args, runs_dir) -> int:
 
     st = load_study_spec(args.target)
     keys = ", ".join(f"{k} {next(iter(d))} {next(iter(d.values()))}" for k, d in st.space.items())
-    one = trial_tokens(st, {})
-    budget = (f", a budget of {st.budget_tokens:,} tokens ({st.budget_tokens / one:.1f} whole trials of {one:,})"
-              if st.budget_tokens is not None else "")
+    budget = ""
+    if st.budget_tokens is not None:
+        one = trial_tokens(st, {})
+        budget = f", a budget of {st.budget_tokens:,} tokens ({st.budget_tokens / one:.1f} whole trials of {one:,})"
     print(f"search {st.name}: {st.method}, up to {st.trials} trials{budget} ({st.parallel} at a time) of "
           f"{Path(st.base).name} "
           f"over {keys}; objective {st.objective} ({st.direction})"
